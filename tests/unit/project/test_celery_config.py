@@ -1,0 +1,56 @@
+"""Every task's reliability options and routes, checked across the registry (warehouse habit)."""
+
+from __future__ import annotations
+
+import celeryconfig
+from ubi.celery_app import app
+from ubi.tasks.base import UbiTask
+
+
+def _ubi_tasks() -> dict[str, object]:
+    app.loader.import_default_modules()
+    return {name: task for name, task in app.tasks.items() if name.startswith("ubi.")}
+
+
+def test_every_task_is_reliable_and_routed_to_its_module_queue() -> None:
+    tasks = _ubi_tasks()
+    assert "ubi.tasks.maintenance.probe" in tasks
+    for name, task in tasks.items():
+        assert isinstance(task, UbiTask), name
+        assert task.acks_late and task.reject_on_worker_lost, name
+        assert task.max_retries is not None and task.max_retries <= 10, name
+        queue_name = name.split(".")[2]
+        route = celeryconfig.route_task(name, (), {}, {})
+        assert route["queue"].name == celeryconfig.QUEUE_BY_NAME[queue_name].name
+        assert name == f"{task.__module__}.{task.__name__}", "stable dotted names"
+
+
+def test_queues_dead_letter_with_a_delivery_limit() -> None:
+    assert app.conf.task_acks_late is True
+    assert app.conf.task_acks_on_failure is False
+    assert app.conf.task_create_missing_queues is False
+    assert app.conf.worker_prefetch_multiplier == 1
+    assert app.conf.broker_transport_options["confirm_publish"] is True
+    assert app.conf.worker_send_task_events and app.conf.task_send_sent_event
+    assert {q.name.removeprefix(celeryconfig.P("")) for q in celeryconfig.task_queues} == {
+        "ingest", "features", "baselines", "detect", "publish", "receipts", "maintenance"}
+    for queue in celeryconfig.task_queues:
+        args = queue.queue_arguments
+        assert args["x-queue-type"] == "quorum"
+        assert args["x-dead-letter-exchange"] == celeryconfig.DEAD_LETTER_EXCHANGE.name
+        assert args["x-dead-letter-strategy"] == "at-least-once"
+        assert args["x-overflow"] == "reject-publish"
+        assert 3 <= args["x-delivery-limit"] <= 5
+
+
+def test_unknown_task_names_have_no_route() -> None:
+    import pytest
+
+    with pytest.raises(LookupError):
+        celeryconfig.route_task("somewhere.else.task", (), {}, {})
+
+
+def test_beat_entries_expire_and_route() -> None:
+    for name, entry in celeryconfig.beat_schedule.items():
+        assert entry["options"]["expires"] > 0, name
+        assert entry["task"] in _ubi_tasks(), name

@@ -1,0 +1,282 @@
+"""``ubi``: the command line of UBI (SPEC §14). Commands stay thin: they call services."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import timedelta
+from typing import Any
+
+import click
+
+from ubi.web.auth import PRIVILEGED_ROLES, ROLES
+
+
+@click.group()
+def main() -> None:
+    """UBI — User Behaviour Intelligence."""
+
+
+# --- database --------------------------------------------------------------------------------
+
+@main.group()
+def db() -> None:
+    """Database schema (Alembic)."""
+
+
+@db.command("upgrade")
+@click.option("--revision", default="head", show_default=True)
+def db_upgrade(revision: str) -> None:
+    """Apply migrations up to REVISION."""
+    from ubi.services import schema
+
+    schema.upgrade(revision=revision)
+    click.echo(f"database at {schema.current_revision()}")
+
+
+@db.command("downgrade")
+@click.argument("revision")
+def db_downgrade(revision: str) -> None:
+    """Revert migrations down to REVISION (``base`` drops everything)."""
+    from ubi.services import schema
+
+    schema.downgrade(revision=revision)
+    click.echo(f"database at {schema.current_revision() or 'base'}")
+
+
+@db.command("current")
+def db_current() -> None:
+    """Print the applied revision."""
+    from ubi.services import schema
+
+    click.echo(schema.current_revision() or "base")
+
+
+# --- broker ----------------------------------------------------------------------------------
+
+@main.group()
+def broker() -> None:
+    """RabbitMQ topology."""
+
+
+@broker.command("declare")
+def broker_declare() -> None:
+    """Declare exchanges, queues, the dead-letter exchange and queues (idempotent)."""
+    from ubi.integrations.broker import declare_topology
+
+    declared = declare_topology()
+    click.echo(json.dumps(declared, indent=2))
+
+
+# --- dead-letter queue -----------------------------------------------------------------------
+
+def _dlq() -> Any:
+    from ubi.celery_app import app
+    from ubi.integrations.dlq import DeadLetterQueue
+
+    known = {name for name in app.tasks if name.startswith("ubi.")}
+
+    def exception_of(task_id: str) -> str | None:
+        if not app.conf.result_backend:
+            return None
+        result = app.AsyncResult(task_id)
+        return repr(result.result) if result.failed() else None
+
+    return DeadLetterQueue(known_tasks=known, exception_lookup=exception_of)
+
+
+@main.group()
+def dlq() -> None:
+    """Read and re-drive the task dead-letter queue."""
+
+
+@dlq.command("list")
+@click.option("--limit", default=100, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def dlq_list(limit: int, as_json: bool) -> None:
+    """Dead-lettered tasks: name, arguments, exception, attempts, first/last failure."""
+    from ubi.integrations.dlq import to_json
+
+    letters = _dlq().list(limit=limit)
+    if as_json:
+        click.echo(to_json(letters))
+        return
+    if not letters:
+        click.echo("the dead-letter queue is empty")
+    for d in letters:
+        click.echo(f"{d.task_id}  {d.task_name}  attempts={d.attempts} reason={d.reason} "
+                   f"queue={d.original_queue} last={d.last_failure} "
+                   f"exception={d.exception or '-'}\n    {d.args_summary}")
+
+
+@dlq.command("show")
+@click.argument("task_id")
+def dlq_show(task_id: str) -> None:
+    """One dead-lettered task in full."""
+    letter = _dlq().show(task_id)
+    if letter is None:
+        raise click.ClickException(f"no dead letter with task id {task_id}")
+    click.echo(json.dumps(letter.as_dict(), indent=2, default=str))
+
+
+@dlq.command("retry")
+@click.argument("task_id", required=False)
+@click.option("--all", "all_messages", is_flag=True, help="re-drive every dead letter")
+def dlq_retry(task_id: str | None, all_messages: bool) -> None:
+    """Re-drive a dead letter (or all) to the queue it died in."""
+    if not task_id and not all_messages:
+        raise click.UsageError("give a TASK_ID or --all")
+    done = _dlq().retry(task_id, all_messages=all_messages)
+    click.echo(f"re-driven: {len(done)}")
+
+
+@dlq.command("purge")
+@click.confirmation_option(prompt="Drop every dead letter?")
+def dlq_purge() -> None:
+    """Drop every dead letter."""
+    click.echo(f"purged: {_dlq().purge()}")
+
+
+# --- keys and tokens -------------------------------------------------------------------------
+
+@main.group()
+def keys() -> None:
+    """Key material for development."""
+
+
+@keys.command("generate")
+@click.option("--kind", type=click.Choice(["receipt", "jwt-rs256", "jwt-es256"]),
+              default="receipt", show_default=True)
+def keys_generate(kind: str) -> None:
+    """Print a new key pair: Ed25519 for receipts (UBI_RECEIPT_SIGNING_KEY), or an RS256 /
+    ES256 pair for tokens (UBI_JWT_PUBLIC_KEY + the private key for ``ubi token --key``)."""
+    from ubi.services.keys import generate_jwt_keypair, generate_receipt_key
+
+    if kind == "receipt":
+        key = generate_receipt_key()
+        click.echo(f"# kid: {key.kid}")
+        click.echo("# UBI_RECEIPT_SIGNING_KEY (keep secret):")
+        click.echo(key.private_pem)
+        click.echo("# public key (served at /v1/ubi/receipts/public-key):")
+        click.echo(key.public_pem)
+    else:
+        private_pem, public_pem = generate_jwt_keypair("ES256" if kind == "jwt-es256" else "RS256")
+        click.echo("# private key (sign development tokens with `ubi token --key FILE`):")
+        click.echo(private_pem)
+        click.echo("# UBI_JWT_PUBLIC_KEY:")
+        click.echo(public_pem)
+
+
+@main.command("token")
+@click.option("--tenant", "tenant_id", help="tenant the token is bound to")
+@click.option("--role", "roles", multiple=True,
+              type=click.Choice(sorted((*ROLES, *PRIVILEGED_ROLES))),
+              help="role to grant (repeat); default: every ubi:* role")
+@click.option("--sub", default="dev-user", show_default=True)
+@click.option("--ttl", default=3600, show_default=True, help="seconds")
+@click.option("--key", "key_file", type=click.Path(exists=True, dir_okay=False),
+              help="PEM private key (RS256/ES256); default: HS256 with UBI_JWT_SECRET")
+def token(tenant_id: str | None, roles: tuple[str, ...], sub: str, ttl: int,
+          key_file: str | None) -> None:
+    """Mint a development token for a tenant and roles."""
+    from ubi.web.auth import mint_token
+
+    if not tenant_id and not (set(roles) & PRIVILEGED_ROLES):
+        raise click.UsageError("--tenant is required unless a privileged role is granted")
+    pem = open(key_file).read() if key_file else None  # noqa: SIM115 - short-lived CLI
+    click.echo(mint_token(sub=sub, tenant_id=tenant_id, roles=roles or ROLES,
+                          ttl=timedelta(seconds=ttl), private_key_pem=pem))
+
+
+# --- running ---------------------------------------------------------------------------------
+
+@main.group()
+def devserver() -> None:
+    """Run UBI or the local stand-ins for outside services."""
+
+
+@devserver.command("web")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=None, help="default: $PORT or 8000")
+def devserver_web(host: str, port: int | None) -> None:
+    """The API on a development server (use gunicorn in production: see the Procfile)."""
+    from ubi.services import schema
+    from ubi.settings import get_settings
+    from ubi.web.app import create_app
+
+    settings = get_settings()
+    if settings.embedded_db:
+        schema.upgrade(settings)
+    create_app(settings).run(host=host, port=port or settings.port, threaded=True)
+
+
+@main.command("worker", context_settings={"ignore_unknown_options": True})
+@click.argument("group")
+@click.option("--concurrency", "-c", type=int, default=None)
+@click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
+def worker(group: str, concurrency: int | None, celery_args: tuple[str, ...]) -> None:
+    """A Celery worker for one queue GROUP (ingest, pipeline, baselines, delivery,
+    maintenance); extra arguments go to ``celery worker``."""
+    import celeryconfig
+    from ubi.celery_app import app
+    from ubi.settings import get_settings, set_process_env
+
+    if group not in celeryconfig.WORKER_GROUPS:
+        raise click.UsageError(f"unknown group {group!r}: {sorted(celeryconfig.WORKER_GROUPS)}")
+    settings = get_settings()
+    if settings.embedded_broker:
+        raise click.ClickException("set CELERY_BROKER_URL: the embedded default runs tasks "
+                                   "in-process and has no workers")
+    if not settings.prometheus_multiproc_dir:
+        metrics_dir = settings.data_dir / "metrics"
+        metrics_dir.mkdir(parents=True, exist_ok=True)
+        set_process_env("PROMETHEUS_MULTIPROC_DIR", str(metrics_dir))
+        get_settings.cache_clear()
+    queues = ",".join(settings.queue_name(q) for q in celeryconfig.WORKER_GROUPS[group])
+    argv = ["worker", "-Q", queues, "-n", f"{group}@%h", "-E", "--loglevel", settings.log_level]
+    if concurrency:
+        argv += ["--concurrency", str(concurrency)]
+    app.worker_main([*argv, *celery_args])
+
+
+@main.command("beat", context_settings={"ignore_unknown_options": True})
+@click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
+def beat(celery_args: tuple[str, ...]) -> None:
+    """Celery beat, guarded by a Redis lock so only one instance ever schedules."""
+    import os
+    import signal
+
+    from ubi.celery_app import app
+    from ubi.integrations.beat_lock import BeatLock
+    from ubi.integrations.dependencies import redis_client
+    from ubi.settings import get_settings
+
+    settings = get_settings()
+    client = redis_client(settings)
+    if client is None:
+        raise click.ClickException("set REDIS_URL: beat needs Redis for its single-instance lock")
+    lock = BeatLock(client, f"{settings.queue_prefix}ubi:beat:lock")
+    click.echo("waiting for the beat lock (another beat may be running)...")
+    lock.acquire(wait=True)
+    click.echo("beat lock held: scheduling")
+    lock.keep_alive(on_lost=lambda: os.kill(os.getpid(), signal.SIGTERM))
+    schedule = str(settings.data_dir / "celerybeat-schedule")
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        app.start(["beat", "--schedule", schedule, "--loglevel", settings.log_level,
+                   *celery_args])
+    finally:
+        lock.stop()
+        lock.release()
+
+
+@main.command("demo")
+def demo() -> None:
+    """Start UBI on the embedded default and show it answering over HTTP."""
+    from ubi.services.demo import run_smoke_demo
+
+    sys.exit(run_smoke_demo(click.echo))
+
+
+if __name__ == "__main__":
+    main()

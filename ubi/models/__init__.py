@@ -1,0 +1,25 @@
+"""SQLAlchemy tables of the store and the session factory."""
+
+from ubi.models.base import Base, utcnow
+from ubi.models.events import DailyInteraction, DailyWorkItem, Event, EventKey, daily_rollups
+from ubi.models.governance import AuditEntry, DeletionJob, RetentionDecision
+from ubi.models.intelligence import (
+    Anomaly,
+    Baseline,
+    Feature,
+    Score,
+    Signal,
+    SignalFeedback,
+    SignalVersion,
+)
+from ubi.models.outbox import ReceiptOutbox, SignalOutbox, TaskOutbox
+from ubi.models.session import dialect_insert, get_engine, session_factory, session_scope
+from ubi.models.tenancy import Batch, DirtySubject, IngestionState, TenantConfigVersion, TenantDay
+
+__all__ = [
+    "Anomaly", "AuditEntry", "Base", "Baseline", "Batch", "DailyInteraction", "DailyWorkItem",
+    "DeletionJob", "DirtySubject", "Event", "EventKey", "Feature", "IngestionState",
+    "ReceiptOutbox", "RetentionDecision", "Score", "Signal", "SignalFeedback", "SignalOutbox",
+    "SignalVersion", "TaskOutbox", "TenantConfigVersion", "TenantDay", "daily_rollups",
+    "dialect_insert", "get_engine", "session_factory", "session_scope", "utcnow",
+]

@@ -1,0 +1,80 @@
+"""Outboxes: work and messages committed with the rows that owe them (SPEC §9, §12, §13).
+
+A step writes its rows and the messages it owes in one transaction; a drain sends them after
+commit and marks them sent only once the broker (or ERIS) confirmed.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column
+
+from ubi.models.base import Base, JSONType, UTCDateTime
+
+
+class TaskOutbox(Base):
+    """A follow-up Celery task owed by a committed step (e.g. features after an ingest)."""
+
+    __tablename__ = "task_outbox"
+    __table_args__ = (sa.Index("ix_task_outbox_pending", "dispatched_at", "id"),)
+
+    id: Mapped[int] = mapped_column(sa.BigInteger().with_variant(sa.Integer, "sqlite"),
+                                    primary_key=True, autoincrement=True)
+    tenant_id: Mapped[str] = mapped_column(sa.String(64))
+    task_name: Mapped[str] = mapped_column(sa.String(128))
+    kwargs: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    #: Rows with the same key coalesce: one pending task per (task, key).
+    dedupe_key: Mapped[str | None] = mapped_column(sa.String(256))
+    correlation_id: Mapped[str | None] = mapped_column(sa.String(128))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    dispatched_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    attempts: Mapped[int] = mapped_column(sa.Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(sa.Text)
+
+
+class SignalOutbox(Base):
+    """A signal version to publish on the stream (SPEC §12)."""
+
+    __tablename__ = "signal_outbox"
+    __table_args__ = (
+        sa.UniqueConstraint("signal_id", "version", name="uq_signal_outbox_version"),
+        sa.Index("ix_signal_outbox_pending", "status", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(sa.BigInteger().with_variant(sa.Integer, "sqlite"),
+                                    primary_key=True, autoincrement=True)
+    signal_id: Mapped[str] = mapped_column(sa.String(36))
+    version: Mapped[int] = mapped_column(sa.Integer)
+    tenant_id: Mapped[str] = mapped_column(sa.String(64))
+    routing_key: Mapped[str] = mapped_column(sa.String(255))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    headers: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    status: Mapped[str] = mapped_column(sa.String(16), default="pending")  # pending|published
+    attempts: Mapped[int] = mapped_column(sa.Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(sa.Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    published_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class ReceiptOutbox(Base):
+    """A signed evidence receipt to deliver to ERIS (SPEC §13)."""
+
+    __tablename__ = "receipt_outbox"
+    __table_args__ = (sa.Index("ix_receipt_outbox_pending", "status", "next_attempt_at"),)
+
+    receipt_id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(sa.String(64))
+    resource_type: Mapped[str] = mapped_column(sa.String(16))  # config|signal
+    resource_id: Mapped[str | None] = mapped_column(sa.String(128))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    status: Mapped[str] = mapped_column(sa.String(16), default="pending")  # pending|delivered|dead
+    attempts: Mapped[int] = mapped_column(sa.Integer, default=0)
+    first_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(sa.Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

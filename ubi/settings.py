@@ -1,0 +1,247 @@
+"""Every environment variable UBI reads, typed, with its default, in one place.
+
+Nothing else in the project reads ``os.environ``. ``load_settings()`` builds an immutable
+``Settings`` from an environment mapping; ``get_settings()`` caches the one built from the
+process environment.
+
+Embedded default: with no ``DATABASE_URL`` the store is SQLite under ``UBI_DATA_DIR``; with no
+``CELERY_BROKER_URL`` tasks run in-process (eager) on kombu's memory transport, and with no
+``REDIS_URL`` locks and caches are in-process. Secrets that production must provide are then
+generated once per data directory, so ``ubi demo`` needs no servers and no setup.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+
+class SettingsError(RuntimeError):
+    """A required setting is missing or malformed."""
+
+
+@dataclass(frozen=True)
+class EnvVar:
+    name: str
+    help: str
+    default: str = ""
+
+
+#: The documented variables (README's configuration table is checked against this list).
+ENV_VARS: tuple[EnvVar, ...] = (
+    EnvVar("DATABASE_URL", "SQLAlchemy URL (`postgresql+psycopg://...`)",
+           "embedded SQLite under `UBI_DATA_DIR`"),
+    EnvVar("CELERY_BROKER_URL", "broker (`amqp://guest:guest@127.0.0.1:5672//`)",
+           "in-process (embedded, tasks run eagerly)"),
+    EnvVar("CELERY_RESULT_BACKEND", "Celery result backend", "`REDIS_URL`, else none"),
+    EnvVar("REDIS_URL", "caches and locks (`redis://127.0.0.1:6379/0`)", "in-process (embedded)"),
+    EnvVar("UBI_DATA_DIR", "where the embedded default keeps its files", "`./.ubi`"),
+    EnvVar("UBI_JWT_SECRET", "HS256 secret for development tokens",
+           "generated per data dir in embedded mode"),
+    EnvVar("UBI_JWT_PUBLIC_KEY", "PEM public key (or path to one) for RS256/ES256 tokens", ""),
+    EnvVar("UBI_JWT_JWKS_FILE", "path to a JWKS file of RS256/ES256 keys (selected by `kid`)", ""),
+    EnvVar("UBI_JWT_AUDIENCE", "required `aud` claim", "`ubi`"),
+    EnvVar("UBI_JWT_ISSUER", "required `iss` claim", "`ubi-dev`"),
+    EnvVar("UBI_IAM_URL", "platform IAM for remote token verification", "unset = local only"),
+    EnvVar("UBI_ERIS_URL", "evidence receipt service", "unset = receipts kept in the outbox"),
+    EnvVar("UBI_GOVERNANCE_URL", "data governance (retention decisions)",
+           "unset = tenant `retention_days`"),
+    EnvVar("UBI_PSEUDONYM_SECRET", "secret the per-tenant pseudonym keys derive from",
+           "generated per data dir in embedded mode; required otherwise"),
+    EnvVar("UBI_RECEIPT_SIGNING_KEY", "Ed25519 private key (PEM or base64 raw) for receipts",
+           "generated per data dir in embedded mode; required otherwise"),
+    EnvVar("UBI_MAX_BATCH", "largest accepted batch", "5000"),
+    EnvVar("PROMETHEUS_MULTIPROC_DIR", "multiprocess metrics directory",
+           "set by the process start"),
+    EnvVar("UBI_QUEUE_PREFIX", "prefix for queue and exchange names", "empty"),
+    EnvVar("UBI_LOG_LEVEL", "log level", "`INFO`"),
+    EnvVar("UBI_LOG_FORMAT", "`json` or `text`", "`json`"),
+    EnvVar("UBI_HTTP_TIMEOUT", "seconds for calls to outside services", "5"),
+    EnvVar("UBI_BROKER_CONNECT_TIMEOUT", "seconds before the broker counts as down", "3"),
+    EnvVar("UBI_DEV_MODE", "allow development secrets outside the embedded default", "`0`"),
+    EnvVar("PORT", "HTTP port of `ubi devserver web` and gunicorn in the Procfile", "8000"),
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Typed view of the environment. Use ``load_settings`` to build one."""
+
+    database_url: str
+    broker_url: str
+    result_backend: str | None
+    redis_url: str | None
+    data_dir: Path
+    jwt_secret: str | None
+    jwt_public_key: str | None
+    jwt_jwks_file: str | None
+    jwt_audience: str
+    jwt_issuer: str
+    iam_url: str | None
+    eris_url: str | None
+    governance_url: str | None
+    pseudonym_secret: bytes
+    receipt_signing_key: str
+    max_batch: int
+    prometheus_multiproc_dir: str | None
+    queue_prefix: str
+    log_level: str
+    log_format: str
+    http_timeout: float
+    broker_connect_timeout: float
+    port: int
+    #: True when no database was configured (SQLite under the data dir).
+    embedded_db: bool = False
+    #: True when no broker was configured: tasks run in-process, eagerly.
+    embedded_broker: bool = False
+
+    @property
+    def embedded(self) -> bool:
+        return self.embedded_broker
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.database_url.startswith("postgresql")
+
+    def queue_name(self, name: str) -> str:
+        """A queue or exchange name with this deployment's prefix."""
+        return f"{self.queue_prefix}{name}"
+
+    def replace(self, **changes: Any) -> Settings:
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        values.update(changes)
+        return Settings(**values)
+
+
+def _str(env: Mapping[str, str], name: str) -> str | None:
+    value = env.get(name, "").strip()
+    return value or None
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = _str(env, name)
+    if raw is None:
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise SettingsError(f"{name} must be an integer, got {raw!r}") from exc
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = _str(env, name)
+    if raw is None:
+        return default
+    try:
+        return float(raw)
+    except ValueError as exc:
+        raise SettingsError(f"{name} must be a number, got {raw!r}") from exc
+
+
+def _generated_secrets(data_dir: Path) -> dict[str, str]:
+    """Secrets generated once per embedded data directory (development only)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    path = data_dir / "secrets.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    data_dir.mkdir(parents=True, exist_ok=True)
+    key = Ed25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
+        serialization.NoEncryption())
+    values = {
+        "UBI_PSEUDONYM_SECRET": secrets.token_hex(32),
+        "UBI_JWT_SECRET": secrets.token_hex(32),
+        "UBI_RECEIPT_SIGNING_KEY": base64.b64encode(key).decode(),
+    }
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(values, indent=2))
+    tmp.chmod(0o600)
+    tmp.replace(path)
+    return values
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Build settings from an environment mapping (default: the process environment)."""
+    env = dict(os.environ if environ is None else environ)
+    data_dir = Path(_str(env, "UBI_DATA_DIR") or ".ubi").expanduser().resolve()
+    database_url = _str(env, "DATABASE_URL")
+    broker_url = _str(env, "CELERY_BROKER_URL")
+    redis_url = _str(env, "REDIS_URL")
+    embedded_db = database_url is None
+    embedded_broker = broker_url is None
+    dev_mode = (_str(env, "UBI_DEV_MODE") or "0").lower() in {"1", "true", "yes"}
+
+    generated: dict[str, str] = {}
+    needs = [n for n in ("UBI_PSEUDONYM_SECRET", "UBI_RECEIPT_SIGNING_KEY") if not _str(env, n)]
+    jwt_configured = any(
+        _str(env, n) for n in ("UBI_JWT_SECRET", "UBI_JWT_PUBLIC_KEY", "UBI_JWT_JWKS_FILE"))
+    if needs or not jwt_configured:
+        if embedded_broker or dev_mode:
+            generated = _generated_secrets(data_dir)
+        elif needs:
+            raise SettingsError(
+                f"{', '.join(needs)} must be set outside the embedded default "
+                "(generate a signing key with `ubi keys generate`)")
+
+    def secret(name: str) -> str | None:
+        return _str(env, name) or generated.get(name)
+
+    jwt_secret = _str(env, "UBI_JWT_SECRET")
+    if not jwt_configured:
+        jwt_secret = generated.get("UBI_JWT_SECRET")
+
+    multiproc = _str(env, "PROMETHEUS_MULTIPROC_DIR") or _str(env, "prometheus_multiproc_dir")
+    log_format = (_str(env, "UBI_LOG_FORMAT") or "json").lower()
+    if log_format not in {"json", "text"}:
+        raise SettingsError(f"UBI_LOG_FORMAT must be json or text, got {log_format!r}")
+    max_batch = _int(env, "UBI_MAX_BATCH", 5000)
+    if max_batch < 1:
+        raise SettingsError("UBI_MAX_BATCH must be at least 1")
+
+    return Settings(
+        database_url=database_url or f"sqlite:///{data_dir / 'ubi.sqlite3'}",
+        broker_url=broker_url or "memory://",
+        result_backend=_str(env, "CELERY_RESULT_BACKEND") or redis_url,
+        redis_url=redis_url,
+        data_dir=data_dir,
+        jwt_secret=jwt_secret,
+        jwt_public_key=_str(env, "UBI_JWT_PUBLIC_KEY"),
+        jwt_jwks_file=_str(env, "UBI_JWT_JWKS_FILE"),
+        jwt_audience=_str(env, "UBI_JWT_AUDIENCE") or "ubi",
+        jwt_issuer=_str(env, "UBI_JWT_ISSUER") or "ubi-dev",
+        iam_url=(_str(env, "UBI_IAM_URL") or "").rstrip("/") or None,
+        eris_url=(_str(env, "UBI_ERIS_URL") or "").rstrip("/") or None,
+        governance_url=(_str(env, "UBI_GOVERNANCE_URL") or "").rstrip("/") or None,
+        pseudonym_secret=(secret("UBI_PSEUDONYM_SECRET") or "").encode(),
+        receipt_signing_key=secret("UBI_RECEIPT_SIGNING_KEY") or "",
+        max_batch=max_batch,
+        prometheus_multiproc_dir=multiproc,
+        queue_prefix=_str(env, "UBI_QUEUE_PREFIX") or "",
+        log_level=(_str(env, "UBI_LOG_LEVEL") or "INFO").upper(),
+        log_format=log_format,
+        http_timeout=_float(env, "UBI_HTTP_TIMEOUT", 5.0),
+        broker_connect_timeout=_float(env, "UBI_BROKER_CONNECT_TIMEOUT", 3.0),
+        port=_int(env, "PORT", 8000),
+        embedded_db=embedded_db,
+        embedded_broker=embedded_broker,
+    )
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The settings of this process (built once from the environment)."""
+    return load_settings()
+
+
+def set_process_env(name: str, value: str) -> None:
+    """Export a variable to child processes (gunicorn/celery children need the metrics dir)."""
+    os.environ[name] = value

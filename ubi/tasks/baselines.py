@@ -1,0 +1,3 @@
+"""Tasks of the `baselines` queue."""
+
+from __future__ import annotations

@@ -1,0 +1,3 @@
+"""Tasks of the `detect` queue."""
+
+from __future__ import annotations

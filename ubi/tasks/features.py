@@ -1,0 +1,3 @@
+"""Tasks of the `features` queue."""
+
+from __future__ import annotations

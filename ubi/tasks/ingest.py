@@ -1,0 +1,3 @@
+"""Tasks of the `ingest` queue."""
+
+from __future__ import annotations

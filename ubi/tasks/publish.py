@@ -1,0 +1,3 @@
+"""Tasks of the `publish` queue."""
+
+from __future__ import annotations

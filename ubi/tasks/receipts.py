@@ -1,0 +1,3 @@
+"""Tasks of the `receipts` queue."""
+
+from __future__ import annotations

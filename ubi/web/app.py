@@ -1,0 +1,91 @@
+"""Flask application factory: the thin HTTP API of SPEC §6 under ``/v1/ubi``."""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from typing import Any
+
+from flask import Flask, Response, g, request
+from flask_smorest import Api
+from werkzeug.exceptions import HTTPException
+
+from ubi.observability import context
+from ubi.observability.logging import configure_logging
+from ubi.observability.metrics import API_DURATION
+from ubi.settings import Settings, get_settings
+from ubi.web import errors
+
+API_PREFIX = "/v1/ubi"
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+class UbiApi(Api):
+    """flask-smorest ``Api`` whose errors use UBI's JSON error shape."""
+
+    ERROR_SCHEMA = errors.ErrorSchema
+
+    def handle_http_exception(self, error: HTTPException) -> Response:  # type: ignore[override]
+        return errors.handle_http_exception(error)
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    """Build the web app for ``settings`` (default: the process environment)."""
+    settings = settings or get_settings()
+    configure_logging()
+    app = Flask("ubi")
+    app.config.update(
+        UBI_SETTINGS=settings,
+        API_TITLE="UBI — User Behaviour Intelligence",
+        API_VERSION="v1",
+        OPENAPI_VERSION="3.0.3",
+        OPENAPI_URL_PREFIX=API_PREFIX,
+        OPENAPI_JSON_PATH="openapi.json",
+        OPENAPI_SWAGGER_UI_PATH="docs",
+        OPENAPI_SWAGGER_UI_URL="https://cdn.jsdelivr.net/npm/swagger-ui-dist/",
+        # Far above the largest valid batch; a bigger body is refused before it is read.
+        MAX_CONTENT_LENGTH=settings.max_batch * 16 * 1024 + (1 << 20),
+        JSON_SORT_KEYS=False,
+    )
+    api = UbiApi(app, spec_kwargs={
+        "info": {"description": "Explainable engineering-health intelligence. All endpoints "
+                 "but health, readiness, metrics and the receipt key need a Bearer JWT."},
+    })
+    api.spec.components.security_scheme(
+        "bearerAuth", {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"})
+
+    from ubi.web.blueprints import register_blueprints
+
+    register_blueprints(api)
+
+    app.register_error_handler(errors.ApiError, errors.handle_api_error)
+    app.register_error_handler(Exception, errors.handle_unexpected)
+    app.before_request(_start_request)
+    app.after_request(_finish_request)
+    app.teardown_request(_teardown_request)
+    return app
+
+
+def _start_request() -> None:
+    incoming = request.headers.get("X-Request-ID", "")
+    g.request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+    g.request_started = time.perf_counter()
+    context.clear()
+    context.bind(request_id=g.request_id,
+                 correlation_id=request.headers.get("X-Correlation-ID") or None)
+
+
+def _finish_request(response: Response) -> Response:
+    response.headers["X-Request-ID"] = g.get("request_id") or uuid.uuid4().hex
+    started = g.get("request_started")
+    if started is not None and request.url_rule is not None:
+        principal: Any = g.get("ubi_principal")
+        tenant = getattr(principal, "tenant_id", None) or "none"
+        API_DURATION.labels(tenant_id=tenant, endpoint=request.url_rule.rule,
+                            method=request.method).observe(time.perf_counter() - started)
+    return response
+
+
+def _teardown_request(_exc: BaseException | None) -> None:
+    context.clear()

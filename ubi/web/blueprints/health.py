@@ -1,0 +1,68 @@
+"""Liveness, readiness and metrics (no authentication)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import marshmallow as ma
+from flask import Response, current_app
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from ubi import __version__
+from ubi.integrations.dependencies import readiness
+from ubi.observability.metrics import exposition
+from ubi.web.errors import ErrorSchema
+
+blp = Blueprint("health", __name__, description="Liveness, readiness and metrics")
+
+
+class HealthSchema(ma.Schema):
+    status = ma.fields.String(required=True)
+    version = ma.fields.String(required=True)
+
+
+class CheckSchema(ma.Schema):
+    ok = ma.fields.Boolean(required=True)
+    detail = ma.fields.String(required=True)
+
+
+class ReadySchema(ma.Schema):
+    status = ma.fields.String(required=True)
+    checks = ma.fields.Dict(keys=ma.fields.String(), values=ma.fields.Nested(CheckSchema))
+
+
+@blp.route("/health")
+class Health(MethodView):
+    @blp.response(200, HealthSchema)
+    def get(self) -> dict[str, Any]:
+        """Liveness: the process answers."""
+        return {"status": "ok", "version": __version__}
+
+
+@blp.route("/ready")
+class Ready(MethodView):
+    @blp.response(200, ReadySchema)
+    @blp.alt_response(503, schema=ErrorSchema, description="a dependency is unreachable")
+    def get(self) -> Any:
+        """Readiness: PostgreSQL, the broker and Redis are reachable (503 names the one that
+        is not)."""
+        checks = readiness(current_app.config["UBI_SETTINGS"])
+        body = {c.name: {"ok": c.ok, "detail": c.detail} for c in checks}
+        down = [c.name for c in checks if not c.ok]
+        if down:
+            from ubi.web.errors import error_response
+
+            return error_response(
+                503, f"not ready: {', '.join(down)} unreachable", code="dependency_unavailable",
+                errors={"dependencies": down, "checks": body}, headers={"Retry-After": "5"})
+        return {"status": "ready", "checks": body}
+
+
+@blp.route("/metrics")
+class Metrics(MethodView):
+    @blp.response(200, description="Prometheus text exposition")
+    def get(self) -> Response:
+        """Prometheus metrics of every web and worker process (SPEC §11)."""
+        body, content_type = exposition()
+        return Response(body, mimetype=None, content_type=content_type)

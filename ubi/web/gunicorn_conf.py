@@ -1,0 +1,37 @@
+"""gunicorn settings for the web process (Procfile ``web``)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+from ubi.settings import get_settings, set_process_env
+
+_settings = get_settings()
+
+bind = f"0.0.0.0:{_settings.port}"
+workers = 2
+threads = 4
+worker_class = "gthread"
+timeout = 60
+graceful_timeout = 30
+keepalive = 5
+accesslog = "-"
+# Metrics of every worker process are aggregated from files in this directory (SPEC §11).
+_metrics_dir = _settings.prometheus_multiproc_dir or str(_settings.data_dir / "metrics")
+set_process_env("PROMETHEUS_MULTIPROC_DIR", _metrics_dir)
+get_settings.cache_clear()  # workers import the app after fork and must see the directory
+
+
+def on_starting(server: Any) -> None:
+    path = Path(_metrics_dir)
+    if path.exists() and not _settings.prometheus_multiproc_dir:
+        shutil.rmtree(path)  # our own default dir: stale files of a previous run go
+    path.mkdir(parents=True, exist_ok=True)
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    from ubi.observability.metrics import mark_process_dead
+
+    mark_process_dead(worker.pid)
