@@ -107,6 +107,7 @@ def db_session(database):  # type: ignore[no-untyped-def]
     finally:
         session.close()
         resources.truncate_all(database)
+        resources.purge_task_queues(BROKER_URL)
 
 
 @pytest.fixture
@@ -115,6 +116,7 @@ def clean_db(database) -> Iterator[str]:  # type: ignore[no-untyped-def]
 
     yield database
     resources.truncate_all(database)
+    resources.purge_task_queues(BROKER_URL)
 
 
 @pytest.fixture

@@ -209,7 +209,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
 
     return Settings(
         database_url=database_url or f"sqlite:///{data_dir / 'ubi.sqlite3'}",
-        broker_url=broker_url or "memory://",
+        broker_url=broker_url or "memory://localhost/",
         result_backend=_str(env, "CELERY_RESULT_BACKEND") or redis_url,
         redis_url=redis_url,
         data_dir=data_dir,

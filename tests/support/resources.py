@@ -78,3 +78,15 @@ def queue_exists(broker_url: str, name: str) -> bool:
         finally:
             with contextlib.suppress(Exception):
                 channel.close()
+
+
+def purge_task_queues(broker_url: str) -> None:
+    """Drop messages a test left behind in this run's task queues."""
+    import celeryconfig
+
+    with Connection(broker_url) as conn:
+        channel = conn.channel()
+        for queue in celeryconfig.task_queues:
+            with contextlib.suppress(Exception):
+                channel.queue_purge(queue.name)
+        channel.close()

@@ -51,3 +51,25 @@ def invalidate(tenant_id: str | None = None) -> None:
 def describe(config: TenantConfig) -> dict[str, Any]:
     return {"version": config.version, "config": config.raw,
             "snapshot_hash": config.snapshot_hash}
+
+
+def save_config(session: Session, tenant_id: str, document: dict[str, Any], *, author: str,
+                reason: str | None = None) -> TenantConfigVersion:
+    """Validate ``document`` and store it as the tenant's next version (raises ConfigError)."""
+    from ubi.analytics.tenant_config import config_diff, config_hash, validate_config
+    from ubi.models import utcnow
+
+    config = validate_config(document)
+    current = current_config_row(session, tenant_id)
+    previous = dict(current.config) if current else TenantConfig.default().raw
+    latest = session.execute(
+        sa.select(sa.func.max(TenantConfigVersion.version)).where(
+            TenantConfigVersion.tenant_id == tenant_id)).scalar_one()
+    row = TenantConfigVersion(
+        tenant_id=tenant_id, version=(latest or 0) + 1, kind="applied", status="active",
+        config=config, diff=config_diff(previous, config), author=author,
+        created_at=utcnow(), snapshot_hash=config_hash(config), reason=reason)
+    session.add(row)
+    session.flush()
+    invalidate(tenant_id)
+    return row

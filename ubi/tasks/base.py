@@ -97,7 +97,11 @@ def dispatch_followups(app: Any, ids: list[int] | None = None, *,
         rows = claim_pending(session, ids=ids, older_than=older)
         for row in rows:
             try:
-                app.send_task(row.task_name, kwargs=row.kwargs)
+                task = app.tasks.get(row.task_name)
+                if task is not None:  # honours eager mode on the embedded default
+                    task.apply_async(kwargs=row.kwargs)
+                else:
+                    app.send_task(row.task_name, kwargs=row.kwargs)
             except Exception as exc:  # broker down: the drain retries later
                 mark_failed(row, repr(exc))
                 log.warning("follow-up %s not sent yet: %s", row.task_name, exc)

@@ -1,3 +1,43 @@
-"""Tasks of the `ingest` queue."""
+"""Tasks of the ``ingest`` queue."""
 
 from __future__ import annotations
+
+from datetime import datetime
+from functools import lru_cache
+from typing import Any
+
+import msgspec
+
+from ubi.analytics.privacy import Pseudonymiser
+from ubi.celery_app import app
+from ubi.models import session_scope
+from ubi.services import ingest
+from ubi.settings import get_settings
+from ubi.tasks.base import PermanentTaskError, UbiTask
+
+
+@lru_cache(maxsize=1)
+def _pseudonymiser(secret: bytes) -> Pseudonymiser:
+    return Pseudonymiser(secret)
+
+
+@app.task(base=UbiTask, bind=True, name="ubi.tasks.ingest.ingest_batch", max_retries=8)
+def ingest_batch(self: UbiTask, *, batch_id: str, tenant_id: str, events_json: str,
+                 received_at: str, correlation_id: str | None = None,
+                 request_id: str | None = None) -> dict[str, Any]:
+    """Store one accepted batch exactly once (events, rollups, dirty subjects, state)."""
+    received = datetime.fromisoformat(received_at)
+    with session_scope() as claim:
+        if not ingest.claim_batch(claim, batch_id, tenant_id, correlation_id, received):
+            return {"batch_id": batch_id, "skipped": True}
+    try:
+        outcome = ingest.store_batch(
+            self.session, batch_id=batch_id, tenant_id=tenant_id, events_json=events_json,
+            received_at=received, correlation_id=correlation_id,
+            pseudonymiser=_pseudonymiser(get_settings().pseudonym_secret))
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        with session_scope() as failed:
+            ingest.mark_batch_failed(failed, batch_id, f"cannot be decoded: {exc}")
+        raise PermanentTaskError(f"batch {batch_id} cannot be decoded: {exc}") from exc
+    return {"batch_id": batch_id, "inserted": outcome.inserted,
+            "duplicates": outcome.duplicates, "dirty": outcome.dirty}

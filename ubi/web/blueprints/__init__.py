@@ -6,7 +6,8 @@ from flask_smorest import Api
 
 
 def register_blueprints(api: Api) -> None:
-    from ubi.web.blueprints import configs, health
+    from ubi.web.blueprints import configs, events, health
 
-    for module in (health, configs):
+    events.register_schemas(api.spec)
+    for module in (health, events, configs):
         api.register_blueprint(module.blp, url_prefix="/v1/ubi")

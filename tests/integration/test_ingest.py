@@ -1,0 +1,140 @@
+"""Ingestion through the API and a real ingest worker on PostgreSQL and RabbitMQ (SPEC §3)."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from tests.support.envelopes import envelope, post_events, wait_for_batch
+from ubi.analytics.privacy import Pseudonymiser
+from ubi.models import Batch, Event, EventKey, daily_rollups
+
+
+def _count(session, model) -> int:  # type: ignore[no-untyped-def]
+    return session.execute(sa.select(sa.func.count()).select_from(model)).scalar_one()
+
+
+def test_mixed_batch_reports_each_item_and_stores_exactly_the_valid_ones(
+        client, tokens, db_session, ingest_worker) -> None:  # type: ignore[no-untyped-def]
+    token = tokens("acme", "ubi:write:events")
+    good = [envelope(actor="alice"), envelope(actor="bob", signal_type="pr_merged")]
+    bad_ts = envelope(occurred_at=None)
+    bad_ts["occurred_at"] = "yesterday at noon"
+    no_id = envelope()
+    del no_id["signal_id"]
+    wrong_major = envelope(schema_version="2.0")
+    unknown_kind = envelope(signal_kind="telepathy")
+    other_tenant = envelope("globex")
+    unknown_type = envelope(signal_type="coffee_brewed")
+    duplicate = dict(good[0])
+    metric = envelope(signal_kind="metric", signal_type="cpu_load")
+    items = [*good, bad_ts, no_id, wrong_major, unknown_kind, other_tenant, unknown_type,
+             duplicate, metric]
+    resp = post_events(client, token, items)
+    assert resp.status_code == 202, resp.json
+    results = resp.json["results"]
+    assert [r["index"] for r in results] == list(range(len(items)))
+    assert [r["status"] for r in results] == ["accepted", "accepted", "rejected", "rejected",
+                                              "rejected", "rejected", "rejected", "rejected",
+                                              "duplicate", "accepted"]
+    codes = {r["index"]: r.get("error_code") for r in results}
+    assert codes[2] == "SCHEMA_VIOLATION" and "occurred_at" in results[2]["error_message"]
+    assert codes[3] == "SCHEMA_VIOLATION" and "signal_id" in results[3]["error_message"]
+    assert results[3]["signal_id"] is None
+    assert codes[4] == "VALIDATION_ERROR" and "major 2" in results[4]["error_message"]
+    assert codes[5] == "SCHEMA_VIOLATION" and "signal_kind" in results[5]["error_message"]
+    assert codes[6] == "TENANT_ISOLATION_VIOLATION"
+    assert codes[7] == "SIGNAL_TYPE_NOT_ALLOWED"
+    assert results[2]["signal_id"] == bad_ts["signal_id"]
+    assert resp.json["summary"] == {"total": 10, "accepted": 3, "duplicates": 1, "rejected": 6}
+
+    status = wait_for_batch(client, token, resp.json["batch_id"])
+    assert status["status"] == "done"
+    assert status["counts"]["inserted"] == 2
+    assert status["counts"]["counted_only"] == 1
+    assert status["dropped"]["unsupported_signal_kind"] == 1
+
+    stored = db_session.execute(sa.select(Event.event_id, Event.tenant_id, Event.event_type)
+                                ).all()
+    assert sorted(stored) == sorted([(good[0]["signal_id"], "acme", "commit_created"),
+                                     (good[1]["signal_id"], "acme", "pr_merged")])
+
+
+def test_same_batch_posted_twice_is_stored_once(client, tokens, db_session, settings,
+                                                ingest_worker) -> None:  # type: ignore[no-untyped-def]
+    token = tokens("acme", "ubi:write:events")
+    items = [envelope(actor=f"dev{i % 3}", signal_type=t)
+             for i, t in enumerate(["commit_created", "build_failed", "build_succeeded",
+                                    "pr_reviewed", "commit_created", "test_failed"])]
+    first = post_events(client, token, items)
+    wait_for_batch(client, token, first.json["batch_id"])
+    rollups_once = db_session.execute(sa.select(daily_rollups).order_by(
+        daily_rollups.c.actor_id, daily_rollups.c.day)).all()
+    second = post_events(client, token, items)
+    assert second.json["summary"]["duplicates"] == 6
+    assert second.json["summary"]["accepted"] == 0
+    assert wait_for_batch(client, token, second.json["batch_id"])["status"] == "done"
+    db_session.expire_all()
+    assert _count(db_session, Event) == 6 and _count(db_session, EventKey) == 6
+    rollups_twice = db_session.execute(sa.select(daily_rollups).order_by(
+        daily_rollups.c.actor_id, daily_rollups.c.day)).all()
+    assert [r._mapping["event_count"] for r in rollups_twice] == [2, 2, 2]
+    strip = lambda rows: [{k: v for k, v in r._mapping.items() if k != "updated_at"}  # noqa: E731
+                          for r in rows]
+    assert strip(rollups_twice) == strip(rollups_once)
+    # Pseudonyms, never raw actor ids, in the store.
+    alias = Pseudonymiser(settings.pseudonym_secret).pseudonym("acme", "dev0")
+    assert {r._mapping["actor_id"] for r in rollups_twice} >= {alias}
+    assert "dev0" not in {r._mapping["actor_id"] for r in rollups_twice}
+
+
+def test_batch_status_is_tenant_bound_and_404_for_unknown(client, tokens, db_session,
+                                                          ingest_worker) -> None:  # type: ignore[no-untyped-def]
+    token = tokens("acme", "ubi:write:events")
+    resp = post_events(client, token, [envelope()])
+    batch_id = resp.json["batch_id"]
+    wait_for_batch(client, token, batch_id)
+    other = tokens("globex", "ubi:write:events")
+    assert client.get(f"/v1/ubi/batches/{batch_id}",
+                      headers={"Authorization": f"Bearer {other}"}).status_code == 404
+    assert client.get("/v1/ubi/batches/nope",
+                      headers={"Authorization": f"Bearer {token}"}).status_code == 404
+    reader = tokens("acme", "ubi:read:tenant")
+    assert client.get(f"/v1/ubi/batches/{batch_id}",
+                      headers={"Authorization": f"Bearer {reader}"}).status_code == 403
+    assert db_session.get(Batch, batch_id).inserted == 1
+
+
+def test_whole_request_errors(client, tokens, settings, database) -> None:  # type: ignore[no-untyped-def]
+    token = tokens("acme", "ubi:write:events")
+    auth = {"Authorization": f"Bearer {token}"}
+    resp = client.post("/v1/ubi/events", data=b"{not json", content_type="application/json",
+                       headers=auth)
+    assert resp.status_code == 400 and "JSON" in resp.json["message"]
+    resp = client.post("/v1/ubi/events", data=b'"a string"', content_type="application/json",
+                       headers=auth)
+    assert resp.status_code == 400
+    resp = client.post("/v1/ubi/events", data=b'{"events": []}',
+                       content_type="application/json", headers=auth)
+    assert resp.status_code == 400 and "no events" in resp.json["message"]
+    resp = client.post("/v1/ubi/events", data=b"[]", content_type="application/json",
+                       headers=auth)
+    assert resp.status_code == 400
+    resp = client.post("/v1/ubi/events", data=b"a,b", content_type="text/csv", headers=auth)
+    assert resp.status_code == 415 and resp.json["code"] == "unsupported_media_type"
+    too_many = [envelope() for _ in range(settings.max_batch + 1)]
+    resp = post_events(client, token, too_many)
+    assert resp.status_code == 413 and str(settings.max_batch) in resp.json["message"]
+    assert post_events(client, tokens("acme", "ubi:read:tenant"), [envelope()]).status_code \
+        == 403
+    assert client.post("/v1/ubi/events", data=b"[]",
+                       content_type="application/json").status_code == 401
+
+
+def test_bare_array_body_and_privileged_cross_tenant(client, tokens, db_session,
+                                                     ingest_worker) -> None:  # type: ignore[no-untyped-def]
+    ops = tokens(None, "product_ops")
+    items = [envelope("acme"), envelope("globex")]
+    resp = post_events(client, ops, items, wrap=False)
+    assert resp.status_code == 202 and resp.json["summary"]["accepted"] == 2
+    wait_for_batch(client, ops, resp.json["batch_id"])
+    assert sorted(db_session.execute(sa.select(Event.tenant_id)).scalars()) == ["acme", "globex"]

@@ -1,0 +1,1 @@
+from tests.integration.conftest import ingest_worker  # noqa: F401 - shared fixture

@@ -1,0 +1,168 @@
+"""SignalEnvelope validation and mapping to the internal BehaviouralEvent (SPEC §3, §4).
+
+Validation runs on the web hot path, so it uses msgspec: the body is split into raw items in
+one decode, and each item is validated on its own so one bad envelope never costs the batch.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+from ubi.analytics.taxonomy import ACTOR_TYPE_SYNONYMS, CANONICAL_EVENT_TYPES
+from ubi.analytics.tenant_config import TenantConfig
+
+SUPPORTED_SCHEMA_MAJOR = 1
+#: How far in the future an event may claim to have happened (clock skew of producers).
+FUTURE_TOLERANCE = timedelta(days=1)
+
+SCHEMA_VIOLATION = "SCHEMA_VIOLATION"
+VALIDATION_ERROR = "VALIDATION_ERROR"
+TENANT_ISOLATION_VIOLATION = "TENANT_ISOLATION_VIOLATION"
+SIGNAL_TYPE_NOT_ALLOWED = "SIGNAL_TYPE_NOT_ALLOWED"
+
+_CANONICAL = frozenset(CANONICAL_EVENT_TYPES)
+_SCHEMA_VERSION = re.compile(r"^(\d+)(\.\d+){0,2}$")
+
+OptStr128 = Annotated[str, msgspec.Meta(max_length=128)] | None
+
+
+class Envelope(msgspec.Struct, kw_only=True):
+    """A SignalEnvelope as the ingestion platform sends it (unknown top-level keys ignored)."""
+
+    signal_id: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+    tenant_id: Annotated[str, msgspec.Meta(min_length=1, max_length=64,
+                                           pattern=r"^[A-Za-z0-9_.-]+$")]
+    signal_kind: Literal["event", "metric", "log", "trace"]
+    signal_type: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+    occurred_at: Annotated[datetime, msgspec.Meta(tz=True)]
+    ingested_at: datetime
+    schema_version: Annotated[str, msgspec.Meta(min_length=1, max_length=32)]
+    actor_id: Annotated[str, msgspec.Meta(min_length=1, max_length=256)] | None = None
+    trace_id: OptStr128 = None
+    span_id: OptStr128 = None
+    correlation_id: OptStr128 = None
+    resource: dict[str, Any] | None = None
+    payload: dict[str, Any] | None = None
+    environment: Annotated[str, msgspec.Meta(max_length=64)] | None = None
+    producer_id: OptStr128 = None
+    sequence_no: int | None = None
+
+
+class _Wrapped(msgspec.Struct):
+    events: list[msgspec.Raw]
+
+
+_decode_wrapped = msgspec.json.Decoder(_Wrapped)
+_decode_list = msgspec.json.Decoder(list[msgspec.Raw])
+_decode_envelope = msgspec.json.Decoder(Envelope)
+_decode_envelopes = msgspec.json.Decoder(list[Envelope])
+
+
+class BatchFormatError(ValueError):
+    """The body as a whole is unusable (not JSON, not an object or array, no events)."""
+
+
+def split_batch(body: bytes) -> list[msgspec.Raw]:
+    """The raw items of ``{"events": [...]}`` or of a bare array, without validating them."""
+    stripped = body.lstrip()
+    if not stripped:
+        raise BatchFormatError("empty body: expected {\"events\": [...]} or a JSON array")
+    try:
+        if stripped[:1] == b"[":
+            return _decode_list.decode(body)
+        if stripped[:1] == b"{":
+            return _decode_wrapped.decode(body).events
+    except msgspec.ValidationError as exc:
+        raise BatchFormatError(f"expected {{\"events\": [...]}} or a JSON array: {exc}") from exc
+    except msgspec.DecodeError as exc:
+        raise BatchFormatError(f"body is not valid JSON: {exc}") from exc
+    try:
+        msgspec.json.decode(body)
+    except msgspec.DecodeError as exc:
+        raise BatchFormatError(f"body is not valid JSON: {exc}") from exc
+    raise BatchFormatError("expected a JSON object {\"events\": [...]} or a JSON array")
+
+
+@dataclass(frozen=True)
+class ItemError:
+    code: str
+    message: str
+
+
+def canonical_event_type(signal_type: str, config: TenantConfig) -> str | None:
+    """The canonical type a signal_type maps to under the tenant's mapping, if any."""
+    mapped = config.event_type_mapping.get(signal_type, signal_type)
+    return mapped if mapped in _CANONICAL else None
+
+
+def validate_item(raw: bytes, *, caller_tenant: str | None, privileged: bool,
+                  config_for: Any, now: datetime) -> tuple[Envelope | None, ItemError | None]:
+    """Validate one raw envelope: (envelope, None) or (None or partial, error)."""
+    try:
+        env = _decode_envelope.decode(raw)
+    except msgspec.ValidationError as exc:
+        return None, ItemError(SCHEMA_VIOLATION, str(exc))
+    except msgspec.DecodeError as exc:
+        return None, ItemError(SCHEMA_VIOLATION, f"not a JSON object: {exc}")
+    match = _SCHEMA_VERSION.match(env.schema_version)
+    if match is None:
+        return env, ItemError(
+            SCHEMA_VIOLATION,
+            "schema_version must be MAJOR[.MINOR[.PATCH]] - at `$.schema_version`")
+    if int(match.group(1)) != SUPPORTED_SCHEMA_MAJOR:
+        return env, ItemError(VALIDATION_ERROR,
+                              f"schema_version major {match.group(1)} is not supported "
+                              f"(accepted: {SUPPORTED_SCHEMA_MAJOR}.x)")
+    if not privileged and env.tenant_id != caller_tenant:
+        return env, ItemError(TENANT_ISOLATION_VIOLATION,
+                              f"tenant_id {env.tenant_id!r} is not the caller's tenant")
+    if env.signal_kind == "event":
+        if env.actor_id is None:
+            return env, ItemError(VALIDATION_ERROR,
+                                  "actor_id is required for signal_kind 'event'")
+        if canonical_event_type(env.signal_type, config_for(env.tenant_id)) is None:
+            return env, ItemError(SIGNAL_TYPE_NOT_ALLOWED,
+                                  f"signal_type {env.signal_type!r} maps to no canonical "
+                                  "event type")
+    if env.occurred_at > now + FUTURE_TOLERANCE:
+        return env, ItemError(VALIDATION_ERROR,
+                              "occurred_at is more than a day in the future")
+    return env, None
+
+
+def decode_envelopes(payload: bytes | str) -> list[Envelope]:
+    """Decode a JSON array of envelopes that were validated at acceptance."""
+    return _decode_envelopes.decode(payload)
+
+
+def actor_type_of(env: Envelope) -> str:
+    """``resource.actor_type``, else ``payload.actor_type``, else
+    ``payload.attributes.actor_type``; synonyms folded; default ``human``."""
+    candidates: list[Any] = []
+    if env.resource:
+        candidates.append(env.resource.get("actor_type"))
+    if env.payload:
+        candidates.append(env.payload.get("actor_type"))
+        attrs = env.payload.get("attributes")
+        if isinstance(attrs, dict):
+            candidates.append(attrs.get("actor_type"))
+    for value in candidates:
+        if isinstance(value, str):
+            folded = ACTOR_TYPE_SYNONYMS.get(value.strip().lower())
+            if folded:
+                return folded
+    return "human"
+
+
+def utc_offset_minutes(ts: datetime) -> int:
+    offset = ts.utcoffset()
+    return int(offset.total_seconds() // 60) if offset is not None else 0
+
+
+def as_utc(ts: datetime) -> datetime:
+    return ts.astimezone(UTC) if ts.tzinfo is not None else ts.replace(tzinfo=UTC)

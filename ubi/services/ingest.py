@@ -1,0 +1,470 @@
+"""Ingestion (SPEC §3, §8, §9): accepting batches at the API and storing them exactly once.
+
+``accept_batch`` runs in the web process: it validates every envelope (msgspec), rejects the
+bad ones with their index and code, drops known duplicates, records the batch and hands ONE
+message to the broker with publisher confirms. ``store_batch`` runs in the ingest worker: in
+one transaction it inserts the new events (the idempotency ledger decides what is new), adds
+their counts to the daily rollups, records dirty (actor, day) pairs for the features step,
+updates the tenant's freshness, and marks the batch done. A redelivered message finds the
+batch done (or every key taken) and changes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections import Counter, defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import msgspec
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from ubi.analytics.envelope import (
+    BatchFormatError,
+    Envelope,
+    decode_envelopes,
+    split_batch,
+    validate_item,
+)
+from ubi.analytics.events import BehaviouralEvent, map_envelope
+from ubi.analytics.privacy import DropAccount, Pseudonymiser
+from ubi.analytics.rollups import rollup_events
+from ubi.analytics.taxonomy import ROLLUP_COUNTER_COLUMNS
+from ubi.analytics.tenant_config import TenantConfig
+from ubi.models import (
+    AuditEntry,
+    Batch,
+    DailyInteraction,
+    DailyWorkItem,
+    DirtySubject,
+    Event,
+    EventKey,
+    IngestionState,
+    daily_rollups,
+    utcnow,
+)
+from ubi.models.session import dialect_insert, is_postgres
+from ubi.observability.metrics import EVENTS_PROCESSED, QUEUE_SIZE
+from ubi.services import bulk, configs, partitions
+from ubi.services.followups import enqueue_followup
+
+log = logging.getLogger("ubi.ingest")
+
+INGEST_TASK = "ubi.tasks.ingest.ingest_batch"
+FEATURES_TASK = "ubi.tasks.features.compute_features"
+
+
+class BatchTooLarge(ValueError):
+    pass
+
+
+@dataclass
+class AcceptedBatch:
+    """What the API answers (SPEC §3): ``batch_id``, ``results`` and ``summary``."""
+
+    batch_id: str
+    results: list[dict[str, Any]]
+    summary: dict[str, int]
+    #: The message to publish, or None when nothing needs processing.
+    message: dict[str, Any] | None = None
+    tenant_counts: dict[str, int] = field(default_factory=dict)
+
+    def body(self) -> dict[str, Any]:
+        return {"batch_id": self.batch_id, "results": self.results, "summary": self.summary}
+
+
+def _known_ids(session: Session, tenant_id: str, ids: list[str]) -> set[str]:
+    known: set[str] = set()
+    for part in bulk.chunks(ids, 5000):
+        known.update(session.execute(
+            sa.select(EventKey.event_id).where(EventKey.tenant_id == tenant_id,
+                                               EventKey.event_id.in_(list(part)))).scalars())
+    return known
+
+
+def accept_batch(session: Session, body: bytes, *, caller_tenant: str | None,
+                   privileged: bool, max_batch: int, now: datetime | None = None,
+                   request_id: str | None = None, correlation_id: str | None = None,
+                   submitted_by: str | None = None) -> AcceptedBatch:
+    """Validate a request body, decide each item's fate and record the batch (no commit).
+
+    The caller commits, then publishes ``message`` (if any) with confirms; a failed publish is
+    recorded with ``mark_publish_failed`` and answered 503.
+    """
+    raws = split_batch(body)
+    if not raws:
+        raise BatchFormatError("the batch contains no events")
+    if len(raws) > max_batch:
+        raise BatchTooLarge(f"{len(raws)} events in one batch; the limit is {max_batch}")
+    now = now or datetime.now(UTC)
+    results: list[dict[str, Any]] = []
+    accepted: list[tuple[int, Envelope, bytes]] = []
+    seen: set[tuple[str, str]] = set()
+
+    def config_for(tenant_id: str) -> TenantConfig:
+        return configs.load_config(session, tenant_id)
+
+    for index, raw in enumerate(raws):
+        env, error = validate_item(bytes(raw), caller_tenant=caller_tenant,
+                                   privileged=privileged, config_for=config_for, now=now)
+        signal_id = env.signal_id if env is not None else _peek_signal_id(raw)
+        if error is not None:
+            results.append({"index": index, "signal_id": signal_id, "status": "rejected",
+                            "error_code": error.code, "error_message": error.message})
+            if env is not None:
+                EVENTS_PROCESSED.labels(env.tenant_id, env.signal_type[:64], "rejected").inc()
+            continue
+        assert env is not None
+        key = (env.tenant_id, env.signal_id)
+        if key in seen:
+            results.append({"index": index, "signal_id": signal_id, "status": "duplicate"})
+            continue
+        seen.add(key)
+        results.append({"index": index, "signal_id": signal_id, "status": "accepted"})
+        accepted.append((index, env, bytes(raw)))
+
+    by_tenant: dict[str, list[str]] = defaultdict(list)
+    for _, env, _ in accepted:
+        by_tenant[env.tenant_id].append(env.signal_id)
+    known: set[tuple[str, str]] = set()
+    for tenant_id, ids in by_tenant.items():
+        known.update((tenant_id, i) for i in _known_ids(session, tenant_id, ids))
+    kept: list[bytes] = []
+    tenant_counts: Counter[str] = Counter()
+    for index, env, raw in accepted:
+        if (env.tenant_id, env.signal_id) in known:
+            results[index]["status"] = "duplicate"
+            EVENTS_PROCESSED.labels(env.tenant_id, "-", "duplicate").inc()
+        else:
+            kept.append(raw)
+            tenant_counts[env.tenant_id] += 1
+    statuses = Counter(r["status"] for r in results)
+    summary = {"total": len(results), "accepted": statuses["accepted"],
+               "duplicates": statuses["duplicate"], "rejected": statuses["rejected"]}
+    batch_id = str(uuid.uuid4())
+    batch_tenant = caller_tenant or (next(iter(tenant_counts)) if len(tenant_counts) == 1
+                                     else "*")
+    message = None
+    if kept:
+        message = {
+            "batch_id": batch_id, "tenant_id": batch_tenant,
+            "events_json": (b"[" + b",".join(kept) + b"]").decode(),
+            "received_at": now.isoformat(), "correlation_id": correlation_id or batch_id,
+            "request_id": request_id,
+        }
+    accepted_batch = AcceptedBatch(batch_id, results, summary, message, dict(tenant_counts))
+    accepted_batch.results = [{k: v for k, v in r.items() if v is not None or k == "signal_id"}
+                              for r in results]
+    _record_batch(session, accepted_batch, batch_tenant, now, request_id, correlation_id,
+                  submitted_by)
+    return accepted_batch
+
+
+def _peek_signal_id(raw: msgspec.Raw) -> str | None:
+    try:
+        value = msgspec.json.decode(raw)
+    except msgspec.DecodeError:
+        return None
+    sid = value.get("signal_id") if isinstance(value, dict) else None
+    return sid if isinstance(sid, str) else None
+
+
+def _record_batch(session: Session, accepted: AcceptedBatch, tenant_id: str, now: datetime,
+                  request_id: str | None, correlation_id: str | None,
+                  submitted_by: str | None) -> None:
+    s = accepted.summary
+    session.add(Batch(
+        batch_id=accepted.batch_id, tenant_id=tenant_id,
+        status="queued" if accepted.message else "done",
+        submitted_by=submitted_by, request_id=request_id,
+        correlation_id=correlation_id or accepted.batch_id, total=s["total"],
+        accepted=s["accepted"], rejected=s["rejected"], duplicates=s["duplicates"],
+        inserted=0, stored_duplicates=0, counted_only=0, dropped={}, attempts=0,
+        created_at=now, finished_at=None if accepted.message else now))
+
+
+def mark_publish_failed(session: Session, batch_id: str, error: str) -> None:
+    """The broker refused the batch: nothing was accepted, the client must retry."""
+    session.execute(sa.update(Batch).where(Batch.batch_id == batch_id).values(
+        status="failed", error=f"not queued: {error}"[:2000], finished_at=utcnow()))
+
+
+def mark_batch_failed(session: Session, batch_id: str, error: str) -> None:
+    """The batch can never be stored (it is dead-lettered); say so in its status."""
+    session.execute(sa.update(Batch).where(Batch.batch_id == batch_id).values(
+        status="failed", error=error[:2000], finished_at=utcnow()))
+
+
+def pending_events(session: Session, tenant_id: str) -> int:
+    """Events accepted and not yet processed (SPEC §11 ``ubi_queue_size``)."""
+    return int(session.execute(
+        sa.select(sa.func.coalesce(sa.func.sum(Batch.accepted), 0)).where(
+            Batch.tenant_id == tenant_id, Batch.status.in_(("queued", "processing")))
+    ).scalar_one())
+
+
+def refresh_queue_gauge(session: Session, tenant_id: str) -> None:
+    QUEUE_SIZE.labels(tenant_id).set(pending_events(session, tenant_id))
+
+
+# --- worker side ----------------------------------------------------------------------------
+
+@dataclass
+class StoreOutcome:
+    batch_id: str
+    inserted: int = 0
+    duplicates: int = 0
+    counted_only: int = 0
+    dropped: dict[str, Any] = field(default_factory=dict)
+    dirty: int = 0
+    skipped: bool = False
+    tenants: list[str] = field(default_factory=list)
+
+
+def claim_batch(session: Session, batch_id: str, tenant_id: str, correlation_id: str | None,
+                received_at: datetime) -> bool:
+    """Mark the batch processing (its own short transaction); False if it is already done."""
+    batch = session.get(Batch, batch_id, with_for_update=is_postgres(session))
+    if batch is None:
+        # The web committed nothing (it failed after publishing): the message is the record.
+        batch = Batch(batch_id=batch_id, tenant_id=tenant_id, status="processing",
+                      correlation_id=correlation_id, total=0, accepted=0, rejected=0,
+                      duplicates=0, inserted=0, stored_duplicates=0, counted_only=0, dropped={},
+                      attempts=0, created_at=received_at)
+        session.add(batch)
+    elif batch.status == "done":
+        return False
+    batch.status = "processing"
+    batch.attempts = (batch.attempts or 0) + 1
+    batch.started_at = batch.started_at or utcnow()
+    return True
+
+
+def store_batch(session: Session, *, batch_id: str, tenant_id: str, events_json: str,
+                received_at: datetime, correlation_id: str | None,
+                pseudonymiser: Pseudonymiser, today: date | None = None) -> StoreOutcome:
+    """Store a batch's events exactly once, with rollups and follow-up work (one transaction)."""
+    outcome = StoreOutcome(batch_id)
+    batch = session.get(Batch, batch_id, with_for_update=is_postgres(session))
+    if batch is not None and batch.status == "done":
+        outcome.skipped = True
+        return outcome
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    envelopes = decode_envelopes(events_json)
+    timings["decode"] = time.perf_counter() - t0
+    today = today or datetime.now(UTC).date()
+
+    by_tenant: dict[str, list[Envelope]] = defaultdict(list)
+    for env in envelopes:
+        by_tenant[env.tenant_id].append(env)
+    dropped: Counter[str] = Counter()
+    all_accounts: dict[str, DropAccount] = {}
+    for tid, items in sorted(by_tenant.items()):
+        t1 = time.perf_counter()
+        config = configs.load_config(session, tid)
+        account = DropAccount()
+        events: list[BehaviouralEvent] = []
+        for env in items:
+            mapped = map_envelope(env, config, pseudonymiser, account)
+            if mapped.event is None:
+                dropped[mapped.dropped or "unknown"] += 1
+                if mapped.dropped == "unsupported_signal_kind":
+                    outcome.counted_only += 1
+                    EVENTS_PROCESSED.labels(tid, f"{env.signal_kind}:{env.signal_type}"[:64],
+                                            "counted").inc()
+                else:
+                    EVENTS_PROCESSED.labels(tid, env.signal_type[:64], "dropped").inc()
+                continue
+            events.append(mapped.event)
+        timings["map"] = timings.get("map", 0.0) + time.perf_counter() - t1
+        inserted = _store_tenant_events(session, tid, config, events, batch_id, correlation_id,
+                                        received_at, today, outcome, timings)
+        outcome.inserted += len(inserted)
+        outcome.duplicates += len(events) - len(inserted)
+        all_accounts[tid] = account
+        if not account.empty or dropped:
+            _audit_drops(session, tid, batch_id, correlation_id, account, dropped)
+        for e in inserted:
+            EVENTS_PROCESSED.labels(tid, e.event_type, "stored").inc()
+        if len(events) > len(inserted):
+            EVENTS_PROCESSED.labels(tid, "-", "duplicate").inc(len(events) - len(inserted))
+        outcome.tenants.append(tid)
+
+    keys_dropped: Counter[str] = Counter()
+    tagged: Counter[str] = Counter()
+    for account in all_accounts.values():
+        keys_dropped.update(account.disallowed_keys)
+        tagged.update(account.tagged_keys)
+    outcome.dropped = {
+        "disallowed_type": dropped.get("disallowed_type", 0),
+        "unsupported_signal_kind": dropped.get("unsupported_signal_kind", 0),
+        "disallowed_property_keys": dict(keys_dropped),
+        "privacy_tagged_keys": dict(tagged),
+    }
+    values = dict(status="done", inserted=outcome.inserted, stored_duplicates=outcome.duplicates,
+                  counted_only=outcome.counted_only, dropped=outcome.dropped,
+                  finished_at=utcnow(), error=None)
+    if batch is None:
+        session.add(Batch(batch_id=batch_id, tenant_id=tenant_id, correlation_id=correlation_id,
+                          total=len(envelopes), accepted=len(envelopes), rejected=0,
+                          duplicates=0, attempts=1, created_at=received_at,
+                          started_at=utcnow(), **values))
+    else:
+        for k, v in values.items():
+            setattr(batch, k, v)
+    session.flush()
+    for tid in outcome.tenants:
+        refresh_queue_gauge(session, tid)
+    timings["total"] = time.perf_counter() - t0
+    log.info("batch stored", extra={"ubi": {
+        "inserted": outcome.inserted, "duplicates": outcome.duplicates,
+        "dirty": outcome.dirty, "timings_ms": {k: round(v * 1000, 2)
+                                                for k, v in timings.items()}}})
+    return outcome
+
+
+def _store_tenant_events(session: Session, tenant_id: str, config: TenantConfig,
+                         events: list[BehaviouralEvent], batch_id: str,
+                         correlation_id: str | None, received_at: datetime, today: date,
+                         outcome: StoreOutcome,
+                         timings: dict[str, float]) -> list[BehaviouralEvent]:
+    if not events:
+        return []
+    t = time.perf_counter()
+    partitions.ensure_partitions(session, {e.timestamp_utc.date() for e in events}, today=today)
+    timings["partitions"] = timings.get("partitions", 0.0) + time.perf_counter() - t
+
+    t = time.perf_counter()
+    key_rows = [{"tenant_id": tenant_id, "event_id": e.event_id,
+                 "event_date": e.timestamp_utc.date(), "actor_id": e.actor_id} for e in events]
+    new_keys = bulk.insert_new_keys(session, EventKey.__table__, key_rows,
+                                    ("tenant_id", "event_id"))
+    new_ids = {k[1] for k in new_keys}
+    inserted = [e for e in events if e.event_id in new_ids]
+    timings["keys"] = timings.get("keys", 0.0) + time.perf_counter() - t
+    if not inserted:
+        return []
+
+    t = time.perf_counter()
+    now = utcnow()
+    bulk.copy_rows(session, Event.__table__, [{
+        "tenant_id": tenant_id, "event_date": e.timestamp_utc.date(), "event_id": e.event_id,
+        "actor_id": e.actor_id, "actor_type": e.actor_type, "team_id": e.team_id,
+        "source_system": e.source_system, "event_type": e.event_type,
+        "timestamp_utc": e.timestamp_utc, "utc_offset_minutes": e.utc_offset_minutes,
+        "ingested_at": e.ingested_at, "received_at": received_at, "properties": e.properties,
+        "resource": e.resource, "privacy_tags": e.privacy_tags,
+        "schema_version": e.schema_version, "trace_id": e.trace_id, "span_id": e.span_id,
+        "correlation_id": e.correlation_id or correlation_id, "environment": e.environment,
+        "producer_id": e.producer_id, "sequence_no": e.sequence_no, "batch_id": batch_id,
+    } for e in inserted])
+    timings["events"] = timings.get("events", 0.0) + time.perf_counter() - t
+
+    t = time.perf_counter()
+    delta = rollup_events(inserted, config)
+    rows = delta.rows()
+    for row in rows:
+        row["tenant_id"] = tenant_id
+        row["updated_at"] = now
+        row["focus_minutes"] = 0.0
+        row["focus_sessions"] = 0
+    bulk.upsert_adding(session, daily_rollups, rows, key_columns=("tenant_id", "actor_id", "day"),
+                       add=ROLLUP_COUNTER_COLUMNS, bit_or=("hours_mask",),
+                       least=("first_event_at",), greatest=("last_event_at",),
+                       replace=("actor_type", "team_id", "updated_at"))
+    bulk.upsert_adding(session, DailyInteraction.__table__, [
+        {"tenant_id": tenant_id, "actor_id": a, "day": d, "counterpart_id": c, "events": n}
+        for (a, d, c), n in delta.interactions.items()],
+        key_columns=("tenant_id", "actor_id", "day", "counterpart_id"), add=("events",))
+    bulk.upsert_adding(session, DailyWorkItem.__table__, [
+        {"tenant_id": tenant_id, "actor_id": a, "day": d, "work_item_id": w, "events": ev,
+         "llm_requests": llm}
+        for (a, d, w), (ev, llm) in delta.work_items.items()],
+        key_columns=("tenant_id", "actor_id", "day", "work_item_id"),
+        add=("events", "llm_requests"))
+    timings["rollups"] = timings.get("rollups", 0.0) + time.perf_counter() - t
+
+    t = time.perf_counter()
+    # Late events within the tenant's window recompute their day; older ones are only stored.
+    oldest = today - timedelta(days=config.late_event_days)
+    dirty = sorted({(e.actor_id, e.timestamp_utc.date()) for e in inserted
+                    if e.timestamp_utc.date() >= oldest})
+    if dirty:
+        stmt = dialect_insert(session, DirtySubject.__table__).values([
+            {"tenant_id": tenant_id, "actor_id": a, "day": d, "correlation_id": correlation_id,
+             "batch_id": batch_id, "marked_at": now} for a, d in dirty])
+        session.execute(stmt.on_conflict_do_update(
+            index_elements=["tenant_id", "actor_id", "day"],
+            set_={"correlation_id": stmt.excluded.correlation_id,
+                  "batch_id": stmt.excluded.batch_id, "marked_at": stmt.excluded.marked_at}))
+        outcome.dirty += len(dirty)
+        enqueue_followup(session, FEATURES_TASK, tenant_id=tenant_id,
+                         kwargs={"tenant_id": tenant_id, "correlation_id": correlation_id},
+                         dedupe_key=f"features:{tenant_id}", correlation_id=correlation_id)
+    _update_ingestion_state(session, tenant_id, inserted, received_at, now)
+    timings["state"] = timings.get("state", 0.0) + time.perf_counter() - t
+    return inserted
+
+
+def _update_ingestion_state(session: Session, tenant_id: str, events: list[BehaviouralEvent],
+                            received_at: datetime, now: datetime) -> None:
+    newest_ingested = max(e.ingested_at for e in events)
+    newest_event = max(e.timestamp_utc for e in events)
+    table = IngestionState.__table__
+    stmt = dialect_insert(session, table).values(
+        tenant_id=tenant_id, newest_ingested_at=newest_ingested, newest_event_at=newest_event,
+        last_received_at=received_at, events_total=len(events), pending_events=0,
+        updated_at=now)
+    ex = stmt.excluded
+    greatest = sa.func.greatest if is_postgres(session) else sa.func.max
+    session.execute(stmt.on_conflict_do_update(index_elements=["tenant_id"], set_={
+        "newest_ingested_at": sa.case((table.c.newest_ingested_at.is_(None),
+                                       ex.newest_ingested_at),
+                                      else_=greatest(table.c.newest_ingested_at,
+                                                     ex.newest_ingested_at)),
+        "newest_event_at": sa.case((table.c.newest_event_at.is_(None), ex.newest_event_at),
+                                   else_=greatest(table.c.newest_event_at, ex.newest_event_at)),
+        "last_received_at": sa.case((table.c.last_received_at.is_(None), ex.last_received_at),
+                                    else_=greatest(table.c.last_received_at,
+                                                   ex.last_received_at)),
+        "events_total": table.c.events_total + ex.events_total,
+        "updated_at": ex.updated_at,
+    }))
+
+
+def _audit_drops(session: Session, tenant_id: str, batch_id: str, correlation_id: str | None,
+                 account: DropAccount, dropped: Counter[str]) -> None:
+    """One audit entry per batch and tenant: key names and counts, never values."""
+    session.add(AuditEntry(
+        tenant_id=tenant_id, occurred_at=utcnow(), action="ingest.dropped",
+        principal="ubi-ingest", batch_id=batch_id, correlation_id=correlation_id,
+        details={"disallowed_property_keys": dict(account.disallowed_keys),
+                 "privacy_tagged_keys": dict(account.tagged_keys),
+                 "privacy_tagged_events": account.tagged_events,
+                 "dropped_events": dict(dropped)}))
+
+
+def batch_status(session: Session, batch_id: str) -> Batch | None:
+    return session.get(Batch, batch_id)
+
+
+def describe_batch(batch: Batch) -> dict[str, Any]:
+    return {
+        "batch_id": batch.batch_id, "tenant_id": batch.tenant_id, "status": batch.status,
+        "created_at": batch.created_at, "started_at": batch.started_at,
+        "finished_at": batch.finished_at, "attempts": batch.attempts, "error": batch.error,
+        "counts": {"total": batch.total, "accepted": batch.accepted,
+                   "rejected": batch.rejected, "duplicates": batch.duplicates,
+                   "inserted": batch.inserted, "stored_duplicates": batch.stored_duplicates,
+                   "counted_only": batch.counted_only},
+        "dropped": batch.dropped or {},
+    }
+
+
+PublishFn = Callable[[dict[str, Any]], None]

@@ -1,0 +1,193 @@
+"""Event ingestion (SPEC §3, §6): ``POST /events`` and ``GET /batches/{batch_id}``."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import amqp.exceptions
+import kombu.exceptions
+import marshmallow as ma
+from flask import g, request
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from ubi.analytics.envelope import BatchFormatError
+from ubi.models import session_scope
+from ubi.services import ingest
+from ubi.web.auth import current_principal, requires
+from ubi.web.blueprints.common import AUTH, settings
+from ubi.web.errors import ApiError, DependencyUnavailable, ErrorSchema
+
+log = logging.getLogger("ubi.web.events")
+blp = Blueprint("events", __name__, description="Event ingestion")
+
+#: Failures of the broker while publishing: the batch was not queued.
+BROKER_ERRORS = (kombu.exceptions.OperationalError, amqp.exceptions.ConnectionError,
+                 ConnectionError, OSError, TimeoutError)
+
+
+class ResourceSchema(ma.Schema):
+    repo = ma.fields.String()
+    branch = ma.fields.String()
+    service_name = ma.fields.String()
+    module = ma.fields.String()
+    commit = ma.fields.String()
+    file_path = ma.fields.String()
+    actor_type = ma.fields.String(metadata={"description": "human | ai_agent | service "
+                                            "(synonyms person/user, ai/agent/llm, "
+                                            "system/automated)"})
+    team_id = ma.fields.String(allow_none=True)
+    privacy_tags = ma.fields.List(ma.fields.String())
+
+
+class SignalEnvelopeSchema(ma.Schema):
+    """A SignalEnvelope (SPEC §3). Validated on the hot path by msgspec; documented here."""
+
+    signal_id = ma.fields.String(required=True, metadata={"description": "1-128 chars; the "
+                                                          "idempotency key"})
+    tenant_id = ma.fields.String(required=True, metadata={"pattern": "^[A-Za-z0-9_.-]{1,64}$"})
+    actor_id = ma.fields.String(metadata={"description": "required for signal_kind event"})
+    signal_kind = ma.fields.String(required=True, validate=ma.validate.OneOf(
+        ["event", "metric", "log", "trace"]))
+    signal_type = ma.fields.String(required=True)
+    occurred_at = ma.fields.DateTime(required=True, metadata={"description": "with UTC offset"})
+    ingested_at = ma.fields.DateTime(required=True)
+    schema_version = ma.fields.String(required=True, metadata={"example": "1.0"})
+    trace_id = ma.fields.String()
+    span_id = ma.fields.String()
+    correlation_id = ma.fields.String()
+    resource = ma.fields.Nested(ResourceSchema)
+    payload = ma.fields.Dict()
+    environment = ma.fields.String()
+    producer_id = ma.fields.String()
+    sequence_no = ma.fields.Integer()
+
+
+class SignalBatchSchema(ma.Schema):
+    events = ma.fields.List(ma.fields.Nested(SignalEnvelopeSchema), required=True)
+
+
+class ItemResultSchema(ma.Schema):
+    index = ma.fields.Integer(required=True)
+    signal_id = ma.fields.String(allow_none=True)
+    status = ma.fields.String(required=True, metadata={"enum": ["accepted", "duplicate",
+                                                                "rejected"]})
+    error_code = ma.fields.String(metadata={"enum": [
+        "SCHEMA_VIOLATION", "VALIDATION_ERROR", "TENANT_ISOLATION_VIOLATION",
+        "SIGNAL_TYPE_NOT_ALLOWED"]})
+    error_message = ma.fields.String()
+
+
+class SummarySchema(ma.Schema):
+    total = ma.fields.Integer(required=True)
+    accepted = ma.fields.Integer(required=True)
+    duplicates = ma.fields.Integer(required=True)
+    rejected = ma.fields.Integer(required=True)
+
+
+class BatchAcceptedSchema(ma.Schema):
+    batch_id = ma.fields.String(required=True)
+    results = ma.fields.List(ma.fields.Nested(ItemResultSchema), required=True)
+    summary = ma.fields.Nested(SummarySchema, required=True)
+
+
+class BatchStatusSchema(ma.Schema):
+    batch_id = ma.fields.String(required=True)
+    tenant_id = ma.fields.String(required=True)
+    status = ma.fields.String(required=True, metadata={"enum": ["queued", "processing", "done",
+                                                                "failed"]})
+    created_at = ma.fields.DateTime()
+    started_at = ma.fields.DateTime(allow_none=True)
+    finished_at = ma.fields.DateTime(allow_none=True)
+    attempts = ma.fields.Integer()
+    error = ma.fields.String(allow_none=True)
+    counts = ma.fields.Dict(keys=ma.fields.String(), values=ma.fields.Integer())
+    dropped = ma.fields.Dict()
+
+
+REQUEST_BODY = {
+    "required": True,
+    "content": {"application/json": {"schema": {"oneOf": [
+        {"$ref": "#/components/schemas/SignalBatch"},
+        {"type": "array", "items": {"$ref": "#/components/schemas/SignalEnvelope"}},
+    ]}}},
+}
+
+
+def register_schemas(spec: Any) -> None:
+    spec.components.schema("SignalEnvelope", schema=SignalEnvelopeSchema)
+    spec.components.schema("SignalBatch", schema=SignalBatchSchema)
+
+
+def _is_json_request() -> bool:
+    mimetype = request.mimetype or ""
+    return mimetype == "application/json" or mimetype.endswith("+json")
+
+
+@blp.route("/events")
+class Events(MethodView):
+    @blp.doc(security=AUTH, requestBody=REQUEST_BODY)
+    @blp.response(202, BatchAcceptedSchema)
+    @blp.alt_response(400, schema=ErrorSchema, description="not JSON, not a batch, or empty")
+    @blp.alt_response(401, schema=ErrorSchema)
+    @blp.alt_response(403, schema=ErrorSchema)
+    @blp.alt_response(413, schema=ErrorSchema, description="more than UBI_MAX_BATCH events")
+    @blp.alt_response(415, schema=ErrorSchema, description="content type is not JSON")
+    @blp.alt_response(503, schema=ErrorSchema, description="broker or database down; retry")
+    @requires("ubi:write:events")
+    def post(self) -> Any:
+        """Accept a batch of SignalEnvelopes: each item is accepted, a duplicate, or rejected
+        with its index and error code; the good items of a bad batch are kept. One message per
+        batch is published with confirms before the 202."""
+        if not _is_json_request():
+            raise ApiError(415, f"content type must be application/json, got "
+                           f"{request.mimetype or 'none'}", code="unsupported_media_type")
+        principal = current_principal()
+        cfg = settings()
+        body = request.get_data(cache=False)
+        with session_scope(cfg) as session:
+            try:
+                accepted = ingest.accept_batch(
+                    session, body, caller_tenant=principal.tenant_id,
+                    privileged=principal.privileged, max_batch=cfg.max_batch,
+                    request_id=g.get("request_id"),
+                    correlation_id=request.headers.get("X-Correlation-ID"),
+                    submitted_by=principal.sub)
+            except BatchFormatError as exc:
+                raise ApiError(400, str(exc), code="bad_request") from exc
+            except ingest.BatchTooLarge as exc:
+                raise ApiError(413, str(exc), code="payload_too_large") from exc
+        if accepted.message is not None:
+            from ubi.tasks.ingest import ingest_batch
+
+            try:
+                ingest_batch.apply_async(kwargs=accepted.message, task_id=accepted.batch_id)
+            except BROKER_ERRORS as exc:
+                log.warning("batch %s not queued: %s", accepted.batch_id, exc)
+                with session_scope(cfg) as session:
+                    ingest.mark_publish_failed(session, accepted.batch_id, repr(exc))
+                raise DependencyUnavailable("broker", "the batch was not accepted") from exc
+            with session_scope(cfg) as session:
+                for tenant_id in accepted.tenant_counts:
+                    ingest.refresh_queue_gauge(session, tenant_id)
+        return accepted.body()
+
+
+@blp.route("/batches/<string:batch_id>")
+class BatchStatus(MethodView):
+    @blp.doc(security=AUTH)
+    @blp.response(200, BatchStatusSchema)
+    @blp.alt_response(401, schema=ErrorSchema)
+    @blp.alt_response(403, schema=ErrorSchema)
+    @blp.alt_response(404, schema=ErrorSchema)
+    @requires("ubi:write:events")
+    def get(self, batch_id: str) -> Any:
+        """Status of a batch and its counts: inserted, duplicates, dropped by reason."""
+        principal = current_principal()
+        with session_scope(settings()) as session:
+            batch = ingest.batch_status(session, batch_id)
+            # Another tenant's batch is reported as unknown: ids must not leak across tenants.
+            if batch is None or not principal.may_access_tenant(batch.tenant_id):
+                raise ApiError(404, f"no batch {batch_id}", code="not_found")
+            return ingest.describe_batch(batch)
