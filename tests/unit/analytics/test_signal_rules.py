@@ -1,0 +1,314 @@
+"""The nine signal rules (SPEC §5.5): each fires on a constructed case and stays quiet on its
+near-miss; disabled classes, the volume-only policy and the signal lifecycle."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import numpy as np
+import pytest
+
+from ubi.analytics import signals as sig
+from ubi.analytics.calendar import workday_mask
+from ubi.analytics.signals import (
+    HitInfo,
+    HitTable,
+    PeerContext,
+    RuleInputs,
+    RuleWindow,
+    SignalCandidate,
+    evaluate_rules,
+    reconcile_signals,
+)
+from ubi.analytics.taxonomy import FEATURE_INDEX, FEATURE_NAMES, ROLLUP_COUNTER_COLUMNS
+from ubi.analytics.tenant_config import TenantConfig
+
+CFG = TenantConfig.default()
+DAY0 = 19723  # Monday 2024-01-01
+L = 19  # days 0..18; day 18 is Friday 2024-01-19
+EVAL = 18
+F = len(FEATURE_NAMES)
+
+
+def make_inputs(n_s=1, sev=None, context=None, present=True, drop_ok=True, peers=None,
+                scope="actor"):
+    """sev: {(feature, window): {day or (s, day): code}}; context: {(feature, window):
+    (value, mean, std, usable)} scalars or [S, L] arrays."""
+    windows = {}
+    for w in ("24h", "7d", "28d"):
+        windows[w] = RuleWindow(
+            severity=np.zeros((n_s, F, L), dtype=np.int8), hits={},
+            values=np.full((n_s, F, L), np.nan, dtype=np.float32),
+            window_confidence=np.ones((n_s, L)),
+            drop_ok=np.broadcast_to(np.asarray(drop_ok), (n_s, L)).copy(), context={})
+        for f in sig.CONTEXT_FEATURES.get(w, ()):
+            nan = np.full((n_s, L), np.nan)
+            windows[w].context[f] = (nan, nan, nan, np.zeros((n_s, L), dtype=bool))
+    for (feature, w), days in (sev or {}).items():
+        f = FEATURE_INDEX[feature]
+        for key, code in days.items():
+            s, d = key if isinstance(key, tuple) else (0, key)
+            windows[w].severity[s, f, d] = code
+            windows[w].hits[(s, f, d)] = HitInfo(value=1.0 + code, mean=1.0, std=0.4,
+                                                 z=2.6 * code, confidence=0.9)
+            windows[w].values[s, f, d] = 1.0 + code
+    for rw in windows.values():
+        rw.hits = HitTable.from_dict((n_s, F, L), rw.hits)
+    for (feature, w), (value, mean, std, usable) in (context or {}).items():
+        shape = (n_s, L)
+        windows[w].context[feature] = tuple(
+            np.broadcast_to(np.asarray(x, dtype=float if i < 3 else bool), shape).copy()
+            for i, x in enumerate((value, mean, std, usable)))
+    counters = np.zeros((n_s, L, len(ROLLUP_COUNTER_COLUMNS)))
+    counters[:, :, 0] = 5
+    return RuleInputs(
+        tenant_id="t", scope=scope, subject_ids=[f"s{i}" for i in range(n_s)], day0=DAY0,
+        eval_offset=EVAL, workday=workday_mask(DAY0 + np.arange(L), CFG),
+        present=np.broadcast_to(np.asarray(present), (n_s, L)).copy(), counters=counters,
+        windows=windows, peers=peers)
+
+
+def classes(cands, subject="s0"):
+    return sorted({c.signal_class for c in cands if c.subject_id == subject})
+
+
+FLAT_PR = {("pr_throughput", "7d"): (2.0, 2.0, 0.5, True)}
+LOW_COLLAB = {("distinct_collaborators", "7d"): (1.0, 4.0, 1.0, True)}
+OK_COLLAB = {("distinct_collaborators", "7d"): (4.0, 4.0, 1.0, True)}
+
+
+# 1 burnout_risk ------------------------------------------------------------------------------
+
+def test_burnout_fires_on_3_of_last_5_workdays():
+    # last 5 workdays before Fri 18: Mon 14 .. Fri 18; hits Mon, Wed, Fri
+    cands = evaluate_rules(make_inputs(sev={("after_hours_ratio", "24h"):
+                                            {14: 1, 16: 1, 18: 2}}), CFG)
+    [c] = [c for c in cands if c.signal_class == "burnout_risk"]
+    assert c.severity == "CRITICAL"
+    assert "on 3 of the last 5 workdays" in c.reason
+    assert c.reason.startswith("after_hours_ratio 24h rose to")
+
+
+def test_burnout_near_miss_two_of_five_or_weekend_hits_only():
+    assert "burnout_risk" not in classes(evaluate_rules(
+        make_inputs(sev={("after_hours_ratio", "24h"): {14: 1, 18: 1, 11: 1}}), CFG))
+    # hits on the weekend (12, 13) are not workdays
+    assert "burnout_risk" not in classes(evaluate_rules(
+        make_inputs(sev={("late_night_events", "24h"): {12: 1, 13: 1, 18: 1}}), CFG))
+
+
+def test_burnout_7d_high_while_collaborators_below_baseline():
+    assert "burnout_risk" in classes(evaluate_rules(make_inputs(
+        sev={("late_night_events", "7d"): {18: 1}}, context=LOW_COLLAB), CFG))
+    assert "burnout_risk" not in classes(evaluate_rules(make_inputs(
+        sev={("late_night_events", "7d"): {18: 1}}, context=OK_COLLAB), CFG))
+
+
+# 2 rework_loop -------------------------------------------------------------------------------
+
+def test_rework_loop_fires_on_high_failure_rate_not_on_low():
+    [c] = evaluate_rules(make_inputs(sev={("build_failure_rate", "24h"): {18: 1}}), CFG)
+    assert (c.signal_class, c.signal_type, c.dimension, c.severity) == (
+        "rework_loop", "risk", "activity", "WARN")
+    assert c.score == pytest.approx(52.0)  # 20 * |z| with z = 2.6
+    assert evaluate_rules(make_inputs(sev={("build_failure_rate", "24h"): {18: -1}}), CFG) == []
+
+
+# 3 context_thrash ----------------------------------------------------------------------------
+
+def test_context_thrash_fires_when_throughput_flat_not_when_above():
+    cands = evaluate_rules(make_inputs(sev={("context_switch_rate", "7d"): {18: 2}},
+                                       context=FLAT_PR), CFG)
+    [c] = cands
+    assert c.signal_class == "context_thrash"
+    assert c.reason.endswith("; pr_throughput 7d flat")
+    above = {("pr_throughput", "7d"): (5.0, 2.0, 0.5, True)}
+    assert evaluate_rules(make_inputs(sev={("context_switch_rate", "7d"): {18: 2}},
+                                      context=above), CFG) == []
+
+
+# 4 engagement_drop ---------------------------------------------------------------------------
+
+def test_engagement_drop_fires_when_present_and_window_clean():
+    [c] = evaluate_rules(make_inputs(sev={("active_days", "7d"): {18: -1}}), CFG)
+    assert c.signal_class == "engagement_drop" and "fell to" in c.reason
+
+
+def test_engagement_drop_near_misses_absent_or_leave_in_window():
+    absent = make_inputs(sev={("active_days", "7d"): {18: -1}}, present=False)
+    assert evaluate_rules(absent, CFG) == []
+    leave = make_inputs(sev={("focus_session_avg_minutes", "7d"): {18: -1}}, drop_ok=False)
+    assert evaluate_rules(leave, CFG) == []
+    high = make_inputs(sev={("active_days", "7d"): {18: 1}})
+    assert evaluate_rules(high, CFG) == []
+
+
+# 5 guardrail_overrides -----------------------------------------------------------------------
+
+def test_guardrail_overrides_fires_on_24h_or_7d_not_on_28d_alone():
+    [c] = evaluate_rules(make_inputs(sev={("override_count", "24h"): {18: 1}}), CFG)
+    assert c.signal_class == "guardrail_overrides" and c.dimension == "agent_usage"
+    assert evaluate_rules(make_inputs(sev={("override_count", "28d"): {18: 2}}), CFG) == []
+
+
+# 6 mentoring_potential -----------------------------------------------------------------------
+
+def mentoring_inputs(top_days, n_s=5, members=None):
+    values = np.tile(np.arange(1.0, n_s + 1)[:, None], (1, L))
+    values[0, :] = 3.5  # actor 0 below the top...
+    values[0, top_days] = 10.0  # ...except on these days
+    group = np.zeros(n_s, dtype=np.int64)
+    from ubi.analytics.aggregates import group_percentile
+
+    p90, count = group_percentile(values, group, 1, 90.0)
+    p50, _ = group_percentile(values, group, 1, 50.0)
+    if members is not None:
+        count = np.full_like(count, members)
+    peers = PeerContext(group=group, labels=["team:A"], reviews_p90=p90, reviews_count=count,
+                        rpwi_p10=np.full((1, L), np.nan), rpwi_p90=np.full((1, L), np.nan),
+                        rpwi_count=np.zeros((1, L), dtype=np.int64), reviews_p50=p50)
+    return make_inputs(n_s=n_s, peers=peers,
+                       context={("reviews_given", "28d"): (values, 0.0, 0.0, True)})
+
+
+def test_mentoring_potential_fires_after_two_consecutive_weeks_at_p90():
+    cands = evaluate_rules(mentoring_inputs(list(range(5, 19))), CFG)
+    [c] = [c for c in cands if c.signal_class == "mentoring_potential"]
+    assert c.subject_id == "s0" and c.severity == "INFO"
+    assert c.intent and c.expected_outcome
+    assert "team:A" in c.reason
+
+
+def test_mentoring_potential_near_misses():
+    assert evaluate_rules(mentoring_inputs(list(range(6, 19))), CFG) == []  # 13 days
+    assert evaluate_rules(mentoring_inputs(list(range(0, 19)), members=4), CFG) == []
+    tied = mentoring_inputs(list(range(0, 19)))
+    tied.windows["28d"].context["reviews_given"][0][:] = 5.0  # everyone equal
+    tied.peers.reviews_p90[:] = 5.0
+    tied.peers.reviews_p50[:] = 5.0
+    assert evaluate_rules(tied, CFG) == []
+
+
+# 7 pair_work_candidate -----------------------------------------------------------------------
+
+def test_pair_work_candidate_when_rework_and_fewer_collaborators():
+    cands = evaluate_rules(make_inputs(sev={("test_failure_rate", "7d"): {18: 1}},
+                                       context=LOW_COLLAB), CFG)
+    assert classes(cands) == ["pair_work_candidate", "rework_loop"]
+    pair = next(c for c in cands if c.signal_class == "pair_work_candidate")
+    assert pair.signal_type == "opportunity" and pair.intent and pair.expected_outcome
+    assert "distinct_collaborators 7d below baseline" in pair.reason
+    near = evaluate_rules(make_inputs(sev={("test_failure_rate", "7d"): {18: 1}},
+                                      context=OK_COLLAB), CFG)
+    assert classes(near) == ["rework_loop"]
+
+
+# 8 agent_usage_optimisation ------------------------------------------------------------------
+
+def rpwi_inputs(top):
+    n_s = 10
+    values = np.tile(np.arange(1.0, n_s + 1)[:, None], (1, L))
+    values[9, :] = top
+    group = np.zeros(n_s, dtype=np.int64)
+    from ubi.analytics.aggregates import group_percentile
+
+    p10, count = group_percentile(values, group, 1, 10.0)
+    p90, _ = group_percentile(values, group, 1, 90.0)
+    peers = PeerContext(group=group, labels=["cohort:ai_agent"],
+                        reviews_p90=np.full((1, L), np.nan),
+                        reviews_count=np.zeros((1, L), dtype=np.int64), rpwi_p10=p10,
+                        rpwi_p90=p90, rpwi_count=count)
+    return make_inputs(n_s=n_s, peers=peers,
+                       context={("llm_requests_per_work_item", "7d"): (values, 0, 0, True)})
+
+
+def test_agent_usage_optimisation_on_llm_failures():
+    [c] = evaluate_rules(make_inputs(sev={("llm_failure_rate", "7d"): {18: 1}}), CFG)
+    assert c.signal_class == "agent_usage_optimisation" and c.severity == "INFO"
+
+
+def test_agent_usage_optimisation_outside_peer_band_and_near_miss():
+    cands = evaluate_rules(rpwi_inputs(40.0), CFG)
+    assert {c.subject_id for c in cands} == {"s9"}
+    assert "above the p10-p90 range of cohort:ai_agent" in cands[0].reason
+    assert evaluate_rules(rpwi_inputs(9.0), CFG) == []  # ties the p90: not outside
+
+
+# 9 after_hours_activity ----------------------------------------------------------------------
+
+def test_after_hours_activity_above_0_3_on_7d():
+    [c] = evaluate_rules(make_inputs(
+        context={("after_hours_ratio", "7d"): (0.31, 0.1, 0.05, True)}), CFG)
+    assert (c.signal_class, c.signal_type, c.severity) == (
+        "after_hours_activity", "informational", "INFO")
+    assert evaluate_rules(make_inputs(
+        context={("after_hours_ratio", "7d"): (0.3, 0.1, 0.05, True)}), CFG) == []
+
+
+# policy --------------------------------------------------------------------------------------
+
+def test_disabled_class_and_signal_type_are_not_produced():
+    case = make_inputs(sev={("test_failure_rate", "7d"): {18: 1}}, context=LOW_COLLAB)
+    cfg = TenantConfig.from_document({"disabled_signal_classes": ["rework_loop"]})
+    assert classes(evaluate_rules(case, cfg)) == ["pair_work_candidate"]
+    cfg2 = TenantConfig.from_document({"enabled_signal_types": ["risk", "informational"]})
+    assert classes(evaluate_rules(case, cfg2)) == ["rework_loop"]
+
+
+def test_volume_only_feature_is_never_a_trigger_while_prohibited(monkeypatch):
+    combos, direction = sig.RULE_TRIGGERS["guardrail_overrides"]
+    monkeypatch.setitem(sig.RULE_TRIGGERS, "guardrail_overrides",
+                        ((*combos, ("event_count", ("24h",))), direction))
+    case = make_inputs(sev={("event_count", "24h"): {18: 2}})
+    assert evaluate_rules(case, CFG) == []
+    allowed = TenantConfig.from_document(
+        {"privacy_settings": {"prohibit_volume_only_metrics": False}})
+    assert classes(evaluate_rules(case, allowed)) == ["guardrail_overrides"]
+
+
+def test_no_rule_reads_a_volume_only_trigger():
+    from ubi.analytics.taxonomy import FEATURE_BY_NAME
+
+    for combos, _ in sig.RULE_TRIGGERS.values():
+        assert not any(FEATURE_BY_NAME[f].volume_only for f, _ in combos)
+    assert not any(FEATURE_BY_NAME[f].volume_only for f, _ in sig.PERCENTILE_TRIGGERS.values())
+
+
+# lifecycle -----------------------------------------------------------------------------------
+
+NOW = datetime(2024, 3, 1, tzinfo=UTC)
+
+
+def cand(day, severity="WARN", score=52.0, triggers=("override_count.24h",)):
+    return SignalCandidate(
+        actor_scope="actor", subject_id="a", signal_class="guardrail_overrides",
+        signal_type="risk", dimension="agent_usage", day=day, severity=severity, score=score,
+        confidence=0.8, reason=f"r{day}", evidence_refs={}, features_snapshot={},
+        triggers=triggers)
+
+
+def test_signal_lifecycle_versions_and_hold():
+    ch = reconcile_signals({}, [cand(1), cand(2, score=54.0), cand(3, "CRITICAL", 80.0)],
+                           [1, 2, 3], NOW, tenant_id="t")
+    kinds = [(c.kind, c.signal.version) for c in ch.changes]
+    assert kinds == [("created", 1), ("updated", 2)]  # +2 score is not a new version
+    active = ch.active
+    [s] = active.values()
+    assert s.severity == "CRITICAL" and s.reason == "r3" and s.last_fired_day == 3
+    # days 4, 5 quiet, day 6 incomplete (not evaluated), day 7 quiet: resolved on day 7
+    ch2 = reconcile_signals(active, [], [4, 5, 7], NOW, tenant_id="t")
+    [res] = ch2.of_kind("resolved")
+    assert res.version == 3 and res.status == "resolved" and res.signal_id == s.signal_id
+    assert res.resolved_at == datetime(1970, 1, 9, tzinfo=UTC)  # end of day 7
+    assert ch2.active == {}
+    # fires again on day 4 after 2 quiet days... no: it was still active, bookkeeping only
+    ch3 = reconcile_signals(active, [cand(5, "CRITICAL", 80.0)], [4, 5], NOW, tenant_id="t")
+    assert ch3.changes == [] and len(ch3.touched) == 1
+    assert ch3.touched[0].days_without_fire == 0 and ch3.touched[0].last_fired_day == 5
+
+
+def test_signal_ids_are_deterministic_and_one_active_per_key():
+    a = reconcile_signals({}, [cand(1), cand(1, "CRITICAL", 90.0)], [1], NOW, tenant_id="t")
+    b = reconcile_signals({}, [cand(1, "CRITICAL", 90.0), cand(1)], [1], NOW, tenant_id="t")
+    assert len(a.changes) == 1 and a.changes[0].signal.severity == "CRITICAL"
+    assert a.changes[0].signal == b.changes[0].signal

@@ -1,0 +1,842 @@
+"""The nine signal rules of SPEC §5.5 and the signal lifecycle.
+
+Rule evaluation is vectorised over subjects and days of one scope (``RuleInputs``, built by the
+engine from the per-window detections); only the (subject, day) pairs where a rule fires are
+turned into ``SignalCandidate`` records with a reason and evidence. The lifecycle
+(``reconcile_signals``) is a pure function over plain records.
+
+Rules (thresholds are the tenant's anomaly thresholds unless stated; "anomalous" = an anomaly of
+at least WARN severity from a usable baseline, see ``anomalies.detect``):
+
+============================ =================================================================
+``burnout_risk``             ``after_hours_ratio`` or ``late_night_events`` anomalous-high on
+                             >= 3 of the last 5 workdays, on the 24h or the 7d window (a weekend
+                             streak shows as a 7d anomaly on the following workdays); or the 7d
+                             value anomalous-high while ``distinct_collaborators`` 7d is below
+                             its baseline mean
+``rework_loop``              ``build_failure_rate`` / ``test_failure_rate`` / ``rework_ratio``
+                             anomalous-high (24h or 7d, see ``RULE_WINDOWS``)
+``context_thrash``           ``context_switch_rate`` anomalous-high (24h / 7d) while
+                             ``pr_throughput`` 7d is not above its baseline mean (no usable
+                             baseline counts as "not above")
+``engagement_drop``          ``active_days`` (7d) or ``focus_session_avg_minutes`` (24h, 7d)
+                             anomalous-low, the subject present that day, and the window
+                             overlapping no leave, quiet or incomplete day
+``guardrail_overrides``      ``override_count`` anomalous-high (24h / 7d)
+``mentoring_potential``      actor scope: ``reviews_given`` 28d > 0, >= the nearest-rank p90
+                             and > the median of the peer group (team if >= min_team_size
+                             actors, else cohort, with >= min_team_size members having a
+                             value) on each of the last 14 days (two consecutive weeks); the
+                             median guard keeps a team where everyone reviews equally from
+                             flagging everyone
+``pair_work_candidate``      ``rework_loop`` or ``context_thrash`` fires (whether or not those
+                             classes are enabled) and ``distinct_collaborators`` 7d is below its
+                             baseline mean
+``agent_usage_optimisation`` ``llm_failure_rate`` anomalous-high (24h / 7d), or (actor scope)
+                             ``llm_requests_per_work_item`` 7d strictly outside the peer group's
+                             nearest-rank p10..p90
+``after_hours_activity``     ``after_hours_ratio`` 7d above 0.3
+============================ =================================================================
+
+Severity: risks take the highest severity of their triggering anomalies; opportunities and
+informational signals are INFO. Score (0-100): risks ``min(100, 20 * max |z|)`` (WARN at z=2.5
+scores 50, z >= 5 scores 100); percentile rules 90 at the peer p90 rising to 100 at twice
+the distance; ``after_hours_activity`` 100 x the share. Confidence: mean over the triggers of
+baseline confidence x window completeness (window completeness alone for fixed thresholds).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+
+from ubi.analytics.activity import COUNTER_INDEX
+from ubi.analytics.anomalies import SEVERITY_NAME, observed_at
+from ubi.analytics.explain import (
+    build_evidence,
+    describe_context,
+    describe_deviation,
+    event_summary,
+    fmt_number,
+    fmt_value,
+)
+from ubi.analytics.features import rolling_sum
+from ubi.analytics.ids import baseline_id, feature_id, signal_id
+from ubi.analytics.presence import leave_days, quiet_days
+from ubi.analytics.taxonomy import (
+    FEATURE_BY_NAME,
+    FEATURE_INDEX,
+    FEATURES,
+    SEVERITY_RANK,
+    SIGNAL_CLASS_BY_NAME,
+    SIGNAL_CLASSES,
+    WINDOWS,
+)
+from ubi.analytics.tenant_config import TenantConfig
+
+__all__ = [
+    "LOOKBACK_DAYS", "RULE_TRIGGERS", "HitInfo", "HitTable", "PeerContext", "RuleInputs",
+    "RuleWindow",
+    "Signal", "SignalCandidate", "SignalChange", "SignalChanges", "evaluate_rules",
+    "leave_days", "quiet_days", "reconcile_signals",
+]
+
+#: Days before the first evaluated day that the rules read (5 workdays, 14 days of mentoring).
+LOOKBACK_DAYS = 21
+BURNOUT_WORKDAYS = 5
+BURNOUT_MIN_HITS = 3
+MENTORING_DAYS = 14
+AFTER_HOURS_SHARE = 0.3
+#: A signal resolves after this many evaluated days on which its rule did not fire.
+SIGNAL_HOLD_DAYS = 3
+#: A firing signal gets a new version when severity or triggers change, or the score moves by
+#: at least this much (smaller moves only refresh bookkeeping; no new version, no message).
+SCORE_UPDATE_STEP = 5.0
+
+#: Windows whose anomalies trigger rules. A 28-day rolling value moves slowly, so the spread of
+#: its daily values around their EWM mean is tiny and a small drift gives a large z; rules are
+#: about current behaviour, so they read the 24h and 7d anomalies (28d anomalies are still
+#: detected and stored; the 28d window drives ``mentoring_potential``).
+RULE_WINDOWS: tuple[str, ...] = ("24h", "7d")
+
+#: Anomaly triggers per rule: ((feature, windows), ...) and the direction that counts.
+RULE_TRIGGERS: dict[str, tuple[tuple[tuple[str, tuple[str, ...]], ...], str]] = {
+    "burnout_risk": ((("after_hours_ratio", ("24h", "7d")),
+                      ("late_night_events", ("24h", "7d"))), "high"),
+    "rework_loop": ((("build_failure_rate", RULE_WINDOWS), ("test_failure_rate", RULE_WINDOWS),
+                     ("rework_ratio", RULE_WINDOWS)), "high"),
+    "context_thrash": ((("context_switch_rate", RULE_WINDOWS),), "high"),
+    "engagement_drop": ((("active_days", ("7d",)),
+                         ("focus_session_avg_minutes", RULE_WINDOWS)), "low"),
+    "guardrail_overrides": ((("override_count", RULE_WINDOWS),), "high"),
+    "agent_usage_optimisation": ((("llm_failure_rate", RULE_WINDOWS),), "high"),
+}
+#: Features compared with a threshold or with peers rather than with an anomaly.
+PERCENTILE_TRIGGERS: dict[str, tuple[str, str]] = {
+    "mentoring_potential": ("reviews_given", "28d"),
+    "agent_usage_optimisation": ("llm_requests_per_work_item", "7d"),
+    "after_hours_activity": ("after_hours_ratio", "7d"),
+}
+#: Supporting features the rules compare with their baselines (not triggers).
+CONTEXT_FEATURES: dict[str, tuple[str, ...]] = {
+    "7d": ("pr_throughput", "distinct_collaborators", "after_hours_ratio",
+           "llm_requests_per_work_item"),
+    "28d": ("reviews_given",),
+}
+
+OPPORTUNITY_TEXT: dict[str, tuple[str, str]] = {
+    "mentoring_potential": (
+        "recognise the review work and offer a mentoring or review-lead role",
+        "review load spread more evenly; newer members get faster, better reviews"),
+    "pair_work_candidate": (
+        "suggest pairing or a second reviewer on the current work",
+        "build/test failures and context switches back to the subject's normal within two "
+        "weeks"),
+    "agent_usage_optimisation": (
+        "share effective agent usage patterns (prompting, task slicing) from the peer group",
+        "llm failure rate and requests per work item back within the peer group's range"),
+}
+
+
+def trigger_allowed(feature: str, config: TenantConfig) -> bool:
+    """A volume-only feature is never a trigger while the tenant prohibits volume-only use."""
+    return not (config.prohibit_volume_only and FEATURE_BY_NAME[feature].volume_only)
+
+
+# --- inputs ----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class HitInfo:
+    """Numbers of one anomalous value, kept for reasons and evidence."""
+
+    value: float
+    mean: float
+    std: float
+    z: float
+    confidence: float
+
+
+class HitTable(Mapping[tuple[int, int, int], HitInfo]):
+    """The numbers of every anomalous entry (s, f, l) of one window, stored as sorted arrays.
+
+    Lookups (only for the few entries where a rule fires) use a binary search, so a large
+    backfill does not build millions of Python objects up front.
+    """
+
+    def __init__(self, shape: tuple[int, int, int], s: np.ndarray, f: np.ndarray,
+                 lday: np.ndarray, value: np.ndarray, mean: np.ndarray, std: np.ndarray,
+                 z: np.ndarray, confidence: np.ndarray) -> None:
+        self._shape = shape
+        keys = np.ravel_multi_index((s, f, lday), shape) if len(s) else np.zeros(0, np.int64)
+        order = np.argsort(keys, kind="stable")
+        self._keys = keys[order]
+        self._cols = [np.asarray(a, dtype=np.float64)[order]
+                      for a in (value, mean, std, z, confidence)]
+
+    @classmethod
+    def from_dict(cls, shape: tuple[int, int, int],
+                  hits: Mapping[tuple[int, int, int], HitInfo]) -> HitTable:
+        """Build from a plain mapping (tests, small inputs)."""
+        items = list(hits.items())
+        cols = list(zip(*[(k[0], k[1], k[2], h.value, h.mean, h.std, h.z, h.confidence)
+                          for k, h in items], strict=True)) if items else [()] * 8
+        arr = [np.asarray(c) for c in cols]
+        return cls(shape, arr[0].astype(np.int64), arr[1].astype(np.int64),
+                   arr[2].astype(np.int64), *arr[3:])
+
+    def _pos(self, key: tuple[int, int, int]) -> int:
+        s, f, lday = key
+        if not (0 <= s < self._shape[0] and 0 <= f < self._shape[1]
+                and 0 <= lday < self._shape[2]):
+            return -1
+        flat = (s * self._shape[1] + f) * self._shape[2] + lday
+        i = int(np.searchsorted(self._keys, flat))
+        return i if i < self._keys.size and self._keys[i] == flat else -1
+
+    def __getitem__(self, key: tuple[int, int, int]) -> HitInfo:
+        i = self._pos(key)
+        if i < 0:
+            raise KeyError(key)
+        return HitInfo(*(float(c[i]) for c in self._cols))
+
+    def __contains__(self, key: object) -> bool:
+        if not (isinstance(key, tuple) and len(key) == 3):
+            return False
+        return self._pos((int(key[0]), int(key[1]), int(key[2]))) >= 0
+
+    def __iter__(self) -> Iterator[tuple[int, int, int]]:
+        s, f, lday = np.unravel_index(self._keys, self._shape)
+        return iter(zip(s.tolist(), f.tolist(), lday.tolist(), strict=True))
+
+    def __len__(self) -> int:
+        return int(self._keys.size)
+
+
+@dataclass
+class RuleWindow:
+    """One window's detection for the rule days (L days from ``RuleInputs.day0``).
+
+    ``severity`` int8 [S, F, L] signed as in ``anomalies.detect``; ``hits`` the numbers of every
+    non-zero entry, keyed (s, f, l); ``values`` float32 [S, F, L] for snapshots;
+    ``window_confidence`` [S, L]; ``drop_ok`` bool [S, L]: the window overlaps no leave, quiet
+    or incomplete day; ``context`` feature -> (value, mean, std, usable), each [S, L].
+    """
+
+    severity: np.ndarray
+    hits: Mapping[tuple[int, int, int], HitInfo]
+    values: np.ndarray
+    window_confidence: np.ndarray
+    drop_ok: np.ndarray
+    context: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = field(
+        default_factory=dict)
+
+
+@dataclass
+class PeerContext:
+    """Peer-group percentiles per day (actor scope): arrays [G, L], ``group`` [S]."""
+
+    group: np.ndarray
+    labels: list[str]
+    reviews_p90: np.ndarray
+    reviews_count: np.ndarray
+    rpwi_p10: np.ndarray
+    rpwi_p90: np.ndarray
+    rpwi_count: np.ndarray
+    #: [G, L] peer median of reviews_given 28d; None = not computed (no median guard).
+    reviews_p50: np.ndarray | None = None
+
+
+@dataclass
+class RuleInputs:
+    """Everything the rules read for one scope over L days starting at UTC day ``day0``.
+
+    Days before ``eval_offset`` are lookback only: rules read them, candidates are produced for
+    days from ``eval_offset`` on. ``counters`` [S, L, C] are the scope's rollup counters (for
+    event summaries); ``present`` [S, L] whether the subject had events that day.
+    """
+
+    tenant_id: str
+    scope: str
+    subject_ids: list[str]
+    day0: int
+    eval_offset: int
+    workday: np.ndarray
+    present: np.ndarray
+    counters: np.ndarray
+    windows: dict[str, RuleWindow]
+    peers: PeerContext | None = None
+
+
+@dataclass(frozen=True)
+class SignalCandidate:
+    """A rule firing for one subject on one day, before the lifecycle."""
+
+    actor_scope: str
+    subject_id: str
+    signal_class: str
+    signal_type: str
+    dimension: str
+    day: int
+    severity: str
+    score: float
+    confidence: float
+    reason: str
+    evidence_refs: Mapping[str, Any]
+    features_snapshot: Mapping[str, float | None]
+    intent: str | None = None
+    expected_outcome: str | None = None
+    triggers: tuple[str, ...] = ()
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.actor_scope, self.subject_id, self.signal_class)
+
+
+@dataclass
+class _Trigger:
+    feature: str
+    window: str
+    day_index: int
+    info: HitInfo
+    hits: int | None = None
+    of: int | None = None
+    severity: int = 1
+
+
+# --- rule evaluation ---------------------------------------------------------------------------
+
+def _sev(inputs: RuleInputs, feature: str, window: str, direction: str) -> np.ndarray | None:
+    rw = inputs.windows.get(window)
+    if rw is None:
+        return None
+    s = rw.severity[:, FEATURE_INDEX[feature], :]
+    return s > 0 if direction == "high" else s < 0
+
+
+def _anomaly_fires(inputs: RuleInputs, rule: str, config: TenantConfig,
+                   windows: Sequence[str] | None = None) -> np.ndarray:
+    combos, direction = RULE_TRIGGERS[rule]
+    n_s, n_l = inputs.present.shape
+    fired = np.zeros((n_s, n_l), dtype=bool)
+    for feature, fwins in combos:
+        if not trigger_allowed(feature, config):
+            continue
+        for w in fwins:
+            if windows is not None and w not in windows:
+                continue
+            m = _sev(inputs, feature, w, direction)
+            if m is not None:
+                fired |= m
+    return fired
+
+
+def _triggers_at(inputs: RuleInputs, rule: str, config: TenantConfig, s: int, lday: int,
+                 windows: Sequence[str] | None = None) -> list[_Trigger]:
+    combos, direction = RULE_TRIGGERS[rule]
+    out = []
+    for feature, fwins in combos:
+        if not trigger_allowed(feature, config):
+            continue
+        f = FEATURE_INDEX[feature]
+        for w in fwins:
+            rw = inputs.windows.get(w)
+            if rw is None or (windows is not None and w not in windows):
+                continue
+            code = int(rw.severity[s, f, lday])
+            if (code > 0 if direction == "high" else code < 0):
+                out.append(_Trigger(feature, w, lday, rw.hits[(s, f, lday)],
+                                    severity=abs(code)))
+    return out
+
+
+def _workday_counts(hits: np.ndarray, workday: np.ndarray, last: int) -> np.ndarray:
+    """[S, L] number of the last ``last`` workdays (up to each day inclusive) with a hit."""
+    wd = np.flatnonzero(workday)
+    n_s, n_l = hits.shape
+    csum = np.zeros((n_s, wd.size + 1))
+    csum[:, 1:] = np.cumsum(hits[:, wd], axis=1)
+    j = np.searchsorted(wd, np.arange(n_l), side="right")  # workdays <= each day
+    return csum[:, j] - csum[:, np.maximum(j - last, 0)]
+
+
+def _below_baseline(inputs: RuleInputs, feature: str, window: str) -> np.ndarray:
+    rw = inputs.windows.get(window)
+    if rw is None or feature not in rw.context:
+        return np.zeros(inputs.present.shape, dtype=bool)
+    value, mean, _, usable = rw.context[feature]
+    with np.errstate(invalid="ignore"):
+        return usable & (value < mean)
+
+
+def _above_baseline(inputs: RuleInputs, feature: str, window: str) -> np.ndarray:
+    rw = inputs.windows.get(window)
+    if rw is None or feature not in rw.context:
+        return np.zeros(inputs.present.shape, dtype=bool)
+    value, mean, _, usable = rw.context[feature]
+    with np.errstate(invalid="ignore"):
+        return usable & (value > mean)
+
+
+def _context_phrase(inputs: RuleInputs, feature: str, window: str, s: int, lday: int) -> str:
+    rw = inputs.windows[window]
+    value, mean, std, usable = rw.context[feature]
+    return describe_context(feature, window, float(value[s, lday]), float(mean[s, lday]),
+                            float(std[s, lday]), bool(usable[s, lday]))
+
+
+def _risk_score(triggers: Sequence[_Trigger]) -> float:
+    return float(min(100.0, 20.0 * max(abs(t.info.z) for t in triggers)))
+
+
+def _snapshot(inputs: RuleInputs, dimension: str, s: int, lday: int,
+              extra: Iterable[tuple[str, str]] = ()) -> dict[str, float | None]:
+    names = [f.name for f in FEATURES if f.dimension == dimension]
+    snap: dict[str, float | None] = {}
+    for w, rw in inputs.windows.items():
+        for name in [*names, *(f for f, ew in extra if ew == w)]:
+            if w not in FEATURE_BY_NAME[name].windows:
+                continue
+            v = float(rw.values[s, FEATURE_INDEX[name], lday])
+            snap[f"{name}.{w}"] = None if np.isnan(v) else round(v, 4)
+    return snap
+
+
+def _evidence(inputs: RuleInputs, s: int, lday: int, triggers: Sequence[_Trigger],
+              context: Sequence[tuple[str, str]]) -> dict[str, Any]:
+    tenant, scope, subject = inputs.tenant_id, inputs.scope, inputs.subject_ids[s]
+    fids, bids, values = [], [], {}
+    for t in triggers:
+        day = inputs.day0 + t.day_index
+        fids.append(feature_id(tenant, scope, subject, t.feature, t.window, day))
+        day_type = "workday" if inputs.workday[t.day_index] else "weekend"
+        bids.append(baseline_id(tenant, scope, subject, t.feature, t.window, day_type))
+        values[f"{t.feature}.{t.window}"] = t.info.value
+    for feature, w in context:
+        fids.append(feature_id(tenant, scope, subject, feature, w, inputs.day0 + lday))
+    span = max([WINDOWS[t.window] for t in triggers] + [WINDOWS[w] for _, w in context] + [1])
+    first = max(0, lday - span + 1)
+    summary = event_summary(inputs.counters[s, first:lday + 1], inputs.day0 + first,
+                            inputs.day0 + lday)
+    return build_evidence(fids, bids, summary, values)
+
+
+def _candidate(inputs: RuleInputs, rule: str, s: int, lday: int, *, severity: str,
+               score: float, confidence: float, reason: str, evidence: Mapping[str, Any],
+               triggers: Sequence[str], extra_snapshot: Iterable[tuple[str, str]] = ()
+               ) -> SignalCandidate:
+    spec = SIGNAL_CLASS_BY_NAME[rule]
+    intent, outcome = OPPORTUNITY_TEXT.get(rule, (None, None))
+    return SignalCandidate(
+        actor_scope=inputs.scope, subject_id=inputs.subject_ids[s], signal_class=rule,
+        signal_type=spec.signal_type, dimension=spec.dimension, day=inputs.day0 + lday,
+        severity=severity, score=round(float(np.clip(score, 0.0, 100.0)), 1),
+        confidence=round(float(np.clip(confidence, 0.0, 1.0)), 3), reason=reason,
+        evidence_refs=evidence,
+        features_snapshot=_snapshot(inputs, spec.dimension, s, lday, extra_snapshot),
+        intent=intent, expected_outcome=outcome, triggers=tuple(triggers))
+
+
+def _from_triggers(inputs: RuleInputs, rule: str, s: int, lday: int,
+                   triggers: list[_Trigger], context: Sequence[tuple[str, str]] = (),
+                   risk: bool = True) -> SignalCandidate:
+    triggers.sort(key=lambda t: (-t.severity, -abs(t.info.z), t.feature, t.window))
+    parts = [describe_deviation(t.feature, t.window, t.info.value, t.info.mean, t.info.std,
+                                t.info.z, hits=t.hits, of=t.of) for t in triggers]
+    parts += [_context_phrase(inputs, f, w, s, lday) for f, w in context]
+    sev = max(t.severity for t in triggers)
+    return _candidate(
+        inputs, rule, s, lday,
+        severity=SEVERITY_NAME[sev] if risk else "INFO",
+        score=_risk_score(triggers),
+        confidence=float(np.mean([t.info.confidence for t in triggers])),
+        reason="; ".join(parts), evidence=_evidence(inputs, s, lday, triggers, context),
+        triggers=[f"{t.feature}.{t.window}" for t in triggers],
+        extra_snapshot=[(t.feature, t.window) for t in triggers])
+
+
+def _fired_days(fired: np.ndarray, inputs: RuleInputs) -> Iterable[tuple[int, int]]:
+    sub = fired[:, inputs.eval_offset:]
+    ss, ll = np.nonzero(sub)
+    return zip(ss.tolist(), (ll + inputs.eval_offset).tolist(), strict=True)
+
+
+def _burnout(inputs: RuleInputs, config: TenantConfig) -> list[SignalCandidate]:
+    combos, _ = RULE_TRIGGERS["burnout_risk"]
+    counts: dict[tuple[str, str], np.ndarray] = {}
+    n_s, n_l = inputs.present.shape
+    fired_a = np.zeros((n_s, n_l), dtype=bool)
+    for feature, fwins in combos:
+        if not trigger_allowed(feature, config):
+            continue
+        for w in fwins:
+            m = _sev(inputs, feature, w, "high")
+            if m is None:
+                continue
+            c = _workday_counts(m & inputs.workday[None, :], inputs.workday, BURNOUT_WORKDAYS)
+            counts[(feature, w)] = c
+            fired_a |= c >= BURNOUT_MIN_HITS
+    collab_low = _below_baseline(inputs, "distinct_collaborators", "7d")
+    fired_b = np.zeros_like(fired_a)
+    for feature, _ in combos:
+        m = _sev(inputs, feature, "7d", "high")
+        if m is not None and trigger_allowed(feature, config):
+            fired_b |= m & collab_low
+    out = []
+    wd = np.flatnonzero(inputs.workday)
+    for s, lday in _fired_days(fired_a | fired_b, inputs):
+        triggers: list[_Trigger] = []
+        context: list[tuple[str, str]] = []
+        if fired_a[s, lday]:
+            recent = wd[wd <= lday][-BURNOUT_WORKDAYS:]
+            for (feature, w), c in counts.items():
+                if c[s, lday] < BURNOUT_MIN_HITS:
+                    continue
+                f = FEATURE_INDEX[feature]
+                sev_row = inputs.windows[w].severity[s, f]
+                hit_days = [int(d) for d in recent if sev_row[d] > 0]
+                last = hit_days[-1]
+                triggers.append(_Trigger(
+                    feature, w, last, inputs.windows[w].hits[(s, f, last)],
+                    hits=len(hit_days), of=len(recent),
+                    severity=max(int(sev_row[d]) for d in hit_days)))
+        if fired_b[s, lday]:
+            for feature, _ in combos:
+                rw = inputs.windows["7d"]
+                code = int(rw.severity[s, FEATURE_INDEX[feature], lday])
+                if code > 0 and not any(t.feature == feature and t.window == "7d"
+                                        for t in triggers):
+                    triggers.append(_Trigger(feature, "7d", lday,
+                                             rw.hits[(s, FEATURE_INDEX[feature], lday)],
+                                             severity=code))
+            context.append(("distinct_collaborators", "7d"))
+        out.append(_from_triggers(inputs, "burnout_risk", s, lday, triggers, context))
+    return out
+
+
+def _simple(inputs: RuleInputs, config: TenantConfig, rule: str, fired: np.ndarray,
+            context: Sequence[tuple[str, str]] = (), risk: bool = True,
+            windows_ok: Mapping[str, np.ndarray] | None = None) -> list[SignalCandidate]:
+    out = []
+    for s, lday in _fired_days(fired, inputs):
+        triggers = _triggers_at(inputs, rule, config, s, lday)
+        if windows_ok is not None:
+            triggers = [t for t in triggers if windows_ok[t.window][s, lday]]
+        if triggers:
+            out.append(_from_triggers(inputs, rule, s, lday, triggers, context, risk))
+    return out
+
+
+def evaluate_rules(inputs: RuleInputs, config: TenantConfig) -> list[SignalCandidate]:
+    """Signal candidates of every enabled rule for the evaluated days of one scope."""
+    enabled = {c.name for c in SIGNAL_CLASSES if config.signal_class_enabled(c.name)}
+    out: list[SignalCandidate] = []
+    n_s, n_l = inputs.present.shape
+    if n_s == 0:
+        return out
+    has_7d = "7d" in inputs.windows
+
+    if "burnout_risk" in enabled:
+        out += _burnout(inputs, config)
+
+    rework = _anomaly_fires(inputs, "rework_loop", config)
+    thrash_raw = _anomaly_fires(inputs, "context_thrash", config)
+    pr_above = _above_baseline(inputs, "pr_throughput", "7d")
+    thrash = thrash_raw & ~pr_above
+    thrash_ctx = [("pr_throughput", "7d")] if has_7d else []
+    if "rework_loop" in enabled:
+        out += _simple(inputs, config, "rework_loop", rework)
+    if "context_thrash" in enabled:
+        out += _simple(inputs, config, "context_thrash", thrash, thrash_ctx)
+
+    if "engagement_drop" in enabled:
+        drop_ok = {w: rw.drop_ok & inputs.present for w, rw in inputs.windows.items()}
+        fired = np.zeros((n_s, n_l), dtype=bool)
+        combos, _ = RULE_TRIGGERS["engagement_drop"]
+        for feature, fwins in combos:
+            if not trigger_allowed(feature, config):
+                continue
+            for w in fwins:
+                m = _sev(inputs, feature, w, "low")
+                if m is not None:
+                    fired |= m & drop_ok[w]
+        out += _simple(inputs, config, "engagement_drop", fired, windows_ok=drop_ok)
+
+    if "guardrail_overrides" in enabled:
+        out += _simple(inputs, config, "guardrail_overrides",
+                       _anomaly_fires(inputs, "guardrail_overrides", config))
+
+    if "pair_work_candidate" in enabled and has_7d:
+        collab_low = _below_baseline(inputs, "distinct_collaborators", "7d")
+        fired = (rework | thrash) & collab_low
+        for s, lday in _fired_days(fired, inputs):
+            triggers = (_triggers_at(inputs, "rework_loop", config, s, lday)
+                        if rework[s, lday] else [])
+            if thrash[s, lday]:
+                triggers += _triggers_at(inputs, "context_thrash", config, s, lday)
+            out.append(_from_triggers(inputs, "pair_work_candidate", s, lday, triggers,
+                                      [("distinct_collaborators", "7d")], risk=False))
+
+    if "mentoring_potential" in enabled:
+        out += _mentoring(inputs, config)
+    if "agent_usage_optimisation" in enabled:
+        out += _agent_usage(inputs, config)
+    if "after_hours_activity" in enabled:
+        out += _after_hours(inputs, config)
+    return out
+
+
+def _mentoring(inputs: RuleInputs, config: TenantConfig) -> list[SignalCandidate]:
+    feature, w = PERCENTILE_TRIGGERS["mentoring_potential"]
+    peers, rw = inputs.peers, inputs.windows.get(w)
+    if peers is None or rw is None or not trigger_allowed(feature, config):
+        return []
+    value = rw.context[feature][0]
+    p90 = peers.reviews_p90[peers.group]
+    enough = peers.reviews_count[peers.group] >= config.min_team_size
+    with np.errstate(invalid="ignore"):
+        ok = enough & (value > 0) & (value >= p90)
+        if peers.reviews_p50 is not None:
+            # Ties at the top are no signal: when everyone reviews as much, nobody stands out.
+            ok &= value > peers.reviews_p50[peers.group]
+    fired = rolling_sum(ok.astype(np.float64), MENTORING_DAYS) >= MENTORING_DAYS
+    out = []
+    for s, lday in _fired_days(fired, inputs):
+        v, p = float(value[s, lday]), float(p90[s, lday])
+        label = peers.labels[int(peers.group[s])]
+        reason = (f"{feature} {w} at {fmt_value(feature, v)}, at or above the p90 of "
+                  f"{label} ({fmt_number(p)}) on each of the last {MENTORING_DAYS} days")
+        evidence = _evidence(inputs, s, lday, [], [(feature, w)])
+        evidence["peer_group"] = {"label": label,
+                                  "members_with_value": int(peers.reviews_count[
+                                      peers.group[s], lday]),
+                                  "p90": round(p, 4)}
+        out.append(_candidate(
+            inputs, "mentoring_potential", s, lday, severity="INFO",
+            score=90.0 + 10.0 * min(1.0, (v - p) / max(p, 1.0)),
+            confidence=float(rw.window_confidence[s, lday]), reason=reason,
+            evidence=evidence, triggers=[f"{feature}.{w}"], extra_snapshot=[(feature, w)]))
+    return out
+
+
+def _agent_usage(inputs: RuleInputs, config: TenantConfig) -> list[SignalCandidate]:
+    n_s, n_l = inputs.present.shape
+    fired_a = _anomaly_fires(inputs, "agent_usage_optimisation", config)
+    feature, w = PERCENTILE_TRIGGERS["agent_usage_optimisation"]
+    peers, rw = inputs.peers, inputs.windows.get(w)
+    fired_b = np.zeros((n_s, n_l), dtype=bool)
+    lo = hi = None
+    if peers is not None and rw is not None and trigger_allowed(feature, config):
+        value = rw.context[feature][0]
+        lo, hi = peers.rpwi_p10[peers.group], peers.rpwi_p90[peers.group]
+        enough = peers.rpwi_count[peers.group] >= config.min_team_size
+        with np.errstate(invalid="ignore"):
+            fired_b = enough & ~np.isnan(value) & ((value < lo) | (value > hi))
+    out = []
+    for s, lday in _fired_days(fired_a | fired_b, inputs):
+        triggers = (_triggers_at(inputs, "agent_usage_optimisation", config, s, lday)
+                    if fired_a[s, lday] else [])
+        parts = [describe_deviation(t.feature, t.window, t.info.value, t.info.mean,
+                                    t.info.std, t.info.z) for t in triggers]
+        score = _risk_score(triggers) if triggers else 0.0
+        conf = [t.info.confidence for t in triggers]
+        extra = [(t.feature, t.window) for t in triggers]
+        context: list[tuple[str, str]] = []
+        if fired_b[s, lday] and rw is not None and lo is not None and hi is not None:
+            v, a, b = float(rw.context[feature][0][s, lday]), float(lo[s, lday]), \
+                float(hi[s, lday])
+            label = peers.labels[int(peers.group[s])] if peers is not None else ""
+            side = "above" if v > b else "below"
+            parts.append(f"{feature} {w} at {fmt_value(feature, v)}, {side} the p10-p90 range "
+                         f"of {label} ({fmt_number(a)}-{fmt_number(b)})")
+            dist = (v - b) if v > b else (a - v)
+            score = max(score, 90.0 + 10.0 * min(1.0, dist / max(b - a, 1e-9)))
+            conf.append(float(rw.window_confidence[s, lday]))
+            extra.append((feature, w))
+            context.append((feature, w))
+        evidence = _evidence(inputs, s, lday, triggers, context)
+        out.append(_candidate(
+            inputs, "agent_usage_optimisation", s, lday, severity="INFO", score=score,
+            confidence=float(np.mean(conf)), reason="; ".join(parts), evidence=evidence,
+            triggers=[f"{f}.{ww}" for f, ww in extra], extra_snapshot=extra))
+    return out
+
+
+def _after_hours(inputs: RuleInputs, config: TenantConfig) -> list[SignalCandidate]:
+    feature, w = PERCENTILE_TRIGGERS["after_hours_activity"]
+    rw = inputs.windows.get(w)
+    if rw is None or not trigger_allowed(feature, config):
+        return []
+    value = rw.context[feature][0]
+    with np.errstate(invalid="ignore"):
+        fired = value > AFTER_HOURS_SHARE
+    out = []
+    for s, lday in _fired_days(fired, inputs):
+        v = float(value[s, lday])
+        first = max(0, lday - WINDOWS[w] + 1)
+        counters = inputs.counters[s, first:lday + 1]
+        after = int(counters[:, COUNTER_INDEX["after_hours"]].sum())
+        total = int(counters[:, COUNTER_INDEX["event_count"]].sum())
+        reason = (f"{feature} {w} at {fmt_number(v)} (above {AFTER_HOURS_SHARE}): "
+                  f"{after} of {total} events outside working hours")
+        out.append(_candidate(
+            inputs, "after_hours_activity", s, lday, severity="INFO", score=100.0 * v,
+            confidence=float(rw.window_confidence[s, lday]), reason=reason,
+            evidence=_evidence(inputs, s, lday, [], [(feature, w)]),
+            triggers=[f"{feature}.{w}"], extra_snapshot=[(feature, w)]))
+    return out
+
+
+# --- lifecycle -------------------------------------------------------------------------------
+
+SignalKey = tuple[str, str, str]
+"""(actor_scope, subject_id, signal_class)."""
+
+
+@dataclass(frozen=True)
+class Signal:
+    """A ``BehaviouralSignal`` (SPEC §5.5) as stored; ``version`` grows with every change.
+
+    ``first_day`` / ``last_fired_day`` are UTC day numbers; ``days_without_fire`` counts the
+    evaluated days since the rule last fired (resolution after ``SIGNAL_HOLD_DAYS``).
+    """
+
+    signal_id: str
+    tenant_id: str
+    actor_scope: str
+    subject_id: str
+    dimension: str
+    signal_class: str
+    signal_type: str
+    score: float
+    severity: str
+    confidence: float
+    status: str
+    reason: str
+    evidence_refs: Mapping[str, Any]
+    features_snapshot: Mapping[str, float | None]
+    intent: str | None
+    expected_outcome: str | None
+    created_at: datetime
+    updated_at: datetime
+    resolved_at: datetime | None
+    version: int
+    first_day: int
+    last_fired_day: int
+    days_without_fire: int = 0
+    triggers: tuple[str, ...] = ()
+
+    @property
+    def key(self) -> SignalKey:
+        return (self.actor_scope, self.subject_id, self.signal_class)
+
+
+@dataclass(frozen=True)
+class SignalChange:
+    """One new version of a signal: ``kind`` is ``created``, ``updated`` or ``resolved``."""
+
+    kind: str
+    signal: Signal
+
+
+@dataclass
+class SignalChanges:
+    """Result of ``reconcile_signals``.
+
+    ``changes``: every new version in order (persist each, stream each, message id
+    ``signal_id:version``). ``touched``: signals whose bookkeeping changed without a new version
+    (persist, do not stream). ``active``: active signals after the run (next run's input).
+    """
+
+    changes: list[SignalChange] = field(default_factory=list)
+    touched: list[Signal] = field(default_factory=list)
+    active: dict[SignalKey, Signal] = field(default_factory=dict)
+
+    def of_kind(self, kind: str) -> list[Signal]:
+        return [c.signal for c in self.changes if c.kind == kind]
+
+
+def _significant(cur: Signal, c: SignalCandidate) -> bool:
+    return (cur.severity != c.severity or abs(cur.score - c.score) >= SCORE_UPDATE_STEP
+            or set(cur.triggers) != set(c.triggers))
+
+
+def reconcile_signals(active: Mapping[SignalKey, Signal],
+                      candidates: Iterable[SignalCandidate], evaluated_days: Sequence[int],
+                      now: datetime, *, tenant_id: str,
+                      hold_days: int = SIGNAL_HOLD_DAYS) -> SignalChanges:
+    """Turn rule firings on ``evaluated_days`` into signal versions.
+
+    One active signal per (scope, subject, class). A firing with no active signal creates one
+    (version 1); a firing that changes severity, triggers or the score by >= 5 makes a new
+    version; a signal whose rule has not fired on ``hold_days`` evaluated days is resolved
+    (new version, ``resolved_at`` = end of that day). Days not in ``evaluated_days`` (e.g.
+    incomplete days) neither fire nor count towards the hold.
+    """
+    by_key: dict[SignalKey, dict[int, SignalCandidate]] = defaultdict(dict)
+    for c in candidates:
+        prev = by_key[c.key].get(c.day)
+        if prev is None or (SEVERITY_RANK[c.severity], c.score) > (
+                SEVERITY_RANK[prev.severity], prev.score):
+            by_key[c.key][c.day] = c
+    days = sorted(set(int(d) for d in evaluated_days))
+    state = {k: s for k, s in active.items() if s.status == "active"}
+    original = dict(state)
+    result = SignalChanges()
+    last_versioned: dict[SignalKey, Signal] = {}
+
+    for key in sorted(set(state) | set(by_key)):
+        fires = by_key.get(key, {})
+        for day in days:
+            cur = state.get(key)
+            fired = fires.get(day)
+            at = observed_at(day, now)
+            if fired is not None:
+                c = fired
+                if cur is None:
+                    new = Signal(
+                        signal_id=signal_id(tenant_id, c.actor_scope, c.subject_id,
+                                            c.signal_class, day),
+                        tenant_id=tenant_id, actor_scope=c.actor_scope,
+                        subject_id=c.subject_id, dimension=c.dimension,
+                        signal_class=c.signal_class, signal_type=c.signal_type, score=c.score,
+                        severity=c.severity, confidence=c.confidence, status="active",
+                        reason=c.reason, evidence_refs=c.evidence_refs,
+                        features_snapshot=c.features_snapshot, intent=c.intent,
+                        expected_outcome=c.expected_outcome, created_at=at, updated_at=at,
+                        resolved_at=None, version=1, first_day=day, last_fired_day=day,
+                        triggers=c.triggers)
+                    state[key] = new
+                    result.changes.append(SignalChange("created", new))
+                    last_versioned[key] = new
+                elif _significant(cur, c):
+                    new = replace(cur, score=c.score, severity=c.severity,
+                                  confidence=c.confidence, reason=c.reason,
+                                  evidence_refs=c.evidence_refs,
+                                  features_snapshot=c.features_snapshot, updated_at=at,
+                                  version=cur.version + 1, last_fired_day=day,
+                                  days_without_fire=0, triggers=c.triggers)
+                    state[key] = new
+                    result.changes.append(SignalChange("updated", new))
+                    last_versioned[key] = new
+                else:
+                    state[key] = replace(cur, last_fired_day=day, days_without_fire=0)
+            elif cur is not None and day > cur.last_fired_day:
+                quiet = cur.days_without_fire + 1
+                if quiet >= hold_days:
+                    new = replace(cur, status="resolved", resolved_at=at, updated_at=at,
+                                  version=cur.version + 1, days_without_fire=quiet)
+                    del state[key]
+                    result.changes.append(SignalChange("resolved", new))
+                    last_versioned[key] = new
+                else:
+                    state[key] = replace(cur, days_without_fire=quiet)
+        final = state.get(key)
+        if final is not None and final != last_versioned.get(key, original.get(key)):
+            result.touched.append(final)
+    result.active = state
+    return result
