@@ -137,6 +137,26 @@ beat_schedule = {
         "schedule": 5.0,
         "options": {"expires": 5},
     },
+    "track-staleness": {
+        "task": "ubi.tasks.maintenance.track_staleness",
+        "schedule": crontab(),  # every minute
+        "options": {"expires": 55},
+    },
+    "close-days": {
+        "task": "ubi.tasks.maintenance.close_days",
+        "schedule": crontab(minute="5,35"),  # after midnight's close delay, and as a sweep
+        "options": {"expires": 1500},
+    },
+    "resolve-anomalies": {
+        "task": "ubi.tasks.maintenance.resolve_anomalies",
+        "schedule": crontab(minute=15),
+        "options": {"expires": 3000},
+    },
+    "nightly-baselines": {
+        "task": "ubi.tasks.baselines.recompute_all",
+        "schedule": crontab(hour=3, minute=0),
+        "options": {"expires": 6 * 3600},
+    },
 }
 
 

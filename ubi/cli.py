@@ -270,6 +270,30 @@ def beat(celery_args: tuple[str, ...]) -> None:
         lock.release()
 
 
+@main.command("bench", context_settings={"ignore_unknown_options": True,
+                                         "allow_extra_args": True})
+@click.argument("name")
+@click.argument("bench_args", nargs=-1, type=click.UNPROCESSED)
+def bench(name: str, bench_args: tuple[str, ...]) -> None:
+    """Run a benchmark of ``benchmarks/`` (analytics, ingest, pipeline, baselines); it prints
+    its figures (``--json`` for one JSON object). Benchmarks live in the checkout."""
+    import importlib
+    import re
+
+    from ubi.services.schema import PROJECT_ROOT
+
+    if not re.fullmatch(r"[a-z_]+", name):
+        raise click.UsageError("benchmark names are lowercase words")
+    if str(PROJECT_ROOT) not in sys.path:
+        sys.path.insert(0, str(PROJECT_ROOT))
+    try:
+        module = importlib.import_module(f"benchmarks.{name}")
+    except ModuleNotFoundError as exc:
+        available = sorted(p.stem for p in (PROJECT_ROOT / "benchmarks").glob("[a-z]*.py"))
+        raise click.UsageError(f"no benchmark {name!r}; available: {available}") from exc
+    sys.exit(module.main(list(bench_args)))
+
+
 @main.command("demo")
 def demo() -> None:
     """Start UBI on the embedded default and show it answering over HTTP."""

@@ -50,4 +50,6 @@ class Base(DeclarativeBase):
 
 
 def utcnow() -> datetime:
-    return datetime.now(UTC)
+    from ubi.clock import utcnow as now
+
+    return now()

@@ -101,6 +101,10 @@ class Anomaly(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
     within_band_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
     resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    first_day: Mapped[date | None] = mapped_column(sa.Date)
+    baseline_mean: Mapped[float | None] = mapped_column(sa.Float)
+    baseline_std: Mapped[float | None] = mapped_column(sa.Float)
+    confidence: Mapped[float | None] = mapped_column(sa.Float)
 
 
 class Score(Base):
@@ -158,6 +162,12 @@ class Signal(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
     resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     version: Mapped[int] = mapped_column(sa.Integer)
+    #: Lifecycle bookkeeping of the rules (UTC days; triggers that fired).
+    first_day: Mapped[date | None] = mapped_column(sa.Date)
+    last_fired_day: Mapped[date | None] = mapped_column(sa.Date)
+    days_without_fire: Mapped[int] = mapped_column(sa.Integer, default=0, server_default="0")
+    triggers: Mapped[list[Any]] = mapped_column(JSONType, default=list,
+                                                server_default=sa.text("'[]'"))
 
 
 class SignalVersion(Base):

@@ -34,7 +34,8 @@ class Batch(Base):
     """An accepted batch of envelopes and what became of it (SPEC §6 ``GET /batches``)."""
 
     __tablename__ = "batches"
-    __table_args__ = (sa.Index("ix_batches_tenant_created", "tenant_id", "created_at"),)
+    __table_args__ = (sa.Index("ix_batches_tenant_created", "tenant_id", "created_at"),
+                      sa.Index("ix_batches_tenant_status", "tenant_id", "status"))
 
     batch_id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
     tenant_id: Mapped[str] = mapped_column(sa.String(64))
@@ -68,6 +69,8 @@ class IngestionState(Base):
     last_received_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_baseline_recompute_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_day_closed: Mapped[date | None] = mapped_column(sa.Date)
+    #: Last UTC day whose anomalies, scores and signals were evaluated (detection watermark).
+    last_evaluated_day: Mapped[date | None] = mapped_column(sa.Date)
     gap_open_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
     events_total: Mapped[int] = mapped_column(sa.BigInteger, default=0)
     pending_events: Mapped[int] = mapped_column(sa.BigInteger, default=0)

@@ -1,21 +1,36 @@
 """Set-based writes: COPY on PostgreSQL, multi-row statements elsewhere, upserts that add.
 
 No per-row ORM objects and no per-row round trips on the hot path.
+
+On PostgreSQL the inserts and upserts pass one array per column, in binary, and unnest them
+server-side (``INSERT ... SELECT ... FROM unnest(CAST(%(c0)b AS varchar[]), ...)``): the
+statement text depends only on the table and the columns, never on the number of rows, so it
+is built once per shape (and prepared by psycopg after a few executions) instead of compiling a
+multi-row ``VALUES`` with one bind parameter per cell, which cost ~1 s per 1,000-event batch in
+SQLAlchemy's compiler and psycopg's query conversion (``docs/benchmarks.md``). SQLite keeps
+multi-row statements.
 """
 
 from __future__ import annotations
 
+import json
+import re
+import threading
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 from psycopg.types.json import Jsonb
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 
 from ubi.models.session import dialect_insert, is_postgres
 
 #: Rows per multi-row statement (stays under both PostgreSQL's and SQLite's parameter limits).
 CHUNK = 2000
+#: Rows per unnest statement on PostgreSQL (one parameter per column, whatever the rows).
+ARRAY_CHUNK = 20_000
 
 
 def chunks(rows: Sequence[Any], size: int = CHUNK) -> Iterable[Sequence[Any]]:
@@ -23,10 +38,162 @@ def chunks(rows: Sequence[Any], size: int = CHUNK) -> Iterable[Sequence[Any]]:
         yield rows[start:start + size]
 
 
+def _json_dumps(value: Any) -> bytes | str:
+    """orjson where it can (several times faster), the stdlib where it cannot (e.g. ints
+    beyond 64 bits, non-string keys), so what is stored never changes."""
+    try:
+        return orjson.dumps(value)
+    except TypeError:
+        return json.dumps(value)
+
+
+# --- PostgreSQL: one array per column -------------------------------------------------------
+
+_statement_cache: dict[tuple[Any, ...], tuple[str, list[Any]]] = {}
+_statement_lock = threading.Lock()
+_TYPE_MODIFIER = re.compile(r"\([^)]*\)")
+
+
+def _array_type(column: sa.Column[Any], dialect: Dialect) -> str:
+    """The SQL array type a column's values are cast to: its base type without length or
+    precision (an explicit cast to ``varchar(n)`` would truncate silently, while assigning an
+    over-long ``varchar`` to the column fails as it should)."""
+    base = _TYPE_MODIFIER.sub("", column.type.compile(dialect=dialect)).strip()
+    return f"{base}[]"
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _same_type(kind: type) -> Any:
+    """Make a column's values one Python type (psycopg refuses lists of mixed types), the
+    conversion PostgreSQL applied to single values before (``1`` → ``'1'`` for text)."""
+
+    def coerce(value: Any) -> Any:
+        return value if type(value) is kind else kind(value)
+
+    return coerce
+
+
+def _value_processor(column: sa.Column[Any], dialect: Dialect) -> Any:
+    """The column type's bind processor, after a conversion to the column's Python type."""
+    if isinstance(column.type, sa.JSON):
+        # JSON values travel as psycopg Jsonb objects (a jsonb[] array in binary).
+        return lambda value: Jsonb(value, dumps=_json_dumps)
+    bind = column.type.bind_processor(dialect)
+    kind: type | None = None
+    if isinstance(column.type, sa.String):
+        kind = str
+    elif isinstance(column.type, sa.Float):
+        kind = float
+    elif isinstance(column.type, sa.Integer):
+        kind = int
+    if kind is None:
+        return bind
+    coerce = _same_type(kind)
+    if bind is None:
+        return coerce
+    return lambda value: bind(coerce(value))
+
+
+def _unnest_statement(table: sa.Table, columns: Sequence[str], dialect: Dialect, *,
+                      conflict: str) -> tuple[str, list[Any]]:
+    """``INSERT INTO t AS t (cols) SELECT cols FROM unnest(...) ORDER BY ordinality`` plus
+    ``conflict``, as driver SQL with binary array parameters, and each column's value
+    processor (or None); cached per shape."""
+    key = (table.name, id(table), tuple(columns), dialect.name, conflict)
+    with _statement_lock:
+        hit = _statement_cache.get(key)
+    if hit is not None:
+        return hit
+    cols = [table.c[c] for c in columns]
+    col_sql = ", ".join(_quote(c) for c in columns)
+    # %(cN)b: psycopg sends the arrays in binary, several times cheaper than text arrays.
+    arrays = ", ".join(f"CAST(%(c{i})b AS {_array_type(col, dialect)})"
+                       for i, col in enumerate(cols))
+    aliases = ", ".join(f"u{i}" for i in range(len(cols)))
+    sql = (f"INSERT INTO {_quote(table.name)} AS t ({col_sql}) "
+           f"SELECT {aliases} FROM unnest({arrays}) WITH ORDINALITY AS u({aliases}, n) "
+           f"ORDER BY n {conflict}")
+    built = (sql, [_value_processor(col, dialect) for col in cols])
+    with _statement_lock:
+        _statement_cache[key] = built
+    return built
+
+
+def _column_arrays(rows: Sequence[dict[str, Any]], columns: Sequence[str],
+                   processors: Sequence[Any]) -> dict[str, list[Any]]:
+    """One list per column, values passed through the column's value processor."""
+    params: dict[str, list[Any]] = {}
+    for i, (name, proc) in enumerate(zip(columns, processors, strict=True)):
+        values = [row[name] for row in rows]
+        if proc is not None:
+            values = [None if v is None else proc(v) for v in values]
+        params[f"c{i}"] = values
+    return params
+
+
+def _execute_arrays(session: Session, sql: str, params: dict[str, list[Any]]) -> Any:
+    """Run driver SQL on the session's connection (its transaction; SQLAlchemy still wraps
+    driver errors, so retry policies keyed on ``sqlalchemy.exc`` keep working)."""
+    return session.connection().exec_driver_sql(sql, params)
+
+
+def _check_same_columns(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> None:
+    wanted = set(columns)
+    for row in rows:
+        if row.keys() != wanted:
+            raise ValueError("every row of a bulk write must have the same columns")
+
+
+def _pg_conflict_update(table: sa.Table, key_columns: Sequence[str], *, add: Sequence[str],
+                        bit_or: Sequence[str], least: Sequence[str], greatest: Sequence[str],
+                        replace: Sequence[str]) -> str:
+    sets = []
+    for c in add:
+        q = _quote(c)
+        sets.append(f"{q} = t.{q} + EXCLUDED.{q}")
+    for c in bit_or:
+        q = _quote(c)
+        sets.append(f"{q} = t.{q} | EXCLUDED.{q}")
+    for fn, names in (("LEAST", least), ("GREATEST", greatest)):
+        for c in names:
+            q = _quote(c)
+            sets.append(f"{q} = CASE WHEN t.{q} IS NULL THEN EXCLUDED.{q} "
+                        f"ELSE {fn}(t.{q}, EXCLUDED.{q}) END")
+    for c in replace:
+        q = _quote(c)
+        sets.append(f"{q} = EXCLUDED.{q}")
+    unknown = [c for c in (*add, *bit_or, *least, *greatest, *replace) if c not in table.c]
+    if unknown:
+        raise KeyError(f"no column(s) {unknown} in table {table.name}")
+    target = ", ".join(_quote(c) for c in key_columns)
+    if not sets:
+        return f"ON CONFLICT ({target}) DO NOTHING"
+    return f"ON CONFLICT ({target}) DO UPDATE SET {', '.join(sets)}"
+
+
+# --- the operations --------------------------------------------------------------------------
+
 def insert_new_keys(session: Session, table: sa.Table, rows: Sequence[dict[str, Any]],
                     key_columns: Sequence[str]) -> set[tuple[Any, ...]]:
     """``INSERT ... ON CONFLICT DO NOTHING RETURNING key``: the keys that were new."""
     new: set[tuple[Any, ...]] = set()
+    if not rows:
+        return new
+    if is_postgres(session):
+        columns = list(rows[0].keys())
+        _check_same_columns(rows, columns)
+        target = ", ".join(_quote(c) for c in key_columns)
+        conflict = (f"ON CONFLICT ({target}) DO NOTHING RETURNING "
+                    + ", ".join(f"t.{_quote(c)}" for c in key_columns))
+        stmt, processors = _unnest_statement(table, columns, session.get_bind().dialect,
+                                             conflict=conflict)
+        for part in chunks(rows, ARRAY_CHUNK):
+            new.update(tuple(r) for r in _execute_arrays(
+                session, stmt, _column_arrays(part, columns, processors)))
+        return new
     returning = [table.c[c] for c in key_columns]
     for part in chunks(rows):
         stmt = dialect_insert(session, table).values(list(part)).on_conflict_do_nothing(
@@ -47,9 +214,13 @@ def copy_rows(session: Session, table: sa.Table, rows: Sequence[dict[str, Any]])
     json_cols = {c for c in columns if isinstance(table.c[c].type, sa.JSON)}
     raw = session.connection().connection.driver_connection
     cols_sql = ", ".join(f'"{c}"' for c in columns)
+    json_pos = [i for i, c in enumerate(columns) if c in json_cols]
     with raw.cursor() as cur, cur.copy(f'COPY "{table.name}" ({cols_sql}) FROM STDIN') as copy:
         for row in rows:
-            copy.write_row([Jsonb(row[c]) if c in json_cols else row[c] for c in columns])
+            values = [row[c] for c in columns]
+            for i in json_pos:
+                values[i] = Jsonb(values[i], dumps=_json_dumps)
+            copy.write_row(values)
     return len(rows)
 
 
@@ -65,6 +236,16 @@ def upsert_adding(session: Session, table: sa.Table, rows: Sequence[dict[str, An
     if not rows:
         return
     ordered = sorted(rows, key=lambda r: tuple(str(r[c]) for c in key_columns))
+    if is_postgres(session):
+        columns = list(ordered[0].keys())
+        _check_same_columns(ordered, columns)
+        conflict = _pg_conflict_update(table, key_columns, add=add, bit_or=bit_or, least=least,
+                                       greatest=greatest, replace=replace)
+        stmt, processors = _unnest_statement(table, columns, session.get_bind().dialect,
+                                             conflict=conflict)
+        for part in chunks(ordered, ARRAY_CHUNK):
+            _execute_arrays(session, stmt, _column_arrays(part, columns, processors))
+        return
     for part in chunks(ordered):
         stmt = dialect_insert(session, table).values(list(part))
         ex = stmt.excluded
@@ -73,13 +254,11 @@ def upsert_adding(session: Session, table: sa.Table, rows: Sequence[dict[str, An
             sets[c] = table.c[c] + ex[c]
         for c in bit_or:
             sets[c] = table.c[c].op("|")(ex[c])
-        least_fn = sa.func.least if is_postgres(session) else sa.func.min
-        greatest_fn = sa.func.greatest if is_postgres(session) else sa.func.max
         for c in least:
-            sets[c] = sa.case((table.c[c].is_(None), ex[c]), else_=least_fn(table.c[c], ex[c]))
+            sets[c] = sa.case((table.c[c].is_(None), ex[c]), else_=sa.func.min(table.c[c], ex[c]))
         for c in greatest:
             sets[c] = sa.case((table.c[c].is_(None), ex[c]),
-                              else_=greatest_fn(table.c[c], ex[c]))
+                              else_=sa.func.max(table.c[c], ex[c]))
         for c in replace:
             sets[c] = ex[c]
         session.execute(stmt.on_conflict_do_update(index_elements=list(key_columns), set_=sets))

@@ -17,13 +17,14 @@ import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import msgspec
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from ubi import clock
 from ubi.analytics.envelope import (
     BatchFormatError,
     Envelope,
@@ -50,13 +51,14 @@ from ubi.models import (
 )
 from ubi.models.session import dialect_insert, is_postgres
 from ubi.observability.metrics import EVENTS_PROCESSED, QUEUE_SIZE
-from ubi.services import bulk, configs, partitions
+from ubi.services import bulk, configs, freshness, partitions
 from ubi.services.followups import enqueue_followup
 
 log = logging.getLogger("ubi.ingest")
 
 INGEST_TASK = "ubi.tasks.ingest.ingest_batch"
 FEATURES_TASK = "ubi.tasks.features.compute_features"
+DETECT_TASK = "ubi.tasks.detect.detect_tenant"
 
 
 class BatchTooLarge(ValueError):
@@ -101,7 +103,7 @@ def accept_batch(session: Session, body: bytes, *, caller_tenant: str | None,
         raise BatchFormatError("the batch contains no events")
     if len(raws) > max_batch:
         raise BatchTooLarge(f"{len(raws)} events in one batch; the limit is {max_batch}")
-    now = now or datetime.now(UTC)
+    now = now or clock.utcnow()
     results: list[dict[str, Any]] = []
     accepted: list[tuple[int, Envelope, bytes]] = []
     seen: set[tuple[str, str]] = set()
@@ -258,7 +260,7 @@ def store_batch(session: Session, *, batch_id: str, tenant_id: str, events_json:
     t0 = time.perf_counter()
     envelopes = decode_envelopes(events_json)
     timings["decode"] = time.perf_counter() - t0
-    today = today or datetime.now(UTC).date()
+    today = today or clock.today()
 
     by_tenant: dict[str, list[Envelope]] = defaultdict(list)
     for env in envelopes:
@@ -408,6 +410,11 @@ def _store_tenant_events(session: Session, tenant_id: str, config: TenantConfig,
                          kwargs={"tenant_id": tenant_id, "correlation_id": correlation_id},
                          dedupe_key=f"features:{tenant_id}", correlation_id=correlation_id)
     _update_ingestion_state(session, tenant_id, inserted, received_at, now)
+    if freshness.detection_due(session, tenant_id, now=now):
+        # The batch moved event time past a day's end: that day can be evaluated.
+        enqueue_followup(session, DETECT_TASK, tenant_id=tenant_id,
+                         kwargs={"tenant_id": tenant_id, "correlation_id": correlation_id},
+                         dedupe_key=f"detect:{tenant_id}", correlation_id=correlation_id)
     timings["state"] = timings.get("state", 0.0) + time.perf_counter() - t
     return inserted
 

@@ -16,6 +16,7 @@ from datetime import UTC, date, datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from ubi import clock
 from ubi.models.session import is_postgres
 
 #: Days back from today that get their own partition; older days use the default partition.
@@ -26,7 +27,7 @@ _known_lock = threading.Lock()
 
 
 def _today() -> date:
-    return datetime.now(UTC).date()
+    return clock.today()
 
 
 def existing_partitions(session: Session) -> set[date]:

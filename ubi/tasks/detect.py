@@ -1,3 +1,32 @@
-"""Tasks of the `detect` queue."""
+"""Tasks of the ``detect`` queue."""
 
 from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from ubi.celery_app import app
+from ubi.services import detection
+from ubi.tasks.base import UbiTask
+
+#: Seconds before retrying when another run holds the tenant.
+BUSY_RETRY_SECONDS = 3
+
+
+@app.task(base=UbiTask, bind=True, name="ubi.tasks.detect.detect_tenant", max_retries=6)
+def detect_tenant(self: UbiTask, *, tenant_id: str, correlation_id: str | None = None,
+                  through: str | None = None) -> dict[str, Any]:
+    """Anomalies, scores and signals for the tenant's closed days not evaluated yet."""
+    outcome = detection.detect_tenant(
+        self.session, tenant_id, correlation_id=correlation_id,
+        through=date.fromisoformat(through) if through else None)
+    if outcome.busy:
+        # Another run holds the tenant and may not cover the days that closed since it began:
+        # look again shortly (a new message, not a retry: contention is not a failure).
+        detect_tenant.apply_async(kwargs={"tenant_id": tenant_id,
+                                          "correlation_id": correlation_id, "through": through},
+                                  countdown=BUSY_RETRY_SECONDS)
+        return {"tenant_id": tenant_id, "busy": True}
+    return {"tenant_id": tenant_id, "from": str(outcome.evaluated_from),
+            "through": str(outcome.evaluated_through), "signals": outcome.signal_versions,
+            "anomalies": outcome.anomalies_created}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ubi.celery_app import app
-from ubi.services import partitions
+from ubi.services import freshness, maintenance, partitions
 from ubi.tasks.base import PermanentTaskError, UbiTask, dispatch_followups
 
 
@@ -30,3 +30,30 @@ def probe(self: UbiTask, fail: bool = False, note: str = "") -> dict[str, Any]:
     if fail:
         raise PermanentTaskError(f"probe asked to fail ({note})")
     return {"ok": True, "note": note}
+
+
+@app.task(base=UbiTask, bind=True, name="ubi.tasks.maintenance.track_staleness", max_retries=0)
+def track_staleness(self: UbiTask) -> dict[str, Any]:
+    """Open, extend or close ingestion gaps of every tenant (SPEC §9)."""
+    reports = [freshness.track_tenant(self.session, t) for t in freshness.tenants(self.session)]
+    return {"tenants": len(reports), "in_gap": sum(r.gap_open for r in reports)}
+
+
+@app.task(base=UbiTask, bind=True, name="ubi.tasks.maintenance.close_days", max_retries=0)
+def close_days(self: UbiTask) -> list[str]:
+    """Day close: hand every tenant with a closed, unevaluated day to detection."""
+    from ubi.tasks.detect import detect_tenant
+
+    due = [t for t in freshness.tenants(self.session)
+           if freshness.detection_due(self.session, t)]
+    for tenant_id in due:
+        detect_tenant.apply_async(kwargs={"tenant_id": tenant_id}, expires=3000)
+    return due
+
+
+@app.task(base=UbiTask, bind=True, name="ubi.tasks.maintenance.resolve_anomalies",
+          max_retries=0)
+def resolve_anomalies(self: UbiTask) -> int:
+    """Resolve anomalies back within 1 std for ``resolution_hours`` (SPEC §5.3)."""
+    return sum(maintenance.resolve_anomalies(self.session, t)
+               for t in freshness.tenants(self.session))

@@ -1,0 +1,402 @@
+"""The detect step (SPEC §5.2–§5.6, ``detect`` queue): closed days → anomalies, scores, signals.
+
+One run per tenant evaluates every closed day not evaluated yet (a backfill is the same call
+over more days, cut into chunks). It loads the tenant's rollups over the evaluated days plus
+``history_days`` + 28 days before them, runs the analytics engine with the active anomalies,
+signals and latest scores of the previous run, and in one transaction stores feature rows of
+every scope, the final baselines, anomaly and score changes, and every new signal version with
+its stream outbox row and, for WARN+ team / tenant signals, its signed receipt. Deterministic
+ids and version checks make a repeated run a no-op.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import zlib
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any
+
+import numpy as np
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from ubi import clock
+from ubi.analytics.anomalies import ActiveAnomaly
+from ubi.analytics.calendar import day_from_number, day_number
+from ubi.analytics.engine import PreviousState, TenantAnalysis, analyse_tenant
+from ubi.analytics.signals import Signal, SignalChange
+from ubi.analytics.taxonomy import SEVERITY_RANK, WINDOWS
+from ubi.analytics.tenant_config import TenantConfig
+from ubi.models import (
+    Anomaly,
+    Baseline,
+    IngestionState,
+    Score,
+    SignalOutbox,
+    SignalVersion,
+)
+from ubi.models import Signal as SignalRow
+from ubi.models.session import dialect_insert, is_postgres
+from ubi.observability.metrics import ANOMALIES, BASELINE_DURATION, SIGNALS_GENERATED
+from ubi.services import activity_store, bulk, configs, freshness, receipts
+from ubi.services.features import feature_row, upsert_features
+
+log = logging.getLogger("ubi.detect")
+
+#: Days evaluated per engine call (bounds memory on long backfills).
+CHUNK_DAYS = 60
+STREAM_SCHEMA_VERSION = "1.0"
+
+
+@dataclass
+class DetectOutcome:
+    tenant_id: str
+    evaluated_from: date | None = None
+    evaluated_through: date | None = None
+    features: int = 0
+    baselines: int = 0
+    anomalies_created: int = 0
+    anomalies_resolved: int = 0
+    scores: int = 0
+    signal_versions: int = 0
+    busy: bool = False
+    stats: dict[str, int] = field(default_factory=dict)
+
+
+def tenant_lock(session: Session, name: str, tenant_id: str) -> bool:
+    """A transaction-scoped lock per (step, tenant): one run at a time, released on commit or
+    crash. Always granted on the embedded store (one process)."""
+    if not is_postgres(session):
+        return True
+    key = zlib.crc32(f"{name}:{tenant_id}".encode()) - 2**31
+    return bool(session.execute(sa.text("SELECT pg_try_advisory_xact_lock(:k)"),
+                                {"k": key}).scalar())
+
+
+def detect_tenant(session: Session, tenant_id: str, *, now: datetime | None = None,
+                  through: date | None = None, evaluate_from: date | None = None,
+                  correlation_id: str | None = None) -> DetectOutcome:
+    """Evaluate the tenant's closed, not yet evaluated days (or an explicit range)."""
+    now = now or clock.utcnow()
+    outcome = DetectOutcome(tenant_id)
+    if not tenant_lock(session, "detect", tenant_id):
+        outcome.busy = True
+        return outcome
+    state = session.get(IngestionState, tenant_id)
+    if state is None:
+        return outcome
+    through = through or freshness.closed_through(state, now)
+    if through is None:
+        return outcome
+    config = configs.load_config(session, tenant_id)
+    history = int(config.baseline_algorithm["history_days"])
+    if evaluate_from is not None and state.last_evaluated_day is not None:
+        # Evaluated days are final: re-reading them would need the state as it was then.
+        evaluate_from = max(evaluate_from, state.last_evaluated_day + timedelta(days=1))
+    if evaluate_from is None:
+        if state.last_evaluated_day is not None:
+            evaluate_from = state.last_evaluated_day + timedelta(days=1)
+        else:
+            first = activity_store.first_activity_day(session, tenant_id)
+            if first is None:
+                return outcome
+            evaluate_from = max(first, through - timedelta(days=history))
+    if evaluate_from > through:
+        return outcome
+    outcome.evaluated_from, outcome.evaluated_through = evaluate_from, through
+    previous = load_previous_state(session, tenant_id, state.last_evaluated_day)
+    lookback = history + max(WINDOWS.values())
+    chunk_start = evaluate_from
+    while chunk_start <= through:
+        chunk_end = min(chunk_start + timedelta(days=CHUNK_DAYS - 1), through)
+        load_from = chunk_start - timedelta(days=lookback)
+        t0 = time.perf_counter()
+        activity = activity_store.load_activity(session, tenant_id, load_from, chunk_end)
+        if activity.n_subjects:
+            incomplete = activity_store.incomplete_days(session, tenant_id, load_from, chunk_end)
+            analysis = analyse_tenant(activity, config, tenant_id=tenant_id,
+                                      incomplete_days=incomplete,
+                                      evaluate_from_day=day_number(chunk_start),
+                                      previous=previous, now=now)
+            BASELINE_DURATION.labels(tenant_id, "all").observe(time.perf_counter() - t0)
+            persist_analysis(session, analysis, config, activity_meta(activity),
+                             correlation_id=correlation_id, now=now, outcome=outcome)
+            previous = analysis.next_state()
+        chunk_start = chunk_end + timedelta(days=1)
+    state.last_evaluated_day = through
+    state.last_baseline_recompute_at = now
+    state.updated_at = now
+    log.info("tenant evaluated", extra={"ubi": {
+        "from": str(evaluate_from), "through": str(through), "features": outcome.features,
+        "anomalies": outcome.anomalies_created, "signal_versions": outcome.signal_versions}})
+    return outcome
+
+
+def activity_meta(activity: Any) -> dict[str, tuple[str, str | None]]:
+    return {a: (t, team) for a, t, team in zip(activity.subject_ids, activity.actor_types,
+                                              activity.team_ids, strict=True)}
+
+
+# --- previous state --------------------------------------------------------------------------
+
+def _dn(d: date | None) -> int:
+    return day_number(d) if d is not None else 0
+
+
+def load_previous_state(session: Session, tenant_id: str,
+                        last_evaluated: date | None) -> PreviousState:
+    """Active anomalies and signals, and the scores of the last evaluated day."""
+    anomalies = {}
+    for a in session.execute(sa.select(Anomaly).where(
+            Anomaly.tenant_id == tenant_id, Anomaly.status == "active")).scalars():
+        active = ActiveAnomaly(
+            anomaly_id=a.anomaly_id, tenant_id=a.tenant_id, actor_scope=a.actor_scope,
+            subject_id=a.subject_id, feature_name=a.feature_name, window=a.window,
+            dimension=a.dimension, severity=a.severity, direction=a.direction, z=a.z_score,
+            value=a.value if a.value is not None else float("nan"),
+            baseline_mean=a.baseline_mean if a.baseline_mean is not None else float("nan"),
+            baseline_std=a.baseline_std if a.baseline_std is not None else float("nan"),
+            confidence=a.confidence or 0.0, first_day=_dn(a.first_day or a.day),
+            last_day=_dn(a.day), created_at=a.detected_at, updated_at=a.updated_at,
+            status=a.status, resolved_at=a.resolved_at, in_band_since=a.within_band_since,
+            feature_ids=tuple(a.feature_ids or ()), baseline_id=a.baseline_id or "",
+            reason=a.reason, evidence=a.evidence or {})
+        anomalies[active.key] = active
+    signals = {}
+    for s in session.execute(sa.select(SignalRow).where(
+            SignalRow.tenant_id == tenant_id, SignalRow.status == "active")).scalars():
+        sig = Signal(
+            signal_id=s.signal_id, tenant_id=s.tenant_id, actor_scope=s.actor_scope,
+            subject_id=s.subject_id, dimension=s.dimension, signal_class=s.signal_class,
+            signal_type=s.signal_type, score=s.score, severity=s.severity,
+            confidence=s.confidence, status=s.status, reason=s.reason,
+            evidence_refs=s.evidence_refs or {}, features_snapshot=s.features_snapshot or {},
+            intent=s.intent, expected_outcome=s.expected_outcome, created_at=s.created_at,
+            updated_at=s.updated_at, resolved_at=s.resolved_at, version=s.version,
+            first_day=_dn(s.first_day or s.day), last_fired_day=_dn(s.last_fired_day or s.day),
+            days_without_fire=s.days_without_fire or 0, triggers=tuple(s.triggers or ()))
+        signals[sig.key] = sig
+    scores: dict[tuple[str, str, str, str], float] = {}
+    if last_evaluated is not None:
+        for scope, subject, dim, window, value in session.execute(sa.select(
+                Score.actor_scope, Score.subject_id, Score.dimension, Score.window,
+                Score.score).where(Score.tenant_id == tenant_id, Score.day == last_evaluated)):
+            if value is not None:
+                scores[(scope, subject, dim, window)] = float(value)
+    return PreviousState(anomalies=anomalies, signals=signals, scores=scores)
+
+
+# --- persistence -----------------------------------------------------------------------------
+
+def persist_analysis(session: Session, analysis: TenantAnalysis, config: TenantConfig,
+                     meta: dict[str, tuple[str, str | None]], *, correlation_id: str | None,
+                     now: datetime, outcome: DetectOutcome) -> None:
+    tenant_id = analysis.tenant_id
+    rows = []
+    for table in analysis.features:
+        w = WINDOWS[table.window]
+        for r in table.iter_rows():
+            rows.append(feature_row(tenant_id, r.actor_scope, r.subject_id, r.feature_name,
+                                    r.dimension, r.window, w, r.day, r.value, r.confidence,
+                                    dict(r.metadata), correlation_id, now, r.feature_id))
+    outcome.features += upsert_features(session, rows)
+    outcome.baselines += upsert_baselines(session, analysis)
+    outcome.scores += _upsert_scores(session, analysis, now)
+    _persist_anomalies(session, analysis, correlation_id, outcome)
+    _persist_signals(session, analysis, config, meta, correlation_id, now, outcome)
+    for key, value in analysis.stats.items():
+        outcome.stats[key] = outcome.stats.get(key, 0) + int(value)
+
+
+def _none(v: float | None) -> float | None:
+    return None if v is None or (isinstance(v, float) and np.isnan(v)) else float(v)
+
+
+def upsert_baselines(session: Session, analysis: TenantAnalysis) -> int:
+    rows = [{
+        "baseline_id": r.baseline_id, "tenant_id": r.tenant_id, "actor_scope": r.actor_scope,
+        "subject_id": r.subject_id, "feature_name": r.feature_name, "window": r.window,
+        "day_type": r.day_type, "mean": _none(r.mean), "std_dev": _none(r.std_dev),
+        "p50": _none(r.p50), "p90": _none(r.p90), "p95": _none(r.p95),
+        "n_observations": r.n_observations, "confidence": r.confidence,
+        "algorithm": {**dict(r.algorithm), "n_outliers": r.n_outliers,
+                      "n_level_shifts": r.n_level_shifts},
+        "as_of_day": day_from_number(analysis.evaluated_days[-1]),
+        "last_recomputed_at": r.last_recomputed_at,
+    } for t in analysis.baselines for r in t.iter_rows()]
+    return upsert(session, Baseline.__table__, rows, ["baseline_id"])
+
+
+def _upsert_scores(session: Session, analysis: TenantAnalysis, now: datetime) -> int:
+    rows = [{
+        "tenant_id": r.tenant_id, "actor_scope": r.actor_scope, "subject_id": r.subject_id,
+        "dimension": r.dimension, "window": r.window, "day": day_from_number(r.day),
+        "score": r.score, "previous_score": r.previous_score, "confidence": r.confidence,
+        "components": {"n_features": r.n_features, "score_id": r.score_id},
+        "reason": r.reason, "computed_at": now,
+    } for t in analysis.scores for r in t.iter_rows()]
+    return upsert(session, Score.__table__, rows,
+                  ["tenant_id", "actor_scope", "subject_id", "dimension", "window", "day"])
+
+
+def upsert(session: Session, table: sa.Table, rows: list[dict[str, Any]],
+           keys: list[str]) -> int:
+    """Insert or overwrite rows by key (every non-key column replaced)."""
+    if not rows:
+        return 0
+    bulk.upsert_adding(session, table, rows, key_columns=keys,
+                       replace=[c for c in rows[0] if c not in keys])
+    return len(rows)
+
+
+def _anomaly_row(a: ActiveAnomaly, correlation_id: str | None) -> dict[str, Any]:
+    return {
+        "anomaly_id": a.anomaly_id, "tenant_id": a.tenant_id, "actor_scope": a.actor_scope,
+        "subject_id": a.subject_id, "feature_name": a.feature_name, "dimension": a.dimension,
+        "window": a.window, "day": day_from_number(a.last_day), "value": _none(a.value),
+        "z_score": float(a.z), "direction": a.direction, "severity": a.severity,
+        "status": a.status, "baseline_id": a.baseline_id or None,
+        "feature_ids": list(a.feature_ids), "reason": a.reason, "evidence": dict(a.evidence),
+        "correlation_id": correlation_id, "detected_at": a.created_at,
+        "updated_at": a.updated_at, "within_band_since": a.in_band_since,
+        "resolved_at": a.resolved_at, "first_day": day_from_number(a.first_day),
+        "baseline_mean": _none(a.baseline_mean), "baseline_std": _none(a.baseline_std),
+        "confidence": float(a.confidence),
+    }
+
+
+def _persist_anomalies(session: Session, analysis: TenantAnalysis, correlation_id: str | None,
+                       outcome: DetectOutcome) -> None:
+    changes = analysis.anomalies
+    rows = {a.anomaly_id: _anomaly_row(a, correlation_id)
+            for group in (changes.created, changes.updated, changes.resolved) for a in group}
+    # An episode that ended (resolved) must leave the active slot before a new one takes it.
+    for active in (False, True):
+        upsert(session, Anomaly.__table__,
+               [r for r in rows.values() if (r["status"] == "active") is active],
+               ["anomaly_id"])
+    for a in changes.created:
+        ANOMALIES.labels(analysis.tenant_id, a.dimension, a.severity).inc()
+    outcome.anomalies_created += len(changes.created)
+    outcome.anomalies_resolved += len(changes.resolved)
+
+
+def signal_payload(sig: Signal, correlation_id: str | None) -> dict[str, Any]:
+    """The whole ``BehaviouralSignal`` as it goes on the stream (SPEC §5.5, §12)."""
+    def ts(v: datetime | None) -> str | None:
+        return v.isoformat() if v is not None else None
+
+    return {
+        "signal_id": sig.signal_id, "tenant_id": sig.tenant_id, "actor_scope": sig.actor_scope,
+        "subject_id": sig.subject_id, "dimension": sig.dimension,
+        "signal_class": sig.signal_class, "signal_type": sig.signal_type,
+        "score": round(float(sig.score), 3), "severity": sig.severity,
+        "confidence": round(float(sig.confidence), 4), "status": sig.status,
+        "reason": sig.reason, "evidence_refs": dict(sig.evidence_refs),
+        "features_snapshot": dict(sig.features_snapshot), "intent": sig.intent,
+        "expected_outcome": sig.expected_outcome, "created_at": ts(sig.created_at),
+        "updated_at": ts(sig.updated_at), "resolved_at": ts(sig.resolved_at),
+        "version": sig.version, "correlation_id": correlation_id,
+    }
+
+
+def routing_key(sig: Signal) -> str:
+    return f"{sig.tenant_id}.{sig.actor_scope}.{sig.dimension}.{sig.signal_type}.{sig.severity}"
+
+
+def _signal_row(sig: Signal, meta: dict[str, tuple[str, str | None]],
+                correlation_id: str | None) -> dict[str, Any]:
+    actor_type, team_id = None, None
+    if sig.actor_scope == "actor":
+        actor_type, team_id = meta.get(sig.subject_id, (None, None))
+    elif sig.actor_scope == "team":
+        team_id = sig.subject_id
+    elif sig.actor_scope == "cohort":
+        actor_type = sig.subject_id
+    return {
+        "signal_id": sig.signal_id, "tenant_id": sig.tenant_id, "actor_scope": sig.actor_scope,
+        "subject_id": sig.subject_id, "actor_type": actor_type, "team_id": team_id,
+        "dimension": sig.dimension, "signal_class": sig.signal_class,
+        "signal_type": sig.signal_type, "score": float(sig.score), "severity": sig.severity,
+        "confidence": float(sig.confidence), "status": sig.status, "reason": sig.reason,
+        "evidence_refs": dict(sig.evidence_refs),
+        "features_snapshot": dict(sig.features_snapshot), "intent": sig.intent,
+        "expected_outcome": sig.expected_outcome, "day": day_from_number(sig.last_fired_day),
+        "correlation_id": correlation_id, "created_at": sig.created_at,
+        "updated_at": sig.updated_at, "resolved_at": sig.resolved_at, "version": sig.version,
+        "first_day": day_from_number(sig.first_day),
+        "last_fired_day": day_from_number(sig.last_fired_day),
+        "days_without_fire": sig.days_without_fire, "triggers": list(sig.triggers),
+    }
+
+
+def _persist_signals(session: Session, analysis: TenantAnalysis, config: TenantConfig,
+                     meta: dict[str, tuple[str, str | None]], correlation_id: str | None,
+                     now: datetime, outcome: DetectOutcome) -> None:
+    changes: list[SignalChange] = list(analysis.signals.changes)
+    latest: dict[str, Signal] = {}
+    for change in changes:
+        latest[change.signal.signal_id] = change.signal
+    for sig in analysis.signals.touched:
+        if sig.signal_id not in latest or latest[sig.signal_id].version <= sig.version:
+            latest[sig.signal_id] = sig
+    existing = {sid: v for sid, v in session.execute(sa.select(
+        SignalRow.signal_id, SignalRow.version).where(
+        SignalRow.signal_id.in_(list(latest)))).all()} if latest else {}
+    # Resolved rows first, so a re-created signal never meets its predecessor in the
+    # one-active-per-class index.
+    fresh = [s for s in latest.values() if existing.get(s.signal_id, -1) <= s.version]
+    for active in (False, True):  # never go back to an older version (filtered above)
+        upsert(session, SignalRow.__table__,
+               [_signal_row(s, meta, correlation_id) for s in fresh
+                if (s.status == "active") is active], ["signal_id"])
+    version_rows, outbox_rows = [], []
+    for change in changes:
+        sig = change.signal
+        if existing.get(sig.signal_id, 0) >= sig.version:
+            continue  # this version was stored by an earlier run
+        payload = signal_payload(sig, correlation_id)
+        version_rows.append({"signal_id": sig.signal_id, "version": sig.version,
+                             "tenant_id": sig.tenant_id, "change": change.kind,
+                             "snapshot": payload, "changed_at": sig.updated_at})
+        outbox_rows.append({
+            "signal_id": sig.signal_id, "version": sig.version, "tenant_id": sig.tenant_id,
+            "routing_key": routing_key(sig), "payload": payload,
+            "headers": {"tenant_id": sig.tenant_id, "correlation_id": correlation_id,
+                        "schema_version": STREAM_SCHEMA_VERSION},
+            "status": "pending", "attempts": 0, "next_attempt_at": now, "created_at": now})
+        if change.kind == "created":
+            SIGNALS_GENERATED.labels(sig.tenant_id, sig.dimension, sig.signal_type).inc()
+        if sig.actor_scope in ("team", "tenant") and \
+                SEVERITY_RANK[sig.severity] >= SEVERITY_RANK["WARN"]:
+            _signal_receipt(session, sig, change.kind, config, now)
+    for table, rows, keys in ((SignalVersion.__table__, version_rows, ["signal_id", "version"]),
+                              (SignalOutbox.__table__, outbox_rows, ["signal_id", "version"])):
+        for part in bulk.chunks(rows, 1000):
+            stmt = dialect_insert(session, table).values(list(part))
+            session.execute(stmt.on_conflict_do_nothing(index_elements=keys))
+    outcome.signal_versions += len(version_rows)
+
+
+def _signal_receipt(session: Session, sig: Signal, kind: str, config: TenantConfig,
+                    now: datetime) -> None:
+    resolved = sig.status == "resolved"
+    receipt = receipts.build_receipt(
+        receipt_id=receipts.signal_receipt_id(sig.signal_id, sig.version),
+        tenant_id=sig.tenant_id, resource_type="signal", evaluation_point="post-deploy",
+        config_version=config.version, snapshot_hash=config.snapshot_hash,
+        inputs={"signal_class": sig.signal_class, "actor_scope": sig.actor_scope,
+                "subject_id": sig.subject_id, "dimension": sig.dimension,
+                "change": kind, "feature_ids": list(sig.evidence_refs.get("feature_ids", []))
+                [:20]},
+        decision={"status": "pass" if resolved else "warn",
+                  "rationale": ("resolved: " if resolved else "") + sig.reason[:500],
+                  "badges": [sig.signal_type, sig.severity, sig.signal_class]},
+        result={"signal_id": sig.signal_id, "version": sig.version, "status": sig.status,
+                "severity": sig.severity, "score": round(float(sig.score), 3)},
+        actor_type="service", repo_id=f"ubi:{sig.tenant_id}", timestamp=now)
+    receipts.enqueue_receipt(session, receipt, resource_id=f"{sig.signal_id}:{sig.version}",
+                             now=now)
+

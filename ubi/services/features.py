@@ -1,0 +1,188 @@
+"""The features step (SPEC §5.1, ``features`` queue): fresh actor features for dirty days.
+
+After each ingest commit, the (actor, day) pairs that received events are dirty. One run per
+tenant claims all of them, recomputes the focus time of those days from their sequence events,
+computes every feature of the dirty actors for the windows that contain those days, and upserts
+the rows. Closed days the run touched are then handed to detection.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from datetime import time as dtime
+from typing import Any
+
+import numpy as np
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from ubi import clock
+from ubi.analytics.calendar import day_from_number, day_number
+from ubi.analytics.features import compute_features
+from ubi.analytics.focus import SequenceEvent, focus_by_day
+from ubi.analytics.ids import feature_id
+from ubi.analytics.presence import first_active_day
+from ubi.analytics.taxonomy import FEATURES, SEQUENCE_EVENT_TYPES, WINDOWS
+from ubi.models import DirtySubject, Event, Feature, daily_rollups
+from ubi.models.session import is_postgres
+from ubi.observability.metrics import FEATURE_DURATION
+from ubi.services import activity_store, bulk, configs, freshness
+from ubi.services.followups import enqueue_followup
+
+log = logging.getLogger("ubi.features")
+
+DETECT_TASK = "ubi.tasks.detect.detect_tenant"
+#: Rows per feature upsert statement.
+_FEATURE_COLUMNS = ("feature_id", "tenant_id", "actor_scope", "subject_id", "feature_name",
+                    "dimension", "window", "day", "window_start", "window_end", "value",
+                    "confidence", "metadata", "correlation_id", "computed_at")
+
+
+@dataclass
+class FeaturesOutcome:
+    tenant_id: str
+    dirty: int = 0
+    actors: int = 0
+    rows: int = 0
+    detect_enqueued: bool = False
+    correlation_ids: list[str] = field(default_factory=list)
+
+
+def claim_dirty(session: Session, tenant_id: str, limit: int = 50_000
+                ) -> list[tuple[str, date, str | None]]:
+    """Take the tenant's dirty (actor, day) pairs; they return if the transaction fails."""
+    cond = [DirtySubject.tenant_id == tenant_id]
+    sel = sa.select(DirtySubject.actor_id, DirtySubject.day).where(*cond).order_by(
+        DirtySubject.actor_id, DirtySubject.day).limit(limit)
+    if is_postgres(session):
+        sel = sel.with_for_update(skip_locked=True)
+    keys = session.execute(sel).all()
+    if not keys:
+        return []
+    out: list[tuple[str, date, str | None]] = []
+    for part in bulk.chunks(keys, 1000):
+        pairs = [sa.and_(DirtySubject.actor_id == a, DirtySubject.day == d) for a, d in part]
+        out += [tuple(r) for r in session.execute(  # type: ignore[misc]
+            sa.delete(DirtySubject).where(DirtySubject.tenant_id == tenant_id, sa.or_(*pairs))
+            .returning(DirtySubject.actor_id, DirtySubject.day, DirtySubject.correlation_id))]
+    return out
+
+
+def refresh_focus(session: Session, tenant_id: str, pairs: set[tuple[str, date]]) -> int:
+    """Recompute focus minutes / sessions of the given (actor, day) pairs from their events."""
+    if not pairs:
+        return 0
+    actors = sorted({a for a, _ in pairs})
+    days = sorted({d for _, d in pairs})
+    lo, hi = days[0] - timedelta(days=1), days[-1]  # sessions may start the day before
+    rows = session.execute(sa.select(
+        Event.actor_id, Event.timestamp_utc, Event.event_type, Event.properties).where(
+        Event.tenant_id == tenant_id, Event.event_date >= lo, Event.event_date <= hi,
+        Event.actor_id.in_(actors), Event.event_type.in_(sorted(SEQUENCE_EVENT_TYPES)))).all()
+    seq = [SequenceEvent(a, ts.timestamp(), t, _duration_ms(props)) for a, ts, t, props in rows]
+    focus = focus_by_day(seq)
+    updates = []
+    for actor, day in sorted(pairs):
+        minutes, sessions = focus.get((actor, day_number(day)), (0.0, 0))
+        updates.append({"a": actor, "d": day, "m": float(minutes), "s": int(sessions)})
+    stmt = sa.update(daily_rollups).where(
+        daily_rollups.c.tenant_id == tenant_id, daily_rollups.c.actor_id == sa.bindparam("a"),
+        daily_rollups.c.day == sa.bindparam("d")).values(
+        focus_minutes=sa.bindparam("m"), focus_sessions=sa.bindparam("s"))
+    session.connection().execute(stmt, updates)
+    return len(updates)
+
+
+def _duration_ms(props: Any) -> float | None:
+    value = props.get("duration_ms") if isinstance(props, dict) else None
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) \
+        and value >= 0 else None
+
+
+def compute_tenant_features(session: Session, tenant_id: str, *, now: datetime | None = None
+                            ) -> FeaturesOutcome:
+    """Claim the tenant's dirty days and store the dirty actors' features (one transaction)."""
+    now = now or clock.utcnow()
+    today = now.date()
+    outcome = FeaturesOutcome(tenant_id)
+    claimed = claim_dirty(session, tenant_id)
+    if not claimed:
+        return outcome
+    outcome.dirty = len(claimed)
+    outcome.correlation_ids = sorted({c for _, _, c in claimed if c})
+    correlation_id = outcome.correlation_ids[-1] if outcome.correlation_ids else None
+    pairs = {(a, d) for a, d, _ in claimed}
+    refresh_focus(session, tenant_id, pairs)
+    config = configs.load_config(session, tenant_id)
+
+    by_actor: dict[str, date] = defaultdict(lambda: today)
+    for a, d in pairs:
+        by_actor[a] = min(by_actor[a], d)
+    first_dirty = min(by_actor.values())
+    last_day = max(today, max(d for _, d in pairs))
+    start = first_dirty - timedelta(days=max(WINDOWS.values()) - 1)
+    activity = activity_store.load_activity(session, tenant_id, start, last_day,
+                                            actor_ids=by_actor.keys())
+    outcome.actors = activity.n_subjects
+    incomplete = activity_store.incomplete_days(session, tenant_id, start, last_day)
+    first_active = first_active_day(activity)
+    start_n = day_number(start)
+    rows: list[dict[str, Any]] = []
+    for window in config.windows:
+        t0 = time.perf_counter()
+        cube = compute_features(activity, window, config, incomplete)
+        w = WINDOWS[window]
+        feats = [(i, f) for i, f in enumerate(FEATURES) if window in f.windows]
+        for s, actor in enumerate(activity.subject_ids):
+            d0 = (by_actor[actor] - start).days
+            for d in range(max(d0, int(first_active[s]) if first_active[s] >= 0 else d0),
+                           activity.n_days):
+                day = start_n + d
+                conf = float(cube.confidence[s, d])
+                for i, spec in feats:
+                    v = float(cube.values[s, d, i])
+                    rows.append(feature_row(
+                        tenant_id, "actor", actor, spec.name, spec.dimension, window, w, day,
+                        None if np.isnan(v) else v, conf,
+                        {"volume_only": spec.volume_only, "unit": spec.unit,
+                         "partial": day_from_number(day) >= today},
+                        correlation_id, now))
+        FEATURE_DURATION.labels(tenant_id, f"*:{window}").observe(time.perf_counter() - t0)
+    outcome.rows = upsert_features(session, rows)
+    if freshness.detection_due(session, tenant_id, now=now):
+        enqueue_followup(session, DETECT_TASK, tenant_id=tenant_id,
+                         kwargs={"tenant_id": tenant_id, "correlation_id": correlation_id},
+                         dedupe_key=f"detect:{tenant_id}", correlation_id=correlation_id)
+        outcome.detect_enqueued = True
+    return outcome
+
+
+def feature_row(tenant_id: str, scope: str, subject: str, name: str, dimension: str,
+                window: str, w: int, day: int, value: float | None, confidence: float,
+                metadata: dict[str, Any], correlation_id: str | None,
+                now: datetime, fid: str | None = None) -> dict[str, Any]:
+    end = day_from_number(day)
+    start = end - timedelta(days=w - 1)
+    return {
+        "feature_id": fid or feature_id(tenant_id, scope, subject, name, window, day),
+        "tenant_id": tenant_id, "actor_scope": scope, "subject_id": subject,
+        "feature_name": name, "dimension": dimension, "window": window, "day": end,
+        "window_start": datetime.combine(start, dtime(), tzinfo=UTC),
+        "window_end": datetime.combine(end + timedelta(days=1), dtime(), tzinfo=UTC),
+        "value": value, "confidence": confidence, "metadata": metadata,
+        "correlation_id": correlation_id, "computed_at": now,
+    }
+
+
+def upsert_features(session: Session, rows: Iterable[dict[str, Any]]) -> int:
+    """Insert or refresh feature rows (idempotent: ids are deterministic)."""
+    rows = list(rows)
+    bulk.upsert_adding(session, Feature.__table__, rows, key_columns=("feature_id",),
+                       replace=("value", "confidence", "metadata", "correlation_id",
+                                "computed_at"))
+    return len(rows)
