@@ -68,7 +68,8 @@ def test_after_hours_surge_raises_burnout_for_that_actor_only(
     # The signal is on its way to the stream, with the routing key of SPEC §12.
     outbox = db_session.execute(sa.select(SignalOutbox).where(
         SignalOutbox.signal_id == signal.signal_id)).scalars().all()
-    assert outbox and outbox[0].routing_key == f"acme.actor.flow.risk.{outbox[0].payload['severity']}"
+    assert outbox
+    assert outbox[0].routing_key == f"acme.actor.flow.risk.{outbox[0].payload['severity']}"
     # Features, baselines and scores were stored for every scope along the way.
     scopes = set(db_session.execute(sa.select(Feature.actor_scope).distinct()).scalars())
     assert {"actor", "team", "tenant", "cohort"} <= scopes

@@ -160,7 +160,8 @@ def test_late_events_update_their_day_only_inside_the_window(settings, db_sessio
         daily_rollups.c.day == old.date())).scalar_one() == 1
 
 
-def test_ingestion_gap_is_marked_incomplete_and_raises_nothing(settings, db_session, frozen) -> None:  # type: ignore[no-untyped-def]
+def test_ingestion_gap_is_marked_incomplete_and_raises_nothing(  # type: ignore[no-untyped-def]
+        settings, db_session, frozen) -> None:
     """RF-UBI-01: a tenant that stops sending has its gap marked incomplete; no anomaly or
     engagement_drop comes from the gap; when events resume, processing continues."""
     last_day = frozen.now.date() - timedelta(days=6)
