@@ -27,7 +27,7 @@ from ubi.analytics.anomalies import ActiveAnomaly
 from ubi.analytics.calendar import day_from_number, day_number
 from ubi.analytics.engine import PreviousState, TenantAnalysis, analyse_tenant
 from ubi.analytics.signals import Signal, SignalChange
-from ubi.analytics.taxonomy import SEVERITY_RANK, WINDOWS
+from ubi.analytics.taxonomy import FEATURE_INDEX, SEVERITY_RANK, WINDOWS
 from ubi.analytics.tenant_config import TenantConfig
 from ubi.models import (
     Anomaly,
@@ -47,6 +47,7 @@ log = logging.getLogger("ubi.detect")
 
 #: Days evaluated per engine call (bounds memory on long backfills).
 CHUNK_DAYS = 60
+_EVENT_COUNT = FEATURE_INDEX["event_count"]
 STREAM_SCHEMA_VERSION = "1.0"
 
 
@@ -197,7 +198,14 @@ def persist_analysis(session: Session, analysis: TenantAnalysis, config: TenantC
     rows = []
     for table in analysis.features:
         w = WINDOWS[table.window]
+        # A window without a single event has only trivial values (zero counts, null rates):
+        # it is not stored, so a long history of a rarely active subject stays small.
+        quiet = table.values[:, :, _EVENT_COUNT] <= 0
+        skip = {(table.subject_ids[s], int(table.days[e])) for s, e in zip(*np.nonzero(
+            quiet & table.exists), strict=True)}
         for r in table.iter_rows():
+            if (r.subject_id, r.day) in skip:
+                continue
             rows.append(feature_row(tenant_id, r.actor_scope, r.subject_id, r.feature_name,
                                     r.dimension, r.window, w, r.day, r.value, r.confidence,
                                     dict(r.metadata), correlation_id, now, r.feature_id))
