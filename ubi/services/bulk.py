@@ -38,11 +38,16 @@ def chunks(rows: Sequence[Any], size: int = CHUNK) -> Iterable[Sequence[Any]]:
         yield rows[start:start + size]
 
 
+_ORJSON_OPTIONS = (orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+                   | orjson.OPT_PASSTHROUGH_SUBCLASS)
+
+
 def _json_dumps(value: Any) -> bytes | str:
-    """orjson where it can (several times faster), the stdlib where it cannot (e.g. ints
-    beyond 64 bits, non-string keys), so what is stored never changes."""
+    """JSON for JSONB columns: orjson where it can (several times faster), the stdlib where it
+    cannot (ints beyond 64 bits, non-string keys, datetimes, dataclasses, subclasses of
+    builtins), so what is stored, or refused, stays what ``json.dumps`` gave."""
     try:
-        return orjson.dumps(value)
+        return orjson.dumps(value, option=_ORJSON_OPTIONS)
     except TypeError:
         return json.dumps(value)
 
@@ -202,25 +207,40 @@ def insert_new_keys(session: Session, table: sa.Table, rows: Sequence[dict[str, 
     return new
 
 
+class JsonText(str):
+    """JSON already serialised (e.g. one document shared by many rows): written as is."""
+
+
+def _decode_json_text(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{k: json.loads(v) if isinstance(v, JsonText) else v for k, v in r.items()}
+            for r in rows]
+
+
+def _copy_in(session: Session, table: sa.Table, target: str, columns: Sequence[str],
+             rows: Iterable[dict[str, Any]]) -> None:
+    """``COPY target (columns) FROM STDIN`` of dict rows; JSON columns as jsonb."""
+    json_pos = [i for i, c in enumerate(columns) if isinstance(table.c[c].type, sa.JSON)]
+    raw = session.connection().connection.driver_connection
+    cols_sql = ", ".join(_quote(c) for c in columns)
+    with raw.cursor() as cur, cur.copy(f"COPY {_quote(target)} ({cols_sql}) FROM STDIN") as copy:
+        for row in rows:
+            values = [row[c] for c in columns]
+            for i in json_pos:
+                if not isinstance(values[i], JsonText):
+                    values[i] = Jsonb(values[i], dumps=_json_dumps)
+            copy.write_row(values)
+
+
 def copy_rows(session: Session, table: sa.Table, rows: Sequence[dict[str, Any]]) -> int:
     """Append rows: ``COPY`` on PostgreSQL, multi-row INSERTs elsewhere."""
     if not rows:
         return 0
     columns = list(rows[0].keys())
     if not is_postgres(session):
-        for part in chunks(rows):
+        for part in chunks(_decode_json_text(rows)):
             session.execute(sa.insert(table), list(part))
         return len(rows)
-    json_cols = {c for c in columns if isinstance(table.c[c].type, sa.JSON)}
-    raw = session.connection().connection.driver_connection
-    cols_sql = ", ".join(f'"{c}"' for c in columns)
-    json_pos = [i for i, c in enumerate(columns) if c in json_cols]
-    with raw.cursor() as cur, cur.copy(f'COPY "{table.name}" ({cols_sql}) FROM STDIN') as copy:
-        for row in rows:
-            values = [row[c] for c in columns]
-            for i in json_pos:
-                values[i] = Jsonb(values[i], dumps=_json_dumps)
-            copy.write_row(values)
+    _copy_in(session, table, table.name, columns, rows)
     return len(rows)
 
 
@@ -262,3 +282,36 @@ def upsert_adding(session: Session, table: sa.Table, rows: Sequence[dict[str, An
         for c in replace:
             sets[c] = ex[c]
         session.execute(stmt.on_conflict_do_update(index_elements=list(key_columns), set_=sets))
+
+
+def upsert_replacing(session: Session, table: sa.Table, rows: Sequence[dict[str, Any]], *,
+                     key_columns: Sequence[str], replace: Sequence[str]) -> int:
+    """Large upserts that overwrite ``replace`` columns by key.
+
+    On PostgreSQL the rows are COPYed into a temporary table (psycopg's C copy path, several
+    times faster than binding arrays for 10^5-10^6 rows) and merged with one
+    ``INSERT ... SELECT ... ON CONFLICT DO UPDATE``; elsewhere this is ``upsert_adding``.
+    """
+    if not rows:
+        return 0
+    if not is_postgres(session):
+        upsert_adding(session, table, _decode_json_text(rows), key_columns=key_columns,
+                      replace=replace)
+        return len(rows)
+    columns = list(rows[0].keys())
+    _check_same_columns(rows, columns)
+    temp = f"tmp_{table.name}_merge"
+    conn = session.connection()
+    conn.exec_driver_sql(f"CREATE TEMP TABLE IF NOT EXISTS {_quote(temp)} "
+                         f"(LIKE {_quote(table.name)} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS")
+    conn.exec_driver_sql(f"TRUNCATE {_quote(temp)}")
+    ordered = sorted(rows, key=lambda r: tuple(str(r[c]) for c in key_columns))
+    _copy_in(session, table, temp, columns, ordered)
+    col_sql = ", ".join(_quote(c) for c in columns)
+    sets = ", ".join(f"{_quote(c)} = EXCLUDED.{_quote(c)}" for c in replace)
+    target = ", ".join(_quote(c) for c in key_columns)
+    conn.exec_driver_sql(
+        f"INSERT INTO {_quote(table.name)} ({col_sql}) SELECT {col_sql} FROM {_quote(temp)} "
+        f"ON CONFLICT ({target}) DO UPDATE SET {sets}")
+    conn.exec_driver_sql(f"TRUNCATE {_quote(temp)}")
+    return len(rows)

@@ -11,6 +11,7 @@ ids and version checks make a repeated run a no-op.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 import zlib
@@ -24,10 +25,12 @@ from sqlalchemy.orm import Session
 
 from ubi import clock
 from ubi.analytics.anomalies import ActiveAnomaly
+from ubi.analytics.baselines import DAY_TYPE_NAMES
 from ubi.analytics.calendar import day_from_number, day_number
 from ubi.analytics.engine import PreviousState, TenantAnalysis, analyse_tenant
+from ubi.analytics.ids import baseline_id
 from ubi.analytics.signals import Signal, SignalChange
-from ubi.analytics.taxonomy import FEATURE_INDEX, SEVERITY_RANK, WINDOWS
+from ubi.analytics.taxonomy import FEATURE_INDEX, FEATURES, SEVERITY_RANK, WINDOWS
 from ubi.analytics.tenant_config import TenantConfig
 from ubi.models import (
     Anomaly,
@@ -223,18 +226,41 @@ def _none(v: float | None) -> float | None:
 
 
 def upsert_baselines(session: Session, analysis: TenantAnalysis) -> int:
-    rows = [{
-        "baseline_id": r.baseline_id, "tenant_id": r.tenant_id, "actor_scope": r.actor_scope,
-        "subject_id": r.subject_id, "feature_name": r.feature_name, "window": r.window,
-        "day_type": r.day_type, "mean": _none(r.mean), "std_dev": _none(r.std_dev),
-        "p50": _none(r.p50), "p90": _none(r.p90), "p95": _none(r.p95),
-        "n_observations": r.n_observations, "confidence": r.confidence,
-        "algorithm": {**dict(r.algorithm), "n_outliers": r.n_outliers,
-                      "n_level_shifts": r.n_level_shifts},
-        "as_of_day": day_from_number(analysis.evaluated_days[-1]),
-        "last_recomputed_at": r.last_recomputed_at,
-    } for t in analysis.baselines for r in t.iter_rows()]
-    return upsert(session, Baseline.__table__, rows, ["baseline_id"])
+    """Replace the tenant's baselines with the analysis' final state.
+
+    The analysis covers every subject with data in the loaded history, so the tenant's rows
+    are swapped as a whole (delete + COPY, one transaction: readers see old or new, never a
+    mix); subjects without data in the history window lose their stale baselines. A nightly
+    recompute of a large tenant writes ~10^6 rows, which is why rows are built columnar.
+    """
+    as_of = day_from_number(analysis.evaluated_days[-1])
+    rows: list[dict[str, Any]] = []
+    for table in analysis.baselines:
+        fin = table.final
+        ks, ns = np.nonzero(fin.n_obs > 0)
+        subjects, feats = np.divmod(ns, len(FEATURES))
+        # One JSON text for the whole table: the algorithm is the same for every row.
+        algorithm = bulk.JsonText(json.dumps(table.params.as_dict(), sort_keys=True))
+
+        def col(a: np.ndarray, ks: np.ndarray = ks, ns: np.ndarray = ns) -> list[Any]:
+            return [None if v != v else v for v in a[ks, ns].tolist()]
+
+        for k, s, f, mean, std, p50, p90, p95, n, conf in zip(
+                ks.tolist(), subjects.tolist(), feats.tolist(), col(fin.mean), col(fin.std),
+                col(fin.p50), col(fin.p90), col(fin.p95), fin.n_obs[ks, ns].tolist(),
+                fin.confidence[ks, ns].tolist(), strict=True):
+            spec, subject, day_type = FEATURES[f], table.subject_ids[s], DAY_TYPE_NAMES[k]
+            rows.append({
+                "baseline_id": baseline_id(table.tenant_id, table.scope, subject, spec.name,
+                                           table.window, day_type),
+                "tenant_id": table.tenant_id, "actor_scope": table.scope,
+                "subject_id": subject, "feature_name": spec.name, "window": table.window,
+                "day_type": day_type, "mean": mean, "std_dev": std, "p50": p50, "p90": p90,
+                "p95": p95, "n_observations": int(n), "confidence": conf,
+                "algorithm": algorithm, "as_of_day": as_of,
+                "last_recomputed_at": table.computed_at})
+    session.execute(sa.delete(Baseline).where(Baseline.tenant_id == analysis.tenant_id))
+    return bulk.copy_rows(session, Baseline.__table__, rows)
 
 
 def _upsert_scores(session: Session, analysis: TenantAnalysis, now: datetime) -> int:
@@ -254,9 +280,8 @@ def upsert(session: Session, table: sa.Table, rows: list[dict[str, Any]],
     """Insert or overwrite rows by key (every non-key column replaced)."""
     if not rows:
         return 0
-    bulk.upsert_adding(session, table, rows, key_columns=keys,
-                       replace=[c for c in rows[0] if c not in keys])
-    return len(rows)
+    return bulk.upsert_replacing(session, table, rows, key_columns=keys,
+                                 replace=[c for c in rows[0] if c not in keys])
 
 
 def _anomaly_row(a: ActiveAnomaly, correlation_id: str | None) -> dict[str, Any]:

@@ -182,7 +182,7 @@ def feature_row(tenant_id: str, scope: str, subject: str, name: str, dimension: 
 def upsert_features(session: Session, rows: Iterable[dict[str, Any]]) -> int:
     """Insert or refresh feature rows (idempotent: ids are deterministic)."""
     rows = list(rows)
-    bulk.upsert_adding(session, Feature.__table__, rows, key_columns=("feature_id",),
-                       replace=("value", "confidence", "metadata", "correlation_id",
-                                "computed_at"))
+    bulk.upsert_replacing(session, Feature.__table__, rows, key_columns=("feature_id",),
+                          replace=("value", "confidence", "metadata", "correlation_id",
+                                   "computed_at"))
     return len(rows)
