@@ -295,11 +295,76 @@ def bench(name: str, bench_args: tuple[str, ...]) -> None:
 
 
 @main.command("demo")
-def demo() -> None:
-    """Start UBI on the embedded default and show it answering over HTTP."""
-    from ubi.services.demo import run_smoke_demo
+@click.option("--seed", default=7, show_default=True, help="seed of the generated organisation")
+@click.option("--actors", default=60, show_default=True)
+@click.option("--weeks", default=8, show_default=True)
+@click.option("--real", "real_file", type=click.Path(exists=True, dir_okay=False),
+              help="replay a JSONL(.gz) of real envelopes instead of a generated workload")
+@click.option("--json", "as_json", is_flag=True, help="print the scorecard as one JSON object")
+@click.option("--html", "html_path", type=click.Path(dir_okay=False),
+              help="also write an HTML report (per-team score timelines and signals)")
+@click.option("--no-progress", is_flag=True, help="no progress bars")
+def demo(seed: int, actors: int, weeks: int, real_file: str | None, as_json: bool,
+         html_path: str | None, no_progress: bool) -> None:
+    """The main job end to end: a realistic organisation's events through UBI (embedded
+    default unless servers are configured), the signals found, and a scorecard."""
+    from ubi.demo.runner import prepare_environment
 
-    sys.exit(run_smoke_demo(click.echo))
+    settings = prepare_environment()  # before anything imports the Celery app
+    from ubi import demo as demo_run
+    from ubi.demo import report
+
+    echo = (lambda _msg: None) if as_json else click.echo
+    progress = not (no_progress or as_json)
+    echo(f"UBI demo — {report.describe_setup(settings)}")
+    if real_file:
+        result, real = demo_run.run_real(settings, real_file, progress=progress)
+        report.print_ingest(echo, result)
+        report.print_signals(echo, result)
+        ok = report.print_real(echo, real)
+        if as_json:
+            click.echo(json.dumps(real))
+    else:
+        echo(f"Generating an organisation of {actors} actors over {weeks} weeks (seed {seed})"
+             " with planted behaviour changes...")
+        result, workload, card = demo_run.run_generated(
+            settings, seed=seed, actors=actors, weeks=weeks, progress=progress)
+        report.print_ingest(echo, result, teams=len(workload.truth.teams))
+        report.print_signals(echo, result)
+        ok = report.print_scorecard(echo, card)
+        if as_json:
+            click.echo(json.dumps(card))
+    if html_path:
+        from ubi.demo.html import write_report
+
+        write_report(settings, result, html_path)
+        echo(f"HTML report: {html_path}")
+    if not ok:
+        echo("(the scorecard misses a target: see above)")
+
+
+@main.command("generate")
+@click.option("--seed", default=7, show_default=True)
+@click.option("--actors", default=60, show_default=True)
+@click.option("--weeks", default=8, show_default=True)
+@click.option("--end-day", help="last day (YYYY-MM-DD); default yesterday")
+@click.option("--tenant", default="sim-org", show_default=True)
+@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False),
+              help="JSONL file of envelopes (.gz to compress); the truth goes beside it")
+def generate(seed: int, actors: int, weeks: int, end_day: str | None, tenant: str,
+             out_path: str) -> None:
+    """Write a generated organisation's envelopes and its planted ground truth."""
+    from datetime import date, timedelta
+
+    from ubi import clock
+    from ubi.simulation.generator import generate as make, truth_path_for, write_jsonl, \
+        write_truth
+
+    last = date.fromisoformat(end_day) if end_day else clock.today() - timedelta(days=1)
+    workload = make(seed, actors=actors, weeks=weeks, end_day=last, tenant_id=tenant)
+    path = write_jsonl(workload, out_path)
+    truth = write_truth(workload.truth, truth_path_for(path))
+    click.echo(f"{len(workload.envelopes):,} envelopes -> {path}; ground truth -> {truth}")
 
 
 if __name__ == "__main__":
