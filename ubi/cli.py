@@ -357,8 +357,8 @@ def generate(seed: int, actors: int, weeks: int, end_day: str | None, tenant: st
     from datetime import date, timedelta
 
     from ubi import clock
-    from ubi.simulation.generator import generate as make, truth_path_for, write_jsonl, \
-        write_truth
+    from ubi.simulation.generator import generate as make
+    from ubi.simulation.generator import truth_path_for, write_jsonl, write_truth
 
     last = date.fromisoformat(end_day) if end_day else clock.today() - timedelta(days=1)
     workload = make(seed, actors=actors, weeks=weeks, end_day=last, tenant_id=tenant)

@@ -28,7 +28,7 @@ def run_generated(settings: Settings, *, seed: int, actors: int, weeks: int,
     tenant = unique_tenant("demo", settings)
     workload = generate(seed, actors=actors, weeks=weeks, end_day=end_day, tenant_id=tenant)
     lines = envelopes_to_lines(workload.envelopes)
-    raw_actors, first, last, _ = span_of(lines)
+    raw_actors, first, _, _ = span_of(lines)
     result = run_pipeline(settings, tenant, lines, raw_actors, first, end_day,
                           progress=progress)
     scorecard = score_signals(result.signals, workload.truth, actor_of=result.actor_of)
