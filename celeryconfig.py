@@ -137,6 +137,11 @@ beat_schedule = {
         "schedule": 5.0,
         "options": {"expires": 5},
     },
+    "drain-signal-outbox": {
+        "task": "ubi.tasks.publish.drain_signal_outbox",
+        "schedule": 3.0,
+        "options": {"expires": 3},
+    },
     "track-staleness": {
         "task": "ubi.tasks.maintenance.track_staleness",
         "schedule": crontab(),  # every minute

@@ -45,6 +45,7 @@ from ubi.models.session import dialect_insert, is_postgres
 from ubi.observability.metrics import ANOMALIES, BASELINE_DURATION, SIGNALS_GENERATED
 from ubi.services import activity_store, bulk, configs, freshness, receipts
 from ubi.services.features import feature_row, upsert_features
+from ubi.services.followups import enqueue_followup
 
 log = logging.getLogger("ubi.detect")
 
@@ -52,6 +53,7 @@ log = logging.getLogger("ubi.detect")
 CHUNK_DAYS = 60
 _EVENT_COUNT = FEATURE_INDEX["event_count"]
 STREAM_SCHEMA_VERSION = "1.0"
+PUBLISH_TASK = "ubi.tasks.publish.drain_signal_outbox"
 
 
 @dataclass
@@ -411,6 +413,9 @@ def _persist_signals(session: Session, analysis: TenantAnalysis, config: TenantC
             stmt = dialect_insert(session, table).values(list(part))
             session.execute(stmt.on_conflict_do_nothing(index_elements=keys))
     outcome.signal_versions += len(version_rows)
+    if outbox_rows:  # publish soon rather than at the next beat tick
+        enqueue_followup(session, PUBLISH_TASK, tenant_id=analysis.tenant_id, kwargs={},
+                         dedupe_key="publish", correlation_id=correlation_id)
 
 
 def _signal_receipt(session: Session, sig: Signal, kind: str, config: TenantConfig,

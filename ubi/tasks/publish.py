@@ -1,3 +1,19 @@
-"""Tasks of the `publish` queue."""
+"""Tasks of the ``publish`` queue: the signal stream."""
 
 from __future__ import annotations
+
+from typing import Any
+
+from ubi.celery_app import app
+from ubi.integrations.signal_stream import publisher
+from ubi.services import stream
+from ubi.tasks.base import UbiTask
+
+
+@app.task(base=UbiTask, bind=True, name="ubi.tasks.publish.drain_signal_outbox",
+          max_retries=0)
+def drain_signal_outbox(self: UbiTask) -> dict[str, Any]:
+    """Publish the signal versions waiting in the outbox (beat, and after each detect run)."""
+    report = stream.drain_signal_outbox(self.session, publisher())
+    return {"published": report.published, "failed": report.failed,
+            "deferred": report.deferred}
