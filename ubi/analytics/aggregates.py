@@ -156,18 +156,27 @@ class PeerGroups:
 
 
 def peer_groups(activity: DailyActivity, config: TenantConfig) -> PeerGroups:
-    """The actor's team if it has at least ``min_team_size`` actors, else its cohort."""
-    team_sizes: dict[str, int] = {}
-    for t in activity.team_ids:
+    """The actor's team if it has at least ``min_team_size`` actors of the actor's own type,
+    else its cohort (the actors of its type in the tenant).
+
+    Peers are of the same actor type, as cohorts are (SPEC §5.2: humans are compared with
+    humans, agents with agents): an AI agent working for a team of people is not "above the
+    team's p90" of LLM requests because it is an agent, and a team's agents do not dilute its
+    people's review percentiles. A team with people and agents thus has one peer group per
+    type; a type with fewer than ``min_team_size`` members in the team uses its cohort.
+    """
+    team_sizes: dict[tuple[str, str], int] = {}
+    for t, kind in zip(activity.team_ids, activity.actor_types, strict=True):
         if t is not None:
-            team_sizes[t] = team_sizes.get(t, 0) + 1
+            team_sizes[(t, kind)] = team_sizes.get((t, kind), 0) + 1
     labels: list[str] = []
     lookup: dict[str, int] = {}
     index = np.empty(activity.n_subjects, dtype=np.int64)
     for s, (team, actor_type) in enumerate(zip(activity.team_ids, activity.actor_types,
                                                strict=True)):
-        if team is not None and team_sizes[team] >= config.min_team_size:
-            label = f"team:{team}"
+        if team is not None and team_sizes[(team, actor_type)] >= config.min_team_size:
+            # Unchanged label for the usual all-human team; typed when agents have their own.
+            label = f"team:{team}" if actor_type == "human" else f"team:{team}:{actor_type}"
         else:
             label = f"cohort:{actor_type}"
         if label not in lookup:

@@ -71,6 +71,87 @@ def severity_codes(z: np.ndarray, warn: float | np.ndarray,
     return np.where(crit, SEV_CRITICAL, np.where(wrn, SEV_WARN, SEV_NONE)).astype(np.int8)
 
 
+# --- sampling-noise floors --------------------------------------------------------------------
+
+#: How each feature's value is sampled, for its noise floor: (model, denominator). Models:
+#: ``count`` (a count of independent events: Poisson), ``unit`` (a count of days or people,
+#: bounded and regular, so not Poisson), ``proportion`` (successes out of the denominator:
+#: binomial), ``rate`` (events per unit of the denominator: Poisson over the denominator),
+#: ``relative`` (an average length with no sample model: 10 % of the mean, the SPEC §5.3
+#: stand-in). Denominators are the ``FeatureCube.denominators`` keys.
+NOISE_MODEL: dict[str, tuple[str, str | None]] = {
+    "event_count": ("count", None), "commit_count": ("count", None),
+    "pr_throughput": ("count", None), "late_night_events": ("count", None),
+    "reviews_given": ("count", None), "cross_team_interactions": ("count", None),
+    "llm_requests": ("count", None), "override_count": ("count", None),
+    "active_days": ("unit", None), "distinct_collaborators": ("unit", None),
+    "build_failure_rate": ("proportion", "builds"),
+    "test_failure_rate": ("proportion", "tests"),
+    "after_hours_ratio": ("proportion", "events"),
+    "llm_failure_rate": ("proportion", "llm_submitted"),
+    "rework_ratio": ("rate", "commits"),
+    "context_switch_rate": ("rate", "active_hours"),
+    "llm_requests_per_work_item": ("rate", "work_items"),
+    "focus_session_avg_minutes": ("relative", None),
+}
+
+
+def is_intensive(feature: str) -> bool:
+    """A rate, share or average (``proportion``, ``rate``, ``relative``), as opposed to a sum
+    over the window's days: days without events do not pull it down."""
+    return NOISE_MODEL[feature][0] in ("proportion", "rate", "relative")
+
+
+def noise_floor(feature: str, mean: np.ndarray, denominator: np.ndarray | None,
+                min_std: float, value: np.ndarray | None = None) -> np.ndarray:
+    """The smallest credible standard deviation of a feature value, given its baseline mean,
+    the value itself and the sample size behind it (arrays broadcast).
+
+    A baseline's std comes from a few weeks of (often overlapping) windows, and a mostly-zero
+    count has a std near 0, so ``z`` can be huge for a change of one event; a rate over few
+    events moves a lot by chance, and a baseline rate learnt from a few events is itself
+    uncertain. Whatever the baseline says, a deviation is only credible when it exceeds the
+    sampling noise of the value. For rates and proportions the sampling variance is taken at
+    ``m``, the midpoint of the baseline mean and the value (where the value is given): neither
+    the baseline's rate nor the observed one alone, so a rate that was 0 by chance in a short
+    history does not make its first failures look impossible. Counts use the baseline mean
+    (``m = mean``): a count's natural unit, one event, is already the floor.
+
+    - ``count``: ``max(min_std, sqrt(m))`` (one event is never more than 1 sigma; Poisson);
+    - ``unit``: ``min_std``;
+    - ``proportion`` over ``n``: ``sqrt(p (1 - p) / n)``, ``p = m`` kept at least ``1 / 2n``
+      from 0 and 1;
+    - ``rate`` over ``n``: ``sqrt(max(m, 1 / n) / n)``;
+    - ``relative``: ``0.1 * |mean|`` (the SPEC 5.3 stand-in).
+
+    NaN means and denominators of 0 give a floor of 0 (no floor).
+    """
+    model, _ = NOISE_MODEL[feature]
+    m = np.asarray(mean, dtype=np.float64)
+    if value is not None and model in ("proportion", "rate"):
+        v = np.asarray(value, dtype=np.float64)
+        m = np.where(np.isnan(v), m, 0.5 * (m + v))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        if model == "count":
+            out = np.maximum(min_std, np.sqrt(np.maximum(m, 0.0)))
+        elif model == "unit":
+            out = np.full(m.shape, float(min_std))
+        elif model == "relative":
+            out = 0.1 * np.abs(m)
+        else:
+            n = np.asarray(denominator, dtype=np.float64)
+            ok = n > 0
+            n1 = np.where(ok, n, 1.0)
+            if model == "proportion":
+                edge = 0.5 / n1
+                p = np.clip(m, edge, 1.0 - edge)
+                out = np.sqrt(p * (1.0 - p) / n1)
+            else:
+                out = np.sqrt(np.maximum(m, 1.0 / n1) / n1)
+            out = np.where(ok, out, 0.0)
+    return np.where(np.isnan(out), 0.0, out)
+
+
 @dataclass
 class Detection:
     """z-scores and signed severities of N series over D days.
@@ -87,17 +168,38 @@ class Detection:
 def detect(values: np.ndarray, mean: np.ndarray, std: np.ndarray, confidence: np.ndarray, *,
            warn: float | np.ndarray, critical: float | np.ndarray, min_std: float,
            allow_high: np.ndarray | None = None,
-           allow_low: np.ndarray | None = None) -> Detection:
+           allow_low: np.ndarray | None = None,
+           floor: np.ndarray | None = None,
+           zero_std: np.ndarray | None = None) -> Detection:
     """Anomalies of values against their baselines, all arrays [N, D] (thresholds broadcast).
 
     No anomaly where the value is missing, the baseline's confidence is below 0.5, or the
     caller's ``allow_high`` / ``allow_low`` masks are False (incomplete days; drop-type
     deviations over windows that overlap leave, quiet or incomplete days). Same arithmetic as
     ``zscores`` / ``severity_codes``, fused to keep temporaries few on large arrays.
+
+    ``floor``: optional [N, D] sampling-noise floor (``noise_floor``); where given, the std
+    used for z and for the resolution band is ``max(effective std, floor)``. ``zero_std``:
+    optional stand-in for a std of 0 (broadcast to [N, D]) replacing the SPEC 5.3
+    ``max(min_std, 0.1 |mean|)`` where it is positive; the engine passes the noise floor for
+    rates and shares, whose unit is not min_std's (one event).
     """
     values = np.asarray(values, dtype=np.float64)
     mean = np.asarray(mean, dtype=np.float64)
     std = np.asarray(std, dtype=np.float64)
+    if floor is not None:
+        # The floored std: the SPEC 5.3 stand-in where std is 0, never below the floor. A
+        # value equal to the mean still scores z = 0 (the std = 0 rule is kept as is).
+        eff = effective_std(mean, std, min_std)
+        if zero_std is not None:
+            z0 = np.broadcast_to(np.asarray(zero_std, dtype=np.float64), eff.shape)
+            eff = np.where((std == 0) & (z0 > 0), z0, eff)
+        eff = np.maximum(eff, floor)
+        dev = values - mean
+        with np.errstate(invalid="ignore", divide="ignore"):
+            z = np.where((std == 0) & (dev == 0), 0.0, dev / eff)
+            band = np.abs(dev) <= eff
+        return _classify(z, band, confidence, warn, critical, allow_high, allow_low)
     # Few, reused temporaries: on [N, D] arrays of millions of entries allocation dominates.
     z = values - mean
     zero = std == 0
@@ -106,13 +208,20 @@ def detect(values: np.ndarray, mean: np.ndarray, std: np.ndarray, confidence: np
         band = np.abs(z) <= std
         if any_zero:  # the std = 0 rule: a stand-in std, and z = 0 on the mean itself
             dz = z[zero]
-            floor = np.maximum(min_std, 0.1 * np.abs(mean[zero] if mean.shape == z.shape
-                                                    else np.broadcast_to(mean, z.shape)[zero]))
-            band[zero] = np.abs(dz) <= floor
-            z_zero = np.where(dz == 0, 0.0, dz / floor)
+            stand_in = np.maximum(min_std, 0.1 * np.abs(
+                mean[zero] if mean.shape == z.shape else np.broadcast_to(mean, z.shape)[zero]))
+            band[zero] = np.abs(dz) <= stand_in
+            z_zero = np.where(dz == 0, 0.0, dz / stand_in)
         np.divide(z, std, out=z)
         if any_zero:
             z[zero] = z_zero
+    return _classify(z, band, confidence, warn, critical, allow_high, allow_low)
+
+
+def _classify(z: np.ndarray, band: np.ndarray, confidence: np.ndarray,
+              warn: float | np.ndarray, critical: float | np.ndarray,
+              allow_high: np.ndarray | None, allow_low: np.ndarray | None) -> Detection:
+    """Signed severity codes from z (in place where possible); see ``detect``."""
     warn_t = np.asarray(warn, dtype=np.float64) * (1.0 - THRESHOLD_SLACK)
     crit_t = np.asarray(critical, dtype=np.float64) * (1.0 - THRESHOLD_SLACK)
     with np.errstate(invalid="ignore"):

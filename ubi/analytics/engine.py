@@ -44,6 +44,7 @@ from ubi.analytics.aggregates import (
     tenant_aggregate,
 )
 from ubi.analytics.anomalies import (
+    NOISE_MODEL,
     SEVERITY_NAME,
     ActiveAnomaly,
     AnomalyChanges,
@@ -51,6 +52,8 @@ from ubi.analytics.anomalies import (
     AnomalyObservation,
     Detection,
     detect,
+    is_intensive,
+    noise_floor,
     reconcile_anomalies,
 )
 from ubi.analytics.baselines import (
@@ -60,6 +63,7 @@ from ubi.analytics.baselines import (
     RunningBaselines,
     Workspace,
     compute_baselines,
+    effective_std,
 )
 from ubi.analytics.calendar import day_from_number, day_number, workday_mask
 from ubi.analytics.explain import build_evidence, describe_deviation, describe_score, event_summary
@@ -95,6 +99,8 @@ ScoreKey = tuple[str, str, str, str]
 N_FEATURES = len(FEATURE_NAMES)
 _DIMENSION_OF = np.array([f.dimension for f in FEATURES])
 _DIRECTION = np.array([f.health_direction for f in FEATURES], dtype=np.float64)
+#: Features that are rates, shares or averages (not sums over the window's days).
+_INTENSIVE = np.array([is_intensive(f.name) for f in FEATURES])
 
 
 # --- inputs and outputs ----------------------------------------------------------------------
@@ -351,8 +357,10 @@ class _Scope:
 
 
 def _window_masks(scope: _Scope, w: int, eligible: np.ndarray, incomplete: np.ndarray,
-                  quiet: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(baseline valid, allow_high, allow_low) masks [S, D] for one scope and window.
+                  quiet: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(baseline valid, allow_high, allow_low, allow_low_intensive) masks [S, D] for one scope
+    and window.
 
     - a baseline observation needs the whole window loaded and after the subject's first
       activity, no incomplete or leave day in the window, at most one quiet day per 7 days of
@@ -372,7 +380,26 @@ def _window_masks(scope: _Scope, w: int, eligible: np.ndarray, incomplete: np.nd
                & eligible)
     allow_high = ~inc & eligible
     allow_low = allow_high & loaded[None, :] & after_first & ~hard & (quiet_n == 0)
-    return base_ok, allow_high, allow_low
+    # Intensive features (rates, shares, averages) are not depressed by days without events:
+    # a holiday or a week of leave in the window leaves fewer samples, not a lower value. Their
+    # drops only need a loaded window after the first activity and no incomplete day in it.
+    inc_n = rolling_sum(inc.astype(np.float64), w)
+    allow_low_intensive = allow_high & loaded[None, :] & after_first & (inc_n == 0)
+    return base_ok, allow_high, allow_low, allow_low_intensive
+
+
+def _established(scope: _Scope, workday: np.ndarray, quiet: np.ndarray, incomplete: np.ndarray,
+                 min_days: int) -> np.ndarray:
+    """bool [S, D]: at least ``min_days`` workdays observed before the day (from the subject's
+    first activity, leave, quiet and incomplete days not counted): the subject's workday
+    baselines are past warm-up. Before that no rule fires for it (issue 6: no signal during
+    an actor's warm-up), percentile and fixed-threshold rules included."""
+    n_d = scope.leave.shape[1]
+    days = np.arange(n_d)
+    counted = ((days[None, :] >= scope.first_active[:, None]) & workday[None, :]
+               & ~scope.leave & ~quiet[None, :] & ~incomplete[None, :])
+    before = np.cumsum(counted, axis=1) - counted
+    return before >= min_days
 
 
 def _scope_list(activity: DailyActivity, config: TenantConfig, tenant_id: str) -> list[_Scope]:
@@ -439,7 +466,8 @@ def analyse_tenant(activity: DailyActivity, config: TenantConfig, *, tenant_id: 
                 cube.values[~eligible] = np.nan
             else:
                 eligible = np.ones((n_s, n_d), dtype=bool)
-            base_ok, allow_high, allow_low = _window_masks(sc, w, eligible, incomplete, quiet)
+            base_ok, allow_high, allow_low, allow_low_int = _window_masks(
+                sc, w, eligible, incomplete, quiet)
 
             # Series n = s * F + f, day-major [D, S*F] for the baseline recursion.
             xs = np.ascontiguousarray(cube.values.transpose(1, 0, 2)).reshape(
@@ -455,7 +483,7 @@ def analyse_tenant(activity: DailyActivity, config: TenantConfig, *, tenant_id: 
                                            running.final, params, now))
 
             det, parts = _detect_range(cube, running, r0, warn_crit, params.min_std,
-                                       allow_high, allow_low)
+                                       allow_high, allow_low, allow_low_int)
             vals, mean, std, bconf = parts
             e_off = e0 - r0
             stats["anomalous_values"] += int(np.count_nonzero(det.severity[:, :, e_off:]))
@@ -488,6 +516,7 @@ def analyse_tenant(activity: DailyActivity, config: TenantConfig, *, tenant_id: 
             rule_windows[sc.name][window] = RuleWindow(
                 severity=det.severity, hits=hits, values=vals.astype(np.float32),
                 window_confidence=cube.confidence[:, r0:], drop_ok=allow_low[:, r0:],
+                drop_ok_intensive=allow_low_int[:, r0:],
                 # copies: mean / std / bconf are views into the reused workspace
                 context={f: (vals[:, FEATURE_INDEX[f], :].copy(),
                              mean[:, FEATURE_INDEX[f], :].copy(),
@@ -496,7 +525,10 @@ def analyse_tenant(activity: DailyActivity, config: TenantConfig, *, tenant_id: 
                              & ~np.isnan(vals[:, FEATURE_INDEX[f], :]))
                          for f in CONTEXT_FEATURES.get(window, ())})
             if sc.name == "actor":
-                _collect_peer_inputs(peer_arrays, cube, window, r0)
+                days = np.arange(n_d)
+                complete = (days[None, :] >= w - 1) & (
+                    (days[None, :] - w + 1) >= sc.first_active[:, None])
+                _collect_peer_inputs(peer_arrays, cube, window, r0, complete)
             del cube, running, det
 
     anomalies = reconcile_anomalies(previous.anomalies, observations, now, tenant_id=tenant_id,
@@ -509,7 +541,9 @@ def analyse_tenant(activity: DailyActivity, config: TenantConfig, *, tenant_id: 
             day0=int(day_nums[r0]), eval_offset=e0 - r0, workday=workday[r0:],
             present=sc.activity.counter("event_count")[:, r0:] > 0,
             counters=sc.activity.counters[:, r0:, :], windows=rule_windows[sc.name],
-            peers=_peer_context(peers, peer_arrays) if sc.name == "actor" else None)
+            peers=_peer_context(peers, peer_arrays) if sc.name == "actor" else None,
+            established=_established(sc, workday, quiet, incomplete,
+                                     params.min_days)[:, r0:])
         candidates += evaluate_rules(inputs, config)
     evaluated = [int(d) for d, inc in zip(day_nums[e0:], incomplete[e0:], strict=True)
                  if not inc]
@@ -522,9 +556,15 @@ def analyse_tenant(activity: DailyActivity, config: TenantConfig, *, tenant_id: 
 
 
 def _detect_range(cube: FeatureCube, running: RunningBaselines, r0: int, warn_crit: np.ndarray,
-                  min_std: float, allow_high: np.ndarray, allow_low: np.ndarray
+                  min_std: float, allow_high: np.ndarray, allow_low: np.ndarray,
+                  allow_low_intensive: np.ndarray | None = None
                   ) -> tuple[Detection, tuple[np.ndarray, ...]]:
-    """Detection over days r0.. as [S, F, L] arrays; also returns (values, mean, std, conf)."""
+    """Detection over days r0.. as [S, F, L] arrays; also returns (values, mean, std, conf).
+
+    ``allow_low_intensive``: the drop mask of rates, shares and averages (``_window_masks``).
+    The std returned is the one z was computed with: the baseline's, raised to the value's
+    sampling-noise floor (``anomalies.noise_floor``), so reasons quote the figures behind z.
+    """
     n_s, n_d, n_f = cube.values.shape
     n_l = n_d - r0
 
@@ -533,10 +573,30 @@ def _detect_range(cube: FeatureCube, running: RunningBaselines, r0: int, warn_cr
 
     vals = np.ascontiguousarray(cube.values[:, r0:, :].transpose(0, 2, 1))
     mean, std, conf = sfl(running.mean), sfl(running.std), sfl(running.confidence)
+    floor = np.empty((n_s, n_f, n_l))
+    for f, spec in enumerate(FEATURES):
+        denom_name = NOISE_MODEL[spec.name][1]
+        denom = cube.denominators.get(denom_name) if denom_name else None
+        floor[:, f, :] = noise_floor(spec.name, mean[:, f, :],
+                                     None if denom is None else denom[:, r0:], min_std,
+                                     vals[:, f, :])
+    low = allow_low[:, None, r0:]
+    if allow_low_intensive is not None:
+        low = np.where(_INTENSIVE[None, :, None], allow_low_intensive[:, None, r0:], low)
+    # A rate or share whose history never varied (std 0) is judged by its sampling noise:
+    # the SPEC 5.3 stand-in max(min_std, 0.1 |mean|) is one event, not a share's unit (a share
+    # that was always 0 could never be anomalous against a stand-in std of 1).
+    zero_std = np.where(_INTENSIVE[None, :, None], floor, 0.0)
     det = detect(vals, mean, std, conf, warn=warn_crit[None, :, 0, None],
                  critical=warn_crit[None, :, 1, None], min_std=min_std,
-                 allow_high=allow_high[:, None, r0:], allow_low=allow_low[:, None, r0:])
-    return det, (vals, mean, std, conf)
+                 allow_high=allow_high[:, None, r0:], allow_low=low, floor=floor,
+                 zero_std=zero_std)
+    with np.errstate(invalid="ignore"):
+        eff = effective_std(mean, std, min_std)
+        eff = np.where((std == 0) & (zero_std > 0), zero_std, eff)
+        eff = np.maximum(eff, floor)
+    eff = np.where(np.isnan(std), np.nan, eff)
+    return det, (vals, mean, eff, conf)
 
 
 def detect_series(values: np.ndarray, running: RunningBaselines, config: TenantConfig,
@@ -634,9 +694,12 @@ def _score_seed(previous: Mapping[ScoreKey, float], scope: str, subjects: list[s
 
 
 def _collect_peer_inputs(store: dict[str, tuple[np.ndarray, np.ndarray]], cube: FeatureCube,
-                         window: str, r0: int) -> None:
-    """Keep the actor values the peer percentiles need (members = actors active in window)."""
-    active = cube.feature("event_count")[:, r0:] > 0
+                         window: str, r0: int, complete: np.ndarray) -> None:
+    """Keep the actor values the peer percentiles need. Members: actors active in the window
+    whose window is complete (fully loaded, after their first activity): a 28-day figure over
+    the first ten days of someone's history is not a 28-day figure, and would rank newcomers
+    and everyone at the start of a range as if they reviewed little."""
+    active = (cube.feature("event_count")[:, r0:] > 0) & complete[:, r0:]
     if window == "28d":
         store["reviews"] = (cube.feature("reviews_given")[:, r0:].copy(), active)
     if window == "7d":
@@ -663,4 +726,6 @@ def _peer_context(peers: PeerGroups, arrays: Mapping[str, tuple[np.ndarray, np.n
         p90, _ = group_percentile(v, peers.index, n_g, 90.0, m)
     return PeerContext(group=peers.index, labels=peers.labels, reviews_p90=r_p90,
                        reviews_count=r_n, rpwi_p10=p10, rpwi_p90=p90, rpwi_count=n,
-                       reviews_p50=r_p50)
+                       reviews_p50=r_p50,
+                       reviews_member=arrays["reviews"][1] if "reviews" in arrays else None,
+                       rpwi_member=arrays["rpwi"][1] if "rpwi" in arrays else None)

@@ -44,14 +44,21 @@ def fmt_value(feature: str, v: float) -> str:
 
 
 def describe_deviation(feature: str, window: str, value: float, mean: float, std: float,
-                       z: float, *, hits: int | None = None, of: int | None = None) -> str:
+                       z: float, *, hits: int | None = None, of: int | None = None,
+                       days_off: int = 0) -> str:
     """``context_switch_rate 7d rose to 6.2/h (baseline 2.1 ± 0.8, z=5.1) on 4 of the last 5
-    workdays``."""
+    workdays``: anomalous on ``hits`` days within the last ``of`` workdays, ``days_off`` of
+    them weekend days or holidays (then ``on 3 days within the last 5 workdays (2 of them days
+    off)``)."""
     verb = "rose to" if z >= 0 else "fell to"
     text = (f"{feature} {window} {verb} {fmt_value(feature, value)} "
             f"(baseline {fmt_number(mean)} ± {fmt_number(std)}, z={z:.1f})")
     if hits is not None and of is not None:
-        text += f" on {hits} of the last {of} workdays"
+        if days_off:
+            text += (f" on {hits} days within the last {of} workdays ({days_off} of them "
+                     f"{'a day' if days_off == 1 else 'days'} off)")
+        else:
+            text += f" on {hits} of the last {of} workdays"
     return text
 
 

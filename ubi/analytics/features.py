@@ -11,7 +11,7 @@ NaN means "null / not applicable": a rate whose denominator is zero, a ratio wit
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 
 import numpy as np
@@ -37,6 +37,10 @@ class FeatureCube:
     window: str
     values: np.ndarray
     confidence: np.ndarray
+    #: The sample sizes behind rate features, [S, D] each, for their sampling-noise floor
+    #: (``anomalies.noise_floor``): ``events``, ``builds``, ``tests``, ``llm_submitted``,
+    #: ``commits`` (max(1, commits)), ``active_hours``, ``work_items``.
+    denominators: dict[str, np.ndarray] = field(default_factory=dict)
 
     def feature(self, name: str) -> np.ndarray:
         """[S, D] values of one feature."""
@@ -225,8 +229,13 @@ def compute_features(activity: DailyActivity, window: str, config: TenantConfig,
 
     put("llm_requests", llm_submitted)
     put("llm_failure_rate", roll("n_llm_request_failed") / np.maximum(1.0, llm_submitted))
-    put("llm_requests_per_work_item", _ratio(llm_submitted, distinct_counts(prep.work_items, w)))
+    items = distinct_counts(prep.work_items, w)
+    put("llm_requests_per_work_item", _ratio(llm_submitted, items))
     put("override_count", roll("n_override_attempted") + roll("n_policy_violation"))
 
+    denominators = {
+        "events": events, "builds": build_failed + build_ok, "tests": test_failed + test_ok,
+        "llm_submitted": np.maximum(1.0, llm_submitted), "commits": np.maximum(1.0, commits),
+        "active_hours": rolling_sum(prep.active_hours, w), "work_items": items}
     return FeatureCube(list(activity.subject_ids), activity.start_day, window, values,
-                       window_confidence(n_s, n_d, w, incomplete_days))
+                       window_confidence(n_s, n_d, w, incomplete_days), denominators)

@@ -6,36 +6,41 @@ turned into ``SignalCandidate`` records with a reason and evidence. The lifecycl
 (``reconcile_signals``) is a pure function over plain records.
 
 Rules (thresholds are the tenant's anomaly thresholds unless stated; "anomalous" = an anomaly of
-at least WARN severity from a usable baseline, see ``anomalies.detect``):
+at least WARN severity from a usable baseline, see ``anomalies.detect``). Every anomaly trigger
+must **persist** (``persistence_rule``): a 24h trigger on 3 days within the span of the last 5
+workdays (days off in the span count), a 7d trigger on 6 of the last 8 workdays (more than
+the 5 workdays a single unusual day keeps a 7-day value anomalous). No rule fires for a
+subject in warm-up (``RuleInputs.established``). "Below / above baseline" for a supporting
+feature means beyond one (effective) std of the mean ("flat" within it, as reasons say).
 
 ============================ =================================================================
-``burnout_risk``             ``after_hours_ratio`` or ``late_night_events`` anomalous-high on
-                             >= 3 of the last 5 workdays, on the 24h or the 7d window (a weekend
-                             streak shows as a 7d anomaly on the following workdays); or the 7d
-                             value anomalous-high while ``distinct_collaborators`` 7d is below
-                             its baseline mean
+``burnout_risk``             ``after_hours_ratio`` or ``late_night_events`` 24h anomalous-high,
+                             persisting (a late Friday night and weekend make three days); or
+                             the 7d value anomalous-high while ``distinct_collaborators`` 7d is
+                             below baseline, persisting
 ``rework_loop``              ``build_failure_rate`` / ``test_failure_rate`` / ``rework_ratio``
-                             anomalous-high (24h or 7d, see ``RULE_WINDOWS``)
-``context_thrash``           ``context_switch_rate`` anomalous-high (24h / 7d) while
-                             ``pr_throughput`` 7d is not above its baseline mean (no usable
+                             anomalous-high (24h or 7d, see ``RULE_WINDOWS``), persisting
+``context_thrash``           ``context_switch_rate`` anomalous-high (24h / 7d), persisting,
+                             while ``pr_throughput`` 7d is not above baseline (no usable
                              baseline counts as "not above")
 ``engagement_drop``          ``active_days`` (7d) or ``focus_session_avg_minutes`` (24h, 7d)
-                             anomalous-low, the subject present that day, and the window
-                             overlapping no leave, quiet or incomplete day
-``guardrail_overrides``      ``override_count`` anomalous-high (24h / 7d)
+                             anomalous-low over a clean window (no leave, quiet or incomplete
+                             day; for the focus average, an intensive feature, only no
+                             incomplete day), persisting, and the subject present on the day
+``guardrail_overrides``      ``override_count`` anomalous-high (24h / 7d), persisting
 ``mentoring_potential``      actor scope: ``reviews_given`` 28d > 0, >= the nearest-rank p90
-                             and > the median of the peer group (team if >= min_team_size
-                             actors, else cohort, with >= min_team_size members having a
-                             value) on each of the last 14 days (two consecutive weeks); the
-                             median guard keeps a team where everyone reviews equally from
-                             flagging everyone
+                             and > the median of the peer group (team members of the actor's
+                             type if >= min_team_size, else cohort; complete 28-day windows
+                             only; >= min_team_size members) on each of the last 14 days (two
+                             consecutive weeks); the median guard keeps a team where everyone
+                             reviews equally from flagging everyone
 ``pair_work_candidate``      ``rework_loop`` or ``context_thrash`` fires (whether or not those
-                             classes are enabled) and ``distinct_collaborators`` 7d is below its
-                             baseline mean
-``agent_usage_optimisation`` ``llm_failure_rate`` anomalous-high (24h / 7d), or (actor scope)
-                             ``llm_requests_per_work_item`` 7d strictly outside the peer group's
-                             nearest-rank p10..p90
-``after_hours_activity``     ``after_hours_ratio`` 7d above 0.3
+                             classes are enabled) and ``distinct_collaborators`` 7d is below
+                             baseline
+``agent_usage_optimisation`` ``llm_failure_rate`` anomalous-high (24h / 7d), persisting, or
+                             (actor scope) ``llm_requests_per_work_item`` 7d strictly outside
+                             the peer group's nearest-rank p10..p90 on each of the last 14 days
+``after_hours_activity``     ``after_hours_ratio`` 7d above 0.3 over a clean window
 ============================ =================================================================
 
 Severity: risks take the highest severity of their triggering anomalies; opportunities and
@@ -56,7 +61,7 @@ from typing import Any
 import numpy as np
 
 from ubi.analytics.activity import COUNTER_INDEX
-from ubi.analytics.anomalies import SEVERITY_NAME, observed_at
+from ubi.analytics.anomalies import SEVERITY_NAME, is_intensive, observed_at
 from ubi.analytics.explain import (
     build_evidence,
     describe_context,
@@ -88,9 +93,17 @@ __all__ = [
 
 #: Days before the first evaluated day that the rules read (5 workdays, 14 days of mentoring).
 LOOKBACK_DAYS = 21
-BURNOUT_WORKDAYS = 5
-BURNOUT_MIN_HITS = 3
+#: Persistence: an anomaly-based rule fires when one of its triggers was anomalous on at least
+#: ``PERSIST_MIN_HITS`` of the last ``PERSIST_WORKDAYS`` workdays (SPEC §5.5 states it for
+#: burnout_risk; every anomaly-based rule uses it; longer windows need more, see
+#: ``persistence_rule``).
+PERSIST_WORKDAYS = 5
+PERSIST_MIN_HITS = 3
+BURNOUT_WORKDAYS = PERSIST_WORKDAYS
+BURNOUT_MIN_HITS = PERSIST_MIN_HITS
 MENTORING_DAYS = 14
+#: Days a position among peers must hold before a percentile rule fires (two weeks).
+PEER_POSITION_DAYS = MENTORING_DAYS
 AFTER_HOURS_SHARE = 0.3
 #: A signal resolves after this many evaluated days on which its rule did not fire.
 SIGNAL_HOLD_DAYS = 3
@@ -232,6 +245,9 @@ class RuleWindow:
     values: np.ndarray
     window_confidence: np.ndarray
     drop_ok: np.ndarray
+    #: bool [S, L]: the same for rates, shares and averages, which days without events do not
+    #: pull down: only incomplete days spoil their window. None = as ``drop_ok``.
+    drop_ok_intensive: np.ndarray | None = None
     context: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = field(
         default_factory=dict)
 
@@ -249,6 +265,10 @@ class PeerContext:
     rpwi_count: np.ndarray
     #: [G, L] peer median of reviews_given 28d; None = not computed (no median guard).
     reviews_p50: np.ndarray | None = None
+    #: [S, L] whether the actor is a member of the percentile's population that day (active,
+    #: complete window); a rule only ranks members. None = every actor with a value.
+    reviews_member: np.ndarray | None = None
+    rpwi_member: np.ndarray | None = None
 
 
 @dataclass
@@ -270,6 +290,9 @@ class RuleInputs:
     counters: np.ndarray
     windows: dict[str, RuleWindow]
     peers: PeerContext | None = None
+    #: bool [S, L]: the subject's baselines are past warm-up (``min_days`` workdays observed
+    #: before the day); no rule fires before. None = every subject is established.
+    established: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -306,6 +329,8 @@ class _Trigger:
     hits: int | None = None
     of: int | None = None
     severity: int = 1
+    #: Hits on weekend days / holidays inside the span.
+    days_off: int = 0
 
 
 # --- rule evaluation ---------------------------------------------------------------------------
@@ -318,68 +343,47 @@ def _sev(inputs: RuleInputs, feature: str, window: str, direction: str) -> np.nd
     return s > 0 if direction == "high" else s < 0
 
 
-def _anomaly_fires(inputs: RuleInputs, rule: str, config: TenantConfig,
-                   windows: Sequence[str] | None = None) -> np.ndarray:
-    combos, direction = RULE_TRIGGERS[rule]
-    n_s, n_l = inputs.present.shape
-    fired = np.zeros((n_s, n_l), dtype=bool)
-    for feature, fwins in combos:
-        if not trigger_allowed(feature, config):
-            continue
-        for w in fwins:
-            if windows is not None and w not in windows:
-                continue
-            m = _sev(inputs, feature, w, direction)
-            if m is not None:
-                fired |= m
-    return fired
-
-
-def _triggers_at(inputs: RuleInputs, rule: str, config: TenantConfig, s: int, lday: int,
-                 windows: Sequence[str] | None = None) -> list[_Trigger]:
-    combos, direction = RULE_TRIGGERS[rule]
-    out = []
-    for feature, fwins in combos:
-        if not trigger_allowed(feature, config):
-            continue
-        f = FEATURE_INDEX[feature]
-        for w in fwins:
-            rw = inputs.windows.get(w)
-            if rw is None or (windows is not None and w not in windows):
-                continue
-            code = int(rw.severity[s, f, lday])
-            if (code > 0 if direction == "high" else code < 0):
-                out.append(_Trigger(feature, w, lday, rw.hits[(s, f, lday)],
-                                    severity=abs(code)))
-    return out
-
-
-def _workday_counts(hits: np.ndarray, workday: np.ndarray, last: int) -> np.ndarray:
-    """[S, L] number of the last ``last`` workdays (up to each day inclusive) with a hit."""
+def _span_start(workday: np.ndarray, n_l: int, last: int) -> np.ndarray:
+    """[L] first day of the span "the last ``last`` workdays up to each day": the ``last``-th
+    most recent workday (day 0 while fewer workdays are loaded)."""
     wd = np.flatnonzero(workday)
+    if wd.size == 0:
+        return np.zeros(n_l, dtype=np.int64)
+    j = np.searchsorted(wd, np.arange(n_l), side="right") - last  # index into wd
+    return np.where(j >= 0, wd[np.clip(j, 0, None)], 0).astype(np.int64)
+
+
+def _span_counts(hits: np.ndarray, workday: np.ndarray, last: int) -> np.ndarray:
+    """[S, L] days with a hit in the span of the last ``last`` workdays up to each day
+    (inclusive). Days off inside the span count when they have a hit: weekend work is the
+    most telling after-hours work, and agents work every day."""
     n_s, n_l = hits.shape
-    csum = np.zeros((n_s, wd.size + 1))
-    csum[:, 1:] = np.cumsum(hits[:, wd], axis=1)
-    j = np.searchsorted(wd, np.arange(n_l), side="right")  # workdays <= each day
-    return csum[:, j] - csum[:, np.maximum(j - last, 0)]
+    csum = np.zeros((n_s, n_l + 1))
+    csum[:, 1:] = np.cumsum(hits, axis=1)
+    start = _span_start(workday, n_l, last)
+    return csum[:, 1:] - csum[:, start]
 
 
 def _below_baseline(inputs: RuleInputs, feature: str, window: str) -> np.ndarray:
+    """[S, L] the supporting feature is below its baseline: more than one (effective) std
+    under the mean. Within one std it is "flat", as the reasons say: a collaborator fewer
+    than the average is not "fewer collaborators"."""
     rw = inputs.windows.get(window)
     if rw is None or feature not in rw.context:
         return np.zeros(inputs.present.shape, dtype=bool)
-    value, mean, _, usable = rw.context[feature]
+    value, mean, std, usable = rw.context[feature]
     with np.errstate(invalid="ignore"):
-        return usable & (value < mean)
+        return usable & (value < mean - np.nan_to_num(std))
 
 
 def _above_baseline(inputs: RuleInputs, feature: str, window: str) -> np.ndarray:
+    """[S, L] more than one (effective) std above the baseline mean (see ``_below_baseline``)."""
     rw = inputs.windows.get(window)
     if rw is None or feature not in rw.context:
         return np.zeros(inputs.present.shape, dtype=bool)
-    value, mean, _, usable = rw.context[feature]
+    value, mean, std, usable = rw.context[feature]
     with np.errstate(invalid="ignore"):
-        return usable & (value > mean)
+        return usable & (value > mean + np.nan_to_num(std))
 
 
 def _context_phrase(inputs: RuleInputs, feature: str, window: str, s: int, lday: int) -> str:
@@ -446,7 +450,8 @@ def _from_triggers(inputs: RuleInputs, rule: str, s: int, lday: int,
                    risk: bool = True) -> SignalCandidate:
     triggers.sort(key=lambda t: (-t.severity, -abs(t.info.z), t.feature, t.window))
     parts = [describe_deviation(t.feature, t.window, t.info.value, t.info.mean, t.info.std,
-                                t.info.z, hits=t.hits, of=t.of) for t in triggers]
+                                t.info.z, hits=t.hits, of=t.of, days_off=t.days_off)
+             for t in triggers]
     parts += [_context_phrase(inputs, f, w, s, lday) for f, w in context]
     sev = max(t.severity for t in triggers)
     return _candidate(
@@ -465,67 +470,141 @@ def _fired_days(fired: np.ndarray, inputs: RuleInputs) -> Iterable[tuple[int, in
     return zip(ss.tolist(), (ll + inputs.eval_offset).tolist(), strict=True)
 
 
-def _burnout(inputs: RuleInputs, config: TenantConfig) -> list[SignalCandidate]:
-    combos, _ = RULE_TRIGGERS["burnout_risk"]
-    counts: dict[tuple[str, str], np.ndarray] = {}
-    n_s, n_l = inputs.present.shape
-    fired_a = np.zeros((n_s, n_l), dtype=bool)
+def _drop_allowed(inputs: RuleInputs) -> dict[tuple[str, str], np.ndarray]:
+    """Per (feature, window): days a drop may count: the window clean (no leave, quiet or
+    incomplete day; for rates, shares and averages only no incomplete day, see
+    ``RuleWindow``). The rule itself fires only on days the subject is present."""
+    out: dict[tuple[str, str], np.ndarray] = {}
+    for w, rw in inputs.windows.items():
+        for spec in FEATURES:
+            ok = rw.drop_ok
+            if is_intensive(spec.name) and rw.drop_ok_intensive is not None:
+                ok = rw.drop_ok_intensive
+            out[(spec.name, w)] = ok
+    return out
+
+
+def _trigger_masks(inputs: RuleInputs, rule: str, config: TenantConfig,
+                   allowed: Mapping[tuple[str, str], np.ndarray] | None = None,
+                   windows: Sequence[str] | None = None) -> dict[tuple[str, str], np.ndarray]:
+    """Per trigger (feature, window): [S, L] days on which it is anomalous in the rule's
+    direction (and, with ``allowed``, that mask allows it that day)."""
+    combos, direction = RULE_TRIGGERS[rule]
+    out: dict[tuple[str, str], np.ndarray] = {}
     for feature, fwins in combos:
         if not trigger_allowed(feature, config):
             continue
         for w in fwins:
-            m = _sev(inputs, feature, w, "high")
+            if windows is not None and w not in windows:
+                continue
+            m = _sev(inputs, feature, w, direction)
             if m is None:
                 continue
-            c = _workday_counts(m & inputs.workday[None, :], inputs.workday, BURNOUT_WORKDAYS)
-            counts[(feature, w)] = c
-            fired_a |= c >= BURNOUT_MIN_HITS
-    collab_low = _below_baseline(inputs, "distinct_collaborators", "7d")
-    fired_b = np.zeros_like(fired_a)
-    for feature, _ in combos:
-        m = _sev(inputs, feature, "7d", "high")
-        if m is not None and trigger_allowed(feature, config):
-            fired_b |= m & collab_low
+            if allowed is not None:
+                m = m & allowed[(feature, w)]
+            out[(feature, w)] = m
+    return out
+
+
+@dataclass
+class _Persistent:
+    """Which subject-days a rule fires on by persistence, per trigger and in all."""
+
+    fired: np.ndarray  # bool [S, L]: any trigger persists
+    masks: dict[tuple[str, str], np.ndarray]  # trigger -> anomalous days [S, L]
+    persists: dict[tuple[str, str], np.ndarray]  # trigger -> persisting days [S, L]
+
+
+def persistence_rule(w: int) -> tuple[int, int, bool]:
+    """(hits, workdays, days off count) of the persistence rule for a w-day window.
+
+    - 24h: anomalous on ``PERSIST_MIN_HITS`` (3) days within the span of the last
+      ``PERSIST_WORKDAYS`` (5) workdays; days off inside the span count (weekend work is the
+      most telling after-hours work, and agents work every day).
+    - w > 1 days: a w-day value stays anomalous for the w days after a single unusual day, on
+      up to ``k`` workdays (5 for 7 days), so anomalies of overlapping windows on k workdays
+      are one piece of evidence. The trigger must be anomalous on more workdays than that,
+      ``k + 1`` of the last ``k + 3`` (6 of the last 8 for 7d): the deviation has outlasted
+      the window of any single day. Days off do not count (a weekend day's effect would
+      otherwise cover 7 days).
+    """
+    if w <= 1:
+        return PERSIST_MIN_HITS, PERSIST_WORKDAYS, True
+    k = 5 * (w // 7) + min(w % 7, 5)
+    return k + 1, k + 3, False
+
+
+def _persistent(inputs: RuleInputs, masks: Mapping[tuple[str, str], np.ndarray]
+                ) -> _Persistent:
+    """Persistence of each trigger (feature, window) on each day (``persistence_rule``)."""
+    n_s, n_l = inputs.present.shape
+    fired = np.zeros((n_s, n_l), dtype=bool)
+    persists: dict[tuple[str, str], np.ndarray] = {}
+    for key, m in masks.items():
+        need, last, days_off = persistence_rule(WINDOWS[key[1]])
+        hits = m if days_off else m & inputs.workday[None, :]
+        ok = _span_counts(hits, inputs.workday, last) >= need
+        persists[key] = ok
+        fired |= ok
+    return _Persistent(fired, dict(masks), persists)
+
+
+def _persistent_triggers(inputs: RuleInputs, p: _Persistent, s: int, lday: int
+                         ) -> list[_Trigger]:
+    """The persisting triggers at (s, lday): numbers from the latest anomalous day, severity
+    the highest of the recent hits, ``hits`` of ``of`` workdays for the reason."""
+    n_l = inputs.present.shape[1]
     out = []
-    wd = np.flatnonzero(inputs.workday)
-    for s, lday in _fired_days(fired_a | fired_b, inputs):
-        triggers: list[_Trigger] = []
+    for (feature, w), ok in p.persists.items():
+        if not ok[s, lday]:
+            continue
+        _, last_n, days_off = persistence_rule(WINDOWS[w])
+        start = int(_span_start(inputs.workday, n_l, last_n)[lday])
+        f = FEATURE_INDEX[feature]
+        mask_row = p.masks[(feature, w)][s]
+        sev_row = inputs.windows[w].severity[s, f]
+        hit_days = [d for d in range(start, lday + 1) if mask_row[d]
+                    and (days_off or inputs.workday[d])]
+        last = hit_days[-1]
+        out.append(_Trigger(feature, w, last, inputs.windows[w].hits[(s, f, last)],
+                            hits=len(hit_days), of=last_n,
+                            severity=max(abs(int(sev_row[d])) for d in hit_days),
+                            days_off=sum(1 for d in hit_days if not inputs.workday[d])))
+    return out
+
+
+def _gate(inputs: RuleInputs, fired: np.ndarray) -> np.ndarray:
+    """No rule fires for a subject still in warm-up."""
+    return fired if inputs.established is None else fired & inputs.established
+
+
+def _burnout(inputs: RuleInputs, config: TenantConfig) -> list[SignalCandidate]:
+    # (a) daily after-hours / late-night values anomalous-high on 3 days of the last 5
+    # workdays' span (weekend work included), as SPEC 5.5 states it;
+    a = _persistent(inputs, _trigger_masks(inputs, "burnout_risk", config, windows=("24h",)))
+    # (b) the 7d value anomalous-high while fewer collaborators than usual, persisting too.
+    collab_low = _below_baseline(inputs, "distinct_collaborators", "7d")
+    b = _persistent(inputs, {k: m & collab_low for k, m in _trigger_masks(
+        inputs, "burnout_risk", config, windows=("7d",)).items()})
+    out = []
+    for s, lday in _fired_days(_gate(inputs, a.fired | b.fired), inputs):
+        triggers = _persistent_triggers(inputs, a, s, lday) if a.fired[s, lday] else []
         context: list[tuple[str, str]] = []
-        if fired_a[s, lday]:
-            recent = wd[wd <= lday][-BURNOUT_WORKDAYS:]
-            for (feature, w), c in counts.items():
-                if c[s, lday] < BURNOUT_MIN_HITS:
-                    continue
-                f = FEATURE_INDEX[feature]
-                sev_row = inputs.windows[w].severity[s, f]
-                hit_days = [int(d) for d in recent if sev_row[d] > 0]
-                last = hit_days[-1]
-                triggers.append(_Trigger(
-                    feature, w, last, inputs.windows[w].hits[(s, f, last)],
-                    hits=len(hit_days), of=len(recent),
-                    severity=max(int(sev_row[d]) for d in hit_days)))
-        if fired_b[s, lday]:
-            for feature, _ in combos:
-                rw = inputs.windows["7d"]
-                code = int(rw.severity[s, FEATURE_INDEX[feature], lday])
-                if code > 0 and not any(t.feature == feature and t.window == "7d"
-                                        for t in triggers):
-                    triggers.append(_Trigger(feature, "7d", lday,
-                                             rw.hits[(s, FEATURE_INDEX[feature], lday)],
-                                             severity=code))
+        if b.fired[s, lday]:
+            for t in _persistent_triggers(inputs, b, s, lday):
+                if not any(x.feature == t.feature and x.window == t.window for x in triggers):
+                    triggers.append(t)
             context.append(("distinct_collaborators", "7d"))
         out.append(_from_triggers(inputs, "burnout_risk", s, lday, triggers, context))
     return out
 
 
-def _simple(inputs: RuleInputs, config: TenantConfig, rule: str, fired: np.ndarray,
-            context: Sequence[tuple[str, str]] = (), risk: bool = True,
-            windows_ok: Mapping[str, np.ndarray] | None = None) -> list[SignalCandidate]:
+def _from_persistent(inputs: RuleInputs, rule: str, p: _Persistent, fired: np.ndarray,
+                     context: Sequence[tuple[str, str]] = (), risk: bool = True
+                     ) -> list[SignalCandidate]:
     out = []
-    for s, lday in _fired_days(fired, inputs):
-        triggers = _triggers_at(inputs, rule, config, s, lday)
-        if windows_ok is not None:
-            triggers = [t for t in triggers if windows_ok[t.window][s, lday]]
+    for s, lday in _fired_days(_gate(inputs, fired), inputs):
+        triggers = _persistent_triggers(inputs, p, s, lday)
         if triggers:
             out.append(_from_triggers(inputs, rule, s, lday, triggers, context, risk))
     return out
@@ -535,7 +614,7 @@ def evaluate_rules(inputs: RuleInputs, config: TenantConfig) -> list[SignalCandi
     """Signal candidates of every enabled rule for the evaluated days of one scope."""
     enabled = {c.name for c in SIGNAL_CLASSES if config.signal_class_enabled(c.name)}
     out: list[SignalCandidate] = []
-    n_s, n_l = inputs.present.shape
+    n_s = inputs.present.shape[0]
     if n_s == 0:
         return out
     has_7d = "7d" in inputs.windows
@@ -543,41 +622,35 @@ def evaluate_rules(inputs: RuleInputs, config: TenantConfig) -> list[SignalCandi
     if "burnout_risk" in enabled:
         out += _burnout(inputs, config)
 
-    rework = _anomaly_fires(inputs, "rework_loop", config)
-    thrash_raw = _anomaly_fires(inputs, "context_thrash", config)
+    rework = _persistent(inputs, _trigger_masks(inputs, "rework_loop", config))
+    thrash = _persistent(inputs, _trigger_masks(inputs, "context_thrash", config))
     pr_above = _above_baseline(inputs, "pr_throughput", "7d")
-    thrash = thrash_raw & ~pr_above
+    thrash_fired = thrash.fired & ~pr_above
     thrash_ctx = [("pr_throughput", "7d")] if has_7d else []
     if "rework_loop" in enabled:
-        out += _simple(inputs, config, "rework_loop", rework)
+        out += _from_persistent(inputs, "rework_loop", rework, rework.fired)
     if "context_thrash" in enabled:
-        out += _simple(inputs, config, "context_thrash", thrash, thrash_ctx)
+        out += _from_persistent(inputs, "context_thrash", thrash, thrash_fired, thrash_ctx)
 
     if "engagement_drop" in enabled:
-        drop_ok = {w: rw.drop_ok & inputs.present for w, rw in inputs.windows.items()}
-        fired = np.zeros((n_s, n_l), dtype=bool)
-        combos, _ = RULE_TRIGGERS["engagement_drop"]
-        for feature, fwins in combos:
-            if not trigger_allowed(feature, config):
-                continue
-            for w in fwins:
-                m = _sev(inputs, feature, w, "low")
-                if m is not None:
-                    fired |= m & drop_ok[w]
-        out += _simple(inputs, config, "engagement_drop", fired, windows_ok=drop_ok)
+        # Only deviations of days the subject was present, over clean windows, count.
+        drop = _persistent(inputs, _trigger_masks(inputs, "engagement_drop", config,
+                                                  allowed=_drop_allowed(inputs)))
+        out += _from_persistent(inputs, "engagement_drop", drop, drop.fired & inputs.present)
 
     if "guardrail_overrides" in enabled:
-        out += _simple(inputs, config, "guardrail_overrides",
-                       _anomaly_fires(inputs, "guardrail_overrides", config))
+        guard = _persistent(inputs, _trigger_masks(inputs, "guardrail_overrides", config))
+        out += _from_persistent(inputs, "guardrail_overrides", guard, guard.fired)
 
     if "pair_work_candidate" in enabled and has_7d:
         collab_low = _below_baseline(inputs, "distinct_collaborators", "7d")
-        fired = (rework | thrash) & collab_low
-        for s, lday in _fired_days(fired, inputs):
-            triggers = (_triggers_at(inputs, "rework_loop", config, s, lday)
-                        if rework[s, lday] else [])
-            if thrash[s, lday]:
-                triggers += _triggers_at(inputs, "context_thrash", config, s, lday)
+        rework_on, thrash_on = rework.fired, thrash_fired
+        fired = (rework_on | thrash_on) & collab_low
+        for s, lday in _fired_days(_gate(inputs, fired), inputs):
+            triggers = (_persistent_triggers(inputs, rework, s, lday)
+                        if rework_on[s, lday] else [])
+            if thrash_on[s, lday]:
+                triggers += _persistent_triggers(inputs, thrash, s, lday)
             out.append(_from_triggers(inputs, "pair_work_candidate", s, lday, triggers,
                                       [("distinct_collaborators", "7d")], risk=False))
 
@@ -600,12 +673,14 @@ def _mentoring(inputs: RuleInputs, config: TenantConfig) -> list[SignalCandidate
     enough = peers.reviews_count[peers.group] >= config.min_team_size
     with np.errstate(invalid="ignore"):
         ok = enough & (value > 0) & (value >= p90)
+        if peers.reviews_member is not None:
+            ok &= peers.reviews_member
         if peers.reviews_p50 is not None:
             # Ties at the top are no signal: when everyone reviews as much, nobody stands out.
             ok &= value > peers.reviews_p50[peers.group]
     fired = rolling_sum(ok.astype(np.float64), MENTORING_DAYS) >= MENTORING_DAYS
     out = []
-    for s, lday in _fired_days(fired, inputs):
+    for s, lday in _fired_days(_gate(inputs, fired), inputs):
         v, p = float(value[s, lday]), float(p90[s, lday])
         label = peers.labels[int(peers.group[s])]
         reason = (f"{feature} {w} at {fmt_value(feature, v)}, at or above the p90 of "
@@ -625,7 +700,8 @@ def _mentoring(inputs: RuleInputs, config: TenantConfig) -> list[SignalCandidate
 
 def _agent_usage(inputs: RuleInputs, config: TenantConfig) -> list[SignalCandidate]:
     n_s, n_l = inputs.present.shape
-    fired_a = _anomaly_fires(inputs, "agent_usage_optimisation", config)
+    failures = _persistent(inputs, _trigger_masks(inputs, "agent_usage_optimisation", config))
+    fired_a = failures.fired
     feature, w = PERCENTILE_TRIGGERS["agent_usage_optimisation"]
     peers, rw = inputs.peers, inputs.windows.get(w)
     fired_b = np.zeros((n_s, n_l), dtype=bool)
@@ -635,10 +711,16 @@ def _agent_usage(inputs: RuleInputs, config: TenantConfig) -> list[SignalCandida
         lo, hi = peers.rpwi_p10[peers.group], peers.rpwi_p90[peers.group]
         enough = peers.rpwi_count[peers.group] >= config.min_team_size
         with np.errstate(invalid="ignore"):
-            fired_b = enough & ~np.isnan(value) & ((value < lo) | (value > hi))
+            outside = enough & ~np.isnan(value) & ((value < lo) | (value > hi))
+        if peers.rpwi_member is not None:
+            outside &= peers.rpwi_member
+        # Like mentoring: a position among peers counts when it held on each of the last two
+        # weeks; the extremes of a group change places from day to day.
+        fired_b = rolling_sum(outside.astype(np.float64), PEER_POSITION_DAYS) \
+            >= PEER_POSITION_DAYS
     out = []
-    for s, lday in _fired_days(fired_a | fired_b, inputs):
-        triggers = (_triggers_at(inputs, "agent_usage_optimisation", config, s, lday)
+    for s, lday in _fired_days(_gate(inputs, fired_a | fired_b), inputs):
+        triggers = (_persistent_triggers(inputs, failures, s, lday)
                     if fired_a[s, lday] else [])
         parts = [describe_deviation(t.feature, t.window, t.info.value, t.info.mean,
                                     t.info.std, t.info.z) for t in triggers]
@@ -652,7 +734,8 @@ def _agent_usage(inputs: RuleInputs, config: TenantConfig) -> list[SignalCandida
             label = peers.labels[int(peers.group[s])] if peers is not None else ""
             side = "above" if v > b else "below"
             parts.append(f"{feature} {w} at {fmt_value(feature, v)}, {side} the p10-p90 range "
-                         f"of {label} ({fmt_number(a)}-{fmt_number(b)})")
+                         f"of {label} ({fmt_number(a)}-{fmt_number(b)}) on each of the last "
+                         f"{PEER_POSITION_DAYS} days")
             dist = (v - b) if v > b else (a - v)
             score = max(score, 90.0 + 10.0 * min(1.0, dist / max(b - a, 1e-9)))
             conf.append(float(rw.window_confidence[s, lday]))
@@ -673,9 +756,11 @@ def _after_hours(inputs: RuleInputs, config: TenantConfig) -> list[SignalCandida
         return []
     value = rw.context[feature][0]
     with np.errstate(invalid="ignore"):
-        fired = value > AFTER_HOURS_SHARE
+        # Over an ordinary week only: a week of leave or a holiday leaves a handful of
+        # evening or weekend events whose share says nothing about working patterns.
+        fired = (value > AFTER_HOURS_SHARE) & rw.drop_ok
     out = []
-    for s, lday in _fired_days(fired, inputs):
+    for s, lday in _fired_days(_gate(inputs, fired), inputs):
         v = float(value[s, lday])
         first = max(0, lday - WINDOWS[w] + 1)
         counters = inputs.counters[s, first:lday + 1]

@@ -89,6 +89,9 @@ def test_reason_strings_read_like_the_spec():
     text = describe_deviation("context_switch_rate", "7d", 6.2, 2.1, 0.8, 5.1, hits=4, of=5)
     assert text == ("context_switch_rate 7d rose to 6.2/h (baseline 2.1 ± 0.8, z=5.1) "
                     "on 4 of the last 5 workdays")
+    assert describe_deviation("late_night_events", "24h", 3.0, 0.0, 1.0, 3.0, hits=3, of=5,
+                              days_off=2).endswith(
+        "on 3 days within the last 5 workdays (2 of them days off)")
     assert describe_context("pr_throughput", "7d", 3.0, 3.2, 0.5) == "pr_throughput 7d flat"
     assert describe_score("flow", 75.0, 50.0, [("context_switch_rate", "7d", -2.5)]) == (
         "flow score 75 → 50 (context_switch_rate 7d z=-2.5)")

@@ -72,6 +72,17 @@ def classes(cands, subject="s0"):
     return sorted({c.signal_class for c in cands if c.subject_id == subject})
 
 
+#: Persistence (SPEC 5.5 states it for burnout_risk; every anomaly-based rule uses it): a
+#: 24h trigger on 3 days of the last five workdays' span, a 7d trigger on 6 of the last 8
+#: workdays (more than the 5 a single unusual day keeps a 7-day value anomalous).
+def three_days(code=1):
+    return {14: code, 16: code, 18: code}
+
+
+def two_weeks(code=1):
+    return {d: code for d in (7, 8, 9, 10, 11, 14, 15, 16, 17, 18)}
+
+
 FLAT_PR = {("pr_throughput", "7d"): (2.0, 2.0, 0.5, True)}
 LOW_COLLAB = {("distinct_collaborators", "7d"): (1.0, 4.0, 1.0, True)}
 OK_COLLAB = {("distinct_collaborators", "7d"): (4.0, 4.0, 1.0, True)}
@@ -92,63 +103,108 @@ def test_burnout_fires_on_3_of_last_5_workdays():
 def test_burnout_near_miss_two_of_five_or_weekend_hits_only():
     assert "burnout_risk" not in classes(evaluate_rules(
         make_inputs(sev={("after_hours_ratio", "24h"): {14: 1, 18: 1, 11: 1}}), CFG))
-    # hits on the weekend (12, 13) are not workdays
+    # the weekend (12, 13) is outside the span of the last five workdays (Mon 14 .. Fri 18)
     assert "burnout_risk" not in classes(evaluate_rules(
         make_inputs(sev={("late_night_events", "24h"): {12: 1, 13: 1, 18: 1}}), CFG))
 
 
 def test_burnout_7d_high_while_collaborators_below_baseline():
     assert "burnout_risk" in classes(evaluate_rules(make_inputs(
-        sev={("late_night_events", "7d"): {18: 1}}, context=LOW_COLLAB), CFG))
+        sev={("late_night_events", "7d"): two_weeks()}, context=LOW_COLLAB), CFG))
     assert "burnout_risk" not in classes(evaluate_rules(make_inputs(
-        sev={("late_night_events", "7d"): {18: 1}}, context=OK_COLLAB), CFG))
+        sev={("late_night_events", "7d"): two_weeks()}, context=OK_COLLAB), CFG))
+    # 7d anomalies on 5 workdays (what a single unusual day produces) are not enough; on 6 of
+    # the last 8 they are
+    assert "burnout_risk" in classes(evaluate_rules(make_inputs(
+        sev={("late_night_events", "7d"): {d: 1 for d in (11, 14, 15, 16, 17, 18)}},
+        context=LOW_COLLAB), CFG))
+    # and 7d anomalies alone never make the 3-of-5 clause (it reads daily values)
+    assert "burnout_risk" not in classes(evaluate_rules(make_inputs(
+        sev={("late_night_events", "7d"): {d: 1 for d in (14, 15, 16, 17, 18)}},
+        context=LOW_COLLAB), CFG))
+    assert "burnout_risk" not in classes(evaluate_rules(make_inputs(
+        sev={("late_night_events", "7d"): two_weeks()}, context=OK_COLLAB), CFG))
 
 
 # 2 rework_loop -------------------------------------------------------------------------------
 
 def test_rework_loop_fires_on_high_failure_rate_not_on_low():
-    [c] = evaluate_rules(make_inputs(sev={("build_failure_rate", "24h"): {18: 1}}), CFG)
+    [c] = evaluate_rules(make_inputs(sev={("build_failure_rate", "24h"): three_days()}), CFG)
     assert (c.signal_class, c.signal_type, c.dimension, c.severity) == (
         "rework_loop", "risk", "activity", "WARN")
     assert c.score == pytest.approx(52.0)  # 20 * |z| with z = 2.6
-    assert evaluate_rules(make_inputs(sev={("build_failure_rate", "24h"): {18: -1}}), CFG) == []
+    assert evaluate_rules(make_inputs(sev={("build_failure_rate", "24h"): three_days(-1)}),
+                          CFG) == []
+
+
+def test_a_single_anomalous_day_is_not_a_signal():
+    for feature in ("build_failure_rate", "context_switch_rate", "override_count"):
+        assert evaluate_rules(make_inputs(sev={(feature, "24h"): {18: 2}},
+                                          context=FLAT_PR), CFG) == []
+        # two days of the span are not three
+        assert evaluate_rules(make_inputs(sev={(feature, "24h"): {16: 2, 18: 2}},
+                                          context=FLAT_PR), CFG) == []
+
+
+def test_no_rule_fires_during_the_subjects_warm_up():
+    case = make_inputs(sev={("build_failure_rate", "24h"): three_days()},
+                       context={("after_hours_ratio", "7d"): (0.5, 0.1, 0.05, True)})
+    assert classes(evaluate_rules(case, CFG)) == ["after_hours_activity", "rework_loop"]
+    case.established = np.zeros_like(case.present)
+    assert evaluate_rules(case, CFG) == []
 
 
 # 3 context_thrash ----------------------------------------------------------------------------
 
 def test_context_thrash_fires_when_throughput_flat_not_when_above():
-    cands = evaluate_rules(make_inputs(sev={("context_switch_rate", "7d"): {18: 2}},
+    cands = evaluate_rules(make_inputs(sev={("context_switch_rate", "7d"): two_weeks(2)},
                                        context=FLAT_PR), CFG)
     [c] = cands
     assert c.signal_class == "context_thrash"
     assert c.reason.endswith("; pr_throughput 7d flat")
     above = {("pr_throughput", "7d"): (5.0, 2.0, 0.5, True)}
-    assert evaluate_rules(make_inputs(sev={("context_switch_rate", "7d"): {18: 2}},
+    assert evaluate_rules(make_inputs(sev={("context_switch_rate", "7d"): two_weeks(2)},
                                       context=above), CFG) == []
 
 
 # 4 engagement_drop ---------------------------------------------------------------------------
 
 def test_engagement_drop_fires_when_present_and_window_clean():
-    [c] = evaluate_rules(make_inputs(sev={("active_days", "7d"): {18: -1}}), CFG)
+    [c] = evaluate_rules(make_inputs(sev={("active_days", "7d"): two_weeks(-1)}), CFG)
     assert c.signal_class == "engagement_drop" and "fell to" in c.reason
+    # the drop was seen on days the subject was away, too: only today's presence matters
+    away = make_inputs(sev={("focus_session_avg_minutes", "24h"): three_days(-1)})
+    away.present[0, [14, 16]] = False
+    assert classes(evaluate_rules(away, CFG)) == ["engagement_drop"]
 
 
 def test_engagement_drop_near_misses_absent_or_leave_in_window():
-    absent = make_inputs(sev={("active_days", "7d"): {18: -1}}, present=False)
+    absent = make_inputs(sev={("active_days", "7d"): two_weeks(-1)}, present=False)
     assert evaluate_rules(absent, CFG) == []
-    leave = make_inputs(sev={("focus_session_avg_minutes", "7d"): {18: -1}}, drop_ok=False)
+    leave = make_inputs(sev={("focus_session_avg_minutes", "7d"): two_weeks(-1)},
+                        drop_ok=False)
     assert evaluate_rules(leave, CFG) == []
-    high = make_inputs(sev={("active_days", "7d"): {18: 1}})
+    high = make_inputs(sev={("active_days", "7d"): two_weeks(1)})
     assert evaluate_rules(high, CFG) == []
+
+
+def test_rates_and_averages_may_drop_over_a_window_with_leave_or_a_holiday():
+    # A holiday in the window lowers active_days (a sum over days) but not the average focus
+    # session: only the latter may count as a drop over such a window.
+    case = make_inputs(sev={("focus_session_avg_minutes", "7d"): two_weeks(-1),
+                            ("active_days", "7d"): two_weeks(-1)}, drop_ok=False)
+    for rw in case.windows.values():
+        rw.drop_ok_intensive = np.ones_like(rw.drop_ok)
+    [c] = evaluate_rules(case, CFG)
+    assert c.triggers == ("focus_session_avg_minutes.7d",)
 
 
 # 5 guardrail_overrides -----------------------------------------------------------------------
 
 def test_guardrail_overrides_fires_on_24h_or_7d_not_on_28d_alone():
-    [c] = evaluate_rules(make_inputs(sev={("override_count", "24h"): {18: 1}}), CFG)
+    [c] = evaluate_rules(make_inputs(sev={("override_count", "24h"): three_days()}), CFG)
     assert c.signal_class == "guardrail_overrides" and c.dimension == "agent_usage"
-    assert evaluate_rules(make_inputs(sev={("override_count", "28d"): {18: 2}}), CFG) == []
+    assert evaluate_rules(make_inputs(sev={("override_count", "28d"): two_weeks(2)}), CFG) == []
 
 
 # 6 mentoring_potential -----------------------------------------------------------------------
@@ -192,13 +248,13 @@ def test_mentoring_potential_near_misses():
 # 7 pair_work_candidate -----------------------------------------------------------------------
 
 def test_pair_work_candidate_when_rework_and_fewer_collaborators():
-    cands = evaluate_rules(make_inputs(sev={("test_failure_rate", "7d"): {18: 1}},
+    cands = evaluate_rules(make_inputs(sev={("test_failure_rate", "7d"): two_weeks()},
                                        context=LOW_COLLAB), CFG)
     assert classes(cands) == ["pair_work_candidate", "rework_loop"]
     pair = next(c for c in cands if c.signal_class == "pair_work_candidate")
     assert pair.signal_type == "opportunity" and pair.intent and pair.expected_outcome
     assert "distinct_collaborators 7d below baseline" in pair.reason
-    near = evaluate_rules(make_inputs(sev={("test_failure_rate", "7d"): {18: 1}},
+    near = evaluate_rules(make_inputs(sev={("test_failure_rate", "7d"): two_weeks()},
                                       context=OK_COLLAB), CFG)
     assert classes(near) == ["rework_loop"]
 
@@ -223,7 +279,7 @@ def rpwi_inputs(top):
 
 
 def test_agent_usage_optimisation_on_llm_failures():
-    [c] = evaluate_rules(make_inputs(sev={("llm_failure_rate", "7d"): {18: 1}}), CFG)
+    [c] = evaluate_rules(make_inputs(sev={("llm_failure_rate", "7d"): two_weeks()}), CFG)
     assert c.signal_class == "agent_usage_optimisation" and c.severity == "INFO"
 
 
@@ -231,7 +287,21 @@ def test_agent_usage_optimisation_outside_peer_band_and_near_miss():
     cands = evaluate_rules(rpwi_inputs(40.0), CFG)
     assert {c.subject_id for c in cands} == {"s9"}
     assert "above the p10-p90 range of cohort:ai_agent" in cands[0].reason
+    assert "on each of the last 14 days" in cands[0].reason
     assert evaluate_rules(rpwi_inputs(9.0), CFG) == []  # ties the p90: not outside
+    # outside on 13 days only: the extremes of a group change places, a position must hold
+    short = rpwi_inputs(40.0)
+    short.windows["7d"].context["llm_requests_per_work_item"][0][9, :6] = 5.0
+    assert evaluate_rules(short, CFG) == []
+
+
+def test_percentile_rules_rank_members_only():
+    case = mentoring_inputs(list(range(0, 19)))
+    assert classes(evaluate_rules(case, CFG)) == ["mentoring_potential"]
+    member = np.ones((5, L), dtype=bool)
+    member[0, 10] = False  # s0's 28-day window was not complete that day
+    case.peers.reviews_member = member
+    assert evaluate_rules(case, CFG) == []
 
 
 # 9 after_hours_activity ----------------------------------------------------------------------
@@ -243,12 +313,15 @@ def test_after_hours_activity_above_0_3_on_7d():
         "after_hours_activity", "informational", "INFO")
     assert evaluate_rules(make_inputs(
         context={("after_hours_ratio", "7d"): (0.3, 0.1, 0.05, True)}), CFG) == []
+    # not over a week with leave, a holiday or a gap: a few evening events make no pattern
+    assert evaluate_rules(make_inputs(
+        context={("after_hours_ratio", "7d"): (1.0, 0.1, 0.05, True)}, drop_ok=False), CFG) == []
 
 
 # policy --------------------------------------------------------------------------------------
 
 def test_disabled_class_and_signal_type_are_not_produced():
-    case = make_inputs(sev={("test_failure_rate", "7d"): {18: 1}}, context=LOW_COLLAB)
+    case = make_inputs(sev={("test_failure_rate", "7d"): two_weeks()}, context=LOW_COLLAB)
     cfg = TenantConfig.from_document({"disabled_signal_classes": ["rework_loop"]})
     assert classes(evaluate_rules(case, cfg)) == ["pair_work_candidate"]
     cfg2 = TenantConfig.from_document({"enabled_signal_types": ["risk", "informational"]})
@@ -259,7 +332,7 @@ def test_volume_only_feature_is_never_a_trigger_while_prohibited(monkeypatch):
     combos, direction = sig.RULE_TRIGGERS["guardrail_overrides"]
     monkeypatch.setitem(sig.RULE_TRIGGERS, "guardrail_overrides",
                         ((*combos, ("event_count", ("24h",))), direction))
-    case = make_inputs(sev={("event_count", "24h"): {18: 2}})
+    case = make_inputs(sev={("event_count", "24h"): three_days(2)})
     assert evaluate_rules(case, CFG) == []
     allowed = TenantConfig.from_document(
         {"privacy_settings": {"prohibit_volume_only_metrics": False}})
