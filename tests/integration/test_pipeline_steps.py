@@ -17,8 +17,10 @@ from ubi.analytics.calendar import day_number
 from ubi.analytics.engine import analyse_tenant
 from ubi.analytics.envelope import decode_envelopes
 from ubi.analytics.events import map_envelope
+from ubi.analytics.focus import SequenceEvent, focus_by_day
 from ubi.analytics.privacy import DropAccount, Pseudonymiser
 from ubi.analytics.rollups import build_daily_activity
+from ubi.analytics.taxonomy import SEQUENCE_EVENT_TYPES
 from ubi.analytics.tenant_config import TenantConfig
 from ubi.models import (
     Anomaly,
@@ -276,8 +278,12 @@ def test_nightly_recompute_matches_the_analytics_library(settings, db_session, f
     envs = decode_envelopes(json.dumps(events))
     mapped = [map_envelope(e, config, alias, DropAccount()).event for e in envs]
     start = end_day - timedelta(days=90 + 28 - 1)
+    focus = focus_by_day(SequenceEvent(m.actor_id, m.epoch_s, m.event_type,
+                                       m.properties.get("duration_ms"))
+                         for m in mapped if m is not None
+                         and m.event_type in SEQUENCE_EVENT_TYPES)
     activity = build_daily_activity([m for m in mapped if m is not None], config,
-                                    start_day=start, end_day=end_day)
+                                    start_day=start, end_day=end_day, focus=focus)
     expected = analyse_tenant(activity, config, tenant_id="big",
                               incomplete_days=np.zeros(activity.n_days, dtype=bool),
                               evaluate_from_day=day_number(end_day), previous=None,

@@ -1,9 +1,9 @@
 """The features step (SPEC §5.1, ``features`` queue): fresh actor features for dirty days.
 
 After each ingest commit, the (actor, day) pairs that received events are dirty. One run per
-tenant claims all of them, recomputes the focus time of those days from their sequence events,
-computes every feature of the dirty actors for the windows that contain those days, and upserts
-the rows. Closed days the run touched are then handed to detection.
+tenant claims all of them, computes every feature of the dirty actors for the windows that
+contain those days, and upserts the rows. Closed days are then handed to detection. (Focus
+time is kept current by ingestion itself, for days of any age.)
 """
 
 from __future__ import annotations
@@ -74,7 +74,8 @@ def claim_dirty(session: Session, tenant_id: str, limit: int = 50_000
 
 
 def refresh_focus(session: Session, tenant_id: str, pairs: set[tuple[str, date]]) -> int:
-    """Recompute focus minutes / sessions of the given (actor, day) pairs from their events."""
+    """Recompute focus minutes / sessions of the given (actor, day) pairs from their events
+    (pairs without a rollup row are skipped: a day without events has no focus time)."""
     if not pairs:
         return 0
     actors = sorted({a for a, _ in pairs})
@@ -117,7 +118,6 @@ def compute_tenant_features(session: Session, tenant_id: str, *, now: datetime |
     outcome.correlation_ids = sorted({c for _, _, c in claimed if c})
     correlation_id = outcome.correlation_ids[-1] if outcome.correlation_ids else None
     pairs = {(a, d) for a, d, _ in claimed}
-    refresh_focus(session, tenant_id, pairs)
     config = configs.load_config(session, tenant_id)
 
     by_actor: dict[str, date] = defaultdict(lambda: today)

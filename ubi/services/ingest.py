@@ -35,7 +35,7 @@ from ubi.analytics.envelope import (
 from ubi.analytics.events import BehaviouralEvent, map_envelope
 from ubi.analytics.privacy import DropAccount, Pseudonymiser
 from ubi.analytics.rollups import rollup_events
-from ubi.analytics.taxonomy import ROLLUP_COUNTER_COLUMNS
+from ubi.analytics.taxonomy import ROLLUP_COUNTER_COLUMNS, SEQUENCE_EVENT_TYPES
 from ubi.analytics.tenant_config import TenantConfig
 from ubi.models import (
     AuditEntry,
@@ -51,7 +51,7 @@ from ubi.models import (
 )
 from ubi.models.session import dialect_insert, is_postgres
 from ubi.observability.metrics import EVENTS_PROCESSED, QUEUE_SIZE
-from ubi.services import bulk, configs, freshness, partitions
+from ubi.services import bulk, configs, features, freshness, partitions
 from ubi.services.followups import enqueue_followup
 
 log = logging.getLogger("ubi.ingest")
@@ -390,6 +390,14 @@ def _store_tenant_events(session: Session, tenant_id: str, config: TenantConfig,
         for (a, d, w), (ev, llm) in delta.work_items.items()],
         key_columns=("tenant_id", "actor_id", "day", "work_item_id"),
         add=("events", "llm_requests"))
+    # Focus time comes from sequences (a session may start in one batch and end in another):
+    # recompute it for every day whose sequences changed, and the day after (sessions are
+    # counted on the day they end), whatever the day's age.
+    touched = {(e.actor_id, e.timestamp_utc.date()) for e in inserted
+               if e.event_type in SEQUENCE_EVENT_TYPES}
+    if touched:
+        features.refresh_focus(session, tenant_id, touched | {
+            (a, d + timedelta(days=1)) for a, d in touched})
     timings["rollups"] = timings.get("rollups", 0.0) + time.perf_counter() - t
 
     t = time.perf_counter()
