@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import threading
 import time
 import uuid
@@ -35,6 +36,11 @@ def prepare_environment() -> Settings:
     """On the embedded default, give the demo a fresh SQLite file of its own (the user's
     ``.ubi/ubi.sqlite3`` is never touched). Must run before the Celery app is imported."""
     settings = get_settings()
+    if not os.environ.get("UBI_LOG_LEVEL"):
+        # The demo talks to a person: its own report, not every task's log line.
+        set_process_env("UBI_LOG_LEVEL", "WARNING")
+        get_settings.cache_clear()
+        settings = get_settings()
     if settings.embedded_db:
         demo_dir = settings.data_dir / "demo"
         demo_dir.mkdir(parents=True, exist_ok=True)

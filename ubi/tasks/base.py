@@ -97,6 +97,10 @@ def dispatch_followups(app: Any, ids: list[int] | None = None, *,
         rows = claim_pending(session, ids=ids, older_than=older)
         for row in rows:
             try:
+                if row.task_name not in app.tasks:
+                    # A web process only imports the tasks it sends itself; the follow-up's
+                    # task object is needed to honour eager mode on the embedded default.
+                    app.loader.import_default_modules()
                 task = app.tasks.get(row.task_name)
                 if task is not None:  # honours eager mode on the embedded default
                     task.apply_async(kwargs=row.kwargs)
