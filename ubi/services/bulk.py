@@ -266,22 +266,25 @@ def upsert_adding(session: Session, table: sa.Table, rows: Sequence[dict[str, An
         for part in chunks(ordered, ARRAY_CHUNK):
             _execute_arrays(session, stmt, _column_arrays(part, columns, processors))
         return
+    # Elsewhere (SQLite): one statement compiled once, executed for every row by the
+    # driver's executemany; a multi-row VALUES would be recompiled for each chunk.
+    stmt = dialect_insert(session, table)
+    ex = stmt.excluded
+    sets: dict[str, Any] = {}
+    for c in add:
+        sets[c] = table.c[c] + ex[c]
+    for c in bit_or:
+        sets[c] = table.c[c].op("|")(ex[c])
+    for c in least:
+        sets[c] = sa.case((table.c[c].is_(None), ex[c]), else_=sa.func.min(table.c[c], ex[c]))
+    for c in greatest:
+        sets[c] = sa.case((table.c[c].is_(None), ex[c]),
+                          else_=sa.func.max(table.c[c], ex[c]))
+    for c in replace:
+        sets[c] = ex[c]
+    stmt = stmt.on_conflict_do_update(index_elements=list(key_columns), set_=sets)
     for part in chunks(ordered):
-        stmt = dialect_insert(session, table).values(list(part))
-        ex = stmt.excluded
-        sets: dict[str, Any] = {}
-        for c in add:
-            sets[c] = table.c[c] + ex[c]
-        for c in bit_or:
-            sets[c] = table.c[c].op("|")(ex[c])
-        for c in least:
-            sets[c] = sa.case((table.c[c].is_(None), ex[c]), else_=sa.func.min(table.c[c], ex[c]))
-        for c in greatest:
-            sets[c] = sa.case((table.c[c].is_(None), ex[c]),
-                              else_=sa.func.max(table.c[c], ex[c]))
-        for c in replace:
-            sets[c] = ex[c]
-        session.execute(stmt.on_conflict_do_update(index_elements=list(key_columns), set_=sets))
+        session.execute(stmt, list(part))
 
 
 def upsert_replacing(session: Session, table: sa.Table, rows: Sequence[dict[str, Any]], *,

@@ -15,7 +15,7 @@ import json
 import logging
 import time
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -206,11 +206,8 @@ def persist_analysis(session: Session, analysis: TenantAnalysis, config: TenantC
         # A window without a single event has only trivial values (zero counts, null rates):
         # it is not stored, so a long history of a rarely active subject stays small.
         quiet = table.values[:, :, _EVENT_COUNT] <= 0
-        skip = {(table.subject_ids[s], int(table.days[e])) for s, e in zip(*np.nonzero(
-            quiet & table.exists), strict=True)}
-        for r in table.iter_rows():
-            if (r.subject_id, r.day) in skip:
-                continue
+        stored = replace(table, exists=table.exists & ~quiet)
+        for r in stored.iter_rows():
             rows.append(feature_row(tenant_id, r.actor_scope, r.subject_id, r.feature_name,
                                     r.dimension, r.window, w, r.day, r.value, r.confidence,
                                     dict(r.metadata), correlation_id, now, r.feature_id))
