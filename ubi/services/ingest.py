@@ -411,8 +411,9 @@ def _store_tenant_events(session: Session, tenant_id: str, config: TenantConfig,
              "batch_id": batch_id, "marked_at": now} for a, d in dirty])
         session.execute(stmt.on_conflict_do_update(
             index_elements=["tenant_id", "actor_id", "day"],
+            # marked_at stays the oldest pending change: "dirty since", what features lag is.
             set_={"correlation_id": stmt.excluded.correlation_id,
-                  "batch_id": stmt.excluded.batch_id, "marked_at": stmt.excluded.marked_at}))
+                  "batch_id": stmt.excluded.batch_id}))
         outcome.dirty += len(dirty)
         enqueue_followup(session, FEATURES_TASK, tenant_id=tenant_id,
                          kwargs={"tenant_id": tenant_id, "correlation_id": correlation_id},
