@@ -406,14 +406,11 @@ def _store_tenant_events(session: Session, tenant_id: str, config: TenantConfig,
     dirty = sorted({(e.actor_id, e.timestamp_utc.date()) for e in inserted
                     if e.timestamp_utc.date() >= oldest})
     if dirty:
-        stmt = dialect_insert(session, DirtySubject.__table__).values([
+        # marked_at stays the oldest pending change: "dirty since", what features lag is.
+        bulk.upsert_adding(session, DirtySubject.__table__, [
             {"tenant_id": tenant_id, "actor_id": a, "day": d, "correlation_id": correlation_id,
-             "batch_id": batch_id, "marked_at": now} for a, d in dirty])
-        session.execute(stmt.on_conflict_do_update(
-            index_elements=["tenant_id", "actor_id", "day"],
-            # marked_at stays the oldest pending change: "dirty since", what features lag is.
-            set_={"correlation_id": stmt.excluded.correlation_id,
-                  "batch_id": stmt.excluded.batch_id}))
+             "batch_id": batch_id, "marked_at": now} for a, d in dirty],
+            key_columns=("tenant_id", "actor_id", "day"), replace=("correlation_id", "batch_id"))
         outcome.dirty += len(dirty)
         enqueue_followup(session, FEATURES_TASK, tenant_id=tenant_id,
                          kwargs={"tenant_id": tenant_id, "correlation_id": correlation_id},
