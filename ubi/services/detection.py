@@ -44,7 +44,7 @@ from ubi.models import Signal as SignalRow
 from ubi.models.session import dialect_insert, is_postgres
 from ubi.observability.metrics import ANOMALIES, BASELINE_DURATION, SIGNALS_GENERATED
 from ubi.services import activity_store, bulk, configs, freshness, receipts
-from ubi.services.features import feature_row, upsert_features
+from ubi.services.features import feature_metadata, feature_row, upsert_features
 from ubi.services.followups import enqueue_followup
 
 log = logging.getLogger("ubi.detect")
@@ -210,7 +210,8 @@ def persist_analysis(session: Session, analysis: TenantAnalysis, config: TenantC
         for r in stored.iter_rows():
             rows.append(feature_row(tenant_id, r.actor_scope, r.subject_id, r.feature_name,
                                     r.dimension, r.window, w, r.day, r.value, r.confidence,
-                                    dict(r.metadata), correlation_id, now, r.feature_id))
+                                    feature_metadata(r.feature_name), correlation_id, now,
+                                    r.feature_id))
     outcome.features += upsert_features(session, rows)
     outcome.baselines += upsert_baselines(session, analysis)
     outcome.scores += _upsert_scores(session, analysis, now)

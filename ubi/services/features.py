@@ -8,6 +8,7 @@ time is kept current by ingestion itself, for days of any age.)
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections import defaultdict
@@ -15,6 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as dtime
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -27,7 +29,7 @@ from ubi.analytics.features import compute_features
 from ubi.analytics.focus import SequenceEvent, focus_by_day
 from ubi.analytics.ids import feature_id
 from ubi.analytics.presence import first_active_day
-from ubi.analytics.taxonomy import FEATURES, SEQUENCE_EVENT_TYPES, WINDOWS
+from ubi.analytics.taxonomy import FEATURE_INDEX, FEATURES, SEQUENCE_EVENT_TYPES, WINDOWS
 from ubi.models import DirtySubject, Event, Feature, daily_rollups
 from ubi.models.session import is_postgres
 from ubi.observability.metrics import FEATURE_DURATION
@@ -55,22 +57,22 @@ class FeaturesOutcome:
 
 def claim_dirty(session: Session, tenant_id: str, limit: int = 50_000
                 ) -> list[tuple[str, date, str | None]]:
-    """Take the tenant's dirty (actor, day) pairs; they return if the transaction fails."""
-    cond = [DirtySubject.tenant_id == tenant_id]
-    sel = sa.select(DirtySubject.actor_id, DirtySubject.day).where(*cond).order_by(
+    """Take the tenant's dirty (actor, day) pairs; they return if the transaction fails.
+
+    One statement: the oldest ``limit`` pairs not locked by a concurrent run are deleted and
+    returned (``SKIP LOCKED`` on PostgreSQL, so two runs of a tenant never share a pair).
+    """
+    pick = sa.select(DirtySubject.actor_id, DirtySubject.day).where(
+        DirtySubject.tenant_id == tenant_id).order_by(
         DirtySubject.actor_id, DirtySubject.day).limit(limit)
     if is_postgres(session):
-        sel = sel.with_for_update(skip_locked=True)
-    keys = session.execute(sel).all()
-    if not keys:
-        return []
-    out: list[tuple[str, date, str | None]] = []
-    for part in bulk.chunks(keys, 1000):
-        pairs = [sa.and_(DirtySubject.actor_id == a, DirtySubject.day == d) for a, d in part]
-        out += [tuple(r) for r in session.execute(  # type: ignore[misc]
-            sa.delete(DirtySubject).where(DirtySubject.tenant_id == tenant_id, sa.or_(*pairs))
-            .returning(DirtySubject.actor_id, DirtySubject.day, DirtySubject.correlation_id))]
-    return out
+        pick = pick.with_for_update(skip_locked=True)
+    stmt = sa.delete(DirtySubject).where(
+        DirtySubject.tenant_id == tenant_id,
+        sa.tuple_(DirtySubject.actor_id, DirtySubject.day).in_(pick)).returning(
+        DirtySubject.actor_id, DirtySubject.day, DirtySubject.correlation_id)
+    rows = session.execute(stmt, execution_options={"synchronize_session": False}).all()
+    return sorted((a, d, c) for a, d, c in rows)
 
 
 def refresh_focus(session: Session, tenant_id: str, pairs: set[tuple[str, date]]) -> int:
@@ -132,6 +134,7 @@ def compute_tenant_features(session: Session, tenant_id: str, *, now: datetime |
     incomplete = activity_store.incomplete_days(session, tenant_id, start, last_day)
     first_active = first_active_day(activity)
     start_n = day_number(start)
+    today_n = day_number(today)
     rows: list[dict[str, Any]] = []
     for window in config.windows:
         t0 = time.perf_counter()
@@ -149,9 +152,7 @@ def compute_tenant_features(session: Session, tenant_id: str, *, now: datetime |
                     rows.append(feature_row(
                         tenant_id, "actor", actor, spec.name, spec.dimension, window, w, day,
                         None if np.isnan(v) else v, conf,
-                        {"volume_only": spec.volume_only, "unit": spec.unit,
-                         "partial": day_from_number(day) >= today},
-                        correlation_id, now))
+                        feature_metadata(spec.name, day >= today_n), correlation_id, now))
         FEATURE_DURATION.labels(tenant_id, f"*:{window}").observe(time.perf_counter() - t0)
     outcome.rows = upsert_features(session, rows)
     if freshness.detection_due(session, tenant_id, now=now):
@@ -162,18 +163,35 @@ def compute_tenant_features(session: Session, tenant_id: str, *, now: datetime |
     return outcome
 
 
-def feature_row(tenant_id: str, scope: str, subject: str, name: str, dimension: str,
-                window: str, w: int, day: int, value: float | None, confidence: float,
-                metadata: dict[str, Any], correlation_id: str | None,
-                now: datetime, fid: str | None = None) -> dict[str, Any]:
+@lru_cache(maxsize=4096)
+def _window_bounds(day: int, w: int) -> tuple[date, datetime, datetime]:
+    """(last day, start, end) of the ``w``-day window ending on UTC day number ``day``."""
     end = day_from_number(day)
     start = end - timedelta(days=w - 1)
+    return (end, datetime.combine(start, dtime(), tzinfo=UTC),
+            datetime.combine(end + timedelta(days=1), dtime(), tzinfo=UTC))
+
+
+@lru_cache(maxsize=1024)
+def feature_metadata(name: str, partial: bool | None = None) -> bulk.JsonText:
+    """The stored metadata of a feature, serialised once (rows share it)."""
+    spec = FEATURES[FEATURE_INDEX[name]]
+    meta: dict[str, Any] = {"volume_only": spec.volume_only, "unit": spec.unit}
+    if partial is not None:
+        meta["partial"] = partial
+    return bulk.JsonText(json.dumps(meta))
+
+
+def feature_row(tenant_id: str, scope: str, subject: str, name: str, dimension: str,
+                window: str, w: int, day: int, value: float | None, confidence: float,
+                metadata: dict[str, Any] | bulk.JsonText, correlation_id: str | None,
+                now: datetime, fid: str | None = None) -> dict[str, Any]:
+    end, window_start, window_end = _window_bounds(day, w)
     return {
         "feature_id": fid or feature_id(tenant_id, scope, subject, name, window, day),
         "tenant_id": tenant_id, "actor_scope": scope, "subject_id": subject,
         "feature_name": name, "dimension": dimension, "window": window, "day": end,
-        "window_start": datetime.combine(start, dtime(), tzinfo=UTC),
-        "window_end": datetime.combine(end + timedelta(days=1), dtime(), tzinfo=UTC),
+        "window_start": window_start, "window_end": window_end,
         "value": value, "confidence": confidence, "metadata": metadata,
         "correlation_id": correlation_id, "computed_at": now,
     }
