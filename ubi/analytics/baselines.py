@@ -175,6 +175,29 @@ def compute_baselines(values: np.ndarray, valid: np.ndarray | None, workday: np.
     and ``valid`` are given as [D, N] (saves a transposing copy); the outputs are [N, D] either
     way. ``workspace``: reuse output buffers across calls (see ``Workspace``).
     """
+    _, running = _baselines(values, valid, workday, params, day_major=day_major,
+                            workspace=workspace, keep_running=True)
+    assert running is not None  # kept when asked for
+    return running
+
+
+def final_baselines(values: np.ndarray, valid: np.ndarray | None, workday: np.ndarray,
+                    params: BaselineParams, *, day_major: bool = False,
+                    workspace: Workspace | None = None) -> FinalBaselines:
+    """Only the final baselines of N series (arguments as ``compute_baselines``).
+
+    The same recursion, without keeping each day's running state (the [N, D] arrays detection
+    reads): what a recompute that only stores baselines needs. Identical to
+    ``compute_baselines(...).final``.
+    """
+    final, _ = _baselines(values, valid, workday, params, day_major=day_major,
+                          workspace=workspace, keep_running=False)
+    return final
+
+
+def _baselines(values: np.ndarray, valid: np.ndarray | None, workday: np.ndarray,
+               params: BaselineParams, *, day_major: bool, workspace: Workspace | None,
+               keep_running: bool) -> tuple[FinalBaselines, RunningBaselines | None]:
     values = np.asarray(values, dtype=np.float64)
     # Day-major layout: each step of the loop then reads one contiguous row.
     xs = np.ascontiguousarray(values) if day_major else np.ascontiguousarray(values.T)
@@ -208,22 +231,24 @@ def compute_baselines(values: np.ndarray, valid: np.ndarray | None, workday: np.
     n_shift = np.zeros(shape, dtype=np.int64)
 
     full = (n_days, n_series)
-    out_mean = ws.get("mean", full, np.float64)
-    out_var = ws.get("var", full, np.float64)
-    out_n = ws.get("n", full, np.int32)
+    if keep_running:
+        out_mean = ws.get("mean", full, np.float64)
+        out_var = ws.get("var", full, np.float64)
+        out_n = ws.get("n", full, np.int32)
+        outlier = ws.get("outlier", full, bool)
+        outlier.fill(False)
     accepted = ws.get("accepted", full, bool)
     accepted.fill(False)
-    outlier = ws.get("outlier", full, bool)
-    outlier.fill(False)
     diff = np.empty(n_series)
     tmp = np.empty(n_series)
 
     for t in range(n_days):
         k = 0 if workday[t] else 1
         nk, mk, vk = n[k], mean[k], var[k]
-        out_mean[t] = mk
-        out_var[t] = vk
-        out_n[t] = nk
+        if keep_running:
+            out_mean[t] = mk
+            out_var[t] = vk
+            out_n[t] = nk
         v = ok[t]
         if not v.any():
             continue
@@ -268,7 +293,8 @@ def compute_baselines(values: np.ndarray, valid: np.ndarray | None, workday: np.
         np.add(mk, tmp, out=mk, where=take)
         nk += take
         accepted[t] |= take
-        outlier[t] = is_out
+        if keep_running:
+            outlier[t] = is_out
 
         # Level shifts: runs of same-side outliers, reset by any accepted observation.
         reset = np.flatnonzero(take & (run_len[k] > 0))
@@ -301,15 +327,6 @@ def compute_baselines(values: np.ndarray, valid: np.ndarray | None, workday: np.
             run_mean[k, out_idx] = rm1
             run_m2[k, out_idx] = rv1
 
-    none_yet = np.equal(out_n, 0, out=ws.get("none", full, bool))
-    np.copyto(out_mean, np.nan, where=none_yet)
-    out_std = np.sqrt(out_var, out=out_var)
-    np.copyto(out_std, np.nan, where=none_yet)
-    # float32 is exact enough for confidence (n / (n + min_days) is 0.5 exactly at min_days).
-    conf = ws.get("confidence", full, np.float32)
-    np.copyto(conf, out_n, casting="unsafe")
-    np.divide(conf, conf + np.float32(min_days), out=conf)
-
     # Final state and percentiles over the accepted observations of the last history_days.
     has = n > 0
     recent = np.zeros(n_days, dtype=bool)
@@ -320,12 +337,25 @@ def compute_baselines(values: np.ndarray, valid: np.ndarray | None, workday: np.
         if not cols.any():
             continue
         # float32 halves the sort's memory traffic; percentiles are descriptive statistics.
-        obs = np.where(accepted[cols], xs[cols], np.nan).astype(np.float32).T  # [N, T]
+        days = np.flatnonzero(cols)
+        obs = xs[days].astype(np.float32)
+        np.copyto(obs, np.float32(np.nan), where=~accepted[days])
+        obs = np.ascontiguousarray(obs.T)  # [N, T], each series' days contiguous for the sort
         p50[k], p90[k], p95[k] = _percentiles(obs, (50.0, 90.0, 95.0))
     final = FinalBaselines(
         mean=np.where(has, mean, np.nan), std=np.where(has, np.sqrt(var), np.nan),
         n_obs=n, confidence=baseline_confidence(n, min_days), p50=p50, p90=p90, p95=p95,
         n_outliers=n_out, n_level_shifts=n_shift)
-    return RunningBaselines(mean=out_mean.T, std=out_std.T, n_obs=out_n.T,
-                            confidence=conf.T,
-                            accepted=accepted.T, outlier=outlier.T, final=final)
+    if not keep_running:
+        return final, None
+    none_yet = np.equal(out_n, 0, out=ws.get("none", full, bool))
+    np.copyto(out_mean, np.nan, where=none_yet)
+    out_std = np.sqrt(out_var, out=out_var)
+    np.copyto(out_std, np.nan, where=none_yet)
+    # float32 is exact enough for confidence (n / (n + min_days) is 0.5 exactly at min_days).
+    conf = ws.get("confidence", full, np.float32)
+    np.copyto(conf, out_n, casting="unsafe")
+    np.divide(conf, conf + np.float32(min_days), out=conf)
+    return final, RunningBaselines(mean=out_mean.T, std=out_std.T, n_obs=out_n.T,
+                                   confidence=conf.T, accepted=accepted.T, outlier=outlier.T,
+                                   final=final)

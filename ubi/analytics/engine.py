@@ -64,11 +64,13 @@ from ubi.analytics.baselines import (
     Workspace,
     compute_baselines,
     effective_std,
+    final_baselines,
 )
 from ubi.analytics.calendar import day_from_number, day_number, workday_mask
 from ubi.analytics.explain import build_evidence, describe_deviation, describe_score, event_summary
 from ubi.analytics.features import (
     FeatureCube,
+    PreparedActivity,
     compute_features,
     prepare_activity,
     rolling_sum,
@@ -414,9 +416,33 @@ def _scope_list(activity: DailyActivity, config: TenantConfig, tenant_id: str) -
     return scopes
 
 
+def _scope_window(activity: DailyActivity, sc: _Scope, window: str, config: TenantConfig,
+                  incomplete: np.ndarray, quiet: np.ndarray, prepared: PreparedActivity
+                  ) -> tuple[FeatureCube, np.ndarray,
+                             tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+                             np.ndarray, np.ndarray]:
+    """The feature cube of one scope and window (groups below ``min_team_size`` blanked), the
+    eligibility mask [S, D], the ``_window_masks`` and the baseline recursion's inputs: values
+    and validity as day-major [D, S*F] series (n = s * F + f). Shared by the full analysis and
+    the baselines-only one, so both compute baselines from the very same inputs."""
+    n_s, n_d = sc.activity.n_subjects, activity.n_days
+    cube = compute_features(sc.activity, window, config, incomplete, prepared)
+    if sc.aggregate is not None:
+        eligible = eligible_groups(activity, sc.aggregate, window, config)
+        cube.values[~eligible] = np.nan
+    else:
+        eligible = np.ones((n_s, n_d), dtype=bool)
+    masks = _window_masks(sc, WINDOWS[window], eligible, incomplete, quiet)
+    xs = np.ascontiguousarray(cube.values.transpose(1, 0, 2)).reshape(n_d, n_s * N_FEATURES)
+    ok = np.broadcast_to(masks[0].T[:, :, None], (n_d, n_s, N_FEATURES)).reshape(
+        n_d, n_s * N_FEATURES)
+    return cube, eligible, masks, xs, ok
+
+
 def analyse_tenant(activity: DailyActivity, config: TenantConfig, *, tenant_id: str,
                    incomplete_days: np.ndarray | None, evaluate_from_day: int,
-                   previous: PreviousState | None, now: datetime) -> TenantAnalysis:
+                   previous: PreviousState | None, now: datetime,
+                   baselines_only: bool = False) -> TenantAnalysis:
     """Features, baselines, anomalies, scores and signals of one tenant.
 
     ``activity``: the tenant's actors over D consecutive UTC days (load ``history_days`` + 28
@@ -425,6 +451,12 @@ def analyse_tenant(activity: DailyActivity, config: TenantConfig, *, tenant_id: 
     to evaluate; every day from it to the last loaded day is evaluated. ``previous``: the
     active anomalies / signals and latest scores of the last run. ``now``: timezone-aware UTC
     time of the run (stamps lifecycle changes; no clock is read here).
+
+    ``baselines_only``: compute the final baselines and nothing else (the nightly recompute
+    stores nothing more): ``baselines``, ``evaluated_days``, ``quiet_days`` and the baseline
+    counts of ``stats`` are those of the full analysis; ``features`` and ``scores`` are empty,
+    ``anomalies`` and ``signals`` are empty changes (``previous`` is not read), so such a
+    result is no state to carry into the next run.
     """
     n_d = activity.n_days
     start = day_number(activity.start_day)
@@ -441,6 +473,9 @@ def analyse_tenant(activity: DailyActivity, config: TenantConfig, *, tenant_id: 
     params = BaselineParams.from_config(config)
     r0 = max(0, e0 - LOOKBACK_DAYS)  # first day the rules read
     scopes = _scope_list(activity, config, tenant_id)
+    if baselines_only:
+        return _analyse_baselines(activity, config, tenant_id, scopes, incomplete, quiet,
+                                  workday, params, day_nums, e0, now)
     peers = peer_groups(activity, config)
     warn_crit = np.array([config.thresholds(f.dimension) for f in FEATURES])  # [F, 2]
 
@@ -458,22 +493,9 @@ def analyse_tenant(activity: DailyActivity, config: TenantConfig, *, tenant_id: 
     for window in config.windows:
         w = WINDOWS[window]
         for sc in scopes:
-            cube = compute_features(sc.activity, window, config, incomplete,
-                                    prepared[sc.name])
-            n_s = sc.activity.n_subjects
-            if sc.aggregate is not None:
-                eligible = eligible_groups(activity, sc.aggregate, window, config)
-                cube.values[~eligible] = np.nan
-            else:
-                eligible = np.ones((n_s, n_d), dtype=bool)
-            base_ok, allow_high, allow_low, allow_low_int = _window_masks(
-                sc, w, eligible, incomplete, quiet)
-
-            # Series n = s * F + f, day-major [D, S*F] for the baseline recursion.
-            xs = np.ascontiguousarray(cube.values.transpose(1, 0, 2)).reshape(
-                n_d, n_s * N_FEATURES)
-            ok = np.broadcast_to(base_ok.T[:, :, None], (n_d, n_s, N_FEATURES)).reshape(
-                n_d, n_s * N_FEATURES)
+            cube, eligible, masks, xs, ok = _scope_window(activity, sc, window, config,
+                                                          incomplete, quiet, prepared[sc.name])
+            _, allow_high, allow_low, allow_low_int = masks
             running = compute_baselines(xs, ok, workday, params, day_major=True,
                                         workspace=workspaces[sc.name])
             del xs, ok
@@ -552,6 +574,35 @@ def analyse_tenant(activity: DailyActivity, config: TenantConfig, *, tenant_id: 
     return TenantAnalysis(tenant_id=tenant_id, evaluated_days=[int(d) for d in day_nums[e0:]],
                           features=features, baselines=baselines, anomalies=anomalies,
                           scores=score_tables, signals=signals,
+                          quiet_days=[int(d) for d in day_nums[quiet]], stats=stats)
+
+
+def _analyse_baselines(activity: DailyActivity, config: TenantConfig, tenant_id: str,
+                       scopes: list[_Scope], incomplete: np.ndarray, quiet: np.ndarray,
+                       workday: np.ndarray, params: BaselineParams, day_nums: np.ndarray,
+                       e0: int, now: datetime) -> TenantAnalysis:
+    """``analyse_tenant(..., baselines_only=True)``: the full analysis' baselines (same cubes,
+    masks and recursion, ``final_baselines``) without the running state, features, detection,
+    scores and rules."""
+    baselines: list[BaselineTable] = []
+    stats = {"outliers_excluded": 0, "level_shifts": 0, "anomalous_values": 0}
+    workspaces = {sc.name: Workspace() for sc in scopes}
+    prepared = {sc.name: prepare_activity(sc.activity) for sc in scopes}
+    for window in config.windows:
+        for sc in scopes:
+            cube, _, _, xs, ok = _scope_window(activity, sc, window, config, incomplete, quiet,
+                                               prepared[sc.name])
+            final = final_baselines(xs, ok, workday, params, day_major=True,
+                                    workspace=workspaces[sc.name])
+            del xs, ok
+            stats["outliers_excluded"] += int(final.n_outliers.sum())
+            stats["level_shifts"] += int(final.n_level_shifts.sum())
+            baselines.append(BaselineTable(tenant_id, sc.name, window, list(cube.subject_ids),
+                                           final, params, now))
+            del cube
+    return TenantAnalysis(tenant_id=tenant_id, evaluated_days=[int(d) for d in day_nums[e0:]],
+                          features=[], baselines=baselines, anomalies=AnomalyChanges(),
+                          scores=[], signals=SignalChanges(),
                           quiet_days=[int(d) for d in day_nums[quiet]], stats=stats)
 
 

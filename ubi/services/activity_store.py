@@ -123,9 +123,12 @@ _COPY_HEADER = 19  # "PGCOPY\n\377\r\n\0", flags, extension length
 
 
 def _copy_binary(session: Session, query: str, params: dict[str, Any],
-                 fields: list[tuple[str, str]]) -> np.ndarray:
+                 fields: list[tuple[str, str]], repeated: tuple[str, str, int] | None = None
+                 ) -> np.ndarray:
     """Run ``COPY (query) TO STDOUT (FORMAT binary)`` and view the rows as a numpy record
-    array. Every field must be NOT NULL and fixed-width (int4 '>i4', float8 '>f8')."""
+    array. Every field must be NOT NULL and fixed-width (int4 '>i4', float8 '>f8').
+    ``repeated`` (name, kind, n): n more fields of one kind after ``fields``, viewed together:
+    ``records[name]["value"]`` is [R, n] (one block, so the caller scatters it at once)."""
     conn = session.connection()
     raw = conn.connection.driver_connection
     chunks: list[bytes] = []
@@ -140,11 +143,16 @@ def _copy_binary(session: Session, query: str, params: dict[str, Any],
     finally:
         conn.exec_driver_sql("SET LOCAL enable_nestloop = on")
     buf = b"".join(chunks)
-    dtype = [("_fields", ">i2")]
+    dtype: list[Any] = [("_fields", ">i2")]
     for name, kind in fields:
         dtype += [(f"{name}_len", ">i4"), (name, kind)]
-    body = buf[_COPY_HEADER:-2]  # header and the trailing -1
-    return np.frombuffer(body, dtype=np.dtype(dtype)) if body else np.zeros(0, dtype=dtype)
+    if repeated is not None:
+        name, kind, n = repeated
+        dtype.append((name, np.dtype([("len", ">i4"), ("value", kind)]), (n,)))
+    record = np.dtype(dtype)
+    # A view of the rows between the header and the trailing -1 (no copy of the body).
+    count = max(0, (len(buf) - _COPY_HEADER - 2) // record.itemsize)
+    return np.frombuffer(buf, dtype=record, count=count, offset=_COPY_HEADER if count else 0)
 
 
 def _load_activity_pg(session: Session, tenant_id: str, start_day: date, end_day: date,
@@ -173,14 +181,13 @@ def _load_activity_pg(session: Session, tenant_id: str, start_day: date, end_day
             f"r.hours_mask::int4, r.focus_minutes::float8, r.focus_sessions::int4, "
             f"{counter_sql} FROM daily_rollups r JOIN actors a USING (actor_id) "
             f"WHERE r.tenant_id = %(t)s AND r.day BETWEEN %(a)s AND %(b)s"), params,
-            [("s", ">i4"), ("d", ">i4"), ("h", ">i4"), ("fm", ">f8"), ("fs", ">i4")]
-            + [(f"c{i}", ">i4") for i in range(len(ROLLUP_COUNTER_COLUMNS))])
+            [("s", ">i4"), ("d", ">i4"), ("h", ">i4"), ("fm", ">f8"), ("fs", ">i4")],
+            repeated=("c", ">i4", len(ROLLUP_COUNTER_COLUMNS)))
         si, di = recs["s"].astype(np.int64), recs["d"].astype(np.int64)
         hours_mask[si, di] = recs["h"]
         focus_minutes[si, di] = recs["fm"]
         focus_sessions[si, di] = recs["fs"]
-        for i in range(len(ROLLUP_COUNTER_COLUMNS)):
-            counters[si, di, i] = recs[f"c{i}"]
+        counters[si, di] = recs["c"]["value"]  # every counter of a row in one scatter
 
     teams = latest_teams(session, tenant_id, up_to=end_day)
     actor_types = [teams.get(a, ("human", None))[0] for a in subjects]

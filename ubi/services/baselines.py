@@ -3,8 +3,9 @@
 Detection refreshes the baselines of a tenant whenever it evaluates a closed day; the nightly
 recompute also refreshes tenants whose data did not move (the history window still slides,
 and config changes take effect), reading the last ``history_days`` + 28 days of rollups in one
-set-based query, computing every scope's baselines in one vectorised engine pass, and writing
-them in bulk. It only writes baselines: anomalies and signals belong to detection.
+set-based query, computing every scope's baselines in one vectorised engine pass (baselines
+only: no feature rows, detection, scores or rules), and writing them in bulk (binary COPY). It only
+writes baselines: anomalies and signals belong to detection.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from ubi.analytics.taxonomy import WINDOWS
 from ubi.models import IngestionState
 from ubi.observability.metrics import BASELINE_DURATION
 from ubi.services import activity_store, configs
-from ubi.services.detection import load_previous_state, tenant_lock, upsert_baselines
+from ubi.services.detection import tenant_lock, upsert_baselines
 
 
 @dataclass
@@ -56,11 +57,11 @@ def recompute_baselines(session: Session, tenant_id: str, *,
     if activity.n_subjects == 0:
         return outcome
     state = session.get(IngestionState, tenant_id)
-    previous = load_previous_state(session, tenant_id,
-                                   state.last_evaluated_day if state else None)
+    # Baselines only: the engine skips feature rows, detection, scores and rules, whose results
+    # this task would not store (and so needs no previous anomalies / signals / scores).
     analysis = analyse_tenant(activity, config, tenant_id=tenant_id,
                               incomplete_days=incomplete, evaluate_from_day=day_number(end),
-                              previous=previous, now=now)
+                              previous=None, now=now, baselines_only=True)
     t2 = time.perf_counter()
     outcome.compute_s = t2 - t1
     outcome.baselines = upsert_baselines(session, analysis)
