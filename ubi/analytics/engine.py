@@ -75,7 +75,7 @@ from ubi.analytics.features import (
     prepare_activity,
     rolling_sum,
 )
-from ubi.analytics.ids import baseline_id, feature_id, score_id
+from ubi.analytics.ids import baseline_id, feature_id, feature_ids, score_id
 from ubi.analytics.presence import first_active_day, leave_days, quiet_days
 from ubi.analytics.scores import ScoreBlock, compute_scores, score_features
 from ubi.analytics.signals import (
@@ -165,20 +165,27 @@ class FeatureTable:
     def iter_rows(self) -> Iterator[FeatureRow]:
         w = WINDOWS[self.window]
         feats = [(i, f) for i, f in enumerate(FEATURES) if self.window in f.windows]
-        for s, e in zip(*np.nonzero(self.exists), strict=True):
+        cells_s, cells_e = np.nonzero(self.exists)
+        # Ids in bulk: row k is cell k // len(feats), feature feats[k % len(feats)].
+        ids = feature_ids(self.tenant_id, self.scope, self.window, self.subject_ids,
+                          FEATURE_NAMES, np.repeat(cells_s, len(feats)),
+                          np.tile([i for i, _ in feats], len(cells_s)),
+                          np.repeat(self.days[cells_e], len(feats))).astype(str).tolist()
+        k = 0
+        for s, e in zip(cells_s.tolist(), cells_e.tolist(), strict=True):
             day = int(self.days[e])
             subject = self.subject_ids[s]
             conf = float(self.confidence[s, e])
             for i, spec in feats:
                 v = float(self.values[s, e, i])
                 yield FeatureRow(
-                    feature_id=feature_id(self.tenant_id, self.scope, subject, spec.name,
-                                          self.window, day),
+                    feature_id=ids[k],
                     tenant_id=self.tenant_id, actor_scope=self.scope, subject_id=subject,
                     feature_name=spec.name, dimension=spec.dimension, window=self.window,
                     window_start=day_from_number(day - w + 1), window_end=day_from_number(day),
                     day=day, value=None if np.isnan(v) else v, confidence=conf,
                     metadata={"volume_only": spec.volume_only, "unit": spec.unit})
+                k += 1
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from ubi.analytics.baselines import (
 )
 from ubi.analytics.calendar import day_number, workday_mask
 from ubi.analytics.engine import PreviousState, analyse_tenant
-from ubi.analytics.ids import baseline_id, baseline_ids
+from ubi.analytics.ids import baseline_id, baseline_ids, feature_id, feature_ids
 from ubi.analytics.taxonomy import FEATURES, ROLLUP_COUNTER_COLUMNS
 from ubi.analytics.tenant_config import TenantConfig
 
@@ -141,3 +141,20 @@ def test_baseline_ids_of_no_rows() -> None:
     empty = np.zeros(0, dtype=np.int64)
     got = baseline_ids("t", "actor", "7d", ["a"], ["f"], DAY_TYPE_NAMES, empty, empty, empty)
     assert got.shape == (0,)
+
+
+def test_feature_ids_equal_feature_id() -> None:
+    rng = np.random.default_rng(12)
+    names = [f.name for f in FEATURES] + ['odd"feature', "ß"]
+    n = 5000
+    subjects = rng.integers(0, len(AWKWARD), n)
+    feats = rng.integers(0, len(names), n)
+    days = rng.integers(day_number(START), day_number(START) + 400, n)
+    for tenant, scope, window in (("acme", "actor", "24h"), ('t"ü', "cohort", "28d")):
+        got = feature_ids(tenant, scope, window, AWKWARD, names, subjects, feats, days)
+        assert got.dtype == np.dtype("S36")
+        assert [g.decode() for g in got] == [
+            feature_id(tenant, scope, AWKWARD[s], names[f], window, d)
+            for s, f, d in zip(subjects.tolist(), feats.tolist(), days.tolist(), strict=True)]
+    empty = np.zeros(0, dtype=np.int64)
+    assert feature_ids("t", "actor", "7d", ["a"], ["f"], empty, empty, empty).shape == (0,)
