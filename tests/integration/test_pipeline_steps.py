@@ -301,3 +301,46 @@ def test_nightly_recompute_matches_the_analytics_library(settings, db_session, f
         assert (g_std is None and std is None) or g_std == pytest.approx(std, rel=1e-9,
                                                                           abs=1e-12)
     _ = baselines  # the service the task calls
+
+
+def test_ingest_never_waits_for_a_running_features_step(settings, db_session, frozen) -> None:  # type: ignore[no-untyped-def]
+    """While a features run computes, it holds its tenant (a second run is told it is busy)
+    but no dirty row: a batch stored meanwhile commits at once. The run then releases only
+    the pairs as it read them; the pair the batch marked again stays dirty for the next run,
+    which computes its events."""
+    from tests.support.envelopes import envelope
+    from ubi.services.tenant_locks import tenant_lock
+
+    now = frozen.now
+    store(settings, [envelope(actor="amy", occurred_at=now - timedelta(hours=3))])
+    running = session_factory()()
+    try:
+        # What a run does before its long compute phase: take the tenant, read the pairs.
+        assert tenant_lock(running, "features", "acme")
+        taken = features.pending_dirty(running, "acme")
+        assert len(taken) == 1
+        assert run_features().busy  # one run per tenant at a time
+
+        # Another batch for the same (actor, day) meanwhile: stored at once (with a lock
+        # timeout, so waiting for the run would fail the test).
+        body = json.dumps([envelope(actor="amy", signal_type="build_failed",
+                                    occurred_at=now - timedelta(hours=2))])
+        with session_factory()() as s:
+            s.execute(sa.text("SET LOCAL lock_timeout = '2s'"))
+            ingest.store_batch(s, batch_id="b-during", tenant_id="acme", events_json=body,
+                               received_at=clock.utcnow(), correlation_id=None,
+                               pseudonymiser=Pseudonymiser(settings.pseudonym_secret))
+            s.commit()
+        assert features.release_dirty(running, "acme", taken) == 0  # marked again: kept
+        running.commit()
+    finally:
+        running.close()
+    assert db_session.execute(sa.select(DirtySubject.batch_id)).scalars().all() == ["b-during"]
+    db_session.rollback()
+    out = run_features()
+    assert (out.dirty, out.remaining) == (1, 0)
+    count = db_session.execute(sa.select(Feature.value).where(
+        Feature.feature_name == "event_count", Feature.window == "24h",
+        Feature.day == now.date())).scalar_one()
+    assert count == 2
+    assert db_session.execute(sa.select(sa.func.count()).select_from(DirtySubject)).scalar() == 0

@@ -23,7 +23,8 @@ from ubi.analytics.taxonomy import WINDOWS
 from ubi.models import IngestionState
 from ubi.observability.metrics import BASELINE_DURATION
 from ubi.services import activity_store, configs
-from ubi.services.detection import tenant_lock, upsert_baselines
+from ubi.services.detection import upsert_baselines
+from ubi.services.tenant_locks import tenant_lock
 
 
 @dataclass

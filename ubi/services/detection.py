@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import logging
 import time
-import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
@@ -47,6 +46,7 @@ from ubi.observability.metrics import ANOMALIES, BASELINE_DURATION, SIGNALS_GENE
 from ubi.services import activity_store, bulk, configs, freshness, receipts
 from ubi.services.features import feature_metadata, feature_row, upsert_features
 from ubi.services.followups import enqueue_followup
+from ubi.services.tenant_locks import tenant_lock
 
 log = logging.getLogger("ubi.detect")
 
@@ -70,16 +70,6 @@ class DetectOutcome:
     signal_versions: int = 0
     busy: bool = False
     stats: dict[str, int] = field(default_factory=dict)
-
-
-def tenant_lock(session: Session, name: str, tenant_id: str) -> bool:
-    """A transaction-scoped lock per (step, tenant): one run at a time, released on commit or
-    crash. Always granted on the embedded store (one process)."""
-    if not is_postgres(session):
-        return True
-    key = zlib.crc32(f"{name}:{tenant_id}".encode()) - 2**31
-    return bool(session.execute(sa.text("SELECT pg_try_advisory_xact_lock(:k)"),
-                                {"k": key}).scalar())
 
 
 def detect_tenant(session: Session, tenant_id: str, *, now: datetime | None = None,

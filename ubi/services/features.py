@@ -1,9 +1,11 @@
 """The features step (SPEC §5.1, ``features`` queue): fresh actor features for dirty days.
 
 After each ingest commit, the (actor, day) pairs that received events are dirty. One run per
-tenant claims all of them, computes every feature of the dirty actors for the windows that
-contain those days, and upserts the rows. Closed days are then handed to detection. (Focus
-time is kept current by ingestion itself, for days of any age.)
+tenant at a time (an advisory lock) reads them, computes every feature of the dirty actors for
+the windows that contain those days, upserts the rows and releases the pairs it computed, all
+in one transaction; pairs a batch marked again meanwhile stay for the next run, so ingestion
+never waits for this step. Closed days are then handed to detection. (Focus time is kept
+current by ingestion itself, for days of any age.)
 """
 
 from __future__ import annotations
@@ -27,14 +29,20 @@ from ubi import clock
 from ubi.analytics.calendar import day_from_number, day_number
 from ubi.analytics.features import compute_features
 from ubi.analytics.focus import SequenceEvent, focus_by_day
-from ubi.analytics.ids import feature_id
+from ubi.analytics.ids import feature_id, feature_ids
 from ubi.analytics.presence import first_active_day
-from ubi.analytics.taxonomy import FEATURE_INDEX, FEATURES, SEQUENCE_EVENT_TYPES, WINDOWS
+from ubi.analytics.taxonomy import (
+    FEATURE_INDEX,
+    FEATURE_NAMES,
+    FEATURES,
+    SEQUENCE_EVENT_TYPES,
+    WINDOWS,
+)
 from ubi.models import DirtySubject, Event, Feature, daily_rollups
-from ubi.models.session import is_postgres
 from ubi.observability.metrics import FEATURE_DURATION
 from ubi.services import activity_store, bulk, configs, freshness
 from ubi.services.followups import enqueue_followup
+from ubi.services.tenant_locks import tenant_lock
 
 log = logging.getLogger("ubi.features")
 
@@ -52,27 +60,47 @@ class FeaturesOutcome:
     actors: int = 0
     rows: int = 0
     detect_enqueued: bool = False
+    #: Another run holds the tenant (nothing done).
+    busy: bool = False
+    #: Pairs marked again by a batch during the run: they stay dirty.
+    remaining: int = 0
     correlation_ids: list[str] = field(default_factory=list)
 
 
-def claim_dirty(session: Session, tenant_id: str, limit: int = 50_000
-                ) -> list[tuple[str, date, str | None]]:
-    """Take the tenant's dirty (actor, day) pairs; they return if the transaction fails.
+#: Most (actor, day) pairs one run takes.
+CLAIM_LIMIT = 50_000
 
-    One statement: the oldest ``limit`` pairs not locked by a concurrent run are deleted and
-    returned (``SKIP LOCKED`` on PostgreSQL, so two runs of a tenant never share a pair).
+
+def pending_dirty(session: Session, tenant_id: str, limit: int = CLAIM_LIMIT
+                  ) -> list[tuple[str, date, str | None, str | None]]:
+    """The tenant's dirty (actor, day, correlation id, batch id), oldest pairs first.
+
+    Read without locking: ingestion keeps marking pairs while a run computes (it must never
+    wait for the features step), and ``release_dirty`` removes only what this run saw.
     """
-    pick = sa.select(DirtySubject.actor_id, DirtySubject.day).where(
-        DirtySubject.tenant_id == tenant_id).order_by(
-        DirtySubject.actor_id, DirtySubject.day).limit(limit)
-    if is_postgres(session):
-        pick = pick.with_for_update(skip_locked=True)
-    stmt = sa.delete(DirtySubject).where(
-        DirtySubject.tenant_id == tenant_id,
-        sa.tuple_(DirtySubject.actor_id, DirtySubject.day).in_(pick)).returning(
-        DirtySubject.actor_id, DirtySubject.day, DirtySubject.correlation_id)
-    rows = session.execute(stmt, execution_options={"synchronize_session": False}).all()
-    return sorted((a, d, c) for a, d, c in rows)
+    rows = session.execute(
+        sa.select(DirtySubject.actor_id, DirtySubject.day, DirtySubject.correlation_id,
+                  DirtySubject.batch_id)
+        .where(DirtySubject.tenant_id == tenant_id)
+        .order_by(DirtySubject.marked_at, DirtySubject.actor_id, DirtySubject.day)
+        .limit(limit)).all()
+    return [(a, d, c, b) for a, d, c, b in rows]
+
+
+def release_dirty(session: Session, tenant_id: str,
+                  taken: list[tuple[str, date, str | None, str | None]]) -> int:
+    """Delete the pairs this run computed, unless a batch marked them again meanwhile (its
+    id replaced the one read): those stay dirty for the next run."""
+    key = sa.tuple_(DirtySubject.actor_id, DirtySubject.day,
+                    sa.func.coalesce(DirtySubject.batch_id, ""))
+    done = 0
+    for part in bulk.chunks(taken, 2000):
+        done += session.execute(
+            sa.delete(DirtySubject).where(
+                DirtySubject.tenant_id == tenant_id,
+                key.in_([(a, d, b or "") for a, d, _, b in part])),
+            execution_options={"synchronize_session": False}).rowcount
+    return done
 
 
 def refresh_focus(session: Session, tenant_id: str, pairs: set[tuple[str, date]]) -> int:
@@ -109,17 +137,21 @@ def _duration_ms(props: Any) -> float | None:
 
 def compute_tenant_features(session: Session, tenant_id: str, *, now: datetime | None = None
                             ) -> FeaturesOutcome:
-    """Claim the tenant's dirty days and store the dirty actors' features (one transaction)."""
+    """Store the features of the tenant's dirty (actor, day) pairs (one transaction, one run
+    per tenant at a time); the pairs are released in the same transaction."""
     now = now or clock.utcnow()
     today = now.date()
     outcome = FeaturesOutcome(tenant_id)
-    claimed = claim_dirty(session, tenant_id)
+    if not tenant_lock(session, "features", tenant_id):
+        outcome.busy = True  # the running one takes what it read; the task looks again
+        return outcome
+    claimed = pending_dirty(session, tenant_id)
     if not claimed:
         return outcome
     outcome.dirty = len(claimed)
-    outcome.correlation_ids = sorted({c for _, _, c in claimed if c})
+    outcome.correlation_ids = sorted({c for _, _, c, _ in claimed if c})
     correlation_id = outcome.correlation_ids[-1] if outcome.correlation_ids else None
-    pairs = {(a, d) for a, d, _ in claimed}
+    pairs = {(a, d) for a, d, _, _ in claimed}
     config = configs.load_config(session, tenant_id)
 
     by_actor: dict[str, date] = defaultdict(lambda: today)
@@ -141,20 +173,32 @@ def compute_tenant_features(session: Session, tenant_id: str, *, now: datetime |
         cube = compute_features(activity, window, config, incomplete)
         w = WINDOWS[window]
         feats = [(i, f) for i, f in enumerate(FEATURES) if window in f.windows]
-        for s, actor in enumerate(activity.subject_ids):
-            d0 = (by_actor[actor] - start).days
-            for d in range(max(d0, int(first_active[s]) if first_active[s] >= 0 else d0),
-                           activity.n_days):
-                day = start_n + d
-                conf = float(cube.confidence[s, d])
-                for i, spec in feats:
-                    v = float(cube.values[s, d, i])
-                    rows.append(feature_row(
-                        tenant_id, "actor", actor, spec.name, spec.dimension, window, w, day,
-                        None if np.isnan(v) else v, conf,
-                        feature_metadata(spec.name, day >= today_n), correlation_id, now))
+        # The (actor, day) cells to store: from the actor's first dirty (and active) day on.
+        cells = [(s, d) for s, actor in enumerate(activity.subject_ids)
+                 for d0 in ((by_actor[actor] - start).days,)
+                 for d in range(max(d0, int(first_active[s]) if first_active[s] >= 0 else d0),
+                                activity.n_days)]
+        n_f = len(feats)
+        ids = feature_ids(tenant_id, "actor", window, activity.subject_ids, FEATURE_NAMES,
+                          np.repeat([s for s, _ in cells], n_f).astype(np.int64),
+                          np.tile([i for i, _ in feats], len(cells)).astype(np.int64),
+                          np.repeat([start_n + d for _, d in cells], n_f).astype(np.int64)
+                          ).astype(str).tolist()
+        k = 0
+        for s, d in cells:
+            actor = activity.subject_ids[s]
+            day = start_n + d
+            conf = float(cube.confidence[s, d])
+            for i, spec in feats:
+                v = float(cube.values[s, d, i])
+                rows.append(feature_row(
+                    tenant_id, "actor", actor, spec.name, spec.dimension, window, w, day,
+                    None if np.isnan(v) else v, conf,
+                    feature_metadata(spec.name, day >= today_n), correlation_id, now, ids[k]))
+                k += 1
         FEATURE_DURATION.labels(tenant_id, f"*:{window}").observe(time.perf_counter() - t0)
     outcome.rows = upsert_features(session, rows)
+    outcome.remaining = outcome.dirty - release_dirty(session, tenant_id, claimed)
     if freshness.detection_due(session, tenant_id, now=now):
         enqueue_followup(session, DETECT_TASK, tenant_id=tenant_id,
                          kwargs={"tenant_id": tenant_id, "correlation_id": correlation_id},
