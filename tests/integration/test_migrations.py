@@ -54,6 +54,25 @@ def test_upgrade_creates_every_table_and_downgrade_removes_them(scratch_db) -> N
     assert set(Base.metadata.tables) <= _tables(scratch_db.database_url)
 
 
+def _fillfactors(url: str) -> dict[str, str]:
+    engine = create_db_engine(url)
+    try:
+        with engine.connect() as conn:
+            return {name: opt.split("=", 1)[1] for name, opts in conn.execute(sa.text(
+                "SELECT relname, reloptions FROM pg_class WHERE reloptions IS NOT NULL"))
+                for opt in opts if opt.startswith("fillfactor=")}
+    finally:
+        engine.dispose()
+
+
+def test_rewritten_tables_leave_room_for_in_place_updates(scratch_db) -> None:  # type: ignore[no-untyped-def]
+    schema.upgrade(scratch_db)
+    ff = _fillfactors(scratch_db.database_url)
+    assert ff["features"] == "70" and ff["daily_rollups"] == "80", ff
+    schema.downgrade(scratch_db, "0002")
+    assert "features" not in _fillfactors(scratch_db.database_url)
+
+
 def _event_row(tenant: str, event_id: str, day: date) -> dict[str, object]:
     ts = datetime(day.year, day.month, day.day, 12, tzinfo=UTC)
     return {"tenant_id": tenant, "event_date": day, "event_id": event_id, "actor_id": "a" * 64,
