@@ -101,6 +101,7 @@ def run(actors: int = 10_000, days: int = 90, seed: int = 0) -> dict[str, Any]:
         with session_factory(settings)().connection() as conn:
             conn.exec_driver_sql("COMMIT")
             conn.exec_driver_sql("ANALYZE")  # what autovacuum does after a bulk load
+            conn.commit()  # (statistics are transactional: uncommitted, they would be lost)
         setup_s = time.perf_counter() - t
         now = datetime(end.year, end.month, end.day, 3, tzinfo=UTC) + timedelta(days=1)
         clock.set_clock(lambda: now)

@@ -1,0 +1,368 @@
+"""Pipeline benchmark: POST /v1/ubi/events → ingest → features → detect, sustained.
+
+Runs the real processes on the run's own resources (``benchmarks._harness.BenchStack``: its
+own database, queue prefix and temp dir, all removed at the end): gunicorn with the project's
+config, ``ubi worker ingest`` and ``ubi worker pipeline`` (the ``features`` and ``detect``
+queues). Load processes post 1,000-event batches of the realistic envelopes of
+``benchmarks.ingest`` (several tenants of hundreds of actors, the whole taxonomy, keys to
+minimise), with ``occurred_at`` over the last ``--days`` days, so that the features step has
+today's and yesterday's windows to refresh and detection evaluates the day that closed.
+
+When are a batch's events "in features"? Ingestion marks every (actor, day) it touched dirty,
+in the same transaction that stores the batch, and a dirty row keeps the time of its oldest
+pending change (``marked_at``); the features step deletes the rows it claimed in the same
+transaction that upserts the features. So a stored batch's events are in stored features as
+soon as its tenant has no dirty row marked at or before the batch's ``finished_at``. A sampler
+checks that every ``--sample-interval`` seconds (the figures' resolution).
+
+Modes: ``--rate EVENTS_PER_S`` offers load open loop; the default is max throughput, closed
+loop: senders hold off while more than ``--max-pending`` batches are accepted but not yet in
+features (back-pressure on the whole path, so the figure is what the slowest stage sustains).
+
+Figures (``--json``: one object): ``events_per_s`` (events of batches that reached features in
+the window, per second), ``p50/p95_accept_to_features_s`` (client's receipt of the 202 → the
+sample that saw the batch in features), ``max_backlog`` (accepted events not yet in features),
+plus accepted events/s, accept → stored, queue depths of ``ingest``, ``features`` and
+``detect``, what detection produced, and CPU seconds per component.
+
+Usage::
+
+    ubi bench pipeline [--json] [--duration 60] [--rate 3000] ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import statistics
+import sys
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from benchmarks import _harness as h
+from benchmarks.ingest import UPDATED_TABLES, LoadResult, LoadSpec, load_process, percentile
+
+_BATCHES_SQL = ("SELECT batch_id, tenant_id, status, accepted, "
+                "extract(epoch from finished_at) FROM batches")
+_DIRTY_SQL = ("SELECT tenant_id, extract(epoch from min(marked_at)), count(*) "
+              "FROM dirty_subjects GROUP BY tenant_id")
+
+
+def _r(value: float | None, nd: int = 3) -> float | None:
+    return None if value is None else round(value, nd)
+
+
+class Tracker:
+    """Follows every batch from acceptance to stored to "in features" by sampling the DB."""
+
+    def __init__(self) -> None:
+        #: batch_id -> (tenant, accepted events, status, finished_at epoch or None)
+        self.batches: dict[str, tuple[str, int, str, float | None]] = {}
+        #: batch_id -> sample time at which the batch was first seen in features
+        self.in_features: dict[str, float] = {}
+        self.samples: list[dict[str, Any]] = []
+
+    def sample(self, conn: Any, queue_depths: dict[str, int]) -> dict[str, Any]:
+        import sqlalchemy as sa
+
+        for bid, tenant, status, accepted, finished in conn.execute(sa.text(_BATCHES_SQL)):
+            self.batches[bid] = (tenant, int(accepted or 0), status,
+                                 None if finished is None else float(finished))
+        # The dirty rows are read after the batches: a batch seen done above has its dirty
+        # rows committed with it, so they are visible here unless features already took them.
+        t = time.time()
+        dirty = {tenant: (float(oldest), int(n))
+                 for tenant, oldest, n in conn.execute(sa.text(_DIRTY_SQL))}
+        backlog = pending = 0
+        for bid, (tenant, accepted, status, finished) in self.batches.items():
+            if bid in self.in_features:
+                continue
+            if status == "done" and finished is not None and (
+                    tenant not in dirty or dirty[tenant][0] > finished):
+                self.in_features[bid] = t
+                continue
+            if status != "failed":
+                backlog += accepted
+                pending += 1
+        sample = {"t": t, "backlog_events": backlog, "pending_batches": pending,
+                  "dirty_pairs": sum(n for _, n in dirty.values()), **queue_depths}
+        self.samples.append(sample)
+        return sample
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Start the stack, drive the load, follow every batch; returns the figures."""
+    import sqlalchemy as sa
+
+    tenants = [f"bench-t{i}" for i in range(args.tenants)]
+    tracker = Tracker()
+    figures: dict[str, Any] = {}
+    with h.BenchStack(admin_url=args.pg_admin_url, broker_url=args.broker_url,
+                      redis_url=args.redis_url, keep=args.keep) as stack:
+        base = stack.start_web(workers=args.web_workers, threads=args.web_threads)
+        ingest = stack.start_worker("ingest", concurrency=args.ingest_concurrency)
+        pipeline = stack.start_worker("pipeline", concurrency=args.pipeline_concurrency,
+                                      queues=("features", "detect"))
+        web = next(p for p in stack.processes if p.name == "gunicorn")
+        tokens = {t: stack.token(t, "ubi:write:events") for t in tenants}
+        rate_per_proc = (args.rate / args.batch_size / args.load_processes) if args.rate else 0.0
+
+        ctx = mp.get_context("spawn")
+        ready, results, go = ctx.Queue(), ctx.Queue(), ctx.Event()
+        clock = ctx.Array("d", [0.0, 0.0], lock=False)
+        pending = ctx.Value("i", 0, lock=False)
+        procs = [ctx.Process(target=load_process, daemon=True, args=(
+            LoadSpec(i, args.load_processes, base, tokens, args.batch_size, rate_per_proc,
+                     args.load_threads, 0 if args.rate else args.max_pending, args.actors,
+                     args.days, args.seed), ready, results, go, clock, pending))
+            for i in range(args.load_processes)]
+        engine = stack.sql_engine()
+        probes = {q: h.QueueProbe(args.broker_url, stack.queue_name(q))
+                  for q in ("ingest", "features", "detect")}
+        autovacuum = h.server_setting(args.pg_admin_url, "autovacuum")
+        analyze_every = args.analyze_interval if args.analyze_interval >= 0 else (
+            15.0 if autovacuum == "off" else 0.0)
+        analyzer = h.PeriodicAnalyze(stack.database_url, analyze_every,
+                                     vacuum=(*UPDATED_TABLES, "features"))
+
+        def sample() -> dict[str, Any]:
+            depths = {f"{q}_queue": p.depth()[0] for q, p in probes.items()}
+            with engine.connect() as conn:
+                return tracker.sample(conn, depths)
+
+        try:
+            for p in procs:
+                p.start()
+            for _ in procs:
+                ready.get(timeout=120)
+            meter = h.CpuMeter({
+                "load": lambda: [pid for p in procs if p.pid for pid in h.process_tree(p.pid)],
+                "web": lambda: h.process_tree(web.pid),
+                "ingest_worker": lambda: h.process_tree(ingest.pid),
+                "pipeline_worker": lambda: h.process_tree(pipeline.pid),
+                "postgres": lambda: h.pids_by_name("postgres"),
+                "rabbitmq": lambda: h.pids_by_name("beam.smp"),
+                "bench": lambda: [os.getpid()],
+            })
+            t0 = time.time()
+            window_start = t0 + args.warmup
+            stop = window_start + args.duration
+            clock[0], clock[1] = t0, stop
+            go.set()
+            analyzer.start()
+            meter_started = False
+            while time.time() < stop:
+                if not meter_started and time.time() >= window_start:
+                    meter.start()
+                    meter_started = True
+                s = sample()
+                pending.value = s["pending_batches"]
+                stack.check_alive()
+                time.sleep(args.sample_interval)
+            cpu = meter.stop() if meter_started else {}
+            pending.value = 0
+            load_results: list[LoadResult] = [results.get(timeout=300) for _ in procs]
+            for p in procs:
+                p.join(timeout=30)
+            load_end = time.time()
+            # Drain: until every accepted batch is in features (or failed, or time is up).
+            while True:
+                s = sample()
+                if s["pending_batches"] == 0 or time.time() > load_end + args.drain_timeout:
+                    break
+                stack.check_alive()
+                time.sleep(args.sample_interval)
+            drained_s = time.time() - load_end
+            # Detection of the day that closed may still run: wait for its queue to empty.
+            quiet_deadline = time.time() + args.drain_timeout
+            while time.time() < quiet_deadline and (
+                    probes["detect"].depth()[0] or probes["features"].depth()[0]):
+                time.sleep(0.5)
+            analyzer.stop()
+            with engine.connect() as conn:
+                produced = {name: int(conn.execute(sa.text(sql)).scalar_one()) for name, sql in {
+                    "events_rows": "SELECT count(*) FROM events",
+                    "feature_rows": "SELECT count(*) FROM features",
+                    "baseline_rows": "SELECT count(*) FROM baselines",
+                    "anomalies": "SELECT count(*) FROM anomalies",
+                    "signals": "SELECT count(*) FROM signals",
+                    "tenants_evaluated": "SELECT count(*) FROM ingestion_state "
+                                         "WHERE last_evaluated_day IS NOT NULL",
+                    "failed_batches": "SELECT count(*) FROM batches WHERE status = 'failed'",
+                }.items()}
+            figures = _figures(args, load_results, tracker, window_start, stop)
+            figures.update(produced, cpu=cpu, drain_s=round(drained_s, 2))
+            figures["lost_events"] = figures["accepted_events_total"] - produced["events_rows"]
+        finally:
+            go.set()
+            analyzer.stop()
+            for p in procs:
+                if p.is_alive():
+                    p.terminate()
+                    p.join(timeout=10)
+            for probe in probes.values():
+                probe.close()
+            engine.dispose()
+    figures["settings"] = {
+        "mode": f"offered {args.rate:g} events/s" if args.rate else
+        f"max throughput (back-pressure at {args.max_pending} batches not yet in features)",
+        "duration_s": args.duration, "warmup_s": args.warmup, "batch_size": args.batch_size,
+        "tenants": args.tenants, "actors_per_tenant": args.actors, "days": args.days,
+        "load_processes": args.load_processes, "load_threads_per_process": args.load_threads,
+        "web_workers": args.web_workers, "web_threads": args.web_threads,
+        "ingest_concurrency": args.ingest_concurrency,
+        "pipeline_concurrency": args.pipeline_concurrency,
+        "sample_interval_s": args.sample_interval, "server_autovacuum": autovacuum,
+        "analyze_every_s": analyze_every, "cpus": os.cpu_count(),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    return figures
+
+
+def _figures(args: argparse.Namespace, load_results: list[LoadResult], tracker: Tracker,
+             window_start: float, window_end: float) -> dict[str, Any]:
+    records = [r for res in load_results for r in res.records]
+    ok = [r for r in records if r.status == 202 and r.batch_id]
+    window = window_end - window_start
+    in_window = [r for r in ok if window_start <= r.answered < window_end]
+    featured_in_window = sum(tracker.batches[b][1] for b, t in tracker.in_features.items()
+                             if window_start <= t < window_end and b in tracker.batches)
+    to_features, to_stored = [], []
+    for r in in_window:
+        t = tracker.in_features.get(r.batch_id)  # type: ignore[arg-type]
+        if t is not None:
+            to_features.append(max(0.0, t - r.answered))
+        row = tracker.batches.get(r.batch_id)  # type: ignore[arg-type]
+        if row is not None and row[3] is not None:
+            to_stored.append(max(0.0, row[3] - r.answered))
+    samples = tracker.samples
+    window_samples = [s for s in samples if window_start <= s["t"] < window_end]
+    errors: dict[str, int] = {}
+    for res in load_results:
+        for k, v in res.errors.items():
+            errors[k] = errors.get(k, 0) + v
+    return {
+        "events_per_s": round(featured_in_window / window),
+        "p50_accept_to_features_s": _r(percentile(to_features, 0.5)),
+        "p95_accept_to_features_s": _r(percentile(to_features, 0.95)),
+        "max_backlog": max((s["backlog_events"] for s in samples), default=0),
+        "accepted_events_per_s": round(sum(r.accepted for r in in_window) / window),
+        "offered_events_per_s": args.rate or None,
+        "p99_accept_to_features_s": _r(percentile(to_features, 0.99)),
+        "p50_accept_to_stored_s": _r(percentile(to_stored, 0.5)),
+        "p95_accept_to_stored_s": _r(percentile(to_stored, 0.95)),
+        "mean_backlog_in_window": round(statistics.fmean(
+            s["backlog_events"] for s in window_samples)) if window_samples else None,
+        "backlog_at_window_end": window_samples[-1]["backlog_events"] if window_samples
+        else None,
+        "max_dirty_pairs": max((s["dirty_pairs"] for s in samples), default=0),
+        "max_queue_messages": {q: max((s[f"{q}_queue"] for s in samples), default=0)
+                               for q in ("ingest", "features", "detect")},
+        "batches_in_window": len(in_window),
+        "batches_in_window_not_in_features": sum(
+            1 for r in in_window if r.batch_id not in tracker.in_features),
+        "accepted_events_total": sum(r.accepted for r in ok),
+        "http_503": int(errors.get("503", 0)),
+        "http_errors": {k: v for k, v in errors.items() if k != "503"},
+    }
+
+
+def _print_summary(f: dict[str, Any]) -> None:
+    s = f["settings"]
+    cpu = f.get("cpu", {})
+
+    def fmt(v: Any, unit: str = "") -> str:
+        return "-" if v is None else (f"{v:,}{unit}" if isinstance(v, int) else f"{v}{unit}")
+
+    print(f"pipeline benchmark ({s['mode']}), {s['duration_s']:g} s window after "
+          f"{s['warmup_s']:g} s warm-up, {s['cpus']} CPUs, {s['date']}")
+    print(f"  web: gunicorn {s['web_workers']}x{s['web_threads']}; workers: ingest "
+          f"-c {s['ingest_concurrency']}, pipeline (features + detect) -c "
+          f"{s['pipeline_concurrency']}; batches of {s['batch_size']}, {s['tenants']} tenants x "
+          f"{s['actors_per_tenant']} actors over {s['days']:g} days")
+    print(f"  through features  {fmt(f['events_per_s'])} events/s   (accepted "
+          f"{fmt(f['accepted_events_per_s'])} events/s"
+          + (f", offered {f['offered_events_per_s']:,g}" if f["offered_events_per_s"] else "")
+          + ")")
+    print(f"  accept->features  p50 {fmt(f['p50_accept_to_features_s'])} s   p95 "
+          f"{fmt(f['p95_accept_to_features_s'])} s   p99 {fmt(f['p99_accept_to_features_s'])} s"
+          f"   (resolution {s['sample_interval_s']} s)")
+    print(f"  accept->stored    p50 {fmt(f['p50_accept_to_stored_s'])} s   p95 "
+          f"{fmt(f['p95_accept_to_stored_s'])} s")
+    print(f"  backlog           max {fmt(f['max_backlog'])} events   mean "
+          f"{fmt(f['mean_backlog_in_window'])}   at window end "
+          f"{fmt(f['backlog_at_window_end'])};  max dirty (actor, day) "
+          f"{fmt(f['max_dirty_pairs'])};  queue max {f['max_queue_messages']};  drained in "
+          f"{f['drain_s']} s")
+    print(f"  produced          {f['events_rows']:,} events, {f['feature_rows']:,} features, "
+          f"{f['baseline_rows']:,} baselines, {f['anomalies']:,} anomalies, "
+          f"{f['signals']:,} signals; {f['tenants_evaluated']} tenants evaluated; lost "
+          f"{f['lost_events']:,}; failed batches {f['failed_batches']}; 503s {f['http_503']}, "
+          f"other errors {f['http_errors'] or 0}")
+    if cpu:
+        parts = ", ".join(f"{k[:-6]} {v}" for k, v in cpu.items()
+                          if k.endswith("_cpu_s") and k not in ("machine_busy_cpu_s",))
+        print(f"  CPU s in window   {parts};  machine busy {cpu['machine_busy_pct']} %")
+        if cpu["unaccounted_cpu_s"] > 0.1 * cpu["wall_s"] * (cpu["machine_cpus"] or 1):
+            print(f"  WARNING: {cpu['unaccounted_cpu_s']} CPU s went to other processes on the "
+                  "machine during the window; the figures are skewed")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="ubi bench pipeline",
+                                description=(__doc__ or "pipeline benchmark").splitlines()[0])
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--duration", type=float, default=60.0, help="measured window (s)")
+    p.add_argument("--warmup", type=float, default=10.0, help="seconds before the window")
+    p.add_argument("--rate", type=float, default=0.0,
+                   help="offered events/s (open loop); default: max throughput")
+    p.add_argument("--max-pending", type=int, default=8,
+                   help="max-throughput back-pressure: batches accepted, not yet in features")
+    p.add_argument("--batch-size", type=int, default=1000)
+    p.add_argument("--tenants", type=int, default=4)
+    p.add_argument("--actors", type=int, default=400, help="actors per tenant")
+    p.add_argument("--days", type=float, default=1.5,
+                   help="occurred_at within this many days (yesterday closes: detection runs)")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--load-processes", type=int, default=1)
+    p.add_argument("--load-threads", type=int, default=2, help="per load process")
+    p.add_argument("--web-workers", type=int, default=2)
+    p.add_argument("--web-threads", type=int, default=4)
+    p.add_argument("--ingest-concurrency", type=int, default=2)
+    p.add_argument("--pipeline-concurrency", type=int, default=2)
+    p.add_argument("--sample-interval", type=float, default=0.2)
+    p.add_argument("--analyze-interval", type=float, default=-1.0,
+                   help="VACUUM (ANALYZE) every S seconds as autovacuum would (default: 15 s "
+                   "when the server runs with autovacuum off, else never; 0 = never)")
+    p.add_argument("--drain-timeout", type=float, default=300.0)
+    p.add_argument("--keep", action="store_true", help="keep the database (debugging)")
+    p.add_argument("--pg-admin-url", default=h.DEFAULT_PG_ADMIN_URL)
+    p.add_argument("--broker-url", default=h.DEFAULT_BROKER_URL)
+    p.add_argument("--redis-url", default=h.DEFAULT_REDIS_URL)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.batch_size < 1 or args.duration <= 0 or args.load_processes < 1:
+        print("batch size, duration and load processes must be positive", file=sys.stderr)
+        return 2
+    try:
+        figures = run(args)
+    except KeyboardInterrupt:
+        print("interrupted: everything the run created was removed", file=sys.stderr)
+        return 130
+    if args.json:
+        print(json.dumps(figures, default=str))
+    else:
+        _print_summary(figures)
+    return 0
+
+
+__all__ = ["Tracker", "main", "run"]
+
+if __name__ == "__main__":
+    sys.exit(main())
