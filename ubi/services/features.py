@@ -39,6 +39,7 @@ from ubi.analytics.taxonomy import (
     WINDOWS,
 )
 from ubi.models import DirtySubject, Event, Feature, daily_rollups
+from ubi.models.session import is_postgres
 from ubi.observability.metrics import FEATURE_DURATION
 from ubi.services import activity_store, bulk, configs, freshness
 from ubi.services.followups import enqueue_followup
@@ -111,22 +112,39 @@ def refresh_focus(session: Session, tenant_id: str, pairs: set[tuple[str, date]]
     actors = sorted({a for a, _ in pairs})
     days = sorted({d for _, d in pairs})
     lo, hi = days[0] - timedelta(days=1), days[-1]  # sessions may start the day before
+    pg = is_postgres(session)
+    # On PostgreSQL only the duration is read out of the JSON properties, not the document.
+    duration = Event.properties["duration_ms"] if pg else Event.properties
     rows = session.execute(sa.select(
-        Event.actor_id, Event.timestamp_utc, Event.event_type, Event.properties).where(
+        Event.actor_id, Event.timestamp_utc, Event.event_type, duration).where(
         Event.tenant_id == tenant_id, Event.event_date >= lo, Event.event_date <= hi,
         Event.actor_id.in_(actors), Event.event_type.in_(sorted(SEQUENCE_EVENT_TYPES)))).all()
-    seq = [SequenceEvent(a, ts.timestamp(), t, _duration_ms(props)) for a, ts, t, props in rows]
+    seq = [SequenceEvent(a, ts.timestamp(), t,
+                         _duration_ms({"duration_ms": v} if pg else v))
+           for a, ts, t, v in rows]
     focus = focus_by_day(seq)
-    updates = []
-    for actor, day in sorted(pairs):
-        minutes, sessions = focus.get((actor, day_number(day)), (0.0, 0))
-        updates.append({"a": actor, "d": day, "m": float(minutes), "s": int(sessions)})
+    ordered = sorted(pairs)
+    minutes, sessions = [], []
+    for actor, day in ordered:
+        m, n = focus.get((actor, day_number(day)), (0.0, 0))
+        minutes.append(float(m))
+        sessions.append(int(n))
+    if pg:  # one statement for all pairs (binary arrays)
+        session.connection().exec_driver_sql(
+            "UPDATE daily_rollups AS r SET focus_minutes = u.m, focus_sessions = u.s "
+            "FROM unnest(%(a)b::varchar[], %(d)b::date[], %(m)b::float8[], %(s)b::int[]) "
+            "AS u(a, d, m, s) WHERE r.tenant_id = %(t)s AND r.actor_id = u.a AND r.day = u.d",
+            {"t": tenant_id, "a": [a for a, _ in ordered], "d": [d for _, d in ordered],
+             "m": minutes, "s": sessions})
+        return len(ordered)
     stmt = sa.update(daily_rollups).where(
         daily_rollups.c.tenant_id == tenant_id, daily_rollups.c.actor_id == sa.bindparam("a"),
         daily_rollups.c.day == sa.bindparam("d")).values(
         focus_minutes=sa.bindparam("m"), focus_sessions=sa.bindparam("s"))
-    session.connection().execute(stmt, updates)
-    return len(updates)
+    session.connection().execute(stmt, [
+        {"a": a, "d": d, "m": m, "s": n}
+        for (a, d), m, n in zip(ordered, minutes, sessions, strict=True)])
+    return len(ordered)
 
 
 def _duration_ms(props: Any) -> float | None:
