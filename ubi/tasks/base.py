@@ -114,3 +114,25 @@ def dispatch_followups(app: Any, ids: list[int] | None = None, *,
             sent += 1
         session.commit()
     return sent
+
+
+def look_again(task: Any, *, key: str, kwargs: dict[str, Any], countdown: float) -> bool:
+    """Send ``task(**kwargs)`` again in ``countdown`` seconds, unless a look with the same
+    ``key`` is already scheduled (Redis ``SET NX`` for the countdown): a step that found its
+    tenant busy needs one more look once the running one is done, however many runs found it
+    busy meanwhile. Without Redis (embedded default) or with Redis down, it always sends (an
+    extra look is harmless). Returns whether it sent."""
+    from ubi.integrations.dependencies import redis_client
+    from ubi.settings import get_settings
+
+    settings = get_settings()
+    client = redis_client(settings)
+    if client is not None:
+        try:
+            if not client.set(f"{settings.queue_prefix}ubi:look:{key}", "1", nx=True,
+                              px=max(1, int(countdown * 1000))):
+                return False
+        except redis.exceptions.RedisError as exc:
+            log.warning("look-again dedupe unavailable", extra={"ubi": {"error": str(exc)}})
+    task.apply_async(kwargs=kwargs, countdown=countdown)
+    return True

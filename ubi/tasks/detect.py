@@ -7,7 +7,7 @@ from typing import Any
 
 from ubi.celery_app import app
 from ubi.services import detection
-from ubi.tasks.base import UbiTask
+from ubi.tasks.base import UbiTask, look_again
 
 #: Seconds before retrying when another run holds the tenant.
 BUSY_RETRY_SECONDS = 3
@@ -22,10 +22,11 @@ def detect_tenant(self: UbiTask, *, tenant_id: str, correlation_id: str | None =
         through=date.fromisoformat(through) if through else None)
     if outcome.busy:
         # Another run holds the tenant and may not cover the days that closed since it began:
-        # look again shortly (a new message, not a retry: contention is not a failure).
-        detect_tenant.apply_async(kwargs={"tenant_id": tenant_id,
-                                          "correlation_id": correlation_id, "through": through},
-                                  countdown=BUSY_RETRY_SECONDS)
+        # look again shortly (a new message, not a retry: contention is not a failure), once
+        # however many runs found it busy.
+        look_again(detect_tenant, key=f"detect:{tenant_id}:{through}",
+                   kwargs={"tenant_id": tenant_id, "correlation_id": correlation_id,
+                           "through": through}, countdown=BUSY_RETRY_SECONDS)
         return {"tenant_id": tenant_id, "busy": True}
     return {"tenant_id": tenant_id, "from": str(outcome.evaluated_from),
             "through": str(outcome.evaluated_through), "signals": outcome.signal_versions,
