@@ -344,3 +344,32 @@ def test_ingest_never_waits_for_a_running_features_step(settings, db_session, fr
         Feature.day == now.date())).scalar_one()
     assert count == 2
     assert db_session.execute(sa.select(sa.func.count()).select_from(DirtySubject)).scalar() == 0
+
+
+def test_features_are_rewritten_only_when_they_change(  # type: ignore[no-untyped-def]
+        settings, db_session, frozen) -> None:
+    """A features run that finds a value unchanged leaves its row alone (its computed_at and
+    correlation id stay those of the change); a changed value is rewritten."""
+    from tests.support.envelopes import envelope
+
+    now = frozen.now
+    store(settings, [envelope(actor="amy", occurred_at=now - timedelta(hours=3))])
+    run_features()
+
+    def row(name: str) -> tuple[float, datetime]:
+        db_session.expire_all()
+        value, computed = db_session.execute(sa.select(Feature.value, Feature.computed_at).where(
+            Feature.feature_name == name, Feature.window == "24h",
+            Feature.day == now.date())).one()
+        db_session.rollback()
+        return value, computed
+
+    commits, first = row("commit_count")
+    builds_before = row("build_failure_rate")
+    frozen.now = now + timedelta(minutes=5)
+    store(settings, [envelope(actor="amy", signal_type="build_failed",
+                              occurred_at=now - timedelta(hours=2))])
+    run_features()
+    assert row("commit_count") == (commits, first)  # unchanged: not rewritten
+    rate, computed = row("build_failure_rate")
+    assert rate == 1.0 and rate != builds_before[0] and computed == frozen.now

@@ -264,5 +264,6 @@ def upsert_features(session: Session, rows: Iterable[dict[str, Any]]) -> int:
     rows = list(rows)
     bulk.upsert_replacing(session, Feature.__table__, rows, key_columns=("feature_id",),
                           replace=("value", "confidence", "metadata", "correlation_id",
-                                   "computed_at"))
+                                   "computed_at"),
+                          changed=("value", "confidence", "metadata"))
     return len(rows)
