@@ -78,6 +78,7 @@ from ubi.analytics.features import (
 from ubi.analytics.ids import baseline_id, feature_id, feature_ids, score_id
 from ubi.analytics.presence import first_active_day, leave_days, quiet_days
 from ubi.analytics.scores import ScoreBlock, compute_scores, score_features
+from ubi.analytics.signal_lifecycle import Signal, SignalChanges, SignalKey, reconcile_signals
 from ubi.analytics.signals import (
     CONTEXT_FEATURES,
     LOOKBACK_DAYS,
@@ -86,11 +87,7 @@ from ubi.analytics.signals import (
     PeerContext,
     RuleInputs,
     RuleWindow,
-    Signal,
-    SignalChanges,
-    SignalKey,
     evaluate_rules,
-    reconcile_signals,
 )
 from ubi.analytics.taxonomy import DIMENSIONS, FEATURE_INDEX, FEATURE_NAMES, FEATURES, WINDOWS
 from ubi.analytics.tenant_config import TenantConfig

@@ -29,7 +29,7 @@ from ubi.analytics.baselines import DAY_TYPE_NAMES
 from ubi.analytics.calendar import day_from_number, day_number
 from ubi.analytics.engine import BaselineTable, PreviousState, TenantAnalysis, analyse_tenant
 from ubi.analytics.ids import baseline_ids
-from ubi.analytics.signals import Signal, SignalChange
+from ubi.analytics.signal_lifecycle import Signal, SignalChange
 from ubi.analytics.taxonomy import FEATURE_INDEX, FEATURES, SEVERITY_RANK, WINDOWS
 from ubi.analytics.tenant_config import TenantConfig
 from ubi.models import (

@@ -40,7 +40,7 @@ from ubi.analytics.events import BehaviouralEvent, map_envelope
 from ubi.analytics.focus import SequenceEvent, focus_by_day
 from ubi.analytics.privacy import DropAccount, Pseudonymiser
 from ubi.analytics.rollups import build_daily_activity
-from ubi.analytics.signals import Signal, SignalChange, SignalKey
+from ubi.analytics.signal_lifecycle import Signal, SignalChange, SignalKey
 from ubi.analytics.taxonomy import SEQUENCE_EVENT_TYPES, WINDOWS
 from ubi.analytics.tenant_config import TenantConfig
 
