@@ -93,6 +93,9 @@ class Settings:
     prometheus_multiproc_dir: str | None
     queue_prefix: str
     log_level: str
+    #: False when UBI_LOG_LEVEL is unset (``log_level`` is then the default; the demo, which
+    #: talks to a person, picks a quieter one).
+    log_level_set: bool
     log_format: str
     http_timeout: float
     broker_connect_timeout: float
@@ -227,6 +230,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         prometheus_multiproc_dir=multiproc,
         queue_prefix=_str(env, "UBI_QUEUE_PREFIX") or "",
         log_level=(_str(env, "UBI_LOG_LEVEL") or "INFO").upper(),
+        log_level_set=_str(env, "UBI_LOG_LEVEL") is not None,
         log_format=log_format,
         http_timeout=_float(env, "UBI_HTTP_TIMEOUT", 5.0),
         broker_connect_timeout=_float(env, "UBI_BROKER_CONNECT_TIMEOUT", 3.0),

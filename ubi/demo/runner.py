@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
 import threading
 import time
 import uuid
@@ -36,20 +35,22 @@ def prepare_environment() -> Settings:
     """On the embedded default, give the demo a fresh SQLite file of its own (the user's
     ``.ubi/ubi.sqlite3`` is never touched). Must run before the Celery app is imported."""
     settings = get_settings()
-    if not os.environ.get("UBI_LOG_LEVEL"):
+    overrides: dict[str, str] = {}
+    if not settings.log_level_set:
         # The demo talks to a person: its own report, not every task's log line.
-        set_process_env("UBI_LOG_LEVEL", "WARNING")
-        get_settings.cache_clear()
-        settings = get_settings()
+        overrides["UBI_LOG_LEVEL"] = "WARNING"
     if settings.embedded_db:
         demo_dir = settings.data_dir / "demo"
         demo_dir.mkdir(parents=True, exist_ok=True)
         for old in demo_dir.glob("demo.sqlite3*"):
             old.unlink()
-        set_process_env("DATABASE_URL", f"sqlite:///{demo_dir / 'demo.sqlite3'}")
-        get_settings.cache_clear()
-        settings = get_settings()
-    return settings
+        overrides["DATABASE_URL"] = f"sqlite:///{demo_dir / 'demo.sqlite3'}"
+    if not overrides:
+        return settings
+    for name, value in overrides.items():
+        set_process_env(name, value)
+    get_settings.cache_clear()
+    return get_settings()
 
 
 @dataclass
