@@ -90,6 +90,9 @@ task_default_exchange = TASK_EXCHANGE.name
 task_default_exchange_type = "topic"
 task_default_routing_key = P("maintenance")
 task_create_missing_queues = False
+#: Countdowns (retries, busy looks) travel through RabbitMQ native delayed delivery, in quorum
+#: queues like ours (also declared and bound by ``ubi broker declare``).
+broker_native_delayed_delivery_queue_type = "quorum"
 task_routes = (route_task,)
 
 task_serializer = "json"

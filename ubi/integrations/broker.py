@@ -8,10 +8,15 @@ are chosen once, here and in ``celeryconfig``.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from celery import Celery
 from kombu import Connection, Exchange, Queue
+from kombu.transport.native_delayed_delivery import (
+    bind_queue_to_native_delayed_delivery_exchange,
+    declare_native_delayed_delivery_exchanges_and_queues,
+)
 
 from ubi.settings import Settings, get_settings
 
@@ -65,6 +70,7 @@ def declare_topology(app: Celery | None = None, settings: Settings | None = None
             for queue in (*celeryconfig.task_queues, celeryconfig.DEAD_LETTER_QUEUE):
                 queue.bind(channel).declare()
                 declared["queues"].append(queue.name)
+            _route_countdowns(connection)
             exchange, subscriptions, dlq = signal_topology(settings)
             exchange.bind(channel).declare()
             declared["exchanges"].append(exchange.name)
@@ -79,3 +85,31 @@ def declare_topology(app: Celery | None = None, settings: Settings | None = None
         if own:
             connection.release()
     return declared
+
+
+def _route_countdowns(connection: Connection) -> None:
+    """Celery sends a task with a countdown through RabbitMQ's native delayed delivery (the
+    shared ``celery_delayed_*`` queues, quorum here), whose exchange forwards a due message
+    only to queues bound to it. A worker binds its queues when it starts; the deploy step does
+    it too, so a countdown sent before any worker of this deployment started is not dropped."""
+    import celeryconfig
+
+    declare_native_delayed_delivery_exchanges_and_queues(
+        connection, celeryconfig.broker_native_delayed_delivery_queue_type)
+    for queue in celeryconfig.task_queues:
+        bind_queue_to_native_delayed_delivery_exchange(connection, queue)
+
+
+def delete_broker_objects(broker_url: str, declared: dict[str, Any]) -> None:
+    """Delete the queues and exchanges ``declare_topology`` reported (a test or benchmark
+    run's own, prefixed ones); one that is already gone is skipped."""
+    with Connection(broker_url, connect_timeout=5) as conn:
+        channel = conn.channel()
+        for queue in declared.get("queues", []):
+            with contextlib.suppress(Exception):
+                channel.queue_delete(queue)
+        for exchange in declared.get("exchanges", []):
+            with contextlib.suppress(Exception):
+                channel.exchange_delete(exchange)
+        with contextlib.suppress(Exception):
+            channel.close()
