@@ -25,8 +25,10 @@ Example::
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
+import math
 import os
 import shutil
 import signal
@@ -36,7 +38,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -45,6 +47,9 @@ from typing import Any
 
 import requests
 import sqlalchemy as sa
+
+from ubi.integrations.broker import delete_broker_objects
+from ubi.services.databases import create_database, database_url, drop_database
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -74,52 +79,6 @@ def signing_key_pem() -> str:
         serialization.NoEncryption()).decode()
 
 
-_signing_key_pem = signing_key_pem  # the name other benchmarks first used
-
-
-def admin_engine(admin_url: str) -> sa.Engine:
-    """An AUTOCOMMIT engine on the maintenance database (CREATE / DROP DATABASE)."""
-    return sa.create_engine(admin_url, isolation_level="AUTOCOMMIT", poolclass=sa.NullPool)
-
-
-def create_database(admin_url: str, name: str) -> None:
-    engine = admin_engine(admin_url)
-    try:
-        with engine.connect() as conn:
-            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    finally:
-        engine.dispose()
-
-
-def drop_database(admin_url: str, name: str) -> None:
-    """Drop the database, disconnecting whoever still uses it."""
-    engine = admin_engine(admin_url)
-    try:
-        with engine.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    finally:
-        engine.dispose()
-
-
-def database_url(admin_url: str, name: str) -> str:
-    """``admin_url`` pointed at database ``name``."""
-    return admin_url.rsplit("/", 1)[0] + f"/{name}"
-
-
-def delete_broker_objects(broker_url: str, declared: dict[str, Any]) -> None:
-    """Delete the queues and exchanges ``ubi broker declare`` reported."""
-    from kombu import Connection
-
-    with Connection(broker_url, connect_timeout=5) as conn:
-        channel = conn.channel()
-        for queue in declared.get("queues", []):
-            with contextlib.suppress(Exception):
-                channel.queue_delete(queue)
-        for exchange in declared.get("exchanges", []):
-            with contextlib.suppress(Exception):
-                channel.exchange_delete(exchange)
-        with contextlib.suppress(Exception):
-            channel.close()
 
 
 # --- processes -------------------------------------------------------------------------------
@@ -633,3 +592,101 @@ class PeriodicAnalyze:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout=60)
+
+
+# --- command line shared by the load benchmarks ----------------------------------------------
+
+def add_load_arguments(p: argparse.ArgumentParser, *, warmup: float, days: float,
+                       load_processes: int, load_threads: int, sample_interval: float) -> None:
+    """The options ``ingest`` and ``pipeline`` share (their defaults differ where given)."""
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--duration", type=float, default=60.0,
+                   help="measured window in seconds (default 60)")
+    p.add_argument("--warmup", type=float, default=warmup, help="seconds before the window")
+    p.add_argument("--rate", type=float, default=0.0,
+                   help="offered events/s (open loop); default: max throughput")
+    p.add_argument("--batch-size", type=int, default=1000)
+    p.add_argument("--tenants", type=int, default=4)
+    p.add_argument("--actors", type=int, default=400, help="actors per tenant")
+    p.add_argument("--days", type=float, default=days,
+                   help="occurred_at within this many days before now")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--load-processes", type=int, default=load_processes)
+    p.add_argument("--load-threads", type=int, default=load_threads, help="per load process")
+    p.add_argument("--web-workers", type=int, default=2)
+    p.add_argument("--web-threads", type=int, default=4)
+    p.add_argument("--sample-interval", type=float, default=sample_interval)
+    p.add_argument("--analyze-interval", type=float, default=-1.0,
+                   help="VACUUM (ANALYZE) the run's database every S seconds during the run, "
+                   "as autovacuum would (default: 15 s when the server runs with autovacuum "
+                   "off, else never; 0 = never)")
+    p.add_argument("--drain-timeout", type=float, default=300.0)
+    p.add_argument("--keep", action="store_true", help="keep the database (debugging)")
+    p.add_argument("--pg-admin-url", default=DEFAULT_PG_ADMIN_URL)
+    p.add_argument("--broker-url", default=DEFAULT_BROKER_URL)
+    p.add_argument("--redis-url", default=DEFAULT_REDIS_URL)
+
+
+def analyze_every(args: argparse.Namespace) -> tuple[str, float]:
+    """(the server's ``autovacuum`` setting, seconds between the run's own VACUUM ANALYZE)."""
+    autovacuum = server_setting(args.pg_admin_url, "autovacuum")
+    if args.analyze_interval >= 0:
+        return autovacuum, args.analyze_interval
+    return autovacuum, 15.0 if autovacuum == "off" else 0.0
+
+
+def load_main(parser: argparse.ArgumentParser, argv: list[str] | None,
+              run: Callable[[argparse.Namespace], dict[str, Any]],
+              summary: Callable[[dict[str, Any]], None]) -> int:
+    """Parse, run, print the figures (``--json``: one object); Ctrl-C cleans up and says so."""
+    args = parser.parse_args(argv)
+    if args.batch_size < 1 or args.duration <= 0 or args.load_processes < 1:
+        print("batch size, duration and load processes must be positive", file=sys.stderr)
+        return 2
+    try:
+        figures = run(args)
+    except KeyboardInterrupt:
+        print("interrupted: everything the run created was removed", file=sys.stderr)
+        return 130
+    if args.json:
+        print(json.dumps(figures, default=str))
+    else:
+        summary(figures)
+    return 0
+
+
+# --- figures ---------------------------------------------------------------------------------
+
+def percentile(values: list[float], q: float) -> float | None:
+    """The ``q``-quantile (0..1) by linear interpolation; None for no values."""
+    if not values:
+        return None
+    s = sorted(values)
+    pos = (len(s) - 1) * q
+    lo, hi = math.floor(pos), math.ceil(pos)
+    return s[lo] + (s[hi] - s[lo]) * (pos - lo)
+
+
+def rounded(value: float | None, nd: int = 3) -> float | None:
+    return None if value is None else round(value, nd)
+
+
+def fmt(value: Any, unit: str = "") -> str:
+    """A figure for the summary: thousands separators for counts, '-' when not measured."""
+    if value is None:
+        return "-"
+    return f"{value:,}{unit}" if isinstance(value, int) else f"{value}{unit}"
+
+
+def print_cpu(cpu: dict[str, Any]) -> None:
+    """The ``CpuMeter`` figures as one summary line, and a warning when other processes on
+    the machine took more than a tenth of it during the window."""
+    if not cpu:
+        return
+    parts = ", ".join(f"{k[:-6]} {v}" for k, v in cpu.items()
+                      if k.endswith("_cpu_s") and k != "machine_busy_cpu_s")
+    print(f"  CPU s in window   {parts};  machine busy {cpu['machine_busy_pct']} % of "
+          f"{cpu['machine_cpus']} CPUs")
+    if cpu["unaccounted_cpu_s"] > 0.1 * cpu["wall_s"] * (cpu["machine_cpus"] or 1):
+        print(f"  WARNING: {cpu['unaccounted_cpu_s']} CPU s went to other processes on the "
+              "machine during the window; the figures are skewed")

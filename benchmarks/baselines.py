@@ -71,7 +71,7 @@ def run(actors: int = 10_000, days: int = 90, seed: int = 0) -> dict[str, Any]:
     from ubi import clock
     from ubi.models import DailyInteraction, DailyWorkItem, IngestionState, daily_rollups
     from ubi.models.session import reset_engines, session_factory
-    from ubi.services import bulk, schema
+    from ubi.services import bulk, databases, schema
     from ubi.services.baselines import recompute_baselines
     from ubi.settings import load_settings
 
@@ -81,11 +81,11 @@ def run(actors: int = 10_000, days: int = 90, seed: int = 0) -> dict[str, Any]:
     admin = os.environ.get("UBI_BENCH_PG_ADMIN_URL",
                            "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
     name = f"ubi_bench_{uuid.uuid4().hex[:10]}"
-    _harness.create_database(admin, name)
-    url = _harness.database_url(admin, name)
+    databases.create_database(admin, name)
+    url = databases.database_url(admin, name)
     settings = load_settings({"DATABASE_URL": url, "CELERY_BROKER_URL": "memory://",
                               "UBI_PSEUDONYM_SECRET": "bench", "UBI_JWT_SECRET": "bench",
-                              "UBI_RECEIPT_SIGNING_KEY": _harness._signing_key_pem()})
+                              "UBI_RECEIPT_SIGNING_KEY": _harness.signing_key_pem()})
     try:
         schema.upgrade(settings)
         tenant = "bench"
@@ -123,7 +123,7 @@ def run(actors: int = 10_000, days: int = 90, seed: int = 0) -> dict[str, Any]:
         }
     finally:
         reset_engines()
-        _harness.drop_database(admin, name)
+        databases.drop_database(admin, name)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -47,7 +47,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import math
 import multiprocessing as mp
 import os
 import random
@@ -65,6 +64,8 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import _harness as h
+from benchmarks._harness import percentile
+from benchmarks._harness import rounded as _r
 
 # --- realistic envelopes ---------------------------------------------------------------------
 
@@ -316,20 +317,6 @@ FROM batches
 """
 
 
-def percentile(values: list[float], q: float) -> float | None:
-    """The ``q``-quantile (0..1) by linear interpolation; None for no values."""
-    if not values:
-        return None
-    s = sorted(values)
-    pos = (len(s) - 1) * q
-    lo, hi = math.floor(pos), math.ceil(pos)
-    return s[lo] + (s[hi] - s[lo]) * (pos - lo)
-
-
-def _r(value: float | None, nd: int = 3) -> float | None:
-    return None if value is None else round(value, nd)
-
-
 def _backends(engine: Any, db_name: str) -> list[int]:
     import sqlalchemy as sa
 
@@ -430,7 +417,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         web = next(p for p in stack.processes if p.name == "gunicorn")
         tokens = {t: stack.token(t, "ubi:write:events") for t in tenants}
         rate_per_proc = (args.rate / args.batch_size / args.load_processes) if args.rate else 0.0
-        threads = args.load_threads or 2
+        threads = args.load_threads
 
         ctx = mp.get_context("spawn")
         ready, results, go = ctx.Queue(), ctx.Queue(), ctx.Event()
@@ -443,9 +430,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             for i in range(args.load_processes)]
         engine = stack.sql_engine()
         probe = h.QueueProbe(args.broker_url, stack.queue_name("ingest"))
-        autovacuum = h.server_setting(args.pg_admin_url, "autovacuum")
-        analyze_every = args.analyze_interval if args.analyze_interval >= 0 else (
-            15.0 if autovacuum == "off" else 0.0)
+        autovacuum, analyze_every = h.analyze_every(args)
         analyzer = h.PeriodicAnalyze(stack.database_url, analyze_every, vacuum=UPDATED_TABLES)
         pyspy: list[subprocess.Popen[bytes]] = []
         try:
@@ -680,10 +665,7 @@ def _figures(args: argparse.Namespace, load_results: list[LoadResult], batch_row
 
 def _print_summary(f: dict[str, Any]) -> None:
     s = f["settings"]
-    cpu = f.get("cpu", {})
-
-    def fmt(v: Any, unit: str = "") -> str:
-        return "-" if v is None else (f"{v:,}{unit}" if isinstance(v, int) else f"{v}{unit}")
+    fmt = h.fmt
 
     print(f"ingest benchmark ({s['mode']}), {s['duration_s']} s window after "
           f"{s['warmup_s']} s warm-up, {s['cpus']} CPUs, {s['date']}")
@@ -719,13 +701,7 @@ def _print_summary(f: dict[str, Any]) -> None:
           f"(unfinished {f['batches_unfinished']}, failed {f['batches_failed']}, redelivered "
           f"{f['redelivered_batches']});  503s {f['http_503']}, other errors "
           f"{f['http_errors'] or 0}")
-    if cpu:
-        parts = ", ".join(f"{k[:-6]} {v}" for k, v in cpu.items() if k.endswith("_cpu_s"))
-        print(f"  CPU s in window   {parts};  machine busy {cpu['machine_busy_pct']} % of "
-              f"{cpu['machine_cpus']} CPUs")
-        if cpu["unaccounted_cpu_s"] > 0.1 * cpu["wall_s"] * (cpu["machine_cpus"] or 1):
-            print(f"  WARNING: {cpu['unaccounted_cpu_s']} CPU s went to other processes on the "
-                  "machine during the window; the figures are skewed")
+    h.print_cpu(f.get("cpu", {}))
     timings = f.get("worker_timings_ms")
     if timings:
         stages = ", ".join(f"{k} {v['mean_ms']}" for k, v in timings.items()
@@ -737,31 +713,12 @@ def _print_summary(f: dict[str, Any]) -> None:
 def build_parser() -> argparse.ArgumentParser:
     doc = __doc__ or "ingest benchmark"
     p = argparse.ArgumentParser(prog="ubi bench ingest", description=doc.splitlines()[0])
-    p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("--duration", type=float, default=60.0,
-                   help="measured window in seconds (default 60)")
-    p.add_argument("--warmup", type=float, default=5.0, help="seconds before the window")
-    p.add_argument("--rate", type=float, default=0.0,
-                   help="offered events/s (open loop); default: max throughput")
+    h.add_load_arguments(p, warmup=5.0, days=3.0, load_processes=2, load_threads=2,
+                         sample_interval=0.5)
     p.add_argument("--max-queued", type=int, default=4,
                    help="max-throughput back-pressure: hold off while more batch messages "
                    "wait in the ingest queue (0 = flood)")
-    p.add_argument("--batch-size", type=int, default=1000)
-    p.add_argument("--tenants", type=int, default=4)
-    p.add_argument("--actors", type=int, default=400, help="actors per tenant")
-    p.add_argument("--days", type=float, default=3.0, help="occurred_at within this many days")
-    p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--load-processes", type=int, default=2)
-    p.add_argument("--load-threads", type=int, default=0, help="per load process (default 2)")
-    p.add_argument("--web-workers", type=int, default=2)
-    p.add_argument("--web-threads", type=int, default=4)
     p.add_argument("--worker-concurrency", type=int, default=2)
-    p.add_argument("--sample-interval", type=float, default=0.5)
-    p.add_argument("--analyze-interval", type=float, default=-1.0,
-                   help="VACUUM (ANALYZE) the run's database every S seconds during the run, "
-                   "as autovacuum would (default: 15 s when the server runs with autovacuum "
-                   "off, else never; 0 = never)")
-    p.add_argument("--drain-timeout", type=float, default=300.0)
     p.add_argument("--copy-rows", type=int, default=0,
                    help="rows for the COPY comparison (default: as many as were stored)")
     p.add_argument("--no-copy", action="store_true", help="skip the COPY comparison")
@@ -769,28 +726,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="worker logs at INFO and its per-stage timings_ms are reported")
     p.add_argument("--py-spy", metavar="DIR", default="",
                    help="record collapsed-stack profiles of web and worker into DIR")
-    p.add_argument("--keep", action="store_true", help="keep the database (debugging)")
-    p.add_argument("--pg-admin-url", default=h.DEFAULT_PG_ADMIN_URL)
-    p.add_argument("--broker-url", default=h.DEFAULT_BROKER_URL)
-    p.add_argument("--redis-url", default=h.DEFAULT_REDIS_URL)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if args.batch_size < 1 or args.duration <= 0 or args.load_processes < 1:
-        print("batch size, duration and load processes must be positive", file=sys.stderr)
-        return 2
-    try:
-        figures = run(args)
-    except KeyboardInterrupt:
-        print("interrupted: everything the run created was removed", file=sys.stderr)
-        return 130
-    if args.json:
-        print(json.dumps(figures, default=str))
-    else:
-        _print_summary(figures)
-    return 0
+    return h.load_main(build_parser(), argv, run, _print_summary)
 
 
 __all__ = ["LoadSpec", "batch_body", "copy_benchmark", "envelope_fragments", "main", "run"]

@@ -33,7 +33,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing as mp
 import os
 import statistics
@@ -43,16 +42,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from benchmarks import _harness as h
-from benchmarks.ingest import UPDATED_TABLES, LoadResult, LoadSpec, load_process, percentile
+from benchmarks._harness import percentile
+from benchmarks._harness import rounded as _r
+from benchmarks.ingest import UPDATED_TABLES, LoadResult, LoadSpec, load_process
 
 _BATCHES_SQL = ("SELECT batch_id, tenant_id, status, accepted, "
                 "extract(epoch from finished_at) FROM batches")
 _DIRTY_SQL = ("SELECT tenant_id, extract(epoch from min(marked_at)), count(*) "
               "FROM dirty_subjects GROUP BY tenant_id")
-
-
-def _r(value: float | None, nd: int = 3) -> float | None:
-    return None if value is None else round(value, nd)
 
 
 class Tracker:
@@ -122,9 +119,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         engine = stack.sql_engine()
         probes = {q: h.QueueProbe(args.broker_url, stack.queue_name(q))
                   for q in ("ingest", "features", "detect")}
-        autovacuum = h.server_setting(args.pg_admin_url, "autovacuum")
-        analyze_every = args.analyze_interval if args.analyze_interval >= 0 else (
-            15.0 if autovacuum == "off" else 0.0)
+        autovacuum, analyze_every = h.analyze_every(args)
         analyzer = h.PeriodicAnalyze(stack.database_url, analyze_every,
                                      vacuum=(*UPDATED_TABLES, "features"))
 
@@ -272,10 +267,7 @@ def _figures(args: argparse.Namespace, load_results: list[LoadResult], tracker: 
 
 def _print_summary(f: dict[str, Any]) -> None:
     s = f["settings"]
-    cpu = f.get("cpu", {})
-
-    def fmt(v: Any, unit: str = "") -> str:
-        return "-" if v is None else (f"{v:,}{unit}" if isinstance(v, int) else f"{v}{unit}")
+    fmt = h.fmt
 
     print(f"pipeline benchmark ({s['mode']}), {s['duration_s']:g} s window after "
           f"{s['warmup_s']:g} s warm-up, {s['cpus']} CPUs, {s['date']}")
@@ -302,64 +294,23 @@ def _print_summary(f: dict[str, Any]) -> None:
           f"{f['signals']:,} signals; {f['tenants_evaluated']} tenants evaluated; lost "
           f"{f['lost_events']:,}; failed batches {f['failed_batches']}; 503s {f['http_503']}, "
           f"other errors {f['http_errors'] or 0}")
-    if cpu:
-        parts = ", ".join(f"{k[:-6]} {v}" for k, v in cpu.items()
-                          if k.endswith("_cpu_s") and k not in ("machine_busy_cpu_s",))
-        print(f"  CPU s in window   {parts};  machine busy {cpu['machine_busy_pct']} %")
-        if cpu["unaccounted_cpu_s"] > 0.1 * cpu["wall_s"] * (cpu["machine_cpus"] or 1):
-            print(f"  WARNING: {cpu['unaccounted_cpu_s']} CPU s went to other processes on the "
-                  "machine during the window; the figures are skewed")
+    h.print_cpu(f.get("cpu", {}))
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ubi bench pipeline",
                                 description=(__doc__ or "pipeline benchmark").splitlines()[0])
-    p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("--duration", type=float, default=60.0, help="measured window (s)")
-    p.add_argument("--warmup", type=float, default=10.0, help="seconds before the window")
-    p.add_argument("--rate", type=float, default=0.0,
-                   help="offered events/s (open loop); default: max throughput")
+    h.add_load_arguments(p, warmup=10.0, days=1.5, load_processes=1, load_threads=2,
+                         sample_interval=0.2)
     p.add_argument("--max-pending", type=int, default=8,
                    help="max-throughput back-pressure: batches accepted, not yet in features")
-    p.add_argument("--batch-size", type=int, default=1000)
-    p.add_argument("--tenants", type=int, default=4)
-    p.add_argument("--actors", type=int, default=400, help="actors per tenant")
-    p.add_argument("--days", type=float, default=1.5,
-                   help="occurred_at within this many days (yesterday closes: detection runs)")
-    p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--load-processes", type=int, default=1)
-    p.add_argument("--load-threads", type=int, default=2, help="per load process")
-    p.add_argument("--web-workers", type=int, default=2)
-    p.add_argument("--web-threads", type=int, default=4)
     p.add_argument("--ingest-concurrency", type=int, default=2)
     p.add_argument("--pipeline-concurrency", type=int, default=2)
-    p.add_argument("--sample-interval", type=float, default=0.2)
-    p.add_argument("--analyze-interval", type=float, default=-1.0,
-                   help="VACUUM (ANALYZE) every S seconds as autovacuum would (default: 15 s "
-                   "when the server runs with autovacuum off, else never; 0 = never)")
-    p.add_argument("--drain-timeout", type=float, default=300.0)
-    p.add_argument("--keep", action="store_true", help="keep the database (debugging)")
-    p.add_argument("--pg-admin-url", default=h.DEFAULT_PG_ADMIN_URL)
-    p.add_argument("--broker-url", default=h.DEFAULT_BROKER_URL)
-    p.add_argument("--redis-url", default=h.DEFAULT_REDIS_URL)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if args.batch_size < 1 or args.duration <= 0 or args.load_processes < 1:
-        print("batch size, duration and load processes must be positive", file=sys.stderr)
-        return 2
-    try:
-        figures = run(args)
-    except KeyboardInterrupt:
-        print("interrupted: everything the run created was removed", file=sys.stderr)
-        return 130
-    if args.json:
-        print(json.dumps(figures, default=str))
-    else:
-        _print_summary(figures)
-    return 0
+    return h.load_main(build_parser(), argv, run, _print_summary)
 
 
 __all__ = ["Tracker", "main", "run"]

@@ -11,6 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from tests.support.envelopes import envelope, post_events, wait_for_batch
+from tests.support.resources import wait_for_lock_waiter
 from tests.support.servers import WorkerProcess
 from tests.support.workers import running_worker
 from ubi.analytics.privacy import Pseudonymiser
@@ -101,16 +102,7 @@ def test_worker_killed_mid_batch_then_redelivered(client, tokens, db_session, se
     token, batch_id = _publish_raw(client, tokens, items)
     worker = WorkerProcess("ingest")
     try:
-        deadline = time.monotonic() + 60
-        waiting = 0
-        while time.monotonic() < deadline and not waiting:
-            # A fresh connection each time: activity views are snapshotted per transaction.
-            with engine.connect() as probe:
-                waiting = probe.execute(sa.text(
-                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                    "AND datname = current_database()")).scalar()
-            time.sleep(0.1)
-        if not waiting:
+        if not wait_for_lock_waiter(engine, timeout=60):
             worker.stop()
             activity = blocker.execute(sa.text(
                 "SELECT state, wait_event_type, wait_event, left(query, 120) "

@@ -11,6 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from tests.support.organisation import organisation_events
+from tests.support.resources import wait_for_lock_waiter
 from tests.support.servers import WorkerProcess
 from tests.support.workers import running_worker
 from ubi.analytics.privacy import Pseudonymiser
@@ -59,15 +60,8 @@ def test_detect_worker_killed_mid_run(settings, db_session, database, broker) ->
     detect_tenant.apply_async(kwargs={"tenant_id": "acme", "correlation_id": "b1"})
     worker = WorkerProcess("pipeline")
     try:
-        deadline = time.monotonic() + 90
-        waiting = 0
-        while time.monotonic() < deadline and not waiting:
-            with engine.connect() as probe:
-                waiting = probe.execute(sa.text(
-                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                    "AND datname = current_database()")).scalar()
-            time.sleep(0.1)
-        assert waiting, "the detect run never reached the locked row"
+        assert wait_for_lock_waiter(engine, timeout=90), \
+            "the detect run never reached the locked row"
         worker.kill()
     finally:
         tx.rollback()

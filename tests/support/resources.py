@@ -3,44 +3,16 @@
 from __future__ import annotations
 
 import contextlib
-from typing import Any
 
 import sqlalchemy as sa
 from kombu import Connection
 
+from ubi.integrations.broker import delete_broker_objects
 from ubi.models import Base
+from ubi.services.databases import create_database, database_exists, drop_database
 
-
-def _admin_engine(admin_url: str) -> sa.Engine:
-    return sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
-
-
-def create_database(admin_url: str, name: str) -> None:
-    engine = _admin_engine(admin_url)
-    try:
-        with engine.connect() as conn:
-            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    finally:
-        engine.dispose()
-
-
-def drop_database(admin_url: str, name: str) -> None:
-    engine = _admin_engine(admin_url)
-    try:
-        with engine.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    finally:
-        engine.dispose()
-
-
-def database_exists(admin_url: str, name: str) -> bool:
-    engine = _admin_engine(admin_url)
-    try:
-        with engine.connect() as conn:
-            return bool(conn.execute(sa.text("SELECT 1 FROM pg_database WHERE datname = :n"),
-                                     {"n": name}).scalar())
-    finally:
-        engine.dispose()
+__all__ = ["create_database", "database_exists", "delete_broker_objects", "drop_database",
+           "purge_task_queues", "queue_exists", "truncate_all"]
 
 
 def truncate_all(database_url: str) -> None:
@@ -53,16 +25,6 @@ def truncate_all(database_url: str) -> None:
     with engine.begin() as conn:
         conn.execute(sa.text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
     invalidate()
-
-
-def delete_broker_objects(broker_url: str, declared: dict[str, Any]) -> None:
-    with Connection(broker_url) as conn:
-        channel = conn.channel()
-        for queue in declared.get("queues", []):
-            channel.queue_delete(queue)
-        for exchange in declared.get("exchanges", []):
-            channel.exchange_delete(exchange)
-        channel.close()
 
 
 def queue_exists(broker_url: str, name: str) -> bool:
@@ -90,3 +52,20 @@ def purge_task_queues(broker_url: str) -> None:
             with contextlib.suppress(Exception):
                 channel.queue_purge(queue.name)
         channel.close()
+
+
+def wait_for_lock_waiter(engine: sa.Engine, timeout: float) -> int:
+    """Wait until a session of the engine's database waits on a lock (a worker reached the
+    row a test holds); the number waiting, 0 if none did within ``timeout`` seconds."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        # A fresh connection each time: activity views are snapshotted per transaction.
+        with engine.connect() as probe:
+            waiting = int(probe.execute(sa.text(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                "AND datname = current_database()")).scalar() or 0)
+        if waiting or time.monotonic() >= deadline:
+            return waiting
+        time.sleep(0.1)
