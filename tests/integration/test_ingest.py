@@ -138,3 +138,39 @@ def test_bare_array_body_and_privileged_cross_tenant(client, tokens, db_session,
     assert resp.status_code == 202 and resp.json["summary"]["accepted"] == 2
     wait_for_batch(client, ops, resp.json["batch_id"])
     assert sorted(db_session.execute(sa.select(Event.tenant_id)).scalars()) == ["acme", "globex"]
+
+
+def test_queue_size_gauge_is_the_stores_backlog(client, settings, db_session) -> None:  # type: ignore[no-untyped-def]
+    """``ubi_queue_size`` (SPEC §11) counts accepted, unprocessed events per tenant at scrape
+    time, whichever process accepted or stored them, and falls to 0 once they are stored."""
+    import json
+    import re
+
+    from ubi import clock
+    from ubi.models import session_factory
+    from ubi.services import ingest
+
+    def gauge() -> dict[str, float]:
+        page = client.get("/v1/ubi/metrics").data.decode()
+        return {t: float(v) for t, v in re.findall(
+            r'^ubi_queue_size\{tenant_id="([^"]+)"\} (\S+)$', page, re.M)}
+
+    items = [envelope(actor=f"dev{i}") for i in range(5)]
+    with session_factory()() as s:  # accepted as the API does, not yet processed
+        accepted = ingest.accept_batch(s, json.dumps(items).encode(), caller_tenant="acme",
+                                       privileged=False, max_batch=settings.max_batch)
+        s.commit()
+    assert gauge() == {"acme": 5.0}
+    message = accepted.message
+    assert message is not None
+    with session_factory()() as s:  # what the ingest worker does with the message
+        assert ingest.claim_batch(s, accepted.batch_id, "acme", None, clock.utcnow())
+        s.commit()
+    assert gauge() == {"acme": 5.0}  # processing still counts
+    with session_factory()() as s:
+        ingest.store_batch(s, batch_id=accepted.batch_id, tenant_id="acme",
+                           events_json=message["events_json"], received_at=clock.utcnow(),
+                           correlation_id=None,
+                           pseudonymiser=Pseudonymiser(settings.pseudonym_secret))
+        s.commit()
+    assert gauge() == {"acme": 0.0}

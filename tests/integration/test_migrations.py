@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import UTC, date, datetime, timedelta
 
@@ -108,3 +109,25 @@ def test_events_partitioned_by_day_with_maintenance_functions(scratch_db) -> Non
         assert partitions.existing_partitions(session) == {today, today - timedelta(days=1)}
         remaining = session.execute(sa.select(sa.func.count()).select_from(Event)).scalar()
         assert remaining == 3  # two days' partitions dropped, the default partition kept
+
+
+def test_sequence_events_have_their_own_partial_index_on_every_partition(scratch_db) -> None:  # type: ignore[no-untyped-def]
+    """Focus time reads only sequence events (``services/focus_time``): the partial index
+    exists on every day partition, created now or later, and covers exactly those types."""
+    from ubi.analytics.taxonomy import SEQUENCE_EVENT_TYPES
+    from ubi.models.session import session_factory
+
+    schema.upgrade(scratch_db)
+    partitions.forget_known_partitions()
+    today = date(2026, 11, 26)
+    with session_factory(scratch_db)() as session:
+        partitions.ensure_partitions(session, [today, today - timedelta(days=1)], today=today)
+        session.commit()
+        rows = session.execute(sa.text(
+            "SELECT c.relname, pg_get_expr(i.indpred, i.indrelid) FROM pg_index i "
+            "JOIN pg_class c ON c.oid = i.indrelid JOIN pg_class x ON x.oid = i.indexrelid "
+            "WHERE c.relname LIKE 'events%' AND i.indpred IS NOT NULL")).all()
+    indexed = {name for name, _ in rows}
+    assert {"events", f"events_p{today:%Y%m%d}", "events_default"} <= indexed
+    for _, predicate in rows:
+        assert set(re.findall(r"'([a-z_]+)'", predicate)) == SEQUENCE_EVENT_TYPES

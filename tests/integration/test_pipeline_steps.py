@@ -373,3 +373,55 @@ def test_features_are_rewritten_only_when_they_change(  # type: ignore[no-untype
     assert row("commit_count") == (commits, first)  # unchanged: not rewritten
     rate, computed = row("build_failure_rate")
     assert rate == 1.0 and rate != builds_before[0] and computed == frozen.now
+
+
+def test_focus_time_does_not_depend_on_how_sessions_were_batched(  # type: ignore[no-untyped-def]
+        settings, db_session, frozen) -> None:
+    """A session starting in one batch and ending in a later one counts on its end day, in
+    whatever order and batches its events arrive; redelivery changes nothing."""
+    from tests.support import resources
+    from tests.support.envelopes import envelope
+
+    midnight = datetime.combine(frozen.now.date() - timedelta(days=2), datetime.min.time(),
+                                tzinfo=UTC)
+    first_day, second_day = midnight.date() - timedelta(days=1), midnight.date()
+
+    def ev(actor: str, kind: str, at: datetime, **payload):  # type: ignore[no-untyped-def]
+        return envelope(actor=actor, signal_type=kind, occurred_at=at, payload=payload)
+
+    events = [
+        # alice: 23:30 -> 00:45 across midnight (75 min on the second day), then a
+        # 25-minute session known only from its end's duration.
+        ev("alice", "focus_session_started", midnight - timedelta(minutes=30)),
+        ev("alice", "focus_session_ended", midnight + timedelta(minutes=45)),
+        ev("alice", "focus_session_ended", midnight + timedelta(hours=5), duration_ms=25 * 60000),
+        ev("alice", "commit_created", midnight - timedelta(hours=2)),
+        # bob: context switches only, 30 and 90 minutes apart.
+        ev("bob", "context_switch", midnight + timedelta(hours=9)),
+        ev("bob", "context_switch", midnight + timedelta(hours=9, minutes=30)),
+        ev("bob", "context_switch", midnight + timedelta(hours=11)),
+        # carol: an end without a start whose duration is not a number is not trusted.
+        ev("carol", "focus_session_ended", midnight + timedelta(hours=3), duration_ms="600000"),
+    ]
+
+    def focus() -> dict[tuple[str, object], tuple[float, int]]:
+        rows = db_session.execute(sa.select(
+            daily_rollups.c.actor_id, daily_rollups.c.day, daily_rollups.c.focus_minutes,
+            daily_rollups.c.focus_sessions)).all()
+        db_session.rollback()
+        alias = Pseudonymiser(settings.pseudonym_secret)
+        names = {alias.pseudonym("acme", n): n for n in ("alice", "bob", "carol")}
+        return {(names[a], d): (round(m, 6), s) for a, d, m, s in rows}
+
+    store(settings, events)
+    expected = {("alice", first_day): (0.0, 0), ("alice", second_day): (100.0, 2),
+                ("bob", second_day): (120.0, 2), ("carol", second_day): (0.0, 0)}
+    assert focus() == expected
+
+    for order in (list(reversed(events)), events[3:] + events[:3]):
+        resources.truncate_all(settings.database_url)
+        for e in order:  # one event per batch, in another order
+            store(settings, [e])
+        assert focus() == expected
+    store(settings, events, "again")  # a redelivery under another batch id
+    assert focus() == expected

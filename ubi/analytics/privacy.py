@@ -102,8 +102,9 @@ def minimise(event_type: str, payload: dict[str, Any] | None, resource: dict[str
         return {}, {}
     allowed = config.allowed_keys_for(event_type)
     properties: dict[str, Any] = {}
+    # Only an object value can carry tags: scalars skip the tag check.
     for key, value in (payload or {}).items():
-        if drop_tags.intersection(_tags_of(value)):
+        if isinstance(value, dict) and drop_tags.intersection(_tags_of(value)):
             account.tagged_keys[key] += 1
         elif key not in allowed:
             account.disallowed_keys[key] += 1
@@ -113,7 +114,7 @@ def minimise(event_type: str, payload: dict[str, Any] | None, resource: dict[str
     for key, value in (resource or {}).items():
         if key in STRUCTURAL_RESOURCE_KEYS:
             continue
-        if drop_tags.intersection(_tags_of(value)):
+        if isinstance(value, dict) and drop_tags.intersection(_tags_of(value)):
             account.tagged_keys[f"resource.{key}"] += 1
         elif key not in allowed:
             account.disallowed_keys[f"resource.{key}"] += 1

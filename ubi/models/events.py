@@ -14,8 +14,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
-from ubi.analytics.taxonomy import ROLLUP_COUNTER_COLUMNS
+from ubi.analytics.taxonomy import ROLLUP_COUNTER_COLUMNS, SEQUENCE_EVENT_TYPES
 from ubi.models.base import Base, JSONType, UTCDateTime
+
+_SEQUENCES = "event_type IN (" + ", ".join(f"'{t}'" for t in sorted(SEQUENCE_EVENT_TYPES)) + ")"
 
 
 class Event(Base):
@@ -24,6 +26,9 @@ class Event(Base):
     __tablename__ = "events"
     __table_args__ = (
         sa.Index("ix_events_tenant_actor_ts", "tenant_id", "actor_id", "timestamp_utc"),
+        # Only the sequence events focus time is computed from (migration 0004).
+        sa.Index("ix_events_sequences", "tenant_id", "actor_id", "event_date",
+                 postgresql_where=sa.text(_SEQUENCES), sqlite_where=sa.text(_SEQUENCES)),
         {"postgresql_partition_by": "RANGE (event_date)"},
     )
 

@@ -12,11 +12,11 @@ from prometheus_client import (
     REGISTRY,
     CollectorRegistry,
     Counter,
-    Gauge,
     Histogram,
     generate_latest,
 )
 from prometheus_client import multiprocess as _mp
+from prometheus_client.core import GaugeMetricFamily
 
 from ubi.settings import get_settings
 
@@ -38,18 +38,38 @@ BASELINE_DURATION = Histogram(
 API_DURATION = Histogram(
     "ubi_api_request_duration_seconds", "HTTP request time", ["tenant_id", "endpoint", "method"],
     buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
-QUEUE_SIZE = Gauge(
-    "ubi_queue_size", "Events accepted and not yet processed", ["tenant_id"],
-    multiprocess_mode="livemax")
 
 
-def exposition() -> tuple[bytes, str]:
-    """The metrics page body and its content type."""
+class _QueueSize:
+    """``ubi_queue_size``, read from the batches table when the page is scraped: the store
+    knows the backlog of every process at once, where per-process gauges would each hold
+    the value they last saw (and the highest stale one would win)."""
+
+    def __init__(self, pending: dict[str, int]) -> None:
+        self.pending = pending
+
+    def collect(self) -> list[GaugeMetricFamily]:
+        family = GaugeMetricFamily("ubi_queue_size", "Events accepted and not yet processed",
+                                   labels=["tenant_id"])
+        for tenant_id, events in sorted(self.pending.items()):
+            family.add_metric([tenant_id], float(events))
+        return [family]
+
+
+def exposition(queue_size: dict[str, int] | None = None) -> tuple[bytes, str]:
+    """The metrics page body and its content type; ``queue_size`` (pending events per
+    tenant) is left out when the store could not be read."""
     if get_settings().prometheus_multiproc_dir:
         registry = CollectorRegistry()
         _mp.MultiProcessCollector(registry)
-        return generate_latest(registry), CONTENT_TYPE_LATEST
-    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+        body = generate_latest(registry)
+    else:
+        body = generate_latest(REGISTRY)
+    if queue_size is not None:
+        extra = CollectorRegistry(auto_describe=False)
+        extra.register(_QueueSize(queue_size))  # type: ignore[arg-type]
+        body += generate_latest(extra)
+    return body, CONTENT_TYPE_LATEST
 
 
 def mark_process_dead(pid: int) -> None:

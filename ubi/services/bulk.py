@@ -15,12 +15,17 @@ from __future__ import annotations
 
 import json
 import re
+import struct
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import orjson
 import sqlalchemy as sa
+from psycopg import postgres
+from psycopg.adapt import Dumper
+from psycopg.pq import Format
 from psycopg.types.json import Jsonb
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
@@ -103,28 +108,78 @@ def _value_processor(column: sa.Column[Any], dialect: Dialect) -> Any:
 
 
 def _unnest_statement(table: sa.Table, columns: Sequence[str], dialect: Dialect, *,
-                      conflict: str) -> tuple[str, list[Any]]:
+                      conflict: str, constants: Sequence[str] = ()
+                      ) -> tuple[str, list[Any], list[Any]]:
     """``INSERT INTO t AS t (cols) SELECT cols FROM unnest(...) ORDER BY ordinality`` plus
-    ``conflict``, as driver SQL with binary array parameters, and each column's value
-    processor (or None); cached per shape."""
-    key = (table.name, id(table), tuple(columns), dialect.name, conflict)
+    ``conflict``, as driver SQL with binary array parameters (``%(cN)b``), and each column's
+    value processor (or None); ``constants`` are columns with one value for every row, passed
+    once (``%(kN)s``) with their processors (the third item). Cached per shape."""
+    key = (table.name, id(table), tuple(columns), dialect.name, conflict, tuple(constants))
     with _statement_lock:
         hit = _statement_cache.get(key)
     if hit is not None:
         return hit
     cols = [table.c[c] for c in columns]
-    col_sql = ", ".join(_quote(c) for c in columns)
+    fixed = [table.c[c] for c in constants]
+    col_sql = ", ".join(_quote(c) for c in (*constants, *columns))
     # %(cN)b: psycopg sends the arrays in binary, several times cheaper than text arrays.
     arrays = ", ".join(f"CAST(%(c{i})b AS {_array_type(col, dialect)})"
                        for i, col in enumerate(cols))
     aliases = ", ".join(f"u{i}" for i in range(len(cols)))
+    selected = ", ".join([*(f"CAST(%(k{j})s AS {_array_type(col, dialect)[:-2]})"
+                            for j, col in enumerate(fixed)), aliases])
     sql = (f"INSERT INTO {_quote(table.name)} AS t ({col_sql}) "
-           f"SELECT {aliases} FROM unnest({arrays}) WITH ORDINALITY AS u({aliases}, n) "
+           f"SELECT {selected} FROM unnest({arrays}) WITH ORDINALITY AS u({aliases}, n) "
            f"ORDER BY n {conflict}")
-    built = (sql, [_value_processor(col, dialect) for col in cols])
+    built = (sql, [_value_processor(col, dialect) for col in cols],
+             [_value_processor(col, dialect) for col in fixed])
     with _statement_lock:
         _statement_cache[key] = built
     return built
+
+
+# Numeric columns held in numpy arrays skip psycopg's per-value array dumping (a Python loop,
+# ~0.5 us a value): they are packed into PostgreSQL's binary array format in one numpy pass.
+
+class _PackedInt8Array(bytes):
+    """A one-dimensional ``int8[]`` in PostgreSQL's binary wire format."""
+
+
+class _PackedFloat8Array(bytes):
+    """A one-dimensional ``float8[]`` in PostgreSQL's binary wire format."""
+
+
+class _PackedInt8ArrayDumper(Dumper):
+    format = Format.BINARY
+    oid = postgres.types["int8"].array_oid
+
+    def dump(self, obj: Any) -> bytes:
+        return bytes(obj)
+
+
+class _PackedFloat8ArrayDumper(_PackedInt8ArrayDumper):
+    oid = postgres.types["float8"].array_oid
+
+
+def _packed_array(values: np.ndarray) -> bytes:
+    """``values`` (integers or floats, no nulls) as a binary ``int8[]`` / ``float8[]``."""
+    if values.dtype.kind == "f":
+        kind, elem, code = _PackedFloat8Array, postgres.types["float8"].oid, ">f8"
+    else:
+        kind, elem, code = _PackedInt8Array, postgres.types["int8"].oid, ">i8"
+    n = len(values)
+    if n == 0:
+        return kind(struct.pack(">iiI", 0, 0, elem))
+    body = np.empty(n, dtype=[("size", ">i4"), ("value", code)])
+    body["size"] = 8
+    body["value"] = values
+    return kind(struct.pack(">iiIii", 1, 0, elem, n, 1) + body.tobytes())
+
+
+def _register_packed_dumpers(session: Session) -> None:
+    adapters = session.connection().connection.driver_connection.adapters
+    adapters.register_dumper(_PackedInt8Array, _PackedInt8ArrayDumper)
+    adapters.register_dumper(_PackedFloat8Array, _PackedFloat8ArrayDumper)
 
 
 def _column_arrays(rows: Sequence[dict[str, Any]], columns: Sequence[str],
@@ -193,11 +248,11 @@ def insert_new_keys(session: Session, table: sa.Table, rows: Sequence[dict[str, 
         target = ", ".join(_quote(c) for c in key_columns)
         conflict = (f"ON CONFLICT ({target}) DO NOTHING RETURNING "
                     + ", ".join(f"t.{_quote(c)}" for c in key_columns))
-        stmt, processors = _unnest_statement(table, columns, session.get_bind().dialect,
-                                             conflict=conflict)
+        stmt, processors, _ = _unnest_statement(table, columns, session.get_bind().dialect,
+                                                conflict=conflict)
         for part in chunks(rows, ARRAY_CHUNK):
             new.update(tuple(r) for r in _execute_arrays(
-                session, stmt, _column_arrays(part, columns, processors)))
+                session, stmt, _column_arrays(part, columns, processors)).all())
         return new
     returning = [table.c[c] for c in key_columns]
     for part in chunks(rows):
@@ -217,14 +272,15 @@ def _decode_json_text(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _copy_in(session: Session, table: sa.Table, target: str, columns: Sequence[str],
-             rows: Iterable[dict[str, Any]]) -> None:
-    """``COPY target (columns) FROM STDIN`` of dict rows; JSON columns as jsonb."""
+             rows: Iterable[Any], *, as_tuples: bool = False) -> None:
+    """``COPY target (columns) FROM STDIN`` of dict rows (or of value sequences in the order
+    of ``columns``); JSON columns as jsonb."""
     json_pos = [i for i, c in enumerate(columns) if isinstance(table.c[c].type, sa.JSON)]
     raw = session.connection().connection.driver_connection
     cols_sql = ", ".join(_quote(c) for c in columns)
     with raw.cursor() as cur, cur.copy(f"COPY {_quote(target)} ({cols_sql}) FROM STDIN") as copy:
         for row in rows:
-            values = [row[c] for c in columns]
+            values = list(row) if as_tuples else [row[c] for c in columns]
             for i in json_pos:
                 if not isinstance(values[i], JsonText):
                     values[i] = Jsonb(values[i], dumps=_json_dumps)
@@ -241,6 +297,18 @@ def copy_rows(session: Session, table: sa.Table, rows: Sequence[dict[str, Any]])
             session.execute(sa.insert(table), list(part))
         return len(rows)
     _copy_in(session, table, table.name, columns, rows)
+    return len(rows)
+
+
+def copy_tuples(session: Session, table: sa.Table, columns: Sequence[str],
+                rows: Sequence[Sequence[Any]]) -> int:
+    """``copy_rows`` for rows held as value sequences in the order of ``columns`` (no dict
+    per row on the hot path)."""
+    if not rows:
+        return 0
+    if not is_postgres(session):
+        return copy_rows(session, table, [dict(zip(columns, r, strict=True)) for r in rows])
+    _copy_in(session, table, table.name, columns, rows, as_tuples=True)
     return len(rows)
 
 
@@ -261,8 +329,8 @@ def upsert_adding(session: Session, table: sa.Table, rows: Sequence[dict[str, An
         _check_same_columns(ordered, columns)
         conflict = _pg_conflict_update(table, key_columns, add=add, bit_or=bit_or, least=least,
                                        greatest=greatest, replace=replace)
-        stmt, processors = _unnest_statement(table, columns, session.get_bind().dialect,
-                                             conflict=conflict)
+        stmt, processors, _ = _unnest_statement(table, columns, session.get_bind().dialect,
+                                                conflict=conflict)
         for part in chunks(ordered, ARRAY_CHUNK):
             _execute_arrays(session, stmt, _column_arrays(part, columns, processors))
         return
@@ -285,6 +353,61 @@ def upsert_adding(session: Session, table: sa.Table, rows: Sequence[dict[str, An
     stmt = stmt.on_conflict_do_update(index_elements=list(key_columns), set_=sets)
     for part in chunks(ordered):
         session.execute(stmt, list(part))
+
+
+def upsert_columns(session: Session, table: sa.Table, columns: Mapping[str, Any], *,
+                   constants: Mapping[str, Any] | None = None, key_columns: Sequence[str],
+                   add: Sequence[str] = (), bit_or: Sequence[str] = (),
+                   least: Sequence[str] = (), greatest: Sequence[str] = (),
+                   replace: Sequence[str] = ()) -> None:
+    """``upsert_adding`` for data held by column: ``columns`` maps a column to its values
+    (lists, or numpy arrays of numbers, which are packed without a per-value step) and
+    ``constants`` maps a column to the one value every row has (a tenant, a timestamp).
+
+    Rows are written in key order, as ``upsert_adding`` writes them.
+    """
+    fixed = dict(constants or {})
+    names = list(columns)
+    n = len(columns[names[0]]) if names else 0
+    if any(len(columns[c]) != n for c in names):
+        raise ValueError("every column of a bulk write must have as many values")
+    if n == 0:
+        return
+    varying = [c for c in key_columns if c in columns]
+    keys = [[str(v) for v in _plain(columns[c])] for c in varying]
+    order = sorted(range(n), key=lambda i: tuple(k[i] for k in keys))
+    if not is_postgres(session):
+        plain = {c: _plain(columns[c]) for c in names}
+        upsert_adding(session, table, [{**fixed, **{c: plain[c][i] for c in names}}
+                                       for i in order],
+                      key_columns=key_columns, add=add, bit_or=bit_or, least=least,
+                      greatest=greatest, replace=replace)
+        return
+    conflict = _pg_conflict_update(table, key_columns, add=add, bit_or=bit_or, least=least,
+                                   greatest=greatest, replace=replace)
+    stmt, processors, fixed_processors = _unnest_statement(
+        table, names, session.get_bind().dialect, conflict=conflict, constants=list(fixed))
+    _register_packed_dumpers(session)
+    params: dict[str, Any] = {}
+    for j, (value, proc) in enumerate(zip(fixed.values(), fixed_processors, strict=True)):
+        params[f"k{j}"] = value if value is None or proc is None else proc(value)
+    positions = np.asarray(order, dtype=np.int64)
+    for start in range(0, n, ARRAY_CHUNK):
+        part = positions[start:start + ARRAY_CHUNK]
+        for i, (name, proc) in enumerate(zip(names, processors, strict=True)):
+            values = columns[name]
+            if isinstance(values, np.ndarray) and values.dtype.kind in "iuf":
+                params[f"c{i}"] = _packed_array(values[part])
+                continue
+            picked = [values[p] for p in part.tolist()]
+            if proc is not None:
+                picked = [None if v is None else proc(v) for v in picked]
+            params[f"c{i}"] = picked
+        _execute_arrays(session, stmt, params)
+
+
+def _plain(values: Any) -> list[Any]:
+    return values.tolist() if isinstance(values, np.ndarray) else list(values)
 
 
 def upsert_replacing(session: Session, table: sa.Table, rows: Sequence[dict[str, Any]], *,

@@ -5,7 +5,7 @@ tenant at a time (an advisory lock) reads them, computes every feature of the di
 the windows that contain those days, upserts the rows and releases the pairs it computed, all
 in one transaction; pairs a batch marked again meanwhile stay for the next run, so ingestion
 never waits for this step. Closed days are then handed to detection. (Focus time is kept
-current by ingestion itself, for days of any age.)
+current by ingestion itself, for days of any age: ``services/focus_time``.)
 """
 
 from __future__ import annotations
@@ -28,18 +28,15 @@ from sqlalchemy.orm import Session
 from ubi import clock
 from ubi.analytics.calendar import day_from_number, day_number
 from ubi.analytics.features import compute_features
-from ubi.analytics.focus import SequenceEvent, focus_by_day
 from ubi.analytics.ids import feature_id, feature_ids
 from ubi.analytics.presence import first_active_day
 from ubi.analytics.taxonomy import (
     FEATURE_INDEX,
     FEATURE_NAMES,
     FEATURES,
-    SEQUENCE_EVENT_TYPES,
     WINDOWS,
 )
-from ubi.models import DirtySubject, Event, Feature, daily_rollups
-from ubi.models.session import is_postgres
+from ubi.models import DirtySubject, Feature
 from ubi.observability.metrics import FEATURE_DURATION
 from ubi.services import activity_store, bulk, configs, freshness
 from ubi.services.followups import enqueue_followup
@@ -102,55 +99,6 @@ def release_dirty(session: Session, tenant_id: str,
                 key.in_([(a, d, b or "") for a, d, _, b in part])),
             execution_options={"synchronize_session": False}).rowcount
     return done
-
-
-def refresh_focus(session: Session, tenant_id: str, pairs: set[tuple[str, date]]) -> int:
-    """Recompute focus minutes / sessions of the given (actor, day) pairs from their events
-    (pairs without a rollup row are skipped: a day without events has no focus time)."""
-    if not pairs:
-        return 0
-    actors = sorted({a for a, _ in pairs})
-    days = sorted({d for _, d in pairs})
-    lo, hi = days[0] - timedelta(days=1), days[-1]  # sessions may start the day before
-    pg = is_postgres(session)
-    # On PostgreSQL only the duration is read out of the JSON properties, not the document.
-    duration = Event.properties["duration_ms"] if pg else Event.properties
-    rows = session.execute(sa.select(
-        Event.actor_id, Event.timestamp_utc, Event.event_type, duration).where(
-        Event.tenant_id == tenant_id, Event.event_date >= lo, Event.event_date <= hi,
-        Event.actor_id.in_(actors), Event.event_type.in_(sorted(SEQUENCE_EVENT_TYPES)))).all()
-    seq = [SequenceEvent(a, ts.timestamp(), t,
-                         _duration_ms({"duration_ms": v} if pg else v))
-           for a, ts, t, v in rows]
-    focus = focus_by_day(seq)
-    ordered = sorted(pairs)
-    minutes, sessions = [], []
-    for actor, day in ordered:
-        m, n = focus.get((actor, day_number(day)), (0.0, 0))
-        minutes.append(float(m))
-        sessions.append(int(n))
-    if pg:  # one statement for all pairs (binary arrays)
-        session.connection().exec_driver_sql(
-            "UPDATE daily_rollups AS r SET focus_minutes = u.m, focus_sessions = u.s "
-            "FROM unnest(%(a)b::varchar[], %(d)b::date[], %(m)b::float8[], %(s)b::int[]) "
-            "AS u(a, d, m, s) WHERE r.tenant_id = %(t)s AND r.actor_id = u.a AND r.day = u.d",
-            {"t": tenant_id, "a": [a for a, _ in ordered], "d": [d for _, d in ordered],
-             "m": minutes, "s": sessions})
-        return len(ordered)
-    stmt = sa.update(daily_rollups).where(
-        daily_rollups.c.tenant_id == tenant_id, daily_rollups.c.actor_id == sa.bindparam("a"),
-        daily_rollups.c.day == sa.bindparam("d")).values(
-        focus_minutes=sa.bindparam("m"), focus_sessions=sa.bindparam("s"))
-    session.connection().execute(stmt, [
-        {"a": a, "d": d, "m": m, "s": n}
-        for (a, d), m, n in zip(ordered, minutes, sessions, strict=True)])
-    return len(ordered)
-
-
-def _duration_ms(props: Any) -> float | None:
-    value = props.get("duration_ms") if isinstance(props, dict) else None
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) \
-        and value >= 0 else None
 
 
 def compute_tenant_features(session: Session, tenant_id: str, *, now: datetime | None = None

@@ -21,6 +21,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 import msgspec
+import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
@@ -50,8 +51,8 @@ from ubi.models import (
     utcnow,
 )
 from ubi.models.session import dialect_insert, is_postgres
-from ubi.observability.metrics import EVENTS_PROCESSED, QUEUE_SIZE
-from ubi.services import bulk, configs, features, freshness, partitions
+from ubi.observability.metrics import EVENTS_PROCESSED
+from ubi.services import bulk, configs, focus_time, freshness, partitions
 from ubi.services.followups import enqueue_followup
 
 log = logging.getLogger("ubi.ingest")
@@ -81,6 +82,11 @@ class AcceptedBatch:
 
 
 def _known_ids(session: Session, tenant_id: str, ids: list[str]) -> set[str]:
+    """Which of ``ids`` the tenant has already stored (the idempotency ledger)."""
+    if is_postgres(session):  # one array parameter, not one bind parameter per id
+        return set(session.connection().exec_driver_sql(
+            "SELECT event_id FROM event_keys WHERE tenant_id = %(t)s "
+            "AND event_id = ANY(%(ids)s::varchar[])", {"t": tenant_id, "ids": ids}).scalars())
     known: set[str] = set()
     for part in bulk.chunks(ids, 5000):
         known.update(session.execute(
@@ -108,8 +114,13 @@ def accept_batch(session: Session, body: bytes, *, caller_tenant: str | None,
     accepted: list[tuple[int, Envelope, bytes]] = []
     seen: set[tuple[str, str]] = set()
 
+    tenant_configs: dict[str, TenantConfig] = {}
+
     def config_for(tenant_id: str) -> TenantConfig:
-        return configs.load_config(session, tenant_id)
+        config = tenant_configs.get(tenant_id)
+        if config is None:  # once per tenant and batch, not per item
+            config = tenant_configs[tenant_id] = configs.load_config(session, tenant_id)
+        return config
 
     for index, raw in enumerate(raws):
         env, error = validate_item(bytes(raw), caller_tenant=caller_tenant,
@@ -202,16 +213,14 @@ def mark_batch_failed(session: Session, batch_id: str, error: str) -> None:
         status="failed", error=error[:2000], finished_at=utcnow()))
 
 
-def pending_events(session: Session, tenant_id: str) -> int:
-    """Events accepted and not yet processed (SPEC §11 ``ubi_queue_size``)."""
-    return int(session.execute(
-        sa.select(sa.func.coalesce(sa.func.sum(Batch.accepted), 0)).where(
-            Batch.tenant_id == tenant_id, Batch.status.in_(("queued", "processing")))
-    ).scalar_one())
-
-
-def refresh_queue_gauge(session: Session, tenant_id: str) -> None:
-    QUEUE_SIZE.labels(tenant_id).set(pending_events(session, tenant_id))
+def pending_by_tenant(session: Session) -> dict[str, int]:
+    """Events accepted and not yet processed, per tenant (SPEC §11 ``ubi_queue_size``): every
+    tenant that ever stored events or has a batch in flight, 0 when it has none pending."""
+    pending = dict.fromkeys(session.execute(sa.select(IngestionState.tenant_id)).scalars(), 0)
+    pending.update({t: int(n) for t, n in session.execute(
+        sa.select(Batch.tenant_id, sa.func.sum(Batch.accepted))
+        .where(Batch.status.in_(("queued", "processing"))).group_by(Batch.tenant_id))})
+    return pending
 
 
 # --- worker side ----------------------------------------------------------------------------
@@ -321,14 +330,20 @@ def store_batch(session: Session, *, batch_id: str, tenant_id: str, events_json:
         for k, v in values.items():
             setattr(batch, k, v)
     session.flush()
-    for tid in outcome.tenants:
-        refresh_queue_gauge(session, tid)
     timings["total"] = time.perf_counter() - t0
     log.info("batch stored", extra={"ubi": {
         "inserted": outcome.inserted, "duplicates": outcome.duplicates,
         "dirty": outcome.dirty, "timings_ms": {k: round(v * 1000, 2)
                                                 for k, v in timings.items()}}})
     return outcome
+
+
+#: The ``events`` columns COPYed, in the order ``_store_tenant_events`` gives their values.
+_EVENT_COLUMNS = ("tenant_id", "event_date", "event_id", "actor_id", "actor_type", "team_id",
+                  "source_system", "event_type", "timestamp_utc", "utc_offset_minutes",
+                  "ingested_at", "received_at", "properties", "resource", "privacy_tags",
+                  "schema_version", "trace_id", "span_id", "correlation_id", "environment",
+                  "producer_id", "sequence_no", "batch_id")
 
 
 def _store_tenant_events(session: Session, tenant_id: str, config: TenantConfig,
@@ -355,50 +370,43 @@ def _store_tenant_events(session: Session, tenant_id: str, config: TenantConfig,
 
     t = time.perf_counter()
     now = utcnow()
-    bulk.copy_rows(session, Event.__table__, [{
-        "tenant_id": tenant_id, "event_date": e.timestamp_utc.date(), "event_id": e.event_id,
-        "actor_id": e.actor_id, "actor_type": e.actor_type, "team_id": e.team_id,
-        "source_system": e.source_system, "event_type": e.event_type,
-        "timestamp_utc": e.timestamp_utc, "utc_offset_minutes": e.utc_offset_minutes,
-        "ingested_at": e.ingested_at, "received_at": received_at, "properties": e.properties,
-        "resource": e.resource, "privacy_tags": e.privacy_tags,
-        "schema_version": e.schema_version, "trace_id": e.trace_id, "span_id": e.span_id,
-        "correlation_id": e.correlation_id or correlation_id, "environment": e.environment,
-        "producer_id": e.producer_id, "sequence_no": e.sequence_no, "batch_id": batch_id,
-    } for e in inserted])
+    bulk.copy_tuples(session, Event.__table__, _EVENT_COLUMNS, [(
+        tenant_id, e.timestamp_utc.date(), e.event_id, e.actor_id, e.actor_type, e.team_id,
+        e.source_system, e.event_type, e.timestamp_utc, e.utc_offset_minutes, e.ingested_at,
+        received_at, e.properties, e.resource, e.privacy_tags, e.schema_version, e.trace_id,
+        e.span_id, e.correlation_id or correlation_id, e.environment, e.producer_id,
+        e.sequence_no, batch_id) for e in inserted])
     timings["events"] = timings.get("events", 0.0) + time.perf_counter() - t
 
     t = time.perf_counter()
     delta = rollup_events(inserted, config)
-    rows = delta.rows()
-    for row in rows:
-        row["tenant_id"] = tenant_id
-        row["updated_at"] = now
-        row["focus_minutes"] = 0.0
-        row["focus_sessions"] = 0
-    bulk.upsert_adding(session, daily_rollups, rows, key_columns=("tenant_id", "actor_id", "day"),
-                       add=ROLLUP_COUNTER_COLUMNS, bit_or=("hours_mask",),
-                       least=("first_event_at",), greatest=("last_event_at",),
-                       replace=("actor_type", "team_id", "updated_at"))
-    bulk.upsert_adding(session, DailyInteraction.__table__, [
-        {"tenant_id": tenant_id, "actor_id": a, "day": d, "counterpart_id": c, "events": n}
-        for (a, d, c), n in delta.interactions.items()],
-        key_columns=("tenant_id", "actor_id", "day", "counterpart_id"), add=("events",))
-    bulk.upsert_adding(session, DailyWorkItem.__table__, [
-        {"tenant_id": tenant_id, "actor_id": a, "day": d, "work_item_id": w, "events": ev,
-         "llm_requests": llm}
-        for (a, d, w), (ev, llm) in delta.work_items.items()],
-        key_columns=("tenant_id", "actor_id", "day", "work_item_id"),
-        add=("events", "llm_requests"))
-    # Focus time comes from sequences (a session may start in one batch and end in another):
-    # recompute it for every day whose sequences changed, and the day after (sessions are
-    # counted on the day they end), whatever the day's age.
+    bulk.upsert_columns(session, daily_rollups, delta.columns(), constants={
+        "tenant_id": tenant_id, "updated_at": now, "focus_minutes": 0.0, "focus_sessions": 0},
+        key_columns=("tenant_id", "actor_id", "day"), add=ROLLUP_COUNTER_COLUMNS,
+        bit_or=("hours_mask",), least=("first_event_at",), greatest=("last_event_at",),
+        replace=("actor_type", "team_id", "updated_at"))
+    if delta.interactions:
+        actors, days, counterparts = zip(*delta.interactions, strict=True)
+        bulk.upsert_columns(session, DailyInteraction.__table__, {
+            "actor_id": actors, "day": days, "counterpart_id": counterparts,
+            "events": np.fromiter(delta.interactions.values(), dtype=np.int64,
+                                  count=len(delta.interactions))},
+            constants={"tenant_id": tenant_id},
+            key_columns=("tenant_id", "actor_id", "day", "counterpart_id"), add=("events",))
+    if delta.work_items:
+        actors, days, items = zip(*delta.work_items, strict=True)
+        counts = np.asarray(list(delta.work_items.values()), dtype=np.int64)
+        bulk.upsert_columns(session, DailyWorkItem.__table__, {
+            "actor_id": actors, "day": days, "work_item_id": items, "events": counts[:, 0],
+            "llm_requests": counts[:, 1]}, constants={"tenant_id": tenant_id},
+            key_columns=("tenant_id", "actor_id", "day", "work_item_id"),
+            add=("events", "llm_requests"))
+    timings["rollups"] = timings.get("rollups", 0.0) + time.perf_counter() - t
+    t = time.perf_counter()
     touched = {(e.actor_id, e.timestamp_utc.date()) for e in inserted
                if e.event_type in SEQUENCE_EVENT_TYPES}
-    if touched:
-        features.refresh_focus(session, tenant_id, touched | {
-            (a, d + timedelta(days=1)) for a, d in touched})
-    timings["rollups"] = timings.get("rollups", 0.0) + time.perf_counter() - t
+    focus_time.refresh_focus(session, tenant_id, focus_time.affected_days(touched))
+    timings["focus"] = timings.get("focus", 0.0) + time.perf_counter() - t
 
     t = time.perf_counter()
     # Late events within the tenant's window recompute their day; older ones are only stored.
@@ -407,9 +415,11 @@ def _store_tenant_events(session: Session, tenant_id: str, config: TenantConfig,
                     if e.timestamp_utc.date() >= oldest})
     if dirty:
         # marked_at stays the oldest pending change: "dirty since", what features lag is.
-        bulk.upsert_adding(session, DirtySubject.__table__, [
-            {"tenant_id": tenant_id, "actor_id": a, "day": d, "correlation_id": correlation_id,
-             "batch_id": batch_id, "marked_at": now} for a, d in dirty],
+        bulk.upsert_columns(
+            session, DirtySubject.__table__,
+            {"actor_id": [a for a, _ in dirty], "day": [d for _, d in dirty]},
+            constants={"tenant_id": tenant_id, "correlation_id": correlation_id,
+                       "batch_id": batch_id, "marked_at": now},
             key_columns=("tenant_id", "actor_id", "day"), replace=("correlation_id", "batch_id"))
         outcome.dirty += len(dirty)
         enqueue_followup(session, FEATURES_TASK, tenant_id=tenant_id,

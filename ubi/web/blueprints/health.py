@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import marshmallow as ma
 from flask import Response, current_app
 from flask.views import MethodView
 from flask_smorest import Blueprint
+from sqlalchemy.exc import SQLAlchemyError
 
 from ubi import __version__
 from ubi.integrations.dependencies import readiness
+from ubi.models import session_scope
 from ubi.observability.metrics import exposition
+from ubi.services.ingest import pending_by_tenant
 from ubi.web.errors import ErrorSchema
 
+log = logging.getLogger("ubi.web.health")
 blp = Blueprint("health", __name__, description="Liveness, readiness and metrics")
 
 
@@ -64,5 +69,12 @@ class Metrics(MethodView):
     @blp.response(200, description="Prometheus text exposition")
     def get(self) -> Response:
         """Prometheus metrics of every web and worker process (SPEC §11)."""
-        body, content_type = exposition()
+        cfg = current_app.config["UBI_SETTINGS"]
+        try:
+            with session_scope(cfg) as session:
+                pending = pending_by_tenant(session)
+        except SQLAlchemyError as exc:  # the page still answers; the gauge is left out
+            log.warning("ubi_queue_size not exported: %s", exc)
+            pending = None
+        body, content_type = exposition(pending)
         return Response(body, mimetype=None, content_type=content_type)
