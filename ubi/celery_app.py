@@ -38,5 +38,7 @@ def _declare_topology(sender: Any = None, **_: Any) -> None:
 def _fork_safe_db(**_: Any) -> None:
     # A forked child must never reuse the parent's pooled sockets (apache/superset habit).
     from ubi.models.session import dispose_engines
+    from ubi.runtime import tune_gc
 
     dispose_engines()
+    tune_gc()

@@ -313,7 +313,9 @@ def demo(seed: int, actors: int, weeks: int, real_file: str | None, as_json: boo
     settings = prepare_environment()  # before anything imports the Celery app
     from ubi import demo as demo_run
     from ubi.demo import report
+    from ubi.runtime import tune_gc
 
+    tune_gc(settings)  # the demo is a service process too: web, workers and all, in one
     echo = (lambda _msg: None) if as_json else click.echo
     progress = not (no_progress or as_json)
     echo(f"UBI demo — {report.describe_setup(settings)}")

@@ -102,3 +102,45 @@ def test_column_upserts_refuse_ragged_columns(engine) -> None:  # type: ignore[n
     with Session(engine) as session, pytest.raises(ValueError, match="as many values"):
         bulk.upsert_columns(session, table, {"actor_id": ["a", "b"], "day": [date.today()]},
                             key_columns=("tenant_id", "actor_id", "day"))
+
+
+def test_binary_copy_stores_what_text_copy_stores(engine) -> None:  # type: ignore[no-untyped-def]
+    """``copy_tuples`` (binary COPY on PostgreSQL) against ``copy_rows`` (text COPY): every
+    column type the events table uses, nulls, non-ASCII text and pre-serialised JSON."""
+    from ubi.models.base import JSONType
+
+    suffix = uuid.uuid4().hex[:8]
+    metadata = sa.MetaData()
+
+    def table(name: str) -> sa.Table:
+        return sa.Table(
+            f"{name}_{suffix}", metadata,
+            sa.Column("id", sa.String(16), primary_key=True),
+            sa.Column("day", sa.Date), sa.Column("at", UTCDateTime),
+            sa.Column("small", sa.SmallInteger), sa.Column("big", sa.BigInteger),
+            sa.Column("n", sa.Integer), sa.Column("x", sa.Float), sa.Column("flag", sa.Boolean),
+            sa.Column("doc", JSONType), sa.Column("tags", JSONType))
+
+    text_copy, binary_copy = table("copy_text"), table("copy_binary")
+    metadata.create_all(engine)
+    columns = ("id", "day", "at", "small", "big", "n", "x", "flag", "doc", "tags")
+    rows = [
+        (f"r{i}", date(2026, 11, 1) + timedelta(days=i),
+         datetime(2026, 11, 1, 12, 30, 15, 123456, tzinfo=UTC) + timedelta(hours=i * 7),
+         -840 + i, 2 ** 62 + i, -i, i / 3, i % 2 == 0,
+         {"duration_ms": i * 1000, "name": "Zoë \t\\ \"quoted\"\n", "nested": {"k": [1, None]}},
+         bulk.JsonText('["contains_PI"]') if i % 3 == 0 else [])
+        for i in range(20)]
+    rows.append(("nulls", None, None, None, None, None, None, None, {}, None))
+    try:
+        with Session(engine) as session:
+            bulk.copy_rows(session, text_copy, [dict(zip(columns, r, strict=True))
+                                                for r in rows])
+            bulk.copy_tuples(session, binary_copy, columns, rows)
+            session.commit()
+            want = session.execute(sa.select(text_copy).order_by(text_copy.c.id)).all()
+            got = session.execute(sa.select(binary_copy).order_by(binary_copy.c.id)).all()
+        assert len(got) == len(rows) and got == want
+        assert {r.id: r.tags for r in got}["r3"] == ["contains_PI"]
+    finally:
+        metadata.drop_all(engine)

@@ -29,6 +29,7 @@ from psycopg.pq import Format
 from psycopg.types.json import Jsonb
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
+from sqlalchemy.types import TypeDecorator
 
 from ubi.models.session import dialect_insert, is_postgres
 
@@ -236,24 +237,25 @@ def _pg_conflict_update(table: sa.Table, key_columns: Sequence[str], *, add: Seq
 
 # --- the operations --------------------------------------------------------------------------
 
-def insert_new_keys(session: Session, table: sa.Table, rows: Sequence[dict[str, Any]],
-                    key_columns: Sequence[str]) -> set[tuple[Any, ...]]:
-    """``INSERT ... ON CONFLICT DO NOTHING RETURNING key``: the keys that were new."""
-    new: set[tuple[Any, ...]] = set()
-    if not rows:
-        return new
+def insert_new_keys(session: Session, table: sa.Table, columns: Mapping[str, Sequence[Any]], *,
+                    key_columns: Sequence[str], constants: Mapping[str, Any] | None = None
+                    ) -> set[tuple[Any, ...]]:
+    """``INSERT ... ON CONFLICT DO NOTHING RETURNING key`` of rows held by column (as
+    ``upsert_columns`` takes them): the keys that were new."""
+    fixed = dict(constants or {})
+    names = list(columns)
+    n = len(columns[names[0]]) if names else 0
+    if n == 0:
+        return set()
     if is_postgres(session):
-        columns = list(rows[0].keys())
-        _check_same_columns(rows, columns)
         target = ", ".join(_quote(c) for c in key_columns)
         conflict = (f"ON CONFLICT ({target}) DO NOTHING RETURNING "
                     + ", ".join(f"t.{_quote(c)}" for c in key_columns))
-        stmt, processors, _ = _unnest_statement(table, columns, session.get_bind().dialect,
-                                                conflict=conflict)
-        for part in chunks(rows, ARRAY_CHUNK):
-            new.update(tuple(r) for r in _execute_arrays(
-                session, stmt, _column_arrays(part, columns, processors)).all())
-        return new
+        return {tuple(r) for r in _write_columns(session, table, columns, fixed, conflict,
+                                                 range(n))}
+    plain = {c: _plain(columns[c]) for c in names}
+    rows = [{**fixed, **{c: plain[c][i] for c in names}} for i in range(n)]
+    new: set[tuple[Any, ...]] = set()
     returning = [table.c[c] for c in key_columns]
     for part in chunks(rows):
         stmt = dialect_insert(session, table).values(list(part)).on_conflict_do_nothing(
@@ -271,19 +273,45 @@ def _decode_json_text(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
             for r in rows]
 
 
+def _binary_copy_type(column: sa.Column[Any]) -> str:
+    """The PostgreSQL type a column's values are sent as in a binary COPY (which, unlike
+    text, carries each value in its exact type's wire format)."""
+    kind = column.type
+    if isinstance(kind, sa.JSON):
+        return "jsonb"
+    if isinstance(kind, TypeDecorator):
+        kind = kind.impl_instance
+    for sa_type, name in ((sa.JSON, "jsonb"), (sa.SmallInteger, "int2"),
+                          (sa.BigInteger, "int8"), (sa.Integer, "int4"), (sa.Float, "float8"),
+                          (sa.Boolean, "bool"), (sa.String, "text"), (sa.Date, "date")):
+        if isinstance(kind, sa_type):
+            return name
+    if isinstance(kind, sa.DateTime):
+        return "timestamptz" if kind.timezone else "timestamp"
+    raise TypeError(f"no binary COPY type for column {column.name} ({column.type})")
+
+
 def _copy_in(session: Session, table: sa.Table, target: str, columns: Sequence[str],
-             rows: Iterable[Any], *, as_tuples: bool = False) -> None:
+             rows: Iterable[Any], *, as_tuples: bool = False, binary: bool = False) -> None:
     """``COPY target (columns) FROM STDIN`` of dict rows (or of value sequences in the order
-    of ``columns``); JSON columns as jsonb."""
+    of ``columns``); JSON columns as jsonb. ``binary`` sends every value in its column type's
+    binary format: about 2.5 times less client CPU than text, and nothing for the server to
+    parse (timestamps are the dearest)."""
     json_pos = [i for i, c in enumerate(columns) if isinstance(table.c[c].type, sa.JSON)]
     raw = session.connection().connection.driver_connection
     cols_sql = ", ".join(_quote(c) for c in columns)
-    with raw.cursor() as cur, cur.copy(f"COPY {_quote(target)} ({cols_sql}) FROM STDIN") as copy:
+    fmt = " (FORMAT BINARY)" if binary else ""
+    with raw.cursor() as cur, cur.copy(
+            f"COPY {_quote(target)} ({cols_sql}) FROM STDIN{fmt}") as copy:
+        if binary:
+            copy.set_types([_binary_copy_type(table.c[c]) for c in columns])
         for row in rows:
             values = list(row) if as_tuples else [row[c] for c in columns]
             for i in json_pos:
                 if not isinstance(values[i], JsonText):
                     values[i] = Jsonb(values[i], dumps=_json_dumps)
+                elif binary:  # already JSON: sent as it is
+                    values[i] = Jsonb(values[i], dumps=str)
             copy.write_row(values)
 
 
@@ -303,12 +331,12 @@ def copy_rows(session: Session, table: sa.Table, rows: Sequence[dict[str, Any]])
 def copy_tuples(session: Session, table: sa.Table, columns: Sequence[str],
                 rows: Sequence[Sequence[Any]]) -> int:
     """``copy_rows`` for rows held as value sequences in the order of ``columns`` (no dict
-    per row on the hot path)."""
+    per row on the hot path), in binary: each value must be of its column's Python type."""
     if not rows:
         return 0
     if not is_postgres(session):
         return copy_rows(session, table, [dict(zip(columns, r, strict=True)) for r in rows])
-    _copy_in(session, table, table.name, columns, rows, as_tuples=True)
+    _copy_in(session, table, table.name, columns, rows, as_tuples=True, binary=True)
     return len(rows)
 
 
@@ -385,6 +413,14 @@ def upsert_columns(session: Session, table: sa.Table, columns: Mapping[str, Any]
         return
     conflict = _pg_conflict_update(table, key_columns, add=add, bit_or=bit_or, least=least,
                                    greatest=greatest, replace=replace)
+    _write_columns(session, table, columns, fixed, conflict, order)
+
+
+def _write_columns(session: Session, table: sa.Table, columns: Mapping[str, Any],
+                   fixed: Mapping[str, Any], conflict: str, order: Sequence[int]) -> list[Any]:
+    """PostgreSQL: one unnest ``INSERT`` per ``ARRAY_CHUNK`` rows taken in ``order``; the
+    rows the statement returns, if it returns any."""
+    names = list(columns)
     stmt, processors, fixed_processors = _unnest_statement(
         table, names, session.get_bind().dialect, conflict=conflict, constants=list(fixed))
     _register_packed_dumpers(session)
@@ -392,7 +428,8 @@ def upsert_columns(session: Session, table: sa.Table, columns: Mapping[str, Any]
     for j, (value, proc) in enumerate(zip(fixed.values(), fixed_processors, strict=True)):
         params[f"k{j}"] = value if value is None or proc is None else proc(value)
     positions = np.asarray(order, dtype=np.int64)
-    for start in range(0, n, ARRAY_CHUNK):
+    returned: list[Any] = []
+    for start in range(0, len(positions), ARRAY_CHUNK):
         part = positions[start:start + ARRAY_CHUNK]
         for i, (name, proc) in enumerate(zip(names, processors, strict=True)):
             values = columns[name]
@@ -403,7 +440,10 @@ def upsert_columns(session: Session, table: sa.Table, columns: Mapping[str, Any]
             if proc is not None:
                 picked = [None if v is None else proc(v) for v in picked]
             params[f"c{i}"] = picked
-        _execute_arrays(session, stmt, params)
+        result = _execute_arrays(session, stmt, params)
+        if result.returns_rows:
+            returned.extend(result.all())
+    return returned
 
 
 def _plain(values: Any) -> list[Any]:

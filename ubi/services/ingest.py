@@ -301,8 +301,8 @@ def store_batch(session: Session, *, batch_id: str, tenant_id: str, events_json:
         all_accounts[tid] = account
         if not account.empty or dropped:
             _audit_drops(session, tid, batch_id, correlation_id, account, dropped)
-        for e in inserted:
-            EVENTS_PROCESSED.labels(tid, e.event_type, "stored").inc()
+        for event_type, n in Counter(e.event_type for e in inserted).items():
+            EVENTS_PROCESSED.labels(tid, event_type, "stored").inc(n)
         if len(events) > len(inserted):
             EVENTS_PROCESSED.labels(tid, "-", "duplicate").inc(len(events) - len(inserted))
         outcome.tenants.append(tid)
@@ -358,10 +358,11 @@ def _store_tenant_events(session: Session, tenant_id: str, config: TenantConfig,
     timings["partitions"] = timings.get("partitions", 0.0) + time.perf_counter() - t
 
     t = time.perf_counter()
-    key_rows = [{"tenant_id": tenant_id, "event_id": e.event_id,
-                 "event_date": e.timestamp_utc.date(), "actor_id": e.actor_id} for e in events]
-    new_keys = bulk.insert_new_keys(session, EventKey.__table__, key_rows,
-                                    ("tenant_id", "event_id"))
+    new_keys = bulk.insert_new_keys(session, EventKey.__table__, {
+        "event_id": [e.event_id for e in events],
+        "event_date": [e.timestamp_utc.date() for e in events],
+        "actor_id": [e.actor_id for e in events]},
+        key_columns=("tenant_id", "event_id"), constants={"tenant_id": tenant_id})
     new_ids = {k[1] for k in new_keys}
     inserted = [e for e in events if e.event_id in new_ids]
     timings["keys"] = timings.get("keys", 0.0) + time.perf_counter() - t

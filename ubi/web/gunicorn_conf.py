@@ -31,6 +31,12 @@ def on_starting(server: Any) -> None:
     path.mkdir(parents=True, exist_ok=True)
 
 
+def post_fork(server: Any, worker: Any) -> None:
+    from ubi.runtime import tune_gc
+
+    tune_gc()
+
+
 def child_exit(server: Any, worker: Any) -> None:
     from ubi.observability.metrics import mark_process_dead
 
