@@ -33,7 +33,7 @@ from ubi.analytics.envelope import (
     split_batch,
     validate_item,
 )
-from ubi.analytics.events import BehaviouralEvent, map_envelope
+from ubi.analytics.events import BehaviouralEvent, map_envelopes
 from ubi.analytics.privacy import DropAccount, Pseudonymiser
 from ubi.analytics.rollups import rollup_events
 from ubi.analytics.taxonomy import ROLLUP_COUNTER_COLUMNS, SEQUENCE_EVENT_TYPES
@@ -280,19 +280,15 @@ def store_batch(session: Session, *, batch_id: str, tenant_id: str, events_json:
         t1 = time.perf_counter()
         config = configs.load_config(session, tid)
         account = DropAccount()
-        events: list[BehaviouralEvent] = []
-        for env in items:
-            mapped = map_envelope(env, config, pseudonymiser, account)
-            if mapped.event is None:
-                dropped[mapped.dropped or "unknown"] += 1
-                if mapped.dropped == "unsupported_signal_kind":
-                    outcome.counted_only += 1
-                    EVENTS_PROCESSED.labels(tid, f"{env.signal_kind}:{env.signal_type}"[:64],
-                                            "counted").inc()
-                else:
-                    EVENTS_PROCESSED.labels(tid, env.signal_type[:64], "dropped").inc()
-                continue
-            events.append(mapped.event)
+        events, not_stored = map_envelopes(items, config, pseudonymiser, account)
+        for env, reason in not_stored:
+            dropped[reason] += 1
+            if reason == "unsupported_signal_kind":
+                outcome.counted_only += 1
+                EVENTS_PROCESSED.labels(tid, f"{env.signal_kind}:{env.signal_type}"[:64],
+                                        "counted").inc()
+            else:
+                EVENTS_PROCESSED.labels(tid, env.signal_type[:64], "dropped").inc()
         timings["map"] = timings.get("map", 0.0) + time.perf_counter() - t1
         inserted = _store_tenant_events(session, tid, config, events, batch_id, correlation_id,
                                         received_at, today, outcome, timings)
