@@ -39,7 +39,7 @@ Figures (``--json`` prints one object; the first six are the issue's):
 
 The window is the ``--duration`` seconds after a ``--warmup``. Usage::
 
-    ubi bench ingest [--json] [--duration 60] [--rate 5000] [--worker-concurrency 2] ...
+    ubi bench ingest [--json] [--duration 60] [--rate 5000] [--worker-concurrency 3] ...
 """
 
 from __future__ import annotations
@@ -718,7 +718,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-queued", type=int, default=4,
                    help="max-throughput back-pressure: hold off while more batch messages "
                    "wait in the ingest queue (0 = flood)")
-    p.add_argument("--worker-concurrency", type=int, default=2)
+    p.add_argument("--worker-concurrency", type=int, default=3,
+                   help="ingest worker processes (the Procfile runs 3)")
     p.add_argument("--copy-rows", type=int, default=0,
                    help="rows for the COPY comparison (default: as many as were stored)")
     p.add_argument("--no-copy", action="store_true", help="skip the COPY comparison")

@@ -304,7 +304,8 @@ def build_parser() -> argparse.ArgumentParser:
                          sample_interval=0.2)
     p.add_argument("--max-pending", type=int, default=8,
                    help="max-throughput back-pressure: batches accepted, not yet in features")
-    p.add_argument("--ingest-concurrency", type=int, default=2)
+    p.add_argument("--ingest-concurrency", type=int, default=3,
+                   help="ingest worker processes (the Procfile runs 3)")
     p.add_argument("--pipeline-concurrency", type=int, default=2)
     return p
 
