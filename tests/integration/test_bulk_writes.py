@@ -144,3 +144,37 @@ def test_binary_copy_stores_what_text_copy_stores(engine) -> None:  # type: igno
         assert {r.id: r.tags for r in got}["r3"] == ["contains_PI"]
     finally:
         metadata.drop_all(engine)
+
+
+def test_insert_new_keys_returns_only_the_keys_that_were_new(engine) -> None:  # type: ignore[no-untyped-def]
+    """All new (PostgreSQL's plain INSERT), some taken (its fallback to ON CONFLICT, inside
+    the same transaction) and a key twice in one call: each key stored once, and exactly the
+    new ones returned."""
+    metadata = sa.MetaData()
+    table = sa.Table(
+        f"probe_keys_{uuid.uuid4().hex[:8]}", metadata,
+        sa.Column("tenant_id", sa.String(64), primary_key=True),
+        sa.Column("event_id", sa.String(128), primary_key=True),
+        sa.Column("event_date", sa.Date, nullable=False))
+    metadata.create_all(engine)
+    day = date(2026, 11, 26)
+
+    def insert(session: Session, ids: list[str]) -> set[tuple[object, ...]]:
+        return bulk.insert_new_keys(session, table,
+                                    {"event_id": ids, "event_date": [day] * len(ids)},
+                                    key_columns=("tenant_id", "event_id"),
+                                    constants={"tenant_id": "acme"})
+
+    try:
+        with Session(engine) as session:
+            assert insert(session, ["a", "b", "c"]) == {("acme", "a"), ("acme", "b"),
+                                                        ("acme", "c")}
+            assert insert(session, ["c", "d", "a", "e"]) == {("acme", "d"), ("acme", "e")}
+            assert insert(session, ["f", "f", "b"]) == {("acme", "f")}
+            assert insert(session, ["a", "b"]) == set()
+            session.commit()
+        with Session(engine) as session:
+            stored = session.execute(sa.select(table.c.event_id).order_by(table.c.event_id))
+            assert stored.scalars().all() == ["a", "b", "c", "d", "e", "f"]
+    finally:
+        metadata.drop_all(engine)

@@ -37,6 +37,7 @@ from ubi.models.session import dialect_insert, is_postgres
 CHUNK = 2000
 #: Rows per unnest statement on PostgreSQL (one parameter per column, whatever the rows).
 ARRAY_CHUNK = 20_000
+_UNIQUE_VIOLATION = "23505"
 
 
 def chunks(rows: Sequence[Any], size: int = CHUNK) -> Iterable[Sequence[Any]]:
@@ -248,6 +249,19 @@ def insert_new_keys(session: Session, table: sa.Table, columns: Mapping[str, Seq
     if n == 0:
         return set()
     if is_postgres(session):
+        # New keys are the rule (the API drops known ones before queueing), so first a plain
+        # INSERT in a savepoint: about a fifth cheaper for the server than ON CONFLICT's
+        # speculative insertion. Any key already taken undoes it, and ON CONFLICT sorts out
+        # which keys were new.
+        try:
+            with session.begin_nested():
+                _write_columns(session, table, columns, fixed, "", range(n))
+        except sa.exc.IntegrityError as exc:
+            if getattr(exc.orig, "sqlstate", None) != _UNIQUE_VIOLATION:
+                raise
+        else:
+            parts = [[fixed[c]] * n if c in fixed else _plain(columns[c]) for c in key_columns]
+            return set(zip(*parts, strict=True))
         target = ", ".join(_quote(c) for c in key_columns)
         conflict = (f"ON CONFLICT ({target}) DO NOTHING RETURNING "
                     + ", ".join(f"t.{_quote(c)}" for c in key_columns))
@@ -401,9 +415,7 @@ def upsert_columns(session: Session, table: sa.Table, columns: Mapping[str, Any]
         raise ValueError("every column of a bulk write must have as many values")
     if n == 0:
         return
-    varying = [c for c in key_columns if c in columns]
-    keys = [[str(v) for v in _plain(columns[c])] for c in varying]
-    order = sorted(range(n), key=lambda i: tuple(k[i] for k in keys))
+    order = _key_order([_plain(columns[c]) for c in key_columns if c in columns], n)
     if not is_postgres(session):
         plain = {c: _plain(columns[c]) for c in names}
         upsert_adding(session, table, [{**fixed, **{c: plain[c][i] for c in names}}
@@ -444,6 +456,18 @@ def _write_columns(session: Session, table: sa.Table, columns: Mapping[str, Any]
         if result.returns_rows:
             returned.extend(result.all())
     return returned
+
+
+def _key_order(key_values: Sequence[list[Any]], n: int) -> list[int]:
+    """Row positions in key order, comparing the keys' own values (no string per value);
+    keys of mixed types, which only their strings can order, by their strings. Every writer
+    of a table orders its rows this way, so concurrent upserts lock rows in one order."""
+    keys = list(zip(*key_values, strict=True)) if key_values else [()] * n
+    try:
+        return sorted(range(n), key=keys.__getitem__)
+    except TypeError:
+        text = [tuple(str(v) for v in k) for k in keys]
+        return sorted(range(n), key=text.__getitem__)
 
 
 def _plain(values: Any) -> list[Any]:
