@@ -86,7 +86,7 @@ def _known_ids(session: Session, tenant_id: str, ids: list[str]) -> set[str]:
     if is_postgres(session):  # one array parameter, not one bind parameter per id
         return set(session.connection().exec_driver_sql(
             "SELECT event_id FROM event_keys WHERE tenant_id = %(t)s "
-            "AND event_id = ANY(%(ids)s::varchar[])", {"t": tenant_id, "ids": ids}).scalars())
+            "AND event_id = ANY(%(ids)b::varchar[])", {"t": tenant_id, "ids": ids}).scalars())
     known: set[str] = set()
     for part in bulk.chunks(ids, 5000):
         known.update(session.execute(
