@@ -59,6 +59,30 @@ def test_mixed_batch_reports_each_item_and_stores_exactly_the_valid_ones(
                                      (good[1]["signal_id"], "acme", "pr_merged")])
 
 
+def test_nul_characters_are_rejected_per_item_and_lose_no_neighbour(
+        client, tokens, db_session, ingest_worker) -> None:  # type: ignore[no-untyped-def]
+    """PostgreSQL stores a NUL character in neither text nor jsonb: such an item is rejected
+    with the place it was found, instead of failing its whole batch in the worker (or the
+    request, when it was in the signal id)."""
+    token = tokens("acme", "ubi:write:events")
+    good = envelope(actor="alice", payload={"outcome": "a\\u0000b is fine: escaped"})
+    bad = [envelope(payload={"outcome": "a\x00b"}), envelope(actor="bo\x00b"),
+           envelope(signal_id="id-\x00"), envelope(payload={"out\x00come": 1}),
+           envelope(resource={"repo": ["acme/app", "\x00"]}), envelope(trace_id="\x00")]
+    resp = post_events(client, token, [good, *bad])
+    assert resp.status_code == 202, resp.json
+    results = resp.json["results"]
+    assert [r["status"] for r in results] == ["accepted"] + ["rejected"] * len(bad)
+    assert {r["error_code"] for r in results[1:]} == {"SCHEMA_VIOLATION"}
+    assert [r["error_message"].rsplit("`", 2)[1] for r in results[1:]] == [
+        "$.payload.outcome", "$.actor_id", "$.signal_id", "$.payload.'out\\x00come'",
+        "$.resource.repo[1]", "$.trace_id"]
+    status = wait_for_batch(client, token, resp.json["batch_id"])
+    assert status["status"] == "done" and status["counts"]["inserted"] == 1
+    stored = db_session.execute(sa.select(Event.event_id, Event.properties)).all()
+    assert stored == [(good["signal_id"], {"outcome": "a\\u0000b is fine: escaped"})]
+
+
 def test_same_batch_posted_twice_is_stored_once(client, tokens, db_session, settings,
                                                 ingest_worker) -> None:  # type: ignore[no-untyped-def]
     token = tokens("acme", "ubi:write:events")

@@ -109,6 +109,11 @@ def validate_item(raw: bytes, *, caller_tenant: str | None, privileged: bool,
         return None, ItemError(SCHEMA_VIOLATION, str(exc))
     except msgspec.DecodeError as exc:
         return None, ItemError(SCHEMA_VIOLATION, f"not a JSON object: {exc}")
+    if _NUL_ESCAPE in raw:  # rare: the exact check decodes the item once more
+        where = _nul_path(msgspec.json.decode(raw))
+        if where is not None:
+            return env, ItemError(SCHEMA_VIOLATION, "text may not contain the NUL character "
+                                  f"(\\u0000), which cannot be stored - at `{where}`")
     match = _SCHEMA_VERSION.match(env.schema_version)
     if match is None:
         return env, ItemError(
@@ -133,6 +138,29 @@ def validate_item(raw: bytes, *, caller_tenant: str | None, privileged: bool,
         return env, ItemError(VALIDATION_ERROR,
                               "occurred_at is more than a day in the future")
     return env, None
+
+
+_NUL_ESCAPE = b"\\u0000"
+
+
+def _nul_path(value: Any, path: str = "$") -> str | None:
+    """Where a decoded JSON value holds a NUL character in a string or an object key (which
+    PostgreSQL stores in neither text nor jsonb), or None."""
+    if isinstance(value, str):
+        return path if "\x00" in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if "\x00" in key:
+                return f"{path}.{key!r}"
+            found = _nul_path(item, f"{path}.{key}")
+            if found is not None:
+                return found
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            found = _nul_path(item, f"{path}[{i}]")
+            if found is not None:
+                return found
+    return None
 
 
 def decode_envelopes(payload: bytes | str) -> list[Envelope]:
