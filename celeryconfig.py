@@ -97,7 +97,8 @@ task_routes = (route_task,)
 
 task_serializer = "json"
 result_serializer = "json"
-accept_content = ["json"]
+# "ubi-orjson": JSON by orjson for the ingest task's large messages (``ubi.celery_app``).
+accept_content = ["json", "ubi-orjson"]
 task_ignore_result = True
 result_expires = 24 * 3600
 
