@@ -5,17 +5,17 @@ from __future__ import annotations
 
 import orjson
 import sqlalchemy as sa
-from kombu import Connection
+from kombu import Connection, compression
 
 from tests.support.envelopes import envelope, post_events, wait_for_batch
 from tests.support.workers import running_worker
 from ubi.models import Event
 
 
-def test_batch_message_is_orjson_encoded_and_stored_by_the_worker(
+def test_batch_message_is_compressed_orjson_and_stored_by_the_worker(
         client, tokens, db_session, settings, broker) -> None:  # type: ignore[no-untyped-def]
     """The batch message travels as ``application/x-ubi-orjson`` (its thousand envelopes as
-    one JSON text), and a worker takes it."""
+    one JSON text) compressed by zstd, and a worker takes it."""
     token = tokens("acme", "ubi:write:events")
     items = [envelope(actor=f"dev{i}", payload={"outcome": 'say "hi"\\ \u00e9'})
              for i in range(3)]
@@ -27,7 +27,10 @@ def test_batch_message_is_orjson_encoded_and_stored_by_the_worker(
         message = channel.basic_get(settings.queue_name("ingest"), no_ack=False)
         assert message is not None
         assert message.content_type == "application/x-ubi-orjson"
-        _, kwargs, _ = orjson.loads(message.body)
+        assert message.headers["compression"] == "application/zstd"
+        raw = compression.decompress(message.body, "application/zstd")
+        assert len(message.body) < len(raw)
+        _, kwargs, _ = orjson.loads(raw)
         assert kwargs["batch_id"] == batch_id
         assert [e["signal_id"] for e in orjson.loads(kwargs["events_json"])] == [
             e["signal_id"] for e in items]

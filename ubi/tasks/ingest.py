@@ -9,7 +9,7 @@ from typing import Any
 import msgspec
 
 from ubi.analytics.privacy import Pseudonymiser
-from ubi.celery_app import BATCH_SERIALIZER, app
+from ubi.celery_app import BATCH_COMPRESSION, BATCH_SERIALIZER, app
 from ubi.models import session_scope
 from ubi.services import ingest
 from ubi.settings import get_settings
@@ -22,7 +22,7 @@ def _pseudonymiser(secret: bytes) -> Pseudonymiser:
 
 
 @app.task(base=UbiTask, bind=True, name="ubi.tasks.ingest.ingest_batch", max_retries=8,
-          serializer=BATCH_SERIALIZER)
+          serializer=BATCH_SERIALIZER, compression=BATCH_COMPRESSION)
 def ingest_batch(self: UbiTask, *, batch_id: str, tenant_id: str, events_json: str,
                  received_at: str, correlation_id: str | None = None,
                  request_id: str | None = None) -> dict[str, Any]:
