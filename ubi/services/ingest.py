@@ -170,9 +170,8 @@ def accept_batch(session: Session, body: bytes, *, caller_tenant: str | None,
             "received_at": now.isoformat(), "correlation_id": correlation_id or batch_id,
             "request_id": request_id,
         }
+    # Every item's result already holds only what applies to it (a null signal_id included).
     accepted_batch = AcceptedBatch(batch_id, results, summary, message, dict(tenant_counts))
-    accepted_batch.results = [{k: v for k, v in r.items() if v is not None or k == "signal_id"}
-                              for r in results]
     _record_batch(session, accepted_batch, batch_tenant, now, request_id, correlation_id,
                   submitted_by)
     return accepted_batch
