@@ -161,7 +161,7 @@ def _load_activity_pg(session: Session, tenant_id: str, start_day: date, end_day
     params: dict[str, Any] = {"t": tenant_id, "a": start_day, "b": end_day,
                               "ids": ids or [], "all": ids is None}
     scope = ("tenant_id = %(t)s AND day BETWEEN %(a)s AND %(b)s "
-             "AND (%(all)s OR actor_id = ANY(%(ids)b::varchar[])))")
+             "AND (%(all)s OR actor_id = ANY(%(ids)b::varchar[]))")
     subjects = list(session.connection().exec_driver_sql(
         f"SELECT DISTINCT actor_id FROM daily_rollups WHERE {scope} ORDER BY actor_id",
         params).scalars())
