@@ -2,11 +2,27 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 import sqlalchemy as sa
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.envelopes import envelope, post_events, wait_for_batch
 from ubi.analytics.privacy import Pseudonymiser
 from ubi.models import Batch, Event, EventKey, daily_rollups
+
+
+def _processed(client) -> Counter[tuple[str, str, str]]:  # type: ignore[no-untyped-def]
+    """``ubi_events_processed_total`` by (tenant_id, event_type, status), as scraped."""
+    page = client.get("/v1/ubi/metrics").data.decode()
+    out: Counter[tuple[str, str, str]] = Counter()
+    for family in text_string_to_metric_families(page):
+        for sample in family.samples:
+            if sample.name == "ubi_events_processed_total":
+                labels = sample.labels
+                out[(labels["tenant_id"], labels["event_type"], labels["status"])] += int(
+                    sample.value)
+    return out
 
 
 def _count(session, model) -> int:  # type: ignore[no-untyped-def]
@@ -29,6 +45,7 @@ def test_mixed_batch_reports_each_item_and_stores_exactly_the_valid_ones(
     metric = envelope(signal_kind="metric", signal_type="cpu_load")
     items = [*good, bad_ts, no_id, wrong_major, unknown_kind, other_tenant, unknown_type,
              duplicate, metric]
+    before = _processed(client)
     resp = post_events(client, token, items)
     assert resp.status_code == 202, resp.json
     results = resp.json["results"]
@@ -57,6 +74,17 @@ def test_mixed_batch_reports_each_item_and_stores_exactly_the_valid_ones(
                                 ).all()
     assert sorted(stored) == sorted([(good[0]["signal_id"], "acme", "commit_created"),
                                      (good[1]["signal_id"], "acme", "pr_merged")])
+
+    # SPEC §11, with bounded labels: a rejected item counts under the caller's tenant (not
+    # the one it claims) and under its canonical type or "other" (not whatever it sent).
+    after = _processed(client)
+    delta = {k: after[k] - before[k] for k in after if after[k] != before[k]}
+    assert delta == {
+        ("acme", "commit_created", "stored"): 1, ("acme", "pr_merged", "stored"): 1,
+        ("acme", "metric", "counted"): 1, ("acme", "-", "duplicate"): 1,
+        ("acme", "-", "rejected"): 3,  # bad timestamp, no signal_id, unknown signal_kind
+        ("acme", "commit_created", "rejected"): 2,  # wrong major, other tenant
+        ("acme", "other", "rejected"): 1}  # coffee_brewed
 
 
 def test_nul_characters_are_rejected_per_item_and_lose_no_neighbour(

@@ -36,7 +36,11 @@ from ubi.analytics.envelope import (
 from ubi.analytics.events import BehaviouralEvent, map_envelopes
 from ubi.analytics.privacy import DropAccount, Pseudonymiser
 from ubi.analytics.rollups import rollup_events
-from ubi.analytics.taxonomy import ROLLUP_COUNTER_COLUMNS, SEQUENCE_EVENT_TYPES
+from ubi.analytics.taxonomy import (
+    EVENT_TYPE_INDEX,
+    ROLLUP_COUNTER_COLUMNS,
+    SEQUENCE_EVENT_TYPES,
+)
 from ubi.analytics.tenant_config import TenantConfig
 from ubi.models import (
     AuditEntry,
@@ -129,13 +133,16 @@ def accept_batch(session: Session, body: bytes, *, caller_tenant: str | None,
         if error is not None:
             results.append({"index": index, "signal_id": signal_id, "status": "rejected",
                             "error_code": error.code, "error_message": error.message})
-            if env is not None:
-                EVENTS_PROCESSED.labels(env.tenant_id, env.signal_type[:64], "rejected").inc()
+            tenant_label = env.tenant_id if env is not None and (
+                privileged or env.tenant_id == caller_tenant) else caller_tenant or "-"
+            EVENTS_PROCESSED.labels(tenant_label, type_label(env.signal_type) if env else "-",
+                                    "rejected").inc()
             continue
         assert env is not None
         key = (env.tenant_id, env.signal_id)
         if key in seen:
             results.append({"index": index, "signal_id": signal_id, "status": "duplicate"})
+            EVENTS_PROCESSED.labels(env.tenant_id, "-", "duplicate").inc()
             continue
         seen.add(key)
         results.append({"index": index, "signal_id": signal_id, "status": "accepted"})
@@ -175,6 +182,12 @@ def accept_batch(session: Session, body: bytes, *, caller_tenant: str | None,
     _record_batch(session, accepted_batch, batch_tenant, now, request_id, correlation_id,
                   submitted_by)
     return accepted_batch
+
+
+def type_label(signal_type: str) -> str:
+    """The ``event_type`` label of ``ubi_events_processed_total``: a canonical type, or
+    ``other`` (the label set stays bounded whatever types producers send)."""
+    return signal_type if signal_type in EVENT_TYPE_INDEX else "other"
 
 
 def _peek_signal_id(raw: msgspec.Raw) -> str | None:
@@ -284,10 +297,9 @@ def store_batch(session: Session, *, batch_id: str, tenant_id: str, events_json:
             dropped[reason] += 1
             if reason == "unsupported_signal_kind":
                 outcome.counted_only += 1
-                EVENTS_PROCESSED.labels(tid, f"{env.signal_kind}:{env.signal_type}"[:64],
-                                        "counted").inc()
+                EVENTS_PROCESSED.labels(tid, env.signal_kind, "counted").inc()
             else:
-                EVENTS_PROCESSED.labels(tid, env.signal_type[:64], "dropped").inc()
+                EVENTS_PROCESSED.labels(tid, type_label(env.signal_type), "dropped").inc()
         timings["map"] = timings.get("map", 0.0) + time.perf_counter() - t1
         inserted = _store_tenant_events(session, tid, config, events, batch_id, correlation_id,
                                         received_at, today, outcome, timings)
