@@ -460,8 +460,8 @@ def _write_columns(session: Session, table: sa.Table, columns: Mapping[str, Any]
 
 def _key_order(key_values: Sequence[list[Any]], n: int) -> list[int]:
     """Row positions in key order, comparing the keys' own values (no string per value);
-    keys of mixed types, which only their strings can order, by their strings. Every writer
-    of a table orders its rows this way, so concurrent upserts lock rows in one order."""
+    keys of mixed types, which only their strings can order, by their strings. Concurrent
+    ``upsert_columns`` of a table thus lock its rows in one order."""
     keys = list(zip(*key_values, strict=True)) if key_values else [()] * n
     try:
         return sorted(range(n), key=keys.__getitem__)
