@@ -678,6 +678,27 @@ def fmt(value: Any, unit: str = "") -> str:
     return f"{value:,}{unit}" if isinstance(value, int) else f"{value}{unit}"
 
 
+def cpu_reference_ms(rounds: int = 5) -> float:
+    """Milliseconds one core takes for a fixed pure-Python workload (JSON, sorting, integer
+    arithmetic; the best of ``rounds``). Shared and throttled machines drift: two runs' events/s
+    are only comparable when this figure was about the same (docs/benchmarks.md)."""
+    import json
+
+    doc = [{"id": f"e{i}", "n": i * 7 % 1000, "tags": ["a", "b", str(i % 13)]}
+           for i in range(2000)]
+    best = float("inf")
+    for _ in range(rounds):
+        t = time.perf_counter()
+        for _ in range(4):
+            back = json.loads(json.dumps(doc))
+            back.sort(key=lambda d: (d["n"], d["id"]))
+            total = 0
+            for i in range(100_000):
+                total += i * i % 7
+        best = min(best, time.perf_counter() - t)
+    return round(best * 1000, 1)
+
+
 def print_cpu(cpu: dict[str, Any]) -> None:
     """The ``CpuMeter`` figures as one summary line, and a warning when other processes on
     the machine took more than a tenth of it during the window."""

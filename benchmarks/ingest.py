@@ -409,6 +409,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     tenants = [f"bench-t{i}" for i in range(args.tenants)]
     worker_env = {"UBI_LOG_LEVEL": "INFO"} if args.timings else None
     figures: dict[str, Any] = {}
+    reference_before = h.cpu_reference_ms()
     with h.BenchStack(admin_url=args.pg_admin_url, broker_url=args.broker_url,
                       redis_url=args.redis_url, keep=args.keep) as stack:
         base = stack.start_web(workers=args.web_workers, threads=args.web_threads)
@@ -556,6 +557,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             if figures.get("copy_events_per_s"):
                 figures["stored_vs_copy"] = round(
                     figures["stored_events_per_s"] / figures["copy_events_per_s"], 3)
+    reference = {"before": reference_before, "after": h.cpu_reference_ms()}
     figures["settings"] = {
         "mode": f"offered {args.rate} events/s" if args.rate else (
             f"max throughput (back-pressure at {args.max_queued} queued batches)"
@@ -570,6 +572,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "analyze_server_cpu_s": round(analyzer.cpu_s, 2),
         "py_spy": bool(args.py_spy), "cpus": os.cpu_count(),
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "cpu_reference_ms": reference,
     }
     return figures
 
@@ -702,6 +705,10 @@ def _print_summary(f: dict[str, Any]) -> None:
           f"{f['redelivered_batches']});  503s {f['http_503']}, other errors "
           f"{f['http_errors'] or 0}")
     h.print_cpu(f.get("cpu", {}))
+    ref = s.get("cpu_reference_ms")
+    if ref:
+        print(f"  machine speed     reference workload {ref['before']} ms before, "
+              f"{ref['after']} ms after (compare runs only at similar values)")
     timings = f.get("worker_timings_ms")
     if timings:
         stages = ", ".join(f"{k} {v['mean_ms']}" for k, v in timings.items()

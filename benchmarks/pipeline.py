@@ -97,6 +97,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     tenants = [f"bench-t{i}" for i in range(args.tenants)]
     tracker = Tracker()
     figures: dict[str, Any] = {}
+    reference_before = h.cpu_reference_ms()
     with h.BenchStack(admin_url=args.pg_admin_url, broker_url=args.broker_url,
                       redis_url=args.redis_url, keep=args.keep) as stack:
         base = stack.start_web(workers=args.web_workers, threads=args.web_threads)
@@ -201,6 +202,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             for probe in probes.values():
                 probe.close()
             engine.dispose()
+    reference = {"before": reference_before, "after": h.cpu_reference_ms()}
     figures["settings"] = {
         "mode": f"offered {args.rate:g} events/s" if args.rate else
         f"max throughput (back-pressure at {args.max_pending} batches not yet in features)",
@@ -213,6 +215,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "sample_interval_s": args.sample_interval, "server_autovacuum": autovacuum,
         "analyze_every_s": analyze_every, "cpus": os.cpu_count(),
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "cpu_reference_ms": reference,
     }
     return figures
 
@@ -295,6 +298,10 @@ def _print_summary(f: dict[str, Any]) -> None:
           f"{f['lost_events']:,}; failed batches {f['failed_batches']}; 503s {f['http_503']}, "
           f"other errors {f['http_errors'] or 0}")
     h.print_cpu(f.get("cpu", {}))
+    ref = s.get("cpu_reference_ms")
+    if ref:
+        print(f"  machine speed     reference workload {ref['before']} ms before, "
+              f"{ref['after']} ms after (compare runs only at similar values)")
 
 
 def build_parser() -> argparse.ArgumentParser:

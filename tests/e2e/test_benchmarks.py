@@ -29,6 +29,8 @@ def test_ingest_benchmark_reports_its_figures_and_loses_nothing() -> None:
     assert f["accepted_events_total"] > 0 and f["lost_events"] == 0
     assert f["events_rows"] == f["stored_events_total"] == f["accepted_events_total"]
     assert f["copy_rows"] == f["events_rows"] and f["copy_events_per_s"] > 0
+    reference = f["settings"]["cpu_reference_ms"]
+    assert reference["before"] > 0 and reference["after"] > 0
 
 
 @pytest.mark.slow
@@ -41,6 +43,7 @@ def test_pipeline_benchmark_follows_batches_into_features() -> None:
     assert f["accepted_events_total"] > 0 and f["lost_events"] == 0
     assert f["failed_batches"] == 0 and f["batches_in_window_not_in_features"] == 0
     assert f["feature_rows"] > 0 and f["tenants_evaluated"] == 2  # yesterday closed
+    assert f["settings"]["cpu_reference_ms"]["after"] > 0
 
 
 @pytest.mark.slow
