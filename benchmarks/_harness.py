@@ -711,3 +711,11 @@ def print_cpu(cpu: dict[str, Any]) -> None:
     if cpu["unaccounted_cpu_s"] > 0.1 * cpu["wall_s"] * (cpu["machine_cpus"] or 1):
         print(f"  WARNING: {cpu['unaccounted_cpu_s']} CPU s went to other processes on the "
               "machine during the window; the figures are skewed")
+
+
+def print_reference(settings: dict[str, Any]) -> None:
+    """The ``cpu_reference_ms`` of a run's settings as one summary line."""
+    ref = settings.get("cpu_reference_ms")
+    if ref:
+        print(f"  machine speed     reference workload {ref['before']} ms before, "
+              f"{ref['after']} ms after (compare runs only at similar values)")

@@ -705,10 +705,7 @@ def _print_summary(f: dict[str, Any]) -> None:
           f"{f['redelivered_batches']});  503s {f['http_503']}, other errors "
           f"{f['http_errors'] or 0}")
     h.print_cpu(f.get("cpu", {}))
-    ref = s.get("cpu_reference_ms")
-    if ref:
-        print(f"  machine speed     reference workload {ref['before']} ms before, "
-              f"{ref['after']} ms after (compare runs only at similar values)")
+    h.print_reference(s)
     timings = f.get("worker_timings_ms")
     if timings:
         stages = ", ".join(f"{k} {v['mean_ms']}" for k, v in timings.items()

@@ -298,10 +298,7 @@ def _print_summary(f: dict[str, Any]) -> None:
           f"{f['lost_events']:,}; failed batches {f['failed_batches']}; 503s {f['http_503']}, "
           f"other errors {f['http_errors'] or 0}")
     h.print_cpu(f.get("cpu", {}))
-    ref = s.get("cpu_reference_ms")
-    if ref:
-        print(f"  machine speed     reference workload {ref['before']} ms before, "
-              f"{ref['after']} ms after (compare runs only at similar values)")
+    h.print_reference(s)
 
 
 def build_parser() -> argparse.ArgumentParser:
