@@ -33,18 +33,22 @@ def _rollup_rows(activity: Any, tenant_id: str) -> tuple[list[dict[str, Any]], .
     now = datetime.now(UTC)
     s_idx, d_idx = np.nonzero(activity.counters[:, :, 0] > 0)
     rollups = []
+    focus: list[dict[str, Any]] = []
     for s, d in zip(s_idx.tolist(), d_idx.tolist(), strict=True):
         row: dict[str, Any] = {
             "tenant_id": tenant_id, "actor_id": activity.subject_ids[s],
             "day": activity.start_day + timedelta(days=d),
             "actor_type": activity.actor_types[s], "team_id": activity.team_ids[s],
             "hours_mask": int(activity.hours_mask[s, d]),
-            "focus_minutes": float(activity.focus_minutes[s, d]),
-            "focus_sessions": int(activity.focus_sessions[s, d]),
             "first_event_at": now, "last_event_at": now, "updated_at": now}
         row.update(zip(ROLLUP_COUNTER_COLUMNS,
                        (int(v) for v in activity.counters[s, d].tolist()), strict=True))
         rollups.append(row)
+        if activity.focus_sessions[s, d] or activity.focus_minutes[s, d]:
+            focus.append({"tenant_id": tenant_id, "actor_id": row["actor_id"], "day": row["day"],
+                          "focus_minutes": float(activity.focus_minutes[s, d]),
+                          "focus_sessions": int(activity.focus_sessions[s, d]),
+                          "updated_at": now})
     inter: dict[tuple[str, Any, str], int] = {}
     ia = activity.interactions
     for s, d, c, n in zip(ia.subject.tolist(), ia.day.tolist(), ia.counterpart.tolist(),
@@ -63,13 +67,19 @@ def _rollup_rows(activity: Any, tenant_id: str) -> tuple[list[dict[str, Any]], .
         items[key] = items.get(key, 0) + int(n)
     work_items = [{"tenant_id": tenant_id, "actor_id": a, "day": d, "work_item_id": w,
                    "events": 1, "llm_requests": n} for (a, d, w), n in items.items()]
-    return rollups, interactions, work_items
+    return rollups, focus, interactions, work_items
 
 
 def run(actors: int = 10_000, days: int = 90, seed: int = 0) -> dict[str, Any]:
     """Write the synthetic rollups, run the recompute, return the figures."""
     from ubi import clock
-    from ubi.models import DailyInteraction, DailyWorkItem, IngestionState, daily_rollups
+    from ubi.models import (
+        DailyInteraction,
+        DailyWorkItem,
+        IngestionState,
+        daily_focus,
+        daily_rollups,
+    )
     from ubi.models.session import reset_engines, session_factory
     from ubi.services import bulk, databases, schema
     from ubi.services.baselines import recompute_baselines
@@ -89,10 +99,11 @@ def run(actors: int = 10_000, days: int = 90, seed: int = 0) -> dict[str, Any]:
     try:
         schema.upgrade(settings)
         tenant = "bench"
-        rollups, interactions, work_items = _rollup_rows(activity, tenant)
+        rollups, focus, interactions, work_items = _rollup_rows(activity, tenant)
         t = time.perf_counter()
         with session_factory(settings)() as s:
             bulk.copy_rows(s, daily_rollups, rollups)
+            bulk.copy_rows(s, daily_focus, focus)
             bulk.copy_rows(s, DailyInteraction.__table__, interactions)
             bulk.copy_rows(s, DailyWorkItem.__table__, work_items)
             s.add(IngestionState(tenant_id=tenant, events_total=0, pending_events=0,

@@ -131,3 +131,37 @@ def test_sequence_events_have_their_own_partial_index_on_every_partition(scratch
     assert {"events", f"events_p{today:%Y%m%d}", "events_default"} <= indexed
     for _, predicate in rows:
         assert set(re.findall(r"'([a-z_]+)'", predicate)) == SEQUENCE_EVENT_TYPES
+
+
+def test_focus_time_moves_to_its_own_table_and_back(scratch_db) -> None:  # type: ignore[no-untyped-def]
+    """Migration 0005: the rollups' focus columns become ``daily_focus`` rows (only where
+    there is focus), and a downgrade puts them back."""
+    schema.upgrade(scratch_db, "0004")
+    engine = create_db_engine(scratch_db.database_url)
+    day = date(2026, 11, 20)
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text(
+                "INSERT INTO daily_rollups (tenant_id, actor_id, day, actor_type, "
+                "focus_minutes, focus_sessions, updated_at) VALUES "
+                "('t1', 'a1', :d, 'human', 42.5, 2, now()), "
+                "('t1', 'a2', :d, 'human', 0, 0, now())"), {"d": day})
+        schema.upgrade(scratch_db)
+        with engine.connect() as conn:
+            moved = conn.execute(sa.text(
+                "SELECT tenant_id, actor_id, day, focus_minutes, focus_sessions "
+                "FROM daily_focus")).all()
+            columns = {c["name"] for c in sa.inspect(conn).get_columns("daily_rollups")}
+        assert moved == [("t1", "a1", day, 42.5, 2)]
+        assert not {"focus_minutes", "focus_sessions"} & columns
+
+        schema.downgrade(scratch_db, "0004")
+        with engine.connect() as conn:
+            back = conn.execute(sa.text(
+                "SELECT actor_id, focus_minutes, focus_sessions FROM daily_rollups "
+                "ORDER BY actor_id")).all()
+            tables = set(sa.inspect(conn).get_table_names())
+        assert back == [("a1", 42.5, 2), ("a2", 0.0, 0)]
+        assert "daily_focus" not in tables
+    finally:
+        engine.dispose()

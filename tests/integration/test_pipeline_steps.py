@@ -31,6 +31,7 @@ from ubi.models import (
     Signal,
     SignalVersion,
     TenantDay,
+    daily_focus,
     daily_rollups,
     session_factory,
 )
@@ -305,26 +306,39 @@ def test_nightly_recompute_matches_the_analytics_library(settings, db_session, f
 
 def test_ingest_never_waits_for_a_running_features_step(settings, db_session, frozen) -> None:  # type: ignore[no-untyped-def]
     """While a features run computes, it holds its tenant (a second run is told it is busy)
-    but no dirty row: a batch stored meanwhile commits at once. The run then releases only
-    the pairs as it read them; the pair the batch marked again stays dirty for the next run,
-    which computes its events."""
+    and the focus rows it wrote, but no dirty or rollup row: a batch stored meanwhile commits
+    at once. The run then releases only the pairs as it read them; the pair the batch marked
+    again stays dirty for the next run, which computes its events."""
     from tests.support.envelopes import envelope
+    from ubi.services import focus_time
     from ubi.services.tenant_locks import tenant_lock
 
     now = frozen.now
-    store(settings, [envelope(actor="amy", occurred_at=now - timedelta(hours=3))])
+    store(settings, [
+        envelope(actor="amy", occurred_at=now - timedelta(hours=3)),
+        envelope(actor="amy", signal_type="focus_session_started",
+                 occurred_at=now - timedelta(hours=5)),
+        envelope(actor="amy", signal_type="focus_session_ended",
+                 occurred_at=now - timedelta(hours=4))])
     running = session_factory()()
     try:
-        # What a run does before its long compute phase: take the tenant, read the pairs.
+        # What a run does before its long compute phase: take the tenant, read the pairs,
+        # refresh their focus.
         assert tenant_lock(running, "features", "acme")
         taken = features.pending_dirty(running, "acme")
         assert len(taken) == 1
+        assert focus_time.refresh_focus(running, "acme", focus_time.affected_days(
+            {(a, d) for a, d, _, _ in taken})) == 1
         assert run_features().busy  # one run per tenant at a time
 
-        # Another batch for the same (actor, day) meanwhile: stored at once (with a lock
-        # timeout, so waiting for the run would fail the test).
+        # Another batch for the same (actor, day) meanwhile, with another focus session:
+        # stored at once (with a lock timeout, so waiting for the run would fail the test).
         body = json.dumps([envelope(actor="amy", signal_type="build_failed",
-                                    occurred_at=now - timedelta(hours=2))])
+                                    occurred_at=now - timedelta(hours=2)),
+                           envelope(actor="amy", signal_type="focus_session_started",
+                                    occurred_at=now - timedelta(hours=2)),
+                           envelope(actor="amy", signal_type="focus_session_ended",
+                                    occurred_at=now - timedelta(hours=1, minutes=30))])
         with session_factory()() as s:
             s.execute(sa.text("SET LOCAL lock_timeout = '2s'"))
             ingest.store_batch(s, batch_id="b-during", tenant_id="acme", events_json=body,
@@ -342,8 +356,10 @@ def test_ingest_never_waits_for_a_running_features_step(settings, db_session, fr
     count = db_session.execute(sa.select(Feature.value).where(
         Feature.feature_name == "event_count", Feature.window == "24h",
         Feature.day == now.date())).scalar_one()
-    assert count == 2
+    assert count == 6
     assert db_session.execute(sa.select(sa.func.count()).select_from(DirtySubject)).scalar() == 0
+    assert db_session.execute(sa.select(daily_focus.c.focus_minutes, daily_focus.c.focus_sessions)
+                              ).one() == (90.0, 2)
 
 
 def test_features_are_rewritten_only_when_they_change(  # type: ignore[no-untyped-def]
@@ -405,23 +421,102 @@ def test_focus_time_does_not_depend_on_how_sessions_were_batched(  # type: ignor
     ]
 
     def focus() -> dict[tuple[str, object], tuple[float, int]]:
+        """Every rollup's focus as the analytics read it (no focus row: none)."""
+        r, f = daily_rollups.c, daily_focus.c
         rows = db_session.execute(sa.select(
-            daily_rollups.c.actor_id, daily_rollups.c.day, daily_rollups.c.focus_minutes,
-            daily_rollups.c.focus_sessions)).all()
+            r.actor_id, r.day, sa.func.coalesce(f.focus_minutes, 0.0),
+            sa.func.coalesce(f.focus_sessions, 0)).select_from(daily_rollups.outerjoin(
+                daily_focus, sa.and_(f.tenant_id == r.tenant_id, f.actor_id == r.actor_id,
+                                     f.day == r.day)))).all()
         db_session.rollback()
         alias = Pseudonymiser(settings.pseudonym_secret)
         names = {alias.pseudonym("acme", n): n for n in ("alice", "bob", "carol")}
         return {(names[a], d): (round(m, 6), s) for a, d, m, s in rows}
 
     store(settings, events)
+    assert run_features().dirty == 4
     expected = {("alice", first_day): (0.0, 0), ("alice", second_day): (100.0, 2),
                 ("bob", second_day): (120.0, 2), ("carol", second_day): (0.0, 0)}
     assert focus() == expected
+    # A row only where there is focus.
+    assert db_session.execute(sa.select(sa.func.count()).select_from(daily_focus)).scalar() == 2
+    db_session.rollback()  # end the read transaction: it would block a TRUNCATE
 
-    for order in (list(reversed(events)), events[3:] + events[:3]):
+    for order, each in ((list(reversed(events)), True), (events[3:] + events[:3], False)):
         resources.truncate_all(settings.database_url)
         for e in order:  # one event per batch, in another order
             store(settings, [e])
+            if each:  # the features step runs between batches: partial sessions first
+                run_features()
+        run_features()
         assert focus() == expected
     store(settings, events, "again")  # a redelivery under another batch id
+    run_features()
     assert focus() == expected
+
+
+def test_detection_before_the_features_step_sees_every_stored_focus_session(  # type: ignore[no-untyped-def]
+        settings, db_session, frozen) -> None:
+    """Detection can evaluate a closed day before the features step has run for its last
+    batches (ingestion hands it the day when event time passes midnight), and evaluated days
+    are final: it refreshes the focus those batches brought first. The pairs stay dirty for
+    the features step."""
+    from tests.support.envelopes import envelope
+
+    day = frozen.now.date() - timedelta(days=1)
+    nine = datetime.combine(day, datetime.min.time(), tzinfo=UTC) + timedelta(hours=9)
+    store(settings, [envelope(actor="amy", signal_type="focus_session_started", occurred_at=nine),
+                     envelope(actor="amy", signal_type="focus_session_ended",
+                              occurred_at=nine + timedelta(minutes=50))])
+    assert run_detect().evaluated_through == day
+    value = db_session.execute(sa.select(Feature.value).where(
+        Feature.actor_scope == "actor", Feature.feature_name == "focus_session_avg_minutes",
+        Feature.window == "24h", Feature.day == day)).scalar_one()
+    assert value == pytest.approx(50.0)
+    assert db_session.execute(sa.select(daily_focus.c.focus_minutes)).scalar_one() == 50.0
+    assert db_session.execute(sa.select(DirtySubject.day)).scalars().all() == [day]
+    db_session.rollback()
+
+
+def test_focus_of_days_older_than_the_late_window_is_kept_by_ingestion(  # type: ignore[no-untyped-def]
+        settings, db_session, frozen) -> None:
+    """No features run computes a day older than the tenant's late-event window, so ingestion
+    refreshes those days' focus itself; the day after such a day, inside the window, is
+    marked for the features step (a session that started late on an old day ends on it)."""
+    from tests.support.envelopes import envelope
+
+    oldest = frozen.now.date() - timedelta(days=TenantConfig.default().late_event_days)
+    midnight = datetime.combine(oldest, datetime.min.time(), tzinfo=UTC)
+    amy = Pseudonymiser(settings.pseudonym_secret).pseudonym("acme", "amy")
+
+    def ev(kind: str, at: datetime):  # type: ignore[no-untyped-def]
+        return envelope(actor="amy", signal_type=kind, occurred_at=at)
+
+    def focus() -> dict[object, tuple[float, int]]:
+        rows = db_session.execute(sa.select(
+            daily_focus.c.day, daily_focus.c.focus_minutes, daily_focus.c.focus_sessions).where(
+            daily_focus.c.actor_id == amy)).all()
+        db_session.rollback()
+        return {d: (round(m, 6), n) for d, m, n in rows}
+
+    def dirty() -> list[object]:
+        days = db_session.execute(sa.select(DirtySubject.day)).scalars().all()
+        db_session.rollback()
+        return sorted(days)
+
+    # A whole session three days before the window: focus at once, nothing to compute.
+    old = midnight - timedelta(days=3)
+    store(settings, [ev("focus_session_started", old + timedelta(hours=9)),
+                     ev("focus_session_ended", old + timedelta(hours=10))])
+    assert dirty() == []
+    assert focus() == {old.date(): (60.0, 1)}
+
+    # The window's first day: an end whose start arrives later, on the day before (too old).
+    store(settings, [ev("focus_session_ended", midnight + timedelta(minutes=30))])
+    assert dirty() == [oldest]
+    run_features()
+    assert focus() == {old.date(): (60.0, 1)}  # an end without its start counts nothing
+    store(settings, [ev("focus_session_started", midnight - timedelta(minutes=30))])
+    assert dirty() == [oldest]  # the started event's own day is too old; the next is not
+    run_features()
+    assert focus() == {old.date(): (60.0, 1), oldest: (60.0, 1)}

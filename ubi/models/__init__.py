@@ -1,7 +1,14 @@
 """SQLAlchemy tables of the store and the session factory."""
 
 from ubi.models.base import Base, utcnow
-from ubi.models.events import DailyInteraction, DailyWorkItem, Event, EventKey, daily_rollups
+from ubi.models.events import (
+    DailyInteraction,
+    DailyWorkItem,
+    Event,
+    EventKey,
+    daily_focus,
+    daily_rollups,
+)
 from ubi.models.governance import AuditEntry, DeletionJob, RetentionDecision
 from ubi.models.intelligence import (
     Anomaly,
@@ -20,6 +27,6 @@ __all__ = [
     "Anomaly", "AuditEntry", "Base", "Baseline", "Batch", "DailyInteraction", "DailyWorkItem",
     "DeletionJob", "DirtySubject", "Event", "EventKey", "Feature", "IngestionState",
     "ReceiptOutbox", "RetentionDecision", "Score", "Signal", "SignalFeedback", "SignalOutbox",
-    "SignalVersion", "TaskOutbox", "TenantConfigVersion", "TenantDay", "daily_rollups",
-    "dialect_insert", "get_engine", "session_factory", "session_scope", "utcnow",
+    "SignalVersion", "TaskOutbox", "TenantConfigVersion", "TenantDay", "daily_focus",
+    "daily_rollups", "dialect_insert", "get_engine", "session_factory", "session_scope", "utcnow",
 ]

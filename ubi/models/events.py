@@ -83,13 +83,28 @@ daily_rollups = sa.Table(
       for name in ROLLUP_COUNTER_COLUMNS),
     # Bit h set when UTC hour h had an event (OR-ed on upsert).
     sa.Column("hours_mask", sa.Integer, nullable=False, server_default="0"),
-    # Focus time of sessions that ended this day; recomputed from the day's sequence events.
-    sa.Column("focus_minutes", sa.Float, nullable=False, server_default="0"),
-    sa.Column("focus_sessions", sa.Integer, nullable=False, server_default="0"),
     sa.Column("first_event_at", UTCDateTime),
     sa.Column("last_event_at", UTCDateTime),
     sa.Column("updated_at", UTCDateTime, nullable=False),
     sa.Index("ix_daily_rollups_tenant_day", "tenant_id", "day"),
+)
+
+
+#: Focus time per (tenant, actor, UTC day) of the sessions that ended that day (SPEC §5.1), a
+#: row only where there is some. Not a counter: it is recomputed from the stored sequence
+#: events (``services/focus_time``) by the features step for the pairs it computes, and by
+#: ingestion only for days too old for that. Its own table, so that the features step's long
+#: transaction never holds a row ingestion's rollup upserts need.
+daily_focus = sa.Table(
+    "daily_focus",
+    Base.metadata,
+    sa.Column("tenant_id", sa.String(64), primary_key=True),
+    sa.Column("actor_id", sa.String(64), primary_key=True),
+    sa.Column("day", sa.Date, primary_key=True),
+    sa.Column("focus_minutes", sa.Float, nullable=False),
+    sa.Column("focus_sessions", sa.Integer, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Index("ix_daily_focus_tenant_day", "tenant_id", "day"),
 )
 
 

@@ -13,10 +13,11 @@ from sqlalchemy.orm import Session
 from ubi.analytics.activity import DailyActivity, Interactions, WorkItems
 from ubi.analytics.calendar import day_number
 from ubi.analytics.taxonomy import ROLLUP_COUNTER_COLUMNS
-from ubi.models import DailyInteraction, DailyWorkItem, TenantDay, daily_rollups
+from ubi.models import DailyInteraction, DailyWorkItem, TenantDay, daily_focus, daily_rollups
 from ubi.models.session import is_postgres
 
 _R = daily_rollups.c
+_F = daily_focus.c
 _COUNTER_COLS = [_R[c] for c in ROLLUP_COUNTER_COLUMNS]
 
 
@@ -59,9 +60,12 @@ def load_activity(session: Session, tenant_id: str, start_day: date, end_day: da
     cond = [_R.tenant_id == tenant_id, _R.day >= start_day, _R.day <= end_day]
     if ids is not None:
         cond.append(_R.actor_id.in_(ids))
+    focus = sa.and_(_F.tenant_id == _R.tenant_id, _F.actor_id == _R.actor_id, _F.day == _R.day)
     rows = session.execute(
-        sa.select(_R.actor_id, _R.day, _R.hours_mask, _R.focus_minutes, _R.focus_sessions,
-                  *_COUNTER_COLS).where(*cond).order_by(_R.actor_id, _R.day)).all()
+        sa.select(_R.actor_id, _R.day, _R.hours_mask,
+                  sa.func.coalesce(_F.focus_minutes, 0.0), sa.func.coalesce(_F.focus_sessions, 0),
+                  *_COUNTER_COLS).select_from(daily_rollups.outerjoin(daily_focus, focus))
+        .where(*cond).order_by(_R.actor_id, _R.day)).all()
     subjects = sorted({r[0] for r in rows}) if ids is None else [
         a for a in ids if a in {r[0] for r in rows}]
     index = {a: i for i, a in enumerate(subjects)}
@@ -178,8 +182,11 @@ def _load_activity_pg(session: Session, tenant_id: str, start_day: date, end_day
         counter_sql = ", ".join(f'r."{c}"::int4' for c in ROLLUP_COUNTER_COLUMNS)
         recs = _copy_binary(session, (
             f"{actors_cte} SELECT a.code, (r.day - DATE '1970-01-01')::int4 - {epoch0}, "
-            f"r.hours_mask::int4, r.focus_minutes::float8, r.focus_sessions::int4, "
-            f"{counter_sql} FROM daily_rollups r JOIN actors a USING (actor_id) "
+            f"r.hours_mask::int4, COALESCE(f.focus_minutes, 0)::float8, "
+            f"COALESCE(f.focus_sessions, 0)::int4, {counter_sql} "
+            f"FROM daily_rollups r JOIN actors a USING (actor_id) "
+            f"LEFT JOIN daily_focus f ON f.tenant_id = r.tenant_id "
+            f"AND f.actor_id = r.actor_id AND f.day = r.day "
             f"WHERE r.tenant_id = %(t)s AND r.day BETWEEN %(a)s AND %(b)s"), params,
             [("s", ">i4"), ("d", ">i4"), ("h", ">i4"), ("fm", ">f8"), ("fs", ">i4")],
             repeated=("c", ">i4", len(ROLLUP_COUNTER_COLUMNS)))

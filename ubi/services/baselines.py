@@ -22,7 +22,7 @@ from ubi.analytics.engine import analyse_tenant
 from ubi.analytics.taxonomy import WINDOWS
 from ubi.models import IngestionState
 from ubi.observability.metrics import BASELINE_DURATION
-from ubi.services import activity_store, configs
+from ubi.services import activity_store, configs, focus_time
 from ubi.services.detection import upsert_baselines
 from ubi.services.tenant_locks import tenant_lock
 
@@ -51,6 +51,7 @@ def recompute_baselines(session: Session, tenant_id: str, *,
     start = end - timedelta(days=int(config.baseline_algorithm["history_days"])
                             + max(WINDOWS.values()) - 1)
     t0 = time.perf_counter()
+    focus_time.refresh_pending(session, tenant_id, end)  # the focus features still owes
     activity = activity_store.load_activity(session, tenant_id, start, end)
     incomplete = activity_store.incomplete_days(session, tenant_id, start, end)
     t1 = time.perf_counter()

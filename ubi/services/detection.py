@@ -43,7 +43,7 @@ from ubi.models import (
 from ubi.models import Signal as SignalRow
 from ubi.models.session import dialect_insert, is_postgres
 from ubi.observability.metrics import ANOMALIES, BASELINE_DURATION, SIGNALS_GENERATED
-from ubi.services import activity_store, bulk, configs, freshness, receipts
+from ubi.services import activity_store, bulk, configs, focus_time, freshness, receipts
 from ubi.services.features import feature_metadata, feature_row, upsert_features
 from ubi.services.followups import enqueue_followup
 from ubi.services.tenant_locks import tenant_lock
@@ -104,6 +104,8 @@ def detect_tenant(session: Session, tenant_id: str, *, now: datetime | None = No
         return outcome
     outcome.evaluated_from, outcome.evaluated_through = evaluate_from, through
     previous = load_previous_state(session, tenant_id, state.last_evaluated_day)
+    # Evaluated days are final: focus of batches the features step has not run for yet first.
+    focus_time.refresh_pending(session, tenant_id, through)
     lookback = history + max(WINDOWS.values())
     chunk_start = evaluate_from
     while chunk_start <= through:

@@ -4,8 +4,9 @@ After each ingest commit, the (actor, day) pairs that received events are dirty.
 tenant at a time (an advisory lock) reads them, computes every feature of the dirty actors for
 the windows that contain those days, upserts the rows and releases the pairs it computed, all
 in one transaction; pairs a batch marked again meanwhile stay for the next run, so ingestion
-never waits for this step. Closed days are then handed to detection. (Focus time is kept
-current by ingestion itself, for days of any age: ``services/focus_time``.)
+never waits for this step. Closed days are then handed to detection. Focus time, which
+cannot be added up per batch, is recomputed first for the pairs the run computes and the day
+after each (``services/focus_time``), once per run however many batches marked them.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from ubi.analytics.taxonomy import (
 )
 from ubi.models import DirtySubject, Feature
 from ubi.observability.metrics import FEATURE_DURATION
-from ubi.services import activity_store, bulk, configs, freshness
+from ubi.services import activity_store, bulk, configs, focus_time, freshness
 from ubi.services.followups import enqueue_followup
 from ubi.services.tenant_locks import tenant_lock
 
@@ -119,6 +120,10 @@ def compute_tenant_features(session: Session, tenant_id: str, *, now: datetime |
     correlation_id = outcome.correlation_ids[-1] if outcome.correlation_ids else None
     pairs = {(a, d) for a, d, _, _ in claimed}
     config = configs.load_config(session, tenant_id)
+    # Before the activity is read: a dirty day's sequence events may change its focus and the
+    # next day's (a session counts on the day it ends). A batch storing sequence events after
+    # this read marks its pairs again, so they stay dirty for the next run.
+    focus_time.refresh_focus(session, tenant_id, focus_time.affected_days(pairs))
 
     by_actor: dict[str, date] = defaultdict(lambda: today)
     for a, d in pairs:

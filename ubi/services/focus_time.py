@@ -1,4 +1,4 @@
-"""Focus time in the daily rollups (SPEC §5.1), kept current by ingestion.
+"""Focus time (SPEC §5.1) in ``daily_focus``, recomputed from the stored sequence events.
 
 A focus session may start in one batch and end in another, so a day's focus minutes cannot be
 added up like counters: they are recomputed from the stored sequence events. The focus of an
@@ -6,9 +6,16 @@ added up like counters: they are recomputed from the stored sequence events. The
 counts on the day it ends; one that started the day before pairs across midnight), so the
 result depends only on what is stored, never on how events were split into batches.
 
-On PostgreSQL this is two statements per batch whatever its size: one read of just the
+Who recomputes: the features step, once per run, for the (actor, day) pairs it computes and the
+day after each, before it reads the activity (``services/features``); detection and the nightly
+recompute for the pairs still waiting for it, before they read whole days; ingestion only for
+days older than the tenant's late-event window, which no features run will compute. Recomputing per
+batch instead read every stored sequence event of the batch's actor-days each time: at full
+load as much work as storing the batch, redone by the next batch before anything read it.
+
+On PostgreSQL this is two statements whatever the number of pairs: one read of just the
 sequence events of the needed (actor, day) pairs (epoch seconds, type and numeric duration,
-no documents), and one array ``UPDATE`` of the rollups.
+no documents), and one statement that upserts the pairs with focus and deletes the others.
 """
 
 from __future__ import annotations
@@ -23,8 +30,9 @@ from sqlalchemy.orm import Session
 from ubi.analytics.calendar import day_number
 from ubi.analytics.focus import SequenceEvent, focus_by_day
 from ubi.analytics.taxonomy import SEQUENCE_EVENT_TYPES
-from ubi.models import Event, daily_rollups
+from ubi.models import DirtySubject, Event, daily_focus, utcnow
 from ubi.models.session import is_postgres
+from ubi.services import bulk
 
 _SEQUENCE_TYPES = sorted(SEQUENCE_EVENT_TYPES)
 
@@ -42,11 +50,19 @@ _READ_PG = (
     "WHERE tenant_id = %(t)s AND actor_id = p.a AND event_date = p.d AND event_type IN ("
     + ", ".join(f"'{t}'" for t in _SEQUENCE_TYPES) + ") OFFSET 0) AS e")
 
-_UPDATE_PG = (
-    "UPDATE daily_rollups AS r SET focus_minutes = u.m, focus_sessions = u.s "
-    "FROM unnest(%(a)b::varchar[], %(d)b::date[], %(m)b::float8[], %(s)b::int[]) "
-    "AS u(a, d, m, s) WHERE r.tenant_id = %(t)s AND r.actor_id = u.a AND r.day = u.d "
-    "AND (r.focus_minutes IS DISTINCT FROM u.m OR r.focus_sessions IS DISTINCT FROM u.s)")
+# Upsert the pairs with focus, delete those without (a row only where there is focus); a row
+# whose values did not change is not rewritten.
+_WRITE_PG = (
+    "WITH c(a, d, m, s) AS (SELECT * FROM unnest(%(a)b::varchar[], %(d)b::date[], "
+    "%(m)b::float8[], %(s)b::int[])), "
+    "gone AS (DELETE FROM daily_focus f USING c WHERE f.tenant_id = %(t)s AND f.actor_id = c.a "
+    "AND f.day = c.d AND c.s = 0 AND c.m = 0) "
+    "INSERT INTO daily_focus AS f (tenant_id, actor_id, day, focus_minutes, focus_sessions, "
+    "updated_at) SELECT %(t)s, a, d, m, s, %(now)s FROM c WHERE s <> 0 OR m <> 0 "
+    "ON CONFLICT (tenant_id, actor_id, day) DO UPDATE SET focus_minutes = "
+    "excluded.focus_minutes, focus_sessions = excluded.focus_sessions, updated_at = "
+    "excluded.updated_at WHERE f.focus_minutes IS DISTINCT FROM excluded.focus_minutes "
+    "OR f.focus_sessions IS DISTINCT FROM excluded.focus_sessions")
 
 
 def affected_days(touched: set[tuple[str, date]]) -> set[tuple[str, date]]:
@@ -57,7 +73,8 @@ def affected_days(touched: set[tuple[str, date]]) -> set[tuple[str, date]]:
 
 def refresh_focus(session: Session, tenant_id: str, pairs: set[tuple[str, date]]) -> int:
     """Recompute the focus minutes and sessions of ``pairs`` from their stored sequence events
-    (pairs without a rollup row are skipped: a day without events has no focus time)."""
+    and store them in ``daily_focus`` (a pair without focus has no row). Returns the number of
+    pairs with focus."""
     if not pairs:
         return 0
     reads = pairs | {(a, d - timedelta(days=1)) for a, d in pairs}
@@ -70,19 +87,35 @@ def refresh_focus(session: Session, tenant_id: str, pairs: set[tuple[str, date]]
         m, n = focus_by_day(seq).get((actor, day_number(day)), (0.0, 0)) if seq else (0.0, 0)
         minutes.append(float(m))
         sessions.append(int(n))
+    now = utcnow()
     if is_postgres(session):
-        session.connection().exec_driver_sql(_UPDATE_PG, {
+        session.connection().exec_driver_sql(_WRITE_PG, {
             "t": tenant_id, "a": [a for a, _ in ordered], "d": [d for _, d in ordered],
-            "m": minutes, "s": sessions})
-        return len(ordered)
-    stmt = sa.update(daily_rollups).where(
-        daily_rollups.c.tenant_id == tenant_id, daily_rollups.c.actor_id == sa.bindparam("a"),
-        daily_rollups.c.day == sa.bindparam("d")).values(
-        focus_minutes=sa.bindparam("m"), focus_sessions=sa.bindparam("s"))
-    session.connection().execute(stmt, [
-        {"a": a, "d": d, "m": m, "s": n}
-        for (a, d), m, n in zip(ordered, minutes, sessions, strict=True)])
-    return len(ordered)
+            "m": minutes, "s": sessions, "now": now})
+        return sum(1 for n in sessions if n)
+    f = daily_focus.c
+    for part in bulk.chunks(ordered, 400):  # (actor, day) IN (...): two parameters a pair
+        session.execute(sa.delete(daily_focus).where(
+            f.tenant_id == tenant_id, sa.tuple_(f.actor_id, f.day).in_(list(part))))
+    rows = [{"tenant_id": tenant_id, "actor_id": a, "day": d, "focus_minutes": m,
+             "focus_sessions": n, "updated_at": now}
+            for (a, d), m, n in zip(ordered, minutes, sessions, strict=True) if n or m]
+    if rows:
+        session.execute(sa.insert(daily_focus), rows)
+    return len(rows)
+
+
+def refresh_pending(session: Session, tenant_id: str, through: date | None = None) -> int:
+    """Refresh the focus of the tenant's dirty pairs (up to ``through``) and the day after
+    each, for a step that reads whole days without waiting for the features step (detection,
+    the nightly recompute): their counters are already in the rollups, their focus would not
+    be. The pairs stay dirty: the features step still owes their features."""
+    query = sa.select(DirtySubject.actor_id, DirtySubject.day).where(
+        DirtySubject.tenant_id == tenant_id)
+    if through is not None:
+        query = query.where(DirtySubject.day <= through)
+    pairs: set[tuple[str, date]] = {(a, d) for a, d in session.execute(query)}
+    return refresh_focus(session, tenant_id, affected_days(pairs))
 
 
 def _sequence_events(session: Session, tenant_id: str, pairs: set[tuple[str, date]]

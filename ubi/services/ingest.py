@@ -389,7 +389,7 @@ def _store_tenant_events(session: Session, tenant_id: str, config: TenantConfig,
     t = time.perf_counter()
     delta = rollup_events(inserted, config)
     bulk.upsert_columns(session, daily_rollups, delta.columns(), constants={
-        "tenant_id": tenant_id, "updated_at": now, "focus_minutes": 0.0, "focus_sessions": 0},
+        "tenant_id": tenant_id, "updated_at": now},
         key_columns=("tenant_id", "actor_id", "day"), add=ROLLUP_COUNTER_COLUMNS,
         bit_or=("hours_mask",), least=("first_event_at",), greatest=("last_event_at",),
         replace=("actor_type", "team_id", "updated_at"))
@@ -411,16 +411,23 @@ def _store_tenant_events(session: Session, tenant_id: str, config: TenantConfig,
             add=("events", "llm_requests"))
     timings["rollups"] = timings.get("rollups", 0.0) + time.perf_counter() - t
     t = time.perf_counter()
-    touched = {(e.actor_id, e.timestamp_utc.date()) for e in inserted
-               if e.event_type in SEQUENCE_EVENT_TYPES}
-    focus_time.refresh_focus(session, tenant_id, focus_time.affected_days(touched))
+    # Late events within the tenant's window recompute their day; older ones are only stored.
+    oldest = today - timedelta(days=config.late_event_days)
+    marked = {(e.actor_id, e.timestamp_utc.date()) for e in inserted
+              if e.timestamp_utc.date() >= oldest}
+    # Focus time is the features step's, for the pairs it computes (and the day after each);
+    # days older than the window are never computed there, so their focus is refreshed here.
+    old_sequences = {(e.actor_id, e.timestamp_utc.date()) for e in inserted
+                     if e.event_type in SEQUENCE_EVENT_TYPES
+                     and e.timestamp_utc.date() < oldest}
+    if old_sequences:
+        affected = focus_time.affected_days(old_sequences)
+        focus_time.refresh_focus(session, tenant_id, {p for p in affected if p[1] < oldest})
+        marked |= {p for p in affected if p[1] >= oldest}
     timings["focus"] = timings.get("focus", 0.0) + time.perf_counter() - t
 
     t = time.perf_counter()
-    # Late events within the tenant's window recompute their day; older ones are only stored.
-    oldest = today - timedelta(days=config.late_event_days)
-    dirty = sorted({(e.actor_id, e.timestamp_utc.date()) for e in inserted
-                    if e.timestamp_utc.date() >= oldest})
+    dirty = sorted(marked)
     if dirty:
         # marked_at stays the oldest pending change: "dirty since", what features lag is.
         bulk.upsert_columns(
