@@ -3,10 +3,15 @@
 A service never sends a message itself: it records the task it owes here, in the caller's
 transaction. After commit the task layer dispatches the rows it wrote; a beat drain sends any
 that a crash left behind. Follow-up tasks are idempotent, so a row sent twice does no harm.
+
+Follow-ups with a ``dedupe_key`` coalesce: a row still waiting absorbs later ones, and after
+commit no message is sent while a task with that key is queued and has not started yet (the
+task layer's ``needs_message``): that task reads its work after this commit.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -15,7 +20,18 @@ from sqlalchemy.orm import Session
 
 from ubi.models import TaskOutbox, utcnow
 
-OUTBOX_IDS_KEY = "ubi_task_outbox_ids"
+#: ``session.info`` key of the follow-ups the session's transaction owes (``Owed``).
+OWED_KEY = "ubi_task_outbox_owed"
+
+
+@dataclass(frozen=True)
+class Owed:
+    """A follow-up a transaction recorded: its outbox row and what the message would be."""
+
+    id: int
+    task_name: str
+    dedupe_key: str | None
+    kwargs: dict[str, Any]
 
 
 def enqueue_followup(session: Session, task_name: str, *, tenant_id: str,
@@ -26,6 +42,7 @@ def enqueue_followup(session: Session, task_name: str, *, tenant_id: str,
     With ``dedupe_key``, a row that is still waiting for dispatch with the same key absorbs
     this one (the pending task will see the new work too).
     """
+    owed = session.info.setdefault(OWED_KEY, [])
     if dedupe_key is not None:
         pending = session.execute(
             sa.select(TaskOutbox.id).where(TaskOutbox.task_name == task_name,
@@ -33,14 +50,14 @@ def enqueue_followup(session: Session, task_name: str, *, tenant_id: str,
                                            TaskOutbox.dispatched_at.is_(None)).limit(1)
         ).scalar_one_or_none()
         if pending is not None:
-            session.info.setdefault(OUTBOX_IDS_KEY, []).append(pending)
+            owed.append(Owed(pending, task_name, dedupe_key, kwargs))
             return
     row = TaskOutbox(tenant_id=tenant_id, task_name=task_name, kwargs=kwargs,
                      dedupe_key=dedupe_key, correlation_id=correlation_id, created_at=utcnow(),
                      attempts=0)
     session.add(row)
     session.flush()
-    session.info.setdefault(OUTBOX_IDS_KEY, []).append(row.id)
+    owed.append(Owed(row.id, task_name, dedupe_key, kwargs))
 
 
 def claim_pending(session: Session, *, ids: list[int] | None = None,

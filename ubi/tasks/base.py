@@ -20,7 +20,13 @@ from sqlalchemy.orm import Session
 
 from ubi.models.session import session_factory
 from ubi.observability import context
-from ubi.services.followups import OUTBOX_IDS_KEY, claim_pending, mark_dispatched, mark_failed
+from ubi.services.followups import (
+    OWED_KEY,
+    Owed,
+    claim_pending,
+    mark_dispatched,
+    mark_failed,
+)
 
 log = logging.getLogger("ubi.tasks")
 
@@ -70,7 +76,7 @@ class UbiTask(Task):
             try:
                 result = super().__call__(*args, **kwargs)
                 session.commit()
-                outbox_ids = list(session.info.pop(OUTBOX_IDS_KEY, []))
+                owed: list[Owed] = list(session.info.pop(OWED_KEY, []))
             except PermanentTaskError as exc:
                 session.rollback()
                 log.error("task failed permanently: %s", exc)
@@ -81,38 +87,106 @@ class UbiTask(Task):
             finally:
                 session.close()
                 self._session = previous
-            if outbox_ids:
-                dispatch_followups(self.app, outbox_ids)
+            if owed:
+                dispatch_followups(self.app, owed)
             return result
 
 
-def dispatch_followups(app: Any, ids: list[int] | None = None, *,
+#: How long a sent coalescing follow-up counts as queued if its task never says it started
+#: (lost, purged): later commits send their own message after that at the latest.
+QUEUED_TTL_MS = 60_000
+
+
+def _queued_key(dedupe_key: str) -> str:
+    from ubi.settings import get_settings
+
+    return f"{get_settings().queue_prefix}ubi:queued:{dedupe_key}"
+
+
+def needs_message(dedupe_key: str) -> bool:
+    """Whether a follow-up committed just now needs a message of its own: not while a task with
+    the same key is queued and has not started (it reads its work after this commit). Claims
+    the key when it does (Redis ``SET NX``). Without Redis, or with Redis down: always."""
+    from ubi.integrations.dependencies import redis_client
+
+    client = redis_client()
+    if client is None:
+        return True
+    try:
+        return bool(client.set(_queued_key(dedupe_key), "1", nx=True, px=QUEUED_TTL_MS))
+    except redis.exceptions.RedisError as exc:
+        log.warning("follow-up coalescing unavailable", extra={"ubi": {"error": str(exc)}})
+        return True
+
+
+def task_started(dedupe_key: str) -> None:
+    """A coalescing task calls this before it reads its work: what commits from now on needs
+    a message of its own."""
+    from ubi.integrations.dependencies import redis_client
+
+    client = redis_client()
+    if client is None:
+        return
+    try:
+        client.delete(_queued_key(dedupe_key))
+    except redis.exceptions.RedisError as exc:  # the mark expires on its own
+        log.warning("follow-up coalescing unavailable", extra={"ubi": {"error": str(exc)}})
+
+
+def _send(app: Any, task_name: str, kwargs: dict[str, Any], dedupe_key: str | None
+          ) -> str | None:
+    """Send one follow-up; the error, or None."""
+    try:
+        if task_name not in app.tasks:
+            # A web process only imports the tasks it sends itself; the follow-up's task
+            # object is needed to honour eager mode on the embedded default.
+            app.loader.import_default_modules()
+        task = app.tasks.get(task_name)
+        if task is not None:  # honours eager mode on the embedded default
+            task.apply_async(kwargs=kwargs)
+        else:
+            app.send_task(task_name, kwargs=kwargs)
+    except Exception as exc:  # broker down: the drain retries later
+        if dedupe_key is not None:
+            task_started(dedupe_key)  # nothing is queued: the next commit must send
+        log.warning("follow-up %s not sent yet: %s", task_name, exc)
+        return repr(exc)
+    return None
+
+
+def dispatch_followups(app: Any, owed: list[Owed] | None = None, *,
                        older_than_seconds: float | None = None) -> int:
-    """Send task-outbox rows (the given ids, or every pending row older than the given age)."""
+    """Send the follow-ups a transaction owed (``owed``), or every outbox row waiting longer
+    than ``older_than_seconds`` (the drain). A coalescing follow-up whose task is queued and
+    not started yet is left as it is: that task covers it."""
     from datetime import timedelta
 
+    if owed is not None:
+        owed = [o for o in owed if o.dedupe_key is None or needs_message(o.dedupe_key)]
+        if not owed:
+            return 0
     sent = 0
     with session_factory()() as session:
         older = timedelta(seconds=older_than_seconds) if older_than_seconds else None
-        rows = claim_pending(session, ids=ids, older_than=older)
+        rows = claim_pending(session, ids=None if owed is None else sorted({o.id for o in owed}),
+                             older_than=older)
         for row in rows:
-            try:
-                if row.task_name not in app.tasks:
-                    # A web process only imports the tasks it sends itself; the follow-up's
-                    # task object is needed to honour eager mode on the embedded default.
-                    app.loader.import_default_modules()
-                task = app.tasks.get(row.task_name)
-                if task is not None:  # honours eager mode on the embedded default
-                    task.apply_async(kwargs=row.kwargs)
-                else:
-                    app.send_task(row.task_name, kwargs=row.kwargs)
-            except Exception as exc:  # broker down: the drain retries later
-                mark_failed(row, repr(exc))
-                log.warning("follow-up %s not sent yet: %s", row.task_name, exc)
+            if owed is None and row.dedupe_key is not None and not needs_message(row.dedupe_key):
+                continue
+            error = _send(app, row.task_name, row.kwargs, row.dedupe_key)
+            if error is not None:
+                mark_failed(row, error)
                 continue
             mark_dispatched(row)
             sent += 1
         session.commit()
+    # A coalescing row another dispatcher holds or has sent already: this commit's message
+    # still goes, since the task that row was sent for may have started before this commit.
+    claimed = {row.id for row in rows}
+    for o in owed or []:
+        if (o.dedupe_key is not None and o.id not in claimed
+                and _send(app, o.task_name, o.kwargs, o.dedupe_key) is None):
+            sent += 1
     return sent
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from ubi.celery_app import app
 from ubi.services import detection
-from ubi.tasks.base import UbiTask, look_again
+from ubi.tasks.base import UbiTask, look_again, task_started
 
 #: Seconds before retrying when another run holds the tenant.
 BUSY_RETRY_SECONDS = 3
@@ -17,6 +17,7 @@ BUSY_RETRY_SECONDS = 3
 def detect_tenant(self: UbiTask, *, tenant_id: str, correlation_id: str | None = None,
                   through: str | None = None) -> dict[str, Any]:
     """Anomalies, scores and signals for the tenant's closed days not evaluated yet."""
+    task_started(f"detect:{tenant_id}")  # before the ingestion state is read
     outcome = detection.detect_tenant(
         self.session, tenant_id, correlation_id=correlation_id,
         through=date.fromisoformat(through) if through else None)

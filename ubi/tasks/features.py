@@ -6,7 +6,7 @@ from typing import Any
 
 from ubi.celery_app import app
 from ubi.services import features
-from ubi.tasks.base import UbiTask, look_again
+from ubi.tasks.base import UbiTask, look_again, task_started
 
 #: Seconds before looking again when another run holds the tenant.
 BUSY_RETRY_SECONDS = 1.0
@@ -16,6 +16,7 @@ BUSY_RETRY_SECONDS = 1.0
 def compute_features(self: UbiTask, *, tenant_id: str,
                      correlation_id: str | None = None) -> dict[str, Any]:
     """Features of the tenant's dirty (actor, day) pairs; hands closed days to detection."""
+    task_started(f"features:{tenant_id}")  # before the dirty pairs are read
     outcome = features.compute_tenant_features(self.session, tenant_id)
     kwargs = {"tenant_id": tenant_id, "correlation_id": correlation_id}
     if outcome.busy:
