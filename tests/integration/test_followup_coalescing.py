@@ -8,8 +8,8 @@ import time
 import uuid
 
 import sqlalchemy as sa
-from kombu import Connection
 
+from tests.support.resources import ready_messages
 from ubi.celery_app import app as celery_app
 from ubi.models import TaskOutbox, session_factory
 from ubi.services.followups import OWED_KEY, Owed, enqueue_followup
@@ -17,15 +17,6 @@ from ubi.settings import get_settings
 from ubi.tasks.base import dispatch_followups, task_started
 
 FEATURES = "ubi.tasks.features.compute_features"
-
-
-def _ready(broker_url: str, queue: str) -> int:
-    with Connection(broker_url) as conn:
-        channel = conn.channel()
-        try:
-            return int(channel.queue_declare(queue, passive=True).message_count)
-        finally:
-            channel.close()
 
 
 def _owe(tenant: str) -> tuple[object, list[Owed]]:
@@ -52,16 +43,16 @@ def _rows(tenant: str) -> list[tuple[int, bool]]:
 
 def _wait_for(broker: str, queue: str, count: int) -> int:
     deadline = time.monotonic() + 5
-    while _ready(broker, queue) < count and time.monotonic() < deadline:
+    while ready_messages(broker, queue) < count and time.monotonic() < deadline:
         time.sleep(0.05)
     time.sleep(0.2)  # and no more than that
-    return _ready(broker, queue)
+    return ready_messages(broker, queue)
 
 
 def test_commits_owing_a_queued_task_send_nothing_more(settings, broker, clean_db) -> None:  # type: ignore[no-untyped-def]
     tenant = f"t-{uuid.uuid4().hex[:8]}"
     queue = settings.queue_name("features")
-    before = _ready(broker, queue)
+    before = ready_messages(broker, queue)
 
     # The first commit sends the message and marks its row.
     assert _commit_and_dispatch(*_owe(tenant)) == 1
@@ -91,7 +82,7 @@ def test_a_commit_absorbed_by_a_row_sent_meanwhile_still_sends(settings, broker,
     commits. B's work may be after that task's read, so B sends a message of its own."""
     tenant = f"t-{uuid.uuid4().hex[:8]}"
     queue = settings.queue_name("features")
-    before = _ready(broker, queue)
+    before = ready_messages(broker, queue)
     a_session, a_owed = _owe(tenant)
     a_session.commit()  # A's row is visible, not yet sent
     b_session, b_owed = _owe(tenant)
@@ -109,7 +100,7 @@ def test_with_redis_down_every_commit_sends(settings, broker, clean_db) -> None:
     run is harmless, a missing one is not)."""
     tenant = f"t-{uuid.uuid4().hex[:8]}"
     queue = settings.queue_name("features")
-    before = _ready(broker, queue)
+    before = ready_messages(broker, queue)
     saved = os.environ["REDIS_URL"]
     os.environ["REDIS_URL"] = "redis://127.0.0.1:1/0"  # nothing listens there
     get_settings.cache_clear()

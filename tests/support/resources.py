@@ -42,6 +42,17 @@ def queue_exists(broker_url: str, name: str) -> bool:
                 channel.close()
 
 
+def ready_messages(broker_url: str, name: str) -> int:
+    """Messages ready in a queue (not delivered to a consumer)."""
+    with Connection(broker_url) as conn:
+        channel = conn.channel()
+        try:
+            return int(channel.queue_declare(name, passive=True).message_count)
+        finally:
+            with contextlib.suppress(Exception):
+                channel.close()
+
+
 def purge_task_queues(broker_url: str) -> None:
     """Drop messages a test left behind in this run's task queues."""
     import celeryconfig
