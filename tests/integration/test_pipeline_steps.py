@@ -478,6 +478,32 @@ def test_detection_before_the_features_step_sees_every_stored_focus_session(  # 
     db_session.rollback()
 
 
+def test_refreshing_unchanged_focus_locks_no_row(settings, db_session, frozen) -> None:  # type: ignore[no-untyped-def]
+    """Detection and the nightly recompute refresh pairs the features step has usually
+    computed already, in long transactions: where nothing changed they must hold no focus row
+    (ON CONFLICT would lock it until their commit, stalling the next features run)."""
+    from tests.support.envelopes import envelope
+    from ubi.services import focus_time
+
+    nine = frozen.now - timedelta(hours=3)
+    store(settings, [envelope(actor="amy", signal_type="focus_session_started", occurred_at=nine),
+                     envelope(actor="amy", signal_type="focus_session_ended",
+                              occurred_at=nine + timedelta(minutes=20))])
+    run_features()
+    amy = Pseudonymiser(settings.pseudonym_secret).pseudonym("acme", "amy")
+    long_running = session_factory()()
+    try:
+        assert focus_time.refresh_focus(long_running, "acme", {(amy, nine.date())}) == 1
+        with session_factory()() as other:  # would wait for long_running if it held the row
+            other.execute(sa.text("SET LOCAL lock_timeout = '2s'"))
+            assert other.execute(sa.update(daily_focus).values(
+                focus_minutes=daily_focus.c.focus_minutes)).rowcount == 1
+            other.rollback()
+    finally:
+        long_running.rollback()
+        long_running.close()
+
+
 def test_focus_of_days_older_than_the_late_window_is_kept_by_ingestion(  # type: ignore[no-untyped-def]
         settings, db_session, frozen) -> None:
     """No features run computes a day older than the tenant's late-event window, so ingestion

@@ -50,19 +50,22 @@ _READ_PG = (
     "WHERE tenant_id = %(t)s AND actor_id = p.a AND event_date = p.d AND event_type IN ("
     + ", ".join(f"'{t}'" for t in _SEQUENCE_TYPES) + ") OFFSET 0) AS e")
 
-# Upsert the pairs with focus, delete those without (a row only where there is focus); a row
-# whose values did not change is not rewritten.
+# Upsert the pairs with focus, delete those without (a row only where there is focus). Rows
+# whose values did not change are left out before the upsert, not by its WHERE: ON CONFLICT
+# locks every conflicting row until commit, and detection and the nightly recompute refresh
+# pairs the features step usually computed already, in transactions that last long.
 _WRITE_PG = (
     "WITH c(a, d, m, s) AS (SELECT * FROM unnest(%(a)b::varchar[], %(d)b::date[], "
     "%(m)b::float8[], %(s)b::int[])), "
     "gone AS (DELETE FROM daily_focus f USING c WHERE f.tenant_id = %(t)s AND f.actor_id = c.a "
     "AND f.day = c.d AND c.s = 0 AND c.m = 0) "
     "INSERT INTO daily_focus AS f (tenant_id, actor_id, day, focus_minutes, focus_sessions, "
-    "updated_at) SELECT %(t)s, a, d, m, s, %(now)s FROM c WHERE s <> 0 OR m <> 0 "
+    "updated_at) SELECT %(t)s, a, d, m, s, %(now)s FROM c WHERE (s <> 0 OR m <> 0) "
+    "AND NOT EXISTS (SELECT 1 FROM daily_focus o WHERE o.tenant_id = %(t)s AND o.actor_id = c.a "
+    "AND o.day = c.d AND o.focus_minutes = c.m AND o.focus_sessions = c.s) "
     "ON CONFLICT (tenant_id, actor_id, day) DO UPDATE SET focus_minutes = "
     "excluded.focus_minutes, focus_sessions = excluded.focus_sessions, updated_at = "
-    "excluded.updated_at WHERE f.focus_minutes IS DISTINCT FROM excluded.focus_minutes "
-    "OR f.focus_sessions IS DISTINCT FROM excluded.focus_sessions")
+    "excluded.updated_at")
 
 
 def affected_days(touched: set[tuple[str, date]]) -> set[tuple[str, date]]:
