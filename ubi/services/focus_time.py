@@ -9,9 +9,10 @@ result depends only on what is stored, never on how events were split into batch
 Who recomputes: the features step, once per run, for the (actor, day) pairs it computes and the
 day after each, before it reads the activity (``services/features``); detection and the nightly
 recompute for the pairs still waiting for it, before they read whole days; ingestion only for
-days older than the tenant's late-event window, which no features run will compute. Recomputing per
-batch instead read every stored sequence event of the batch's actor-days each time: at full
-load as much work as storing the batch, redone by the next batch before anything read it.
+days older than the tenant's late-event window, which no features run will compute.
+Recomputing it per batch instead read every stored sequence event of the batch's actor-days
+each time: at full load as much work as storing the batch, redone by the next batch before
+anything read it.
 
 On PostgreSQL this is two statements whatever the number of pairs: one read of just the
 sequence events of the needed (actor, day) pairs (epoch seconds, type and numeric duration,
