@@ -8,6 +8,7 @@ import time
 import uuid
 
 import sqlalchemy as sa
+from sqlalchemy.orm import Session
 
 from tests.support.resources import ready_messages
 from ubi.celery_app import app as celery_app
@@ -19,7 +20,7 @@ from ubi.tasks.base import dispatch_followups, task_started
 FEATURES = "ubi.tasks.features.compute_features"
 
 
-def _owe(tenant: str) -> tuple[object, list[Owed]]:
+def _owe(tenant: str) -> tuple[Session, list[Owed]]:
     """A transaction that owes the tenant's features step (what an ingest batch does)."""
     session = session_factory()()
     enqueue_followup(session, FEATURES, tenant_id=tenant,
@@ -28,7 +29,7 @@ def _owe(tenant: str) -> tuple[object, list[Owed]]:
     return session, session.info[OWED_KEY]
 
 
-def _commit_and_dispatch(session, owed: list[Owed]) -> int:  # type: ignore[no-untyped-def]
+def _commit_and_dispatch(session: Session, owed: list[Owed]) -> int:
     session.commit()
     session.close()
     return dispatch_followups(celery_app, owed)
