@@ -15,7 +15,9 @@ from ubi.celery_app import app as celery_app
 from ubi.models import TaskOutbox, session_factory
 from ubi.services.followups import OWED_KEY, Owed, enqueue_followup
 from ubi.settings import get_settings
-from ubi.tasks.base import dispatch_followups, task_started
+from ubi.tasks.base import dispatch_followups, needs_message, task_started
+from ubi.tasks.detect import detect_tenant
+from ubi.tasks.features import compute_features
 
 FEATURES = "ubi.tasks.features.compute_features"
 
@@ -70,9 +72,9 @@ def test_commits_owing_a_queued_task_send_nothing_more(settings, broker, clean_d
     assert dispatch_followups(celery_app, older_than_seconds=None) == 0
     assert _wait_for(broker, queue, before + 1) == before + 1
 
-    # The task starts (before it reads its work): the next commit sends again, and its
-    # message covers the waiting row.
-    task_started(f"features:{tenant}")
+    # The features task runs (here in this process: it clears the mark before it reads its
+    # work): the next commit sends again, and its message covers the waiting row.
+    assert compute_features.apply(kwargs={"tenant_id": tenant}).get()["dirty"] == 0
     assert _commit_and_dispatch(*_owe(tenant)) == 1
     assert _wait_for(broker, queue, before + 2) == before + 2
     assert _rows(tenant) == [(first, True), (first + 1, True)]
@@ -94,6 +96,17 @@ def test_a_commit_absorbed_by_a_row_sent_meanwhile_still_sends(settings, broker,
     assert _commit_and_dispatch(b_session, b_owed) == 1
     assert _wait_for(broker, queue, before + 2) == before + 2
     assert _rows(tenant) == [(a_owed[0].id, True)]
+
+
+def test_the_detect_task_clears_its_mark_before_it_reads(settings, broker, clean_db) -> None:  # type: ignore[no-untyped-def]
+    """The detect follow-up (key ``detect:<tenant>``, as ingestion and the features step owe
+    it) coalesces the same way: a run of the real task ends the wait."""
+    tenant = f"t-{uuid.uuid4().hex[:8]}"
+    assert needs_message(f"detect:{tenant}")  # a message sent: the key is marked
+    assert not needs_message(f"detect:{tenant}")
+    detect_tenant.apply(kwargs={"tenant_id": tenant}).get()
+    assert needs_message(f"detect:{tenant}")
+    task_started(f"detect:{tenant}")
 
 
 def test_with_redis_down_every_commit_sends(settings, broker, clean_db) -> None:  # type: ignore[no-untyped-def]
