@@ -133,6 +133,27 @@ def test_sequence_events_have_their_own_partial_index_on_every_partition(scratch
         assert set(re.findall(r"'([a-z_]+)'", predicate)) == SEQUENCE_EVENT_TYPES
 
 
+def test_the_focus_read_scans_only_the_partitions_of_its_days(scratch_db) -> None:  # type: ignore[no-untyped-def]
+    """With months of daily partitions, the sequence-event read of focus time plans a scan of
+    the partitions of the days it asks for, not of every partition for every pair."""
+    from ubi.models.session import session_factory
+    from ubi.services import focus_time
+
+    schema.upgrade(scratch_db)
+    partitions.forget_known_partitions()
+    today = date(2026, 11, 26)
+    days = [today - timedelta(days=i) for i in range(60)]
+    pairs = sorted({(f"actor-{i}", d) for i in range(20) for d in days[:2]})
+    with session_factory(scratch_db)() as session:
+        assert partitions.ensure_partitions(session, days, today=today) == 60
+        plan = "\n".join(session.connection().exec_driver_sql(
+            "EXPLAIN " + focus_time._READ_PG, focus_time._read_params("acme", pairs)
+        ).scalars())
+    scanned = set(re.findall(r" on (events_\w+)", plan))
+    assert scanned <= {f"events_p{d:%Y%m%d}" for d in days[:2]} | {"events_default"}, plan
+    partitions.forget_known_partitions()
+
+
 def test_focus_time_moves_to_its_own_table_and_back(scratch_db) -> None:  # type: ignore[no-untyped-def]
     """Migration 0005: the rollups' focus columns become ``daily_focus`` rows (only where
     there is focus), and a downgrade puts them back."""

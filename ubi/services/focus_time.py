@@ -39,7 +39,10 @@ _SEQUENCE_TYPES = sorted(SEQUENCE_EVENT_TYPES)
 
 # Per pair, a lateral index lookup on the partial index of sequence events (migration 0004);
 # the types are literals so that even a prepared (generic) plan can use that index, and
-# OFFSET 0 keeps the planner from turning the lookups into a scan of the tenant's days.
+# OFFSET 0 keeps the planner from turning the lookups into a scan of the tenant's days. The
+# days' array prunes the daily partitions once, when the statement starts: pruning only by
+# each pair's day would rescan every partition's node for every pair (with 320 partitions,
+# storing 5,000-event batches took 12x longer).
 # The duration is taken only when the JSON value is a number >= 0 (as ``_duration_ms``).
 _READ_PG = (
     "SELECT p.a, p.d, extract(epoch FROM e.timestamp_utc)::float8, e.event_type, "
@@ -48,7 +51,8 @@ _READ_PG = (
     "THEN (e.properties ->> 'duration_ms')::float8 END END "
     "FROM unnest(%(a)b::varchar[], %(d)b::date[]) AS p(a, d) "
     "CROSS JOIN LATERAL (SELECT timestamp_utc, event_type, properties FROM events "
-    "WHERE tenant_id = %(t)s AND actor_id = p.a AND event_date = p.d AND event_type IN ("
+    "WHERE tenant_id = %(t)s AND actor_id = p.a AND event_date = p.d "
+    "AND event_date = ANY(%(days)b::date[]) AND event_type IN ("
     + ", ".join(f"'{t}'" for t in _SEQUENCE_TYPES) + ") OFFSET 0) AS e")
 
 # Upsert the pairs with focus, delete those without (a row only where there is focus). Rows
@@ -128,8 +132,8 @@ def _sequence_events(session: Session, tenant_id: str, pairs: set[tuple[str, dat
     ordered = sorted(pairs)
     out: dict[tuple[str, date], list[SequenceEvent]] = defaultdict(list)
     if is_postgres(session):
-        rows = session.connection().exec_driver_sql(_READ_PG, {
-            "t": tenant_id, "a": [a for a, _ in ordered], "d": [d for _, d in ordered]}).all()
+        rows = session.connection().exec_driver_sql(_READ_PG,
+                                                    _read_params(tenant_id, ordered)).all()
         for actor, day, epoch_s, event_type, duration in rows:
             out[(actor, day)].append(SequenceEvent(actor, epoch_s, event_type, duration))
         return out
@@ -146,6 +150,11 @@ def _sequence_events(session: Session, tenant_id: str, pairs: set[tuple[str, dat
             out[(actor, day)].append(SequenceEvent(actor, ts.timestamp(), event_type,
                                                    _duration_ms(props)))
     return out
+
+
+def _read_params(tenant_id: str, ordered: list[tuple[str, date]]) -> dict[str, Any]:
+    return {"t": tenant_id, "a": [a for a, _ in ordered], "d": [d for _, d in ordered],
+            "days": sorted({d for _, d in ordered})}
 
 
 def _duration_ms(props: Any) -> float | None:
