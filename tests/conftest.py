@@ -1,9 +1,15 @@
-"""Test suite wiring: every run gets its own PostgreSQL database and broker name prefix.
+"""Test suite wiring: every run gets its own PostgreSQL database and broker name prefix, and
+one shared clock.
 
 The real servers run on localhost (override with UBI_TEST_PG_ADMIN_URL, UBI_TEST_BROKER_URL,
 UBI_TEST_REDIS_URL). The environment is set before any ``ubi`` module is imported, so the
 settings, the Celery config and the engines all point at this run's resources; everything is
 dropped at the end of the session.
+
+Time: every test starts at ``SUITE_NOW`` on the shared clock (``UBI_CLOCK_FILE``, read by the
+test process and every process it starts), ticking on from there; a test that needs another
+instant moves the clock with the ``shared_clock`` fixture. Nothing in the suite depends on the
+day it runs.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import os
 import tempfile
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -25,6 +32,10 @@ DB_NAME = f"ubi_test_{RUN_ID}"
 QUEUE_PREFIX = f"t{RUN_ID}."
 DATA_DIR = Path(tempfile.mkdtemp(prefix=f"ubi-test-{RUN_ID}-"))
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
+CLOCK_FILE = DATA_DIR / "clock.json"
+#: Where every test's clock starts: a Wednesday noon (UTC), so that today and yesterday are
+#: workdays and the weekday-only organisations of ``tests/support`` have traffic on both.
+SUITE_NOW = datetime(2026, 6, 17, 12, 0, tzinfo=UTC)
 
 
 def _test_env() -> dict[str, str]:
@@ -48,6 +59,8 @@ def _test_env() -> dict[str, str]:
         "UBI_LOG_FORMAT": "text",
         "UBI_LOG_LEVEL": "WARNING",
         "UBI_BROKER_CONNECT_TIMEOUT": "2",
+        "UBI_DEV_MODE": "1",  # for the shared clock only: every secret is given above
+        "UBI_CLOCK_FILE": str(CLOCK_FILE),
     }
 
 
@@ -56,6 +69,16 @@ def pytest_configure(config: pytest.Config) -> None:
                  "UBI_JWT_JWKS_FILE", "CELERY_RESULT_BACKEND", "PROMETHEUS_MULTIPROC_DIR"):
         os.environ.pop(name, None)
     os.environ.update(_test_env())
+
+
+@pytest.fixture(autouse=True)
+def shared_clock():  # type: ignore[no-untyped-def]
+    """The run's shared clock, set to ``SUITE_NOW`` (ticking) for every test."""
+    from tests.support.clock import TestClock
+
+    test_clock = TestClock(CLOCK_FILE)
+    test_clock.set(SUITE_NOW, ticking=True)
+    return test_clock
 
 
 @pytest.fixture(scope="session")

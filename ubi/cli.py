@@ -188,6 +188,66 @@ def token(tenant_id: str | None, roles: tuple[str, ...], sub: str, ttl: int,
                           ttl=timedelta(seconds=ttl), private_key_pem=pem))
 
 
+# --- shared clock (development and tests) -----------------------------------------------------
+
+@main.group("clock")
+def clock_group() -> None:
+    """The shared clock of development processes (UBI_CLOCK_FILE, with UBI_DEV_MODE=1)."""
+
+
+def _clock_path() -> Any:
+    from ubi.settings import clock_file
+
+    path = clock_file()
+    if path is None:
+        raise click.UsageError("no shared clock: set UBI_CLOCK_FILE (and UBI_DEV_MODE=1) "
+                               "for every UBI process that should share it")
+    return path
+
+
+@clock_group.command("show")
+def clock_show() -> None:
+    """Print what every process sharing the clock reads as now."""
+    from ubi import clock
+
+    path = _clock_path()
+    try:
+        shared = clock.read_shared_clock(path)
+    except FileNotFoundError:
+        click.echo(f"{clock.utcnow().isoformat()} (system clock: {path} does not exist)")
+        return
+    state = "ticking" if shared.ticking else "frozen"
+    click.echo(f"{shared.now().isoformat()} ({state}, set to {shared.at.isoformat()})")
+
+
+@clock_group.command("set")
+@click.argument("instant")
+@click.option("--frozen", is_flag=True, help="stay at INSTANT instead of running on from it")
+def clock_set(instant: str, frozen: bool) -> None:
+    """Move the shared clock to INSTANT (ISO 8601 with an offset, e.g. 2026-06-20T01:30Z)."""
+    from datetime import datetime
+
+    from ubi import clock
+
+    try:
+        at = datetime.fromisoformat(instant.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="INSTANT") from exc
+    if at.tzinfo is None:
+        raise click.BadParameter("give a UTC offset (Z or +HH:MM)", param_hint="INSTANT")
+    shared = clock.set_shared_clock(_clock_path(), at, ticking=not frozen)
+    click.echo(shared.at.isoformat())
+
+
+@clock_group.command("reset")
+def clock_reset() -> None:
+    """Back to the system clock (removes the clock file)."""
+    from ubi import clock
+
+    clock.clear_shared_clock(_clock_path())
+    click.echo("system clock")
+
+
 # --- running ---------------------------------------------------------------------------------
 
 @main.group()

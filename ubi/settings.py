@@ -68,6 +68,9 @@ ENV_VARS: tuple[EnvVar, ...] = (
     EnvVar("UBI_GC_THRESHOLD", "allocations between young garbage collections in service "
            "processes (`0` = Python's 700)", "100000"),
     EnvVar("UBI_DEV_MODE", "allow development secrets outside the embedded default", "`0`"),
+    EnvVar("UBI_CLOCK_FILE", "development and tests only (needs `UBI_DEV_MODE=1`): a file "
+           "holding the time every UBI process reads as now (`ubi clock`)",
+           "unset = the system clock"),
     EnvVar("PORT", "HTTP port of `ubi devserver web` and gunicorn in the Procfile", "8000"),
 )
 
@@ -109,6 +112,8 @@ class Settings:
     embedded_db: bool = False
     #: True when no broker was configured: tasks run in-process, eagerly.
     embedded_broker: bool = False
+    #: The shared clock file of development and tests (``ubi/clock.py``); None in production.
+    clock_file: Path | None = None
 
     @property
     def embedded(self) -> bool:
@@ -186,7 +191,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     redis_url = _str(env, "REDIS_URL")
     embedded_db = database_url is None
     embedded_broker = broker_url is None
-    dev_mode = (_str(env, "UBI_DEV_MODE") or "0").lower() in {"1", "true", "yes"}
+    dev_mode = _dev_mode(env)
 
     generated: dict[str, str] = {}
     needs = [n for n in ("UBI_PSEUDONYM_SECRET", "UBI_RECEIPT_SIGNING_KEY") if not _str(env, n)]
@@ -246,7 +251,30 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         gc_threshold=gc_threshold,
         embedded_db=embedded_db,
         embedded_broker=embedded_broker,
+        clock_file=_clock_file(env),
     )
+
+
+def _dev_mode(env: Mapping[str, str]) -> bool:
+    return (_str(env, "UBI_DEV_MODE") or "0").lower() in {"1", "true", "yes"}
+
+
+def _clock_file(env: Mapping[str, str]) -> Path | None:
+    raw = _str(env, "UBI_CLOCK_FILE")
+    if raw is None:
+        return None
+    if not _dev_mode(env):
+        # Time that anyone with write access to a file can move has no place in production.
+        raise SettingsError("UBI_CLOCK_FILE is for development and tests only: "
+                            "set UBI_DEV_MODE=1 as well, or unset it")
+    return Path(raw).expanduser().resolve()
+
+
+@lru_cache(maxsize=1)
+def clock_file() -> Path | None:
+    """This process's shared clock file (read once; ``ubi/clock.py`` asks on every call, so this
+    does not build the whole settings, which may need secrets the caller does not)."""
+    return _clock_file(os.environ)
 
 
 @lru_cache(maxsize=1)

@@ -63,7 +63,8 @@ def test_posted_events_flow_through_features_and_detection_in_process(tmp_path) 
     # Every dirty (actor, day) was taken by the features step the batches triggered...
     assert out["dirty"] == 0
     assert out["features"] > 0
-    # ... and detection, triggered by the days that closed, evaluated the range (its last
-    # day, yesterday, closes 2 h after midnight UTC for a live tenant).
+    # ... and detection, triggered by the days that closed, evaluated the range. (The replay
+    # posts a history ending yesterday, on the suite's clock: its days close by the data, the
+    # last one once a later day's events arrive, so the clock does not close it.)
     assert out["evaluated_through"] is not None
     assert out["first_day"] < out["evaluated_through"] <= out["last_day"]

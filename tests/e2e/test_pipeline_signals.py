@@ -12,17 +12,8 @@ import sqlalchemy as sa
 from tests.support.envelopes import post_events, wait_for_batch
 from tests.support.organisation import organisation_events
 from tests.support.workers import running_worker
-from ubi import clock
 from ubi.analytics.privacy import Pseudonymiser
 from ubi.models import Baseline, Feature, IngestionState, Score, Signal, SignalOutbox
-
-
-@pytest.fixture
-def frozen_now():  # type: ignore[no-untyped-def]
-    now = datetime.now(UTC).replace(hour=12, minute=0, second=0, microsecond=0)
-    clock.set_clock(lambda: now)
-    yield now
-    clock.reset_clock()
 
 
 def wait_until(predicate, timeout: float = 90.0) -> bool:  # type: ignore[no-untyped-def]
@@ -36,9 +27,12 @@ def wait_until(predicate, timeout: float = 90.0) -> bool:  # type: ignore[no-unt
 
 @pytest.mark.slow
 def test_after_hours_surge_raises_burnout_for_that_actor_only(
-        client, tokens, db_session, settings, database, broker, frozen_now) -> None:  # type: ignore[no-untyped-def]
-    end_day = frozen_now.date() - timedelta(days=1)
-    events = organisation_events("acme", end_day=end_day, surge_actor="eng03")
+        client, tokens, db_session, settings, database, broker, shared_clock) -> None:  # type: ignore[no-untyped-def]
+    # A Wednesday noon: yesterday's traffic and this morning's arrive, and this morning's
+    # closes yesterday (by the data), so detection evaluates through yesterday.
+    now = shared_clock.set(datetime(2026, 6, 17, 12, tzinfo=UTC), ticking=True)
+    end_day = now.date() - timedelta(days=1)
+    events = organisation_events("acme", end_day=now.date(), until=now, surge_actor="eng03")
     token = tokens("acme", "ubi:write:events")
     with running_worker("ingest", "features", "detect"):
         batch_ids = [post_events(client, token, events[i:i + 1000]).json["batch_id"]

@@ -100,7 +100,7 @@ def test_column_upserts_refuse_ragged_columns(engine) -> None:  # type: ignore[n
     metadata = sa.MetaData()
     table = _table(metadata, f"probe_ragged_{uuid.uuid4().hex[:8]}")
     with Session(engine) as session, pytest.raises(ValueError, match="as many values"):
-        bulk.upsert_columns(session, table, {"actor_id": ["a", "b"], "day": [date.today()]},
+        bulk.upsert_columns(session, table, {"actor_id": ["a", "b"], "day": [date(2026, 6, 17)]},
                             key_columns=("tenant_id", "actor_id", "day"))
 
 

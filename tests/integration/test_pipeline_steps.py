@@ -37,16 +37,16 @@ from ubi.models import (
 )
 from ubi.services import baselines, detection, features, freshness, ingest
 
+#: Where these tests' clock stands still: a Wednesday noon (UTC), so that yesterday and today
+#: are workdays of the weekday-only organisations they store.
+WEDNESDAY_NOON = datetime(2026, 6, 17, 12, tzinfo=UTC)
+
 
 @pytest.fixture
-def frozen(request):  # type: ignore[no-untyped-def]
-    """A movable clock: ``frozen.now`` is what every service sees."""
-    class Clock:
-        now = datetime.now(UTC).replace(hour=12, minute=0, second=0, microsecond=0)
-
-    clock.set_clock(lambda: Clock.now)
-    yield Clock
-    clock.reset_clock()
+def frozen(shared_clock):  # type: ignore[no-untyped-def]
+    """The shared clock, frozen at ``WEDNESDAY_NOON``; assigning ``frozen.now`` moves it."""
+    shared_clock.now = WEDNESDAY_NOON
+    return shared_clock
 
 
 def store(settings, events, batch_id: str | None = None, tenant: str = "acme") -> None:  # type: ignore[no-untyped-def]
@@ -84,7 +84,9 @@ def snapshot(session, model, *cols):  # type: ignore[no-untyped-def]
 
 def test_steps_are_idempotent(settings, db_session, frozen) -> None:  # type: ignore[no-untyped-def]
     end_day = frozen.now.date() - timedelta(days=1)
-    events = organisation_events("acme", end_day=end_day, surge_actor="eng03")
+    # This morning's traffic closes yesterday: detection evaluates through ``end_day``.
+    events = organisation_events("acme", end_day=frozen.now.date(), until=frozen.now,
+                                 surge_actor="eng03")
     store(settings, events, "batch-1")
     first = run_features()
     assert first.dirty > 0 and first.rows > 0
@@ -465,16 +467,19 @@ def test_detection_before_the_features_step_sees_every_stored_focus_session(  # 
 
     day = frozen.now.date() - timedelta(days=1)
     nine = datetime.combine(day, datetime.min.time(), tzinfo=UTC) + timedelta(hours=9)
+    # This morning's commit is what passes midnight and closes yesterday.
     store(settings, [envelope(actor="amy", signal_type="focus_session_started", occurred_at=nine),
                      envelope(actor="amy", signal_type="focus_session_ended",
-                              occurred_at=nine + timedelta(minutes=50))])
+                              occurred_at=nine + timedelta(minutes=50)),
+                     envelope(actor="amy", occurred_at=nine + timedelta(days=1))])
     assert run_detect().evaluated_through == day
     value = db_session.execute(sa.select(Feature.value).where(
         Feature.actor_scope == "actor", Feature.feature_name == "focus_session_avg_minutes",
         Feature.window == "24h", Feature.day == day)).scalar_one()
     assert value == pytest.approx(50.0)
     assert db_session.execute(sa.select(daily_focus.c.focus_minutes)).scalar_one() == 50.0
-    assert db_session.execute(sa.select(DirtySubject.day)).scalars().all() == [day]
+    assert sorted(db_session.execute(sa.select(DirtySubject.day)).scalars()) == \
+        [day, frozen.now.date()]
     db_session.rollback()
 
 

@@ -5,13 +5,12 @@ confirmed; a message nothing is bound for stays pending and is retried."""
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import sqlalchemy as sa
 from kombu import Connection, Exchange
 
 from tests.support.organisation import organisation_events
-from ubi import clock
 from ubi.analytics.privacy import Pseudonymiser
 from ubi.integrations.broker import SIGNAL_EXCHANGE
 from ubi.integrations.signal_stream import SignalPublisher
@@ -32,28 +31,20 @@ def _drain_queue(broker_url: str, queue: str) -> list[object]:
     return messages
 
 
-def test_signals_are_published_once_in_order_with_their_ids(settings, db_session,
-                                                              broker) -> None:  # type: ignore[no-untyped-def]
-    # The latest noon that has passed: the drain below runs on the real clock, and rows
-    # queued at a noon still to come would not be due yet (the test failed before 12:00 UTC).
-    real = datetime.now(UTC)
-    now = real.replace(hour=12, minute=0, second=0, microsecond=0)
-    if now > real:
-        now -= timedelta(days=1)
-    clock.set_clock(lambda: now)
-    try:
-        events = organisation_events("acme", end_day=now.date() - timedelta(days=1),
-                                     surge_actor="eng03")
-        with session_factory()() as s:
-            ingest.store_batch(s, batch_id="b1", tenant_id="acme",
-                               events_json=json.dumps(events), received_at=now,
-                               correlation_id="corr-1",
-                               pseudonymiser=Pseudonymiser(settings.pseudonym_secret))
-            features.compute_tenant_features(s, "acme")
-            detection.detect_tenant(s, "acme", correlation_id="corr-1")
-            s.commit()
-    finally:
-        clock.reset_clock()
+def test_signals_are_published_once_in_order_with_their_ids(settings, db_session, broker,
+                                                              shared_clock) -> None:  # type: ignore[no-untyped-def]
+    # The suite's Wednesday noon (ticking): yesterday's and this morning's traffic, so that
+    # detection evaluates yesterday, and the drain below finds the rows due.
+    now = shared_clock.now
+    events = organisation_events("acme", end_day=now.date(), until=now, surge_actor="eng03")
+    with session_factory()() as s:
+        ingest.store_batch(s, batch_id="b1", tenant_id="acme",
+                           events_json=json.dumps(events), received_at=now,
+                           correlation_id="corr-1",
+                           pseudonymiser=Pseudonymiser(settings.pseudonym_secret))
+        features.compute_tenant_features(s, "acme")
+        detection.detect_tenant(s, "acme", correlation_id="corr-1")
+        s.commit()
     for q in ("ubi.signals.mmm", "ubi.signals.detection"):
         _drain_queue(settings.broker_url, settings.queue_name(q))
     rows = db_session.execute(sa.select(SignalOutbox).order_by(SignalOutbox.id)).scalars().all()
@@ -90,12 +81,12 @@ def test_signals_are_published_once_in_order_with_their_ids(settings, db_session
 
 
 def test_an_unroutable_message_stays_pending_and_is_retried(settings, db_session,
-                                                            broker) -> None:  # type: ignore[no-untyped-def]
+                                                            broker, shared_clock) -> None:  # type: ignore[no-untyped-def]
     lonely = settings.replace(queue_prefix=settings.queue_prefix + "lonely.")
     exchange = Exchange(lonely.queue_name(SIGNAL_EXCHANGE), type="topic", durable=True)
     with Connection(settings.broker_url) as conn:
         exchange.bind(conn.channel()).declare()  # an exchange with no queue bound
-    now = datetime.now(UTC)
+    now = shared_clock.now
     db_session.add(SignalOutbox(
         signal_id="s-1", version=1, tenant_id="acme", routing_key="acme.actor.flow.risk.WARN",
         payload={"signal_id": "s-1"}, headers={"tenant_id": "acme"}, status="pending",

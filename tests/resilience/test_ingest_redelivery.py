@@ -14,13 +14,14 @@ from tests.support.envelopes import envelope, post_events, wait_for_batch
 from tests.support.resources import wait_for_lock_waiter
 from tests.support.servers import WorkerProcess
 from tests.support.workers import running_worker
+from ubi import clock
 from ubi.analytics.privacy import Pseudonymiser
 from ubi.models import Batch, Event, IngestionState, daily_rollups, session_factory
 from ubi.services import ingest
 
 
 def _batch(n: int = 60) -> list[dict[str, object]]:
-    base = datetime.now(UTC).replace(microsecond=0) - timedelta(days=2)
+    base = clock.utcnow().replace(microsecond=0) - timedelta(days=2)
     types = ["commit_created", "build_failed", "build_succeeded", "test_passed", "pr_reviewed"]
     return [envelope(actor=f"dev{i % 4}", signal_type=types[i % len(types)],
                      occurred_at=base + timedelta(hours=i))
@@ -59,7 +60,7 @@ def test_message_delivered_twice_counts_once(client, tokens, db_session, setting
     # A second copy of the very same message (same task id) sits in the queue.
     message = {"batch_id": batch_id, "tenant_id": "acme",
                "events_json": "[" + ",".join(__import__("json").dumps(e) for e in items) + "]",
-               "received_at": datetime.now(UTC).isoformat(), "correlation_id": batch_id}
+               "received_at": clock.utcnow().isoformat(), "correlation_id": batch_id}
     ingest_batch.apply_async(kwargs=message, task_id=batch_id)
     with running_worker("ingest"):
         wait_for_batch(client, token, batch_id)
@@ -74,7 +75,7 @@ def test_message_delivered_twice_counts_once(client, tokens, db_session, setting
     with session_factory()() as s:
         outcome = ingest.store_batch(s, batch_id=batch_id, tenant_id="acme",
                                      events_json=message["events_json"],
-                                     received_at=datetime.now(UTC), correlation_id=batch_id,
+                                     received_at=clock.utcnow(), correlation_id=batch_id,
                                      pseudonymiser=Pseudonymiser(settings.pseudonym_secret))
         s.commit()
     assert outcome.inserted == 0 and outcome.duplicates == 60

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
@@ -14,6 +14,7 @@ from tests.support.organisation import organisation_events
 from tests.support.resources import wait_for_lock_waiter
 from tests.support.servers import WorkerProcess
 from tests.support.workers import running_worker
+from ubi import clock
 from ubi.analytics.privacy import Pseudonymiser
 from ubi.models import Feature, IngestionState, Signal, SignalVersion, session_factory
 from ubi.services import detection, features, ingest
@@ -31,13 +32,13 @@ def _snapshot(session):  # type: ignore[no-untyped-def]
 
 @pytest.mark.slow
 def test_detect_worker_killed_mid_run(settings, db_session, database, broker) -> None:  # type: ignore[no-untyped-def]
-    # Data ending three days ago: the day watermark is then the same at any hour of the day.
-    end_day = datetime.now(UTC).date() - timedelta(days=3)
+    # Data ending three days before the suite's "now": the day watermark is then fixed.
+    end_day = clock.today() - timedelta(days=3)
     events = organisation_events("acme", end_day=end_day, surge_actor="eng03")
     with session_factory()() as s:
         ingest.store_batch(s, batch_id="b1", tenant_id="acme",
                            events_json="[" + ",".join(json.dumps(e) for e in events) + "]",
-                           received_at=datetime.now(UTC), correlation_id="b1",
+                           received_at=clock.utcnow(), correlation_id="b1",
                            pseudonymiser=Pseudonymiser(settings.pseudonym_secret))
         s.commit()
     with session_factory()() as s:

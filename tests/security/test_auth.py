@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from datetime import UTC, datetime, timedelta
 
 import jwt
@@ -11,6 +12,13 @@ import pytest
 
 from ubi.services.keys import generate_jwt_keypair
 from ubi.web.auth import mint_token
+
+
+def token_time() -> datetime:
+    """Tokens are checked by PyJWT against the system clock (as the platform IAM issues them),
+    not against UBI's clock: their lifetimes are minted on the system clock too."""
+    return datetime.fromtimestamp(time.time(), UTC)
+
 
 URL = "/v1/ubi/config/acme"
 
@@ -30,7 +38,7 @@ def test_valid_token_is_accepted(client, tokens) -> None:  # type: ignore[no-unt
 @pytest.mark.parametrize("case", ["missing", "not_bearer", "garbage", "expired", "audience",
                                   "issuer", "wrong_secret", "alg_none", "no_exp"])
 def test_bad_tokens_are_401(client, settings, case: str) -> None:  # type: ignore[no-untyped-def]
-    now = datetime.now(UTC)
+    now = token_time()
     claims = {"sub": "u", "tenant_id": "acme", "roles": ["ubi:read:tenant"],
               "aud": settings.jwt_audience, "iss": settings.jwt_issuer,
               "iat": int(now.timestamp()), "exp": int((now + timedelta(hours=1)).timestamp())}
@@ -79,7 +87,7 @@ def test_rs256_and_algorithm_confusion(database, settings) -> None:  # type: ign
                       settings=rs_settings, private_key_pem=private_pem)
     assert _get(client, good).status_code == 200
 
-    now = datetime.now(UTC)
+    now = token_time()
     claims = {"sub": "u", "tenant_id": "acme", "roles": ["ubi:read:tenant"],
               "aud": settings.jwt_audience, "iss": settings.jwt_issuer,
               "iat": int(now.timestamp()), "exp": int((now + timedelta(hours=1)).timestamp())}

@@ -10,6 +10,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from ubi import clock
+
 _DATA_NAME = "celery-git-history.jsonl.gz"
 _CANDIDATES = (Path(__file__).resolve().parents[2].parent / "shared" / "data" / _DATA_NAME,
                Path("/work/shared/data") / _DATA_NAME)
@@ -20,7 +22,7 @@ REAL_DATA = next((p for p in _CANDIDATES if p.exists()), _CANDIDATES[0])
 def envelope(tenant: str = "acme", *, actor: str = "alice", signal_type: str = "commit_created",
              occurred_at: datetime | None = None, payload: dict[str, Any] | None = None,
              resource: dict[str, Any] | None = None, **overrides: Any) -> dict[str, Any]:
-    occurred = occurred_at or datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+    occurred = occurred_at or clock.utcnow().replace(microsecond=0) - timedelta(hours=1)
     env: dict[str, Any] = {
         "signal_id": overrides.pop("signal_id", str(uuid.uuid4())),
         "tenant_id": tenant, "actor_id": actor, "signal_kind": "event",

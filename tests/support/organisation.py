@@ -15,10 +15,12 @@ WORK_TYPES = ["commit_created", "commit_created", "build_succeeded", "test_passe
 
 def organisation_events(tenant: str, *, end_day: date, days: int = 21, actors: int = 12,
                         surge_actor: str | None = None, surge_days: int = 6,
-                        seed: int = 7) -> list[dict[str, Any]]:
+                        seed: int = 7, until: datetime | None = None) -> list[dict[str, Any]]:
     """``actors`` people in two teams working Mon-Fri 09:00-17:00 (+01:00) over ``days`` days
     ending ``end_day``. ``surge_actor`` moves most of its work to 20:00-23:30 on the last
-    ``surge_days`` workdays and stops collaborating (a burnout pattern)."""
+    ``surge_days`` workdays and stops collaborating (a burnout pattern). ``until`` drops what
+    would happen at or after it (a day still in progress: ``end_day=now.date(), until=now``
+    gives yesterday's traffic and this morning's, which closes yesterday)."""
     rng = random.Random(seed)
     names = [f"eng{i:02d}" for i in range(actors)]
     events: list[dict[str, Any]] = []
@@ -48,6 +50,8 @@ def organisation_events(tenant: str, *, end_day: date, days: int = 21, actors: i
                 events.append(envelope(tenant, actor=name, signal_type=signal_type,
                                        occurred_at=ts, payload=payload,
                                        resource={"team_id": team, "actor_type": "human"}))
+    if until is not None:
+        events = [e for e in events if datetime.fromisoformat(e["occurred_at"]) < until]
     events.sort(key=lambda e: e["occurred_at"])
     return events
 
