@@ -153,7 +153,7 @@ beat_schedule = {
     },
     "close-days": {
         "task": "ubi.tasks.maintenance.close_days",
-        "schedule": crontab(minute="5,35"),  # after midnight's close delay, and as a sweep
+        "schedule": crontab(minute="5,35"),  # after a day's end + grace (01:00), and a sweep
         "options": {"expires": 1500},
     },
     "resolve-anomalies": {

@@ -66,6 +66,8 @@ class IngestionState(Base):
     tenant_id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
     newest_ingested_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     newest_event_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: When the batch that brought ``newest_event_at`` was received (how current the stream is).
+    newest_event_received_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_received_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_baseline_recompute_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_day_closed: Mapped[date | None] = mapped_column(sa.Date)

@@ -84,7 +84,7 @@ def detect_tenant(session: Session, tenant_id: str, *, now: datetime | None = No
     state = session.get(IngestionState, tenant_id)
     if state is None:
         return outcome
-    through = through or freshness.closed_through(state, now)
+    through = through or freshness.closed_through(session, state, now)
     if through is None:
         return outcome
     config = configs.load_config(session, tenant_id)

@@ -1,20 +1,30 @@
-"""Freshness, ingestion gaps and the detection watermark (SPEC §9).
+"""Freshness, ingestion gaps and closing days (SPEC §9).
 
-- A UTC day is *closed* for a tenant when the tenant's event time has moved an hour past its
-  end (the data says so: backfills and replays close days as they arrive), or, for a tenant
-  whose stream is live, two hours after midnight (quiet nights close by the clock). Detection
-  evaluates closed days only: a half-ingested day would read as a drop.
+- A UTC day is *closed* for a tenant, and detection may evaluate it, when either
+  - the data says so: the tenant's event time has passed the day's end by ``CLOSE_GRACE``
+    (backfills and replays close days as their events arrive), or
+  - the clock says so: the day's end plus ``CLOSE_GRACE`` has passed and the tenant's usual
+    traffic expected nothing more between its newest event and that moment (an evening, a
+    weekend), so a team that stops on Friday evening has Friday evaluated on Saturday
+    morning. Only for a tenant whose events arrive as they happen (its newest event was
+    received within ``CLOSE_GRACE`` of occurring, which a backfill or replay of old data never
+    is) and whose usual hours are learnt from ``TRAFFIC_WEEKS`` weeks of traffic; otherwise
+    only the data closes days, so a half-ingested day is never evaluated.
+  Detection evaluates closed days only: a half-ingested day would read as a drop.
 - A tenant is in an *ingestion gap* when nothing arrived for ``stale_after_seconds`` during
   hours in which it normally has traffic (the same UTC hour of the same weekday had events in
   at least half of the last four weeks). The days of a gap are marked incomplete: they never
   feed baselines and never raise anomalies. When events flow again the gap closes by itself.
+  A day whose usual traffic went missing does not close by the clock either: the data closes
+  it once events flow again.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -26,48 +36,96 @@ from ubi.services import configs
 
 log = logging.getLogger("ubi.freshness")
 
-#: Event time must pass a day's end by this much before the data closes the day.
+#: How long after a day's end (in event time, or by the clock) the day closes.
 CLOSE_GRACE = timedelta(hours=1)
-#: A live tenant's day closes by the clock this long after midnight.
-CLOSE_DELAY = timedelta(hours=2)
-#: A tenant counts as live when something arrived this recently.
-LIVE_WITHIN = timedelta(hours=36)
 #: Weeks of history read to learn when a tenant normally has traffic.
 TRAFFIC_WEEKS = 4
+_HOUR = timedelta(hours=1)
+_WEEK_HOURS = 7 * 24
+
+#: (weekday, UTC hour) slots in which a tenant usually has traffic.
+UsualHours = Collection[tuple[int, int]]
 
 
-def closed_through(state: IngestionState | None, now: datetime) -> date | None:
-    """The last UTC day that is closed for detection, or None when no day is."""
-    if state is None or state.newest_event_at is None:
+def arrives_as_it_happens(newest_event_at: datetime | None,
+                          newest_event_received_at: datetime | None) -> bool:
+    """True when the tenant's newest event was received within ``CLOSE_GRACE`` of occurring
+    (a live stream); a backfill or replay of older data never is."""
+    return (newest_event_at is not None and newest_event_received_at is not None
+            and newest_event_received_at - newest_event_at <= CLOSE_GRACE)
+
+
+def first_usual_hour(usual: UsualHours, after: datetime, before: datetime) -> datetime | None:
+    """Start of the first usual traffic hour that begins after ``after``'s hour and before
+    ``before``, or None. The slots repeat weekly, so one week is searched at most."""
+    t = after.astimezone(UTC).replace(minute=0, second=0, microsecond=0) + _HOUR
+    for _ in range(_WEEK_HOURS):
+        if t >= before:
+            return None
+        if (t.weekday(), t.hour) in usual:
+            return t
+        t += _HOUR
+    return None
+
+
+def last_closed_day(newest_event_at: datetime | None, newest_event_received_at: datetime | None,
+                    now: datetime, usual_hours: Callable[[], UsualHours | None]) -> date | None:
+    """The last UTC day that is closed for detection, or None when no day is.
+
+    ``usual_hours`` returns the tenant's usual traffic hours, or None while they are not learnt
+    from ``TRAFFIC_WEEKS`` weeks; it is called only when the clock could close a day the data
+    has not closed.
+    """
+    if newest_event_at is None:
         return None
-    latest_possible = now.date() - timedelta(days=1)
-    by_data = (state.newest_event_at - CLOSE_GRACE).date() - timedelta(days=1)
-    closed = by_data
-    live = state.last_received_at is not None and now - state.last_received_at <= LIVE_WITHIN \
-        and now - state.newest_event_at <= LIVE_WITHIN
-    if live:
-        closed = max(closed, (now - CLOSE_DELAY).date() - timedelta(days=1))
-    return min(closed, latest_possible)
+    by_data = min((newest_event_at - CLOSE_GRACE).date(), now.date()) - timedelta(days=1)
+    ended = (now - CLOSE_GRACE).date() - timedelta(days=1)  # its end + grace has passed
+    if ended <= by_data or not arrives_as_it_happens(newest_event_at, newest_event_received_at):
+        return by_data
+    usual = usual_hours()
+    if usual is None:
+        return by_data
+    # A day closes by the clock when no usual hour began between the newest event and the
+    # day's end + grace: nothing of it was still due. A usual hour without traffic is a gap.
+    end_of_ended = datetime.combine(ended + timedelta(days=1), time(), tzinfo=UTC)
+    due = first_usual_hour(usual, newest_event_at, end_of_ended + CLOSE_GRACE)
+    if due is None:
+        return ended
+    return max(by_data, (due - CLOSE_GRACE).date() - timedelta(days=1))
+
+
+def closed_through(session: Session, state: IngestionState | None,
+                   now: datetime) -> date | None:
+    """The last UTC day of the tenant that is closed for detection, or None."""
+    if state is None:
+        return None
+    return last_closed_day(
+        state.newest_event_at, state.newest_event_received_at, now,
+        lambda: learnt_traffic_hours(session, state.tenant_id, now.date()))
 
 
 def detection_due(session: Session, tenant_id: str, *, now: datetime | None = None) -> bool:
     """True when a closed day has not been evaluated yet."""
     state = session.get(IngestionState, tenant_id)
-    through = closed_through(state, now or clock.utcnow())
+    through = closed_through(session, state, now or clock.utcnow())
     if state is None or through is None:
         return False
     return state.last_evaluated_day is None or state.last_evaluated_day < through
 
 
-def expected_traffic_hours(session: Session, tenant_id: str, today: date) -> set[tuple[int, int]]:
-    """(weekday, UTC hour) pairs with events in at least half of the last four weeks."""
+def _traffic_days(session: Session, tenant_id: str, today: date) -> dict[date, int]:
+    """Hours with events (bit h = UTC hour h) of each day of the last ``TRAFFIC_WEEKS`` weeks."""
     start = today - timedelta(days=7 * TRAFFIC_WEEKS)
-    rows = session.execute(sa.select(daily_rollups.c.day, daily_rollups.c.hours_mask).where(
-        daily_rollups.c.tenant_id == tenant_id, daily_rollups.c.day >= start,
-        daily_rollups.c.day < today)).all()
+    r = daily_rollups.c
+    rows = session.execute(sa.select(r.day, r.hours_mask).where(
+        r.tenant_id == tenant_id, r.day >= start, r.day < today)).all()
     per_day: dict[date, int] = {}
     for day, mask in rows:
         per_day[day] = per_day.get(day, 0) | int(mask)
+    return per_day
+
+
+def _usual_slots(per_day: dict[date, int]) -> set[tuple[int, int]]:
     counts: dict[tuple[int, int], int] = {}
     for day, mask in per_day.items():
         for hour in range(24):
@@ -77,13 +135,24 @@ def expected_traffic_hours(session: Session, tenant_id: str, today: date) -> set
     return {k for k, n in counts.items() if n * 2 >= TRAFFIC_WEEKS}
 
 
+def expected_traffic_hours(session: Session, tenant_id: str, today: date) -> set[tuple[int, int]]:
+    """(weekday, UTC hour) pairs with events in at least half of the last four weeks."""
+    return _usual_slots(_traffic_days(session, tenant_id, today))
+
+
+def learnt_traffic_hours(session: Session, tenant_id: str,
+                         today: date) -> frozenset[tuple[int, int]] | None:
+    """The usual traffic hours when they are learnt from traffic in each of the last
+    ``TRAFFIC_WEEKS`` weeks, else None (too little history to let the clock close days)."""
+    per_day = _traffic_days(session, tenant_id, today)
+    weeks = {(today - day).days // 7 for day in per_day}
+    if len(weeks) < TRAFFIC_WEEKS:
+        return None
+    return frozenset(_usual_slots(per_day))
+
+
 def _expected_between(expected: set[tuple[int, int]], start: datetime, end: datetime) -> bool:
-    t = start.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
-    while t <= end:
-        if (t.weekday(), t.hour) in expected:
-            return True
-        t += timedelta(hours=1)
-    return False
+    return first_usual_hour(expected, start, end + timedelta(microseconds=1)) is not None
 
 
 @dataclass

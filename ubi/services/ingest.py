@@ -457,10 +457,13 @@ def _update_ingestion_state(session: Session, tenant_id: str, events: list[Behav
     table = IngestionState.__table__
     stmt = dialect_insert(session, table).values(
         tenant_id=tenant_id, newest_ingested_at=newest_ingested, newest_event_at=newest_event,
-        last_received_at=received_at, events_total=len(events), pending_events=0,
-        updated_at=now)
+        newest_event_received_at=received_at, last_received_at=received_at,
+        events_total=len(events), pending_events=0, updated_at=now)
     ex = stmt.excluded
     greatest = sa.func.greatest if is_postgres(session) else sa.func.max
+    # (Every SET expression reads the row as it was before this statement.)
+    raises_newest = sa.or_(table.c.newest_event_at.is_(None),
+                           ex.newest_event_at > table.c.newest_event_at)
     session.execute(stmt.on_conflict_do_update(index_elements=["tenant_id"], set_={
         "newest_ingested_at": sa.case((table.c.newest_ingested_at.is_(None),
                                        ex.newest_ingested_at),
@@ -468,6 +471,8 @@ def _update_ingestion_state(session: Session, tenant_id: str, events: list[Behav
                                                      ex.newest_ingested_at)),
         "newest_event_at": sa.case((table.c.newest_event_at.is_(None), ex.newest_event_at),
                                    else_=greatest(table.c.newest_event_at, ex.newest_event_at)),
+        "newest_event_received_at": sa.case((raises_newest, ex.last_received_at),
+                                            else_=table.c.newest_event_received_at),
         "last_received_at": sa.case((table.c.last_received_at.is_(None), ex.last_received_at),
                                     else_=greatest(table.c.last_received_at,
                                                    ex.last_received_at)),
