@@ -9,7 +9,6 @@ morning, Sunday on Monday morning, not when Monday's first event arrives."""
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
@@ -17,6 +16,7 @@ import pytest
 from tests.support.envelopes import post_events, wait_for_batch
 from tests.support.organisation import organisation_events
 from tests.support.servers import WorkerProcess
+from tests.support.waiting import wait_until
 from ubi.models import DirtySubject, IngestionState, session_factory
 
 WEEK = [date(2026, 6, 15) + timedelta(days=i) for i in range(7)]
@@ -50,14 +50,6 @@ def settled(tenant: str, through: date) -> bool:
         dirty = s.query(DirtySubject).filter(DirtySubject.tenant_id == tenant).count()
     return dirty == 0 and evaluated_through(tenant) == through
 
-
-def wait_until(predicate, timeout: float = 120.0) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.2)
-    return bool(predicate())
 
 
 @pytest.mark.slow

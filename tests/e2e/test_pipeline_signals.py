@@ -3,7 +3,6 @@ themselves (real workers on the ingest, features and detect queues)."""
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -11,18 +10,10 @@ import sqlalchemy as sa
 
 from tests.support.envelopes import post_events, wait_for_batch
 from tests.support.organisation import organisation_events
+from tests.support.waiting import wait_until
 from tests.support.workers import running_worker
 from ubi.analytics.privacy import Pseudonymiser
 from ubi.models import Baseline, Feature, IngestionState, Score, Signal, SignalOutbox
-
-
-def wait_until(predicate, timeout: float = 90.0) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.2)
-    return predicate()
 
 
 @pytest.mark.slow
