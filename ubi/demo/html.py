@@ -12,7 +12,7 @@ import html
 from collections import defaultdict
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 
@@ -35,7 +35,7 @@ def _team_scores(settings: Settings, tenant_id: str) -> dict[str, dict[str, dict
                 Score.subject_id, Score.dimension, Score.day, Score.score).where(
                 Score.tenant_id == tenant_id, Score.actor_scope == "team",
                 Score.window == "7d", Score.score.is_not(None))):
-            out[team][dim][day] = float(score)
+            out[team][dim][day] = float(cast(float, score))  # score IS NOT NULL above
     return out
 
 

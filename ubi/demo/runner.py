@@ -15,7 +15,7 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -158,7 +158,9 @@ def stored_signals(settings: Settings, tenant_id: str) -> list[dict[str, Any]]:
             Signal.signal_id, Signal.actor_scope, Signal.subject_id, Signal.signal_class,
             Signal.first_day, Signal.status, Signal.reason, Signal.severity, Signal.team_id,
             Signal.dimension, Signal.signal_type).where(Signal.tenant_id == tenant_id)).all()
-        versions = s.execute(sa.select(SignalVersion.signal_id, SignalVersion.snapshot).where(
+        # snapshot is dict[str, Any]; SQLAlchemy infers Row[*tuple[Any, ...]] for a JSON column
+        versions: Sequence[sa.Row[str, dict[str, Any]]] = s.execute(sa.select(
+            SignalVersion.signal_id, SignalVersion.snapshot).where(
             SignalVersion.tenant_id == tenant_id)).all()
     by_id = {r.signal_id: r for r in rows}
     records: list[dict[str, Any]] = []
@@ -178,7 +180,7 @@ def stored_signals(settings: Settings, tenant_id: str) -> list[dict[str, Any]]:
 def read_jsonl(path: str | Path) -> list[bytes]:
     p = Path(path)
     opener = gzip.open if p.suffix == ".gz" else open
-    with opener(p, "rb") as fh:  # type: ignore[operator]
+    with opener(p, "rb") as fh:
         return [line.strip() for line in fh if line.strip()]
 
 

@@ -9,6 +9,7 @@ refuses task names this deployment does not know.
 
 from __future__ import annotations
 
+import builtins
 import json
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -102,7 +103,8 @@ class DeadLetterQueue:
     def show(self, task_id: str) -> DeadLetter | None:
         return next((d for d in self.list(limit=10_000) if d.task_id == task_id), None)
 
-    def retry(self, task_id: str | None = None, *, all_messages: bool = False) -> list[str]:
+    def retry(self, task_id: str | None = None, *,
+              all_messages: bool = False) -> builtins.list[str]:
         """Re-drive one message (by task id) or all; returns the task ids re-driven."""
         if not all_messages and not task_id:
             raise ValueError("name a task id or ask for all")

@@ -1,6 +1,6 @@
 """SQLAlchemy tables of the store and the session factory."""
 
-from ubi.models.base import Base, utcnow
+from ubi.models.base import Base, table_of, utcnow
 from ubi.models.events import (
     DailyInteraction,
     DailyWorkItem,
@@ -28,5 +28,6 @@ __all__ = [
     "DeletionJob", "DirtySubject", "Event", "EventKey", "Feature", "IngestionState",
     "ReceiptOutbox", "RetentionDecision", "Score", "Signal", "SignalFeedback", "SignalOutbox",
     "SignalVersion", "TaskOutbox", "TenantConfigVersion", "TenantDay", "daily_focus",
-    "daily_rollups", "dialect_insert", "get_engine", "session_factory", "session_scope", "utcnow",
+    "daily_rollups", "dialect_insert", "get_engine", "session_factory", "session_scope",
+    "table_of", "utcnow",
 ]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
@@ -47,6 +47,11 @@ class UTCDateTime(TypeDecorator[datetime]):
 class Base(DeclarativeBase):
     metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
     type_annotation_map = {dict[str, Any]: JSONType, list[Any]: JSONType, datetime: UTCDateTime}
+
+
+def table_of(model: type[Base]) -> sa.Table:
+    """A mapped class's table, typed as one (SQLAlchemy types ``__table__`` as a FromClause)."""
+    return cast(sa.Table, model.__table__)
 
 
 def utcnow() -> datetime:

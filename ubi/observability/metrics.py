@@ -67,7 +67,7 @@ def exposition(queue_size: dict[str, int] | None = None) -> tuple[bytes, str]:
         body = generate_latest(REGISTRY)
     if queue_size is not None:
         extra = CollectorRegistry(auto_describe=False)
-        extra.register(_QueueSize(queue_size))  # type: ignore[arg-type]
+        extra.register(_QueueSize(queue_size))
         body += generate_latest(extra)
     return body, CONTENT_TYPE_LATEST
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import date, timedelta
 from typing import Any
 
@@ -37,7 +37,7 @@ def latest_teams(session: Session, tenant_id: str, actor_ids: Iterable[str] | No
     if ids is not None:
         latest = latest.where(_R.actor_id.in_(ids))
     sub = latest.group_by(_R.actor_id).subquery()
-    rows = session.execute(
+    rows: Sequence[sa.Row[str, str, str | None]] = session.execute(
         sa.select(_R.actor_id, _R.actor_type, _R.team_id).join(
             sub, sa.and_(_R.actor_id == sub.c.actor_id, _R.day == sub.c.day)).where(
             _R.tenant_id == tenant_id)).all()
@@ -135,6 +135,7 @@ def _copy_binary(session: Session, query: str, params: dict[str, Any],
     ``records[name]["value"]`` is [R, n] (one block, so the caller scatters it at once)."""
     conn = session.connection()
     raw = conn.connection.driver_connection
+    assert raw is not None  # the session's live connection always has its driver connection
     chunks: list[bytes] = []
     # These reads scan whole ranges: hash joins are always right, while nested loops chosen
     # on stale statistics (right after a bulk load) were measured 400x slower.
@@ -166,7 +167,7 @@ def _load_activity_pg(session: Session, tenant_id: str, start_day: date, end_day
                               "ids": ids or [], "all": ids is None}
     scope = ("tenant_id = %(t)s AND day BETWEEN %(a)s AND %(b)s "
              "AND (%(all)s OR actor_id = ANY(%(ids)b::varchar[]))")
-    subjects = list(session.connection().exec_driver_sql(
+    subjects: list[str] = list(session.connection().exec_driver_sql(
         f"SELECT DISTINCT actor_id FROM daily_rollups WHERE {scope} ORDER BY actor_id",
         params).scalars())
     s = len(subjects)

@@ -61,7 +61,7 @@ def _json_dumps(value: Any) -> bytes | str:
 
 # --- PostgreSQL: one array per column -------------------------------------------------------
 
-_statement_cache: dict[tuple[Any, ...], tuple[str, list[Any]]] = {}
+_statement_cache: dict[tuple[Any, ...], tuple[str, list[Any], list[Any]]] = {}
 _statement_lock = threading.Lock()
 _TYPE_MODIFIER = re.compile(r"\([^)]*\)")
 
@@ -165,6 +165,7 @@ class _PackedFloat8ArrayDumper(_PackedInt8ArrayDumper):
 
 def _packed_array(values: np.ndarray) -> bytes:
     """``values`` (integers or floats, no nulls) as a binary ``int8[]`` / ``float8[]``."""
+    kind: type[bytes]
     if values.dtype.kind == "f":
         kind, elem, code = _PackedFloat8Array, postgres.types["float8"].oid, ">f8"
     else:
@@ -179,7 +180,9 @@ def _packed_array(values: np.ndarray) -> bytes:
 
 
 def _register_packed_dumpers(session: Session) -> None:
-    adapters = session.connection().connection.driver_connection.adapters
+    raw = session.connection().connection.driver_connection
+    assert raw is not None  # the session's live connection always has its driver connection
+    adapters = raw.adapters
     adapters.register_dumper(_PackedInt8Array, _PackedInt8ArrayDumper)
     adapters.register_dumper(_PackedFloat8Array, _PackedFloat8ArrayDumper)
 
@@ -313,6 +316,7 @@ def _copy_in(session: Session, table: sa.Table, target: str, columns: Sequence[s
     parse (timestamps are the dearest)."""
     json_pos = [i for i, c in enumerate(columns) if isinstance(table.c[c].type, sa.JSON)]
     raw = session.connection().connection.driver_connection
+    assert raw is not None  # the session's live connection always has its driver connection
     cols_sql = ", ".join(_quote(c) for c in columns)
     fmt = " (FORMAT BINARY)" if binary else ""
     with raw.cursor() as cur, cur.copy(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -28,7 +28,8 @@ def current_config_row(session: Session, tenant_id: str) -> TenantConfigVersion 
 
 def load_config(session: Session, tenant_id: str, *, cached: bool = True) -> TenantConfig:
     """The tenant's current config (defaults, version 0, when it never stored one)."""
-    key = (str(session.get_bind().url), tenant_id)
+    # sessions here are bound to an engine
+    key = (str(cast(sa.Engine, session.get_bind()).url), tenant_id)
     now = time.monotonic()
     if cached:
         with _cache_lock:

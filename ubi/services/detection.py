@@ -39,6 +39,7 @@ from ubi.models import (
     Score,
     SignalOutbox,
     SignalVersion,
+    table_of,
 )
 from ubi.models import Signal as SignalRow
 from ubi.models.session import dialect_insert, is_postgres
@@ -231,7 +232,8 @@ def upsert_baselines(session: Session, analysis: TenantAnalysis) -> int:
     as_of = day_from_number(analysis.evaluated_days[-1])
     session.execute(sa.delete(Baseline).where(Baseline.tenant_id == analysis.tenant_id))
     if not is_postgres(session):
-        return bulk.copy_rows(session, Baseline.__table__, _baseline_rows(analysis, as_of))
+        return bulk.copy_rows(session, table_of(Baseline),
+                              _baseline_rows(analysis, as_of))
     raw = session.connection().connection.driver_connection
     assert raw is not None  # the session's psycopg connection, inside its transaction
     columns = ", ".join(f'"{c}"' for c in _BASELINE_COPY_COLUMNS)
@@ -389,8 +391,8 @@ def _baseline_copy_blocks(table: BaselineTable, as_of: date) -> Iterator[tuple[i
         records = np.empty(len(rows), dtype=fields)
         for name, blob in consts.items():
             records[name] = np.void(blob)
-        for name, (values, index) in values_of.items():
-            records[name] = values[rows if index is None else index[rows]]
+        for name, (values, idx) in values_of.items():
+            records[name] = values[rows if idx is None else idx[rows]]
         yield len(rows), records.tobytes()
 
 
@@ -402,7 +404,7 @@ def _upsert_scores(session: Session, analysis: TenantAnalysis, now: datetime) ->
         "components": {"n_features": r.n_features, "score_id": r.score_id},
         "reason": r.reason, "computed_at": now,
     } for t in analysis.scores for r in t.iter_rows()]
-    return upsert(session, Score.__table__, rows,
+    return upsert(session, table_of(Score), rows,
                   ["tenant_id", "actor_scope", "subject_id", "dimension", "window", "day"])
 
 
@@ -438,7 +440,7 @@ def _persist_anomalies(session: Session, analysis: TenantAnalysis, correlation_i
             for group in (changes.created, changes.updated, changes.resolved) for a in group}
     # An episode that ended (resolved) must leave the active slot before a new one takes it.
     for active in (False, True):
-        upsert(session, Anomaly.__table__,
+        upsert(session, table_of(Anomaly),
                [r for r in rows.values() if (r["status"] == "active") is active],
                ["anomaly_id"])
     for a in changes.created:
@@ -513,7 +515,7 @@ def _persist_signals(session: Session, analysis: TenantAnalysis, config: TenantC
     # one-active-per-class index.
     fresh = [s for s in latest.values() if existing.get(s.signal_id, -1) <= s.version]
     for active in (False, True):  # never go back to an older version (filtered above)
-        upsert(session, SignalRow.__table__,
+        upsert(session, table_of(SignalRow),
                [_signal_row(s, meta, correlation_id) for s in fresh
                 if (s.status == "active") is active], ["signal_id"])
     version_rows, outbox_rows = [], []

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as dtime
 from functools import lru_cache
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import sqlalchemy as sa
@@ -37,7 +37,7 @@ from ubi.analytics.taxonomy import (
     FEATURES,
     WINDOWS,
 )
-from ubi.models import DirtySubject, Feature
+from ubi.models import DirtySubject, Feature, table_of
 from ubi.observability.metrics import FEATURE_DURATION
 from ubi.services import activity_store, bulk, configs, focus_time, freshness
 from ubi.services.followups import enqueue_followup
@@ -94,11 +94,12 @@ def release_dirty(session: Session, tenant_id: str,
                     sa.func.coalesce(DirtySubject.batch_id, ""))
     done = 0
     for part in bulk.chunks(taken, 2000):
-        done += session.execute(
+        # a DELETE's result is a CursorResult (Session.execute is typed as returning Result)
+        done += cast("sa.CursorResult[Any]", session.execute(
             sa.delete(DirtySubject).where(
                 DirtySubject.tenant_id == tenant_id,
                 key.in_([(a, d, b or "") for a, d, _, b in part])),
-            execution_options={"synchronize_session": False}).rowcount
+            execution_options={"synchronize_session": False})).rowcount
     return done
 
 
@@ -126,8 +127,8 @@ def compute_tenant_features(session: Session, tenant_id: str, *, now: datetime |
     focus_time.refresh_focus(session, tenant_id, focus_time.affected_days(pairs))
 
     by_actor: dict[str, date] = defaultdict(lambda: today)
-    for a, d in pairs:
-        by_actor[a] = min(by_actor[a], d)
+    for a, dirty_day in pairs:
+        by_actor[a] = min(by_actor[a], dirty_day)
     first_dirty = min(by_actor.values())
     last_day = max(today, max(d for _, d in pairs))
     start = first_dirty - timedelta(days=max(WINDOWS.values()) - 1)
@@ -215,7 +216,8 @@ def feature_row(tenant_id: str, scope: str, subject: str, name: str, dimension: 
 def upsert_features(session: Session, rows: Iterable[dict[str, Any]]) -> int:
     """Insert or refresh feature rows (idempotent: ids are deterministic)."""
     rows = list(rows)
-    bulk.upsert_replacing(session, Feature.__table__, rows, key_columns=("feature_id",),
+    bulk.upsert_replacing(session, table_of(Feature), rows,
+                          key_columns=("feature_id",),
                           replace=("value", "confidence", "metadata", "correlation_id",
                                    "computed_at"),
                           changed=("value", "confidence", "metadata"))

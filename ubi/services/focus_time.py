@@ -22,7 +22,8 @@ no documents), and one statement that upserts the pairs with focus and deletes t
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import date, timedelta
+from collections.abc import Sequence
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -132,20 +133,22 @@ def _sequence_events(session: Session, tenant_id: str, pairs: set[tuple[str, dat
     ordered = sorted(pairs)
     out: dict[tuple[str, date], list[SequenceEvent]] = defaultdict(list)
     if is_postgres(session):
-        rows = session.connection().exec_driver_sql(_READ_PG,
-                                                    _read_params(tenant_id, ordered)).all()
+        rows: Sequence[sa.Row[str, date, float, str, float | None]] = (
+            session.connection().exec_driver_sql(_READ_PG,
+                                                 _read_params(tenant_id, ordered)).all())
         for actor, day, epoch_s, event_type, duration in rows:
             out[(actor, day)].append(SequenceEvent(actor, epoch_s, event_type, duration))
         return out
     wanted = set(ordered)
     lo, hi = min(d for _, d in ordered), max(d for _, d in ordered)
-    rows = session.execute(sa.select(
+    # typed by hand: a JSON column in the select makes SQLAlchemy infer Row[*tuple[Any, ...]]
+    result: sa.Result[str, date, datetime, str, dict[str, Any]] = session.execute(sa.select(
         Event.actor_id, Event.event_date, Event.timestamp_utc, Event.event_type,
         Event.properties).where(
         Event.tenant_id == tenant_id, Event.event_date >= lo, Event.event_date <= hi,
         Event.actor_id.in_(sorted({a for a, _ in ordered})),
         Event.event_type.in_(_SEQUENCE_TYPES)))
-    for actor, day, ts, event_type, props in rows:
+    for actor, day, ts, event_type, props in result:
         if (actor, day) in wanted:
             out[(actor, day)].append(SequenceEvent(actor, ts.timestamp(), event_type,
                                                    _duration_ms(props)))

@@ -22,7 +22,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
@@ -117,7 +117,7 @@ def _traffic_days(session: Session, tenant_id: str, today: date) -> dict[date, i
     """Hours with events (bit h = UTC hour h) of each day of the last ``TRAFFIC_WEEKS`` weeks."""
     start = today - timedelta(days=7 * TRAFFIC_WEEKS)
     r = daily_rollups.c
-    rows = session.execute(sa.select(r.day, r.hours_mask).where(
+    rows: Sequence[sa.Row[date, int]] = session.execute(sa.select(r.day, r.hours_mask).where(
         r.tenant_id == tenant_id, r.day >= start, r.day < today)).all()
     per_day: dict[date, int] = {}
     for day, mask in rows:

@@ -52,6 +52,7 @@ from ubi.models import (
     EventKey,
     IngestionState,
     daily_rollups,
+    table_of,
     utcnow,
 )
 from ubi.models.session import dialect_insert, is_postgres
@@ -156,12 +157,12 @@ def accept_batch(session: Session, body: bytes, *, caller_tenant: str | None,
         known.update((tenant_id, i) for i in _known_ids(session, tenant_id, ids))
     kept: list[bytes] = []
     tenant_counts: Counter[str] = Counter()
-    for index, env, raw in accepted:
+    for index, env, item in accepted:
         if (env.tenant_id, env.signal_id) in known:
             results[index]["status"] = "duplicate"
             EVENTS_PROCESSED.labels(env.tenant_id, "-", "duplicate").inc()
         else:
-            kept.append(raw)
+            kept.append(item)
             tenant_counts[env.tenant_id] += 1
     statuses = Counter(r["status"] for r in results)
     summary = {"total": len(results), "accepted": statuses["accepted"],
@@ -365,7 +366,7 @@ def _store_tenant_events(session: Session, tenant_id: str, config: TenantConfig,
     timings["partitions"] = timings.get("partitions", 0.0) + time.perf_counter() - t
 
     t = time.perf_counter()
-    new_keys = bulk.insert_new_keys(session, EventKey.__table__, {
+    new_keys = bulk.insert_new_keys(session, table_of(EventKey), {
         "event_id": [e.event_id for e in events],
         "event_date": [e.timestamp_utc.date() for e in events],
         "actor_id": [e.actor_id for e in events]},
@@ -378,7 +379,7 @@ def _store_tenant_events(session: Session, tenant_id: str, config: TenantConfig,
 
     t = time.perf_counter()
     now = utcnow()
-    bulk.copy_tuples(session, Event.__table__, _EVENT_COLUMNS, [(
+    bulk.copy_tuples(session, table_of(Event), _EVENT_COLUMNS, [(
         tenant_id, e.timestamp_utc.date(), e.event_id, e.actor_id, e.actor_type, e.team_id,
         e.source_system, e.event_type, e.timestamp_utc, e.utc_offset_minutes, e.ingested_at,
         received_at, e.properties, e.resource, e.privacy_tags, e.schema_version, e.trace_id,
@@ -395,7 +396,7 @@ def _store_tenant_events(session: Session, tenant_id: str, config: TenantConfig,
         replace=("actor_type", "team_id", "updated_at"))
     if delta.interactions:
         actors, days, counterparts = zip(*delta.interactions, strict=True)
-        bulk.upsert_columns(session, DailyInteraction.__table__, {
+        bulk.upsert_columns(session, table_of(DailyInteraction), {
             "actor_id": actors, "day": days, "counterpart_id": counterparts,
             "events": np.fromiter(delta.interactions.values(), dtype=np.int64,
                                   count=len(delta.interactions))},
@@ -404,7 +405,7 @@ def _store_tenant_events(session: Session, tenant_id: str, config: TenantConfig,
     if delta.work_items:
         actors, days, items = zip(*delta.work_items, strict=True)
         counts = np.asarray(list(delta.work_items.values()), dtype=np.int64)
-        bulk.upsert_columns(session, DailyWorkItem.__table__, {
+        bulk.upsert_columns(session, table_of(DailyWorkItem), {
             "actor_id": actors, "day": days, "work_item_id": items, "events": counts[:, 0],
             "llm_requests": counts[:, 1]}, constants={"tenant_id": tenant_id},
             key_columns=("tenant_id", "actor_id", "day", "work_item_id"),
@@ -431,7 +432,7 @@ def _store_tenant_events(session: Session, tenant_id: str, config: TenantConfig,
     if dirty:
         # marked_at stays the oldest pending change: "dirty since", what features lag is.
         bulk.upsert_columns(
-            session, DirtySubject.__table__,
+            session, table_of(DirtySubject),
             {"actor_id": [a for a, _ in dirty], "day": [d for _, d in dirty]},
             constants={"tenant_id": tenant_id, "correlation_id": correlation_id,
                        "batch_id": batch_id, "marked_at": now},

@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable
 from datetime import UTC, date, datetime, timedelta
+from typing import cast
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -31,7 +32,7 @@ def _today() -> date:
 
 
 def existing_partitions(session: Session) -> set[date]:
-    rows = session.execute(sa.text(
+    rows: sa.ScalarResult[str] = session.execute(sa.text(
         "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
         "JOIN pg_class p ON p.oid = i.inhparent "
         "WHERE p.relname = 'events' AND c.relname ~ '^events_p[0-9]{8}$'")).scalars()
@@ -53,7 +54,7 @@ def ensure_partitions(session: Session, days: Iterable[date], *, today: date | N
         missing = sorted(wanted - _known)
     if not missing:
         return 0
-    engine = session.get_bind()
+    engine = cast(sa.Engine, session.get_bind())  # sessions here are bound to an engine
     created = 0
     with engine.connect() as conn:
         for start, end in _runs(missing):

@@ -34,8 +34,8 @@ BACKOFF_MAX_SECONDS = 600.0
 
 
 class Publisher(Protocol):
-    def publish(self, *, message_id: str, routing_key: str, payload: dict,  # type: ignore[type-arg]
-                headers: dict) -> PublishResult: ...  # type: ignore[type-arg]
+    def publish(self, *, message_id: str, routing_key: str, payload: dict,
+                headers: dict) -> PublishResult: ...
 
 
 @dataclass

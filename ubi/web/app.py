@@ -26,7 +26,7 @@ class UbiApi(Api):
 
     ERROR_SCHEMA = errors.ErrorSchema
 
-    def handle_http_exception(self, error: HTTPException) -> Response:  # type: ignore[override]
+    def handle_http_exception(self, error: HTTPException) -> Response:
         return errors.handle_http_exception(error)
 
 

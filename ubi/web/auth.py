@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import jwt
 from flask import g, request
@@ -270,12 +270,14 @@ def mint_token(*, sub: str, tenant_id: str | None, roles: Iterable[str],
     claims.update(extra or {})
     headers = {"kid": kid} if kid else None
     if private_key_pem:
-        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.hazmat.primitives.asymmetric import ec, rsa
         from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
         key = load_pem_private_key(private_key_pem.encode(), password=None)
         alg = "ES256" if isinstance(key, ec.EllipticCurvePrivateKey) else "RS256"
-        return jwt.encode(claims, key, algorithm=alg, headers=headers)
+        # an RSA or EC key, as documented; jwt.encode rejects any other kind at runtime
+        signing_key = cast("rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey", key)
+        return jwt.encode(claims, signing_key, algorithm=alg, headers=headers)
     if not settings.jwt_secret:
         raise ValueError("no UBI_JWT_SECRET configured: pass a private key to sign with")
     return jwt.encode(claims, settings.jwt_secret, algorithm="HS256", headers=headers)

@@ -10,7 +10,7 @@ from flask import current_app
 from ubi.settings import Settings
 from ubi.web.errors import ApiError
 
-AUTH = [{"bearerAuth": []}]
+AUTH: list[dict[str, list[str]]] = [{"bearerAuth": []}]
 
 
 def settings() -> Settings:
