@@ -74,6 +74,7 @@ def _dlq() -> Any:
     from ubi.celery_app import app
     from ubi.integrations.dlq import DeadLetterQueue
 
+    app.loader.import_default_modules()  # the task modules: re-drives are checked by name
     known = {name for name in app.tasks if name.startswith("ubi.")}
 
     def exception_of(task_id: str) -> str | None:
