@@ -109,7 +109,7 @@ def test_worker_killed_mid_batch_then_redelivered(client, tokens, db_session, se
                 "SELECT state, wait_event_type, wait_event, left(query, 120) "
                 "FROM pg_stat_activity WHERE datname = current_database()")).all()
             raise AssertionError(f"the worker never reached the locked row: {activity} "
-                                 f"{worker.proc.stderr.read().decode()[-3000:]}")
+                                 f"{worker.log_tail()}")
         worker.kill()
     finally:
         tx.rollback()

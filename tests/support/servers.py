@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -51,13 +52,23 @@ def web_process(**env: str) -> Iterator[str]:
 
 
 class WorkerProcess:
-    """``ubi worker GROUP --pool solo`` in a subprocess (so it can be SIGKILLed)."""
+    """``ubi worker GROUP`` in a subprocess (so it can be SIGKILLed): one process (``solo``)
+    by default, or the production ``prefork`` pool with ``concurrency`` children."""
 
-    def __init__(self, group: str, **env: str):
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "ubi.cli", "worker", group, "--pool", "solo",
-             "--without-heartbeat", "--without-mingle", "--without-gossip"],
-            env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    def __init__(self, group: str, *, pool: str = "solo", concurrency: int | None = None,
+                 **env: str):
+        args = [sys.executable, "-m", "ubi.cli", "worker", group, "--pool", pool,
+                "--without-heartbeat", "--without-mingle", "--without-gossip"]
+        if concurrency:
+            args += ["--concurrency", str(concurrency)]
+        # Its log goes to a file: a pipe nobody reads would stall a worker that logs a lot.
+        self.log = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the worker
+        self.proc = subprocess.Popen(args, env={**os.environ, **env},
+                                     stdout=subprocess.DEVNULL, stderr=self.log)
+
+    def log_tail(self, size: int = 3000) -> str:
+        self.log.seek(0)
+        return self.log.read().decode(errors="replace")[-size:]
 
     def kill(self) -> None:
         self.proc.send_signal(signal.SIGKILL)
