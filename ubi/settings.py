@@ -65,6 +65,8 @@ ENV_VARS: tuple[EnvVar, ...] = (
     EnvVar("UBI_LOG_FORMAT", "`json` or `text`", "`json`"),
     EnvVar("UBI_HTTP_TIMEOUT", "seconds for calls to outside services", "5"),
     EnvVar("UBI_BROKER_CONNECT_TIMEOUT", "seconds before the broker counts as down", "3"),
+    EnvVar("UBI_TASK_RETRY_WINDOW", "seconds a task retries transient errors (a database, "
+           "broker or Redis briefly unreachable) before it is dead-lettered", "900"),
     EnvVar("UBI_GC_THRESHOLD", "allocations between young garbage collections in service "
            "processes (`0` = Python's 700)", "100000"),
     EnvVar("UBI_DEV_MODE", "allow development secrets outside the embedded default", "`0`"),
@@ -105,6 +107,8 @@ class Settings:
     http_timeout: float
     broker_connect_timeout: float
     port: int
+    #: Seconds over which a task retries transient errors, with backoff (``ubi/tasks/base``).
+    task_retry_window: float = 900.0
     #: Allocations between two young-generation garbage collections in service processes
     #: (``gc.set_threshold``); 0 keeps Python's default (700). See ``ubi/runtime.py``.
     gc_threshold: int = 100_000
@@ -219,6 +223,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     max_batch = _int(env, "UBI_MAX_BATCH", 5000)
     if max_batch < 1:
         raise SettingsError("UBI_MAX_BATCH must be at least 1")
+    task_retry_window = _float(env, "UBI_TASK_RETRY_WINDOW", 900.0)
+    if task_retry_window < 0:
+        raise SettingsError("UBI_TASK_RETRY_WINDOW must be 0 (no retries) or more seconds")
     gc_threshold = _int(env, "UBI_GC_THRESHOLD", 100_000)
     if gc_threshold < 0:
         raise SettingsError("UBI_GC_THRESHOLD must be 0 (Python's default) or more")
@@ -248,6 +255,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         http_timeout=_float(env, "UBI_HTTP_TIMEOUT", 5.0),
         broker_connect_timeout=_float(env, "UBI_BROKER_CONNECT_TIMEOUT", 3.0),
         port=_int(env, "PORT", 8000),
+        task_retry_window=task_retry_window,
         gc_threshold=gc_threshold,
         embedded_db=embedded_db,
         embedded_broker=embedded_broker,

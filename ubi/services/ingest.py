@@ -221,8 +221,10 @@ def mark_publish_failed(session: Session, batch_id: str, error: str) -> None:
 
 
 def mark_batch_failed(session: Session, batch_id: str, error: str) -> None:
-    """The batch can never be stored (it is dead-lettered); say so in its status."""
-    session.execute(sa.update(Batch).where(Batch.batch_id == batch_id).values(
+    """The batch's message is dead-lettered; say so in its status (a stored batch stays
+    ``done``: only a redelivered copy of its message failed)."""
+    session.execute(sa.update(Batch).where(Batch.batch_id == batch_id,
+                                           Batch.status != "done").values(
         status="failed", error=error[:2000], finished_at=utcnow()))
 
 

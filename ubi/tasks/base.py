@@ -1,21 +1,37 @@
-"""The one Task base class: it owns the transaction, the log context and follow-up dispatch.
+"""The one Task base class: it owns the transaction, the log context, retries, dead-letters
+and follow-up dispatch.
 
 A task body receives ``self.session`` (open for the task's run), calls one service function and
-returns. On success the session commits, then the follow-ups the service recorded in the task
-outbox are sent; on error it rolls back and Celery retries (transient errors, with backoff and
-jitter) or dead-letters the message (``task_acks_on_failure = False``).
+returns. The session commits after the body, inside the same error handling: a failure at
+commit is handled like one in the body. Then:
+
+- a transient error (a database, broker or Redis briefly unreachable, a transaction the
+  database aborted over a conflict) is retried, with exponential backoff and jitter, for
+  ``UBI_TASK_RETRY_WINDOW`` seconds: a new message is published with a countdown and the
+  current one is acknowledged only then;
+- anything else (``PermanentTaskError``, an error no retry can fix, or transient errors past
+  the window) dead-letters the message (``Reject``, no requeue: RabbitMQ moves it to
+  ``ubi.tasks.dlq``) after the task's ``dead_lettered`` hook recorded why (an ingest batch
+  is marked ``failed`` with the reason at once);
+- on success, the follow-ups the service recorded in the task outbox are sent; a failure to
+  send leaves them to the outbox drain and never fails the committed task.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+import math
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, NoReturn
 
 import kombu.exceptions
+import psycopg
 import redis.exceptions
 import sqlalchemy.exc
 from celery import Task
-from celery.exceptions import Reject
+from celery.exceptions import Reject, Retry
 from sqlalchemy.orm import Session
 
 from ubi.models.session import session_factory
@@ -27,13 +43,20 @@ from ubi.services.followups import (
     mark_dispatched,
     mark_failed,
 )
+from ubi.settings import get_settings
 
 log = logging.getLogger("ubi.tasks")
 
-#: Errors worth retrying: the database, broker or Redis was briefly unreachable.
+#: Errors a retry can fix: a server briefly unreachable (restart, failover, network blip,
+#: ``too many connections``, an exhausted pool) or a transaction the database aborted to
+#: resolve a conflict (psycopg's serialization failures, deadlocks and admin shutdowns are
+#: OperationalErrors). psycopg's own classes cover the COPYs made on the driver connection.
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     sqlalchemy.exc.OperationalError,
     sqlalchemy.exc.InterfaceError,
+    sqlalchemy.exc.TimeoutError,
+    psycopg.OperationalError,
+    psycopg.InterfaceError,
     kombu.exceptions.OperationalError,
     redis.exceptions.ConnectionError,
     redis.exceptions.TimeoutError,
@@ -42,8 +65,56 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+def is_transient(exc: BaseException) -> bool:
+    """Whether a retry can fix ``exc`` (see ``TRANSIENT_ERRORS``)."""
+    if isinstance(exc, TRANSIENT_ERRORS):
+        return True
+    # Any database error SQLAlchemy recognised as a lost connection.
+    return isinstance(exc, sqlalchemy.exc.DBAPIError) and bool(exc.connection_invalidated)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff with equal jitter: the n-th retry waits between half and all of
+    ``min(cap_s, first_s * 2**n)`` seconds, in whole seconds and at least one (RabbitMQ's
+    native delayed delivery counts whole seconds), and retries go on until even the shortest
+    waits add up to ``window_s`` (so a failover of that length is ridden out)."""
+
+    window_s: float
+    first_s: float = 1.0
+    cap_s: float = 60.0  # well below RabbitMQ's consumer_timeout (30 min)
+
+    def nominal(self, retries: int) -> float:
+        return min(self.cap_s, self.first_s * 2 ** min(retries, 30))
+
+    def delay(self, retries: int, rng: Callable[[], float] = random.random) -> int:
+        """Seconds before retry number ``retries + 1``."""
+        nominal = self.nominal(retries)
+        return max(1, math.ceil(nominal / 2 + rng() * nominal / 2))
+
+    @property
+    def max_retries(self) -> int:
+        total, n = 0.0, 0
+        while total < self.window_s:
+            total += self.nominal(n) / 2
+            n += 1
+        return n
+
+
+RETRY_POLICY = RetryPolicy(get_settings().task_retry_window)
+
+
 class PermanentTaskError(Exception):
     """The input can never succeed: dead-letter at once, do not retry."""
+
+
+def _quietly(action: Callable[[], object]) -> None:
+    # Rolling back or closing a session whose connection is gone raises too; the error that
+    # matters is the one being handled.
+    try:
+        action()
+    except Exception as exc:
+        log.debug("session cleanup failed: %s", exc)
 
 
 class UbiTask(Task):
@@ -52,12 +123,8 @@ class UbiTask(Task):
     abstract = True
     acks_late = True
     reject_on_worker_lost = True
-    autoretry_for = TRANSIENT_ERRORS
-    dont_autoretry_for = (PermanentTaskError,)
-    max_retries = 5
-    retry_backoff = 2
-    retry_backoff_max = 300  # well below RabbitMQ's consumer_timeout (30 min)
-    retry_jitter = True
+    #: Transient errors only (``RETRY_POLICY``); every other failure dead-letters at once.
+    max_retries = RETRY_POLICY.max_retries
 
     _session: Session | None = None
 
@@ -70,26 +137,72 @@ class UbiTask(Task):
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         ids = {k: kwargs.get(k) for k in ("tenant_id", "correlation_id", "batch_id")}
         with context.bound(task_id=self.request.id, **ids):
-            previous = self._session
-            session = session_factory()()
-            self._session = session
             try:
-                result = super().__call__(*args, **kwargs)
-                session.commit()
-                owed: list[Owed] = list(session.info.pop(OWED_KEY, []))
-            except PermanentTaskError as exc:
-                session.rollback()
-                log.error("task failed permanently: %s", exc)
-                raise Reject(str(exc), requeue=False) from exc
-            except BaseException:
-                session.rollback()
+                result, owed = self._run_in_transaction(args, kwargs)
+            except Retry:
                 raise
-            finally:
-                session.close()
-                self._session = previous
+            except Exception as exc:
+                self._fail(exc, kwargs)
             if owed:
-                dispatch_followups(self.app, owed)
+                try:
+                    dispatch_followups(self.app, owed)
+                except Exception as exc:  # committed: the outbox drain sends them later
+                    log.warning("follow-ups left to the outbox drain: %s", exc)
             return result
+
+    def _run_in_transaction(self, args: tuple[Any, ...], kwargs: dict[str, Any]
+                            ) -> tuple[Any, list[Owed]]:
+        previous = self._session
+        session = session_factory()()
+        self._session = session
+        try:
+            result = super().__call__(*args, **kwargs)
+            session.commit()
+            return result, list(session.info.pop(OWED_KEY, []))
+        except BaseException:
+            _quietly(session.rollback)
+            raise
+        finally:
+            _quietly(session.close)
+            self._session = previous
+
+    def _fail(self, exc: Exception, kwargs: dict[str, Any]) -> NoReturn:
+        """Retry a transient error while the window lasts; dead-letter everything else."""
+        retries = int(self.request.retries or 0)
+        transient = is_transient(exc)
+        if transient and retries < RETRY_POLICY.max_retries:
+            countdown = RETRY_POLICY.delay(retries)
+            log.warning("transient failure, retry %d/%d in %d s: %s: %s", retries + 1,
+                        RETRY_POLICY.max_retries, countdown, type(exc).__name__, exc)
+            try:
+                raise self.retry(exc=exc, countdown=countdown,
+                                 max_retries=RETRY_POLICY.max_retries)
+            except Retry:
+                raise
+            except Exception as publish_error:
+                if self.request.called_directly or self.request.is_eager:
+                    raise
+                # The retry could not be published (the broker is down too): the message goes
+                # back to its queue instead (RabbitMQ's delivery limit bounds this).
+                log.warning("retry not published (%s): message requeued", publish_error)
+                raise Reject(str(exc), requeue=True) from exc
+        if isinstance(exc, PermanentTaskError):
+            reason = str(exc)
+            log.error("task failed permanently: %s", reason)
+        elif transient:
+            reason = f"still failing after {retries} retries: {type(exc).__name__}: {exc}"
+            log.error("task dead-lettered: %s", reason)
+        else:
+            reason = f"{type(exc).__name__}: {exc}"
+            log.exception("task failed: %s", reason)
+        try:
+            self.dead_lettered(reason[:2000], kwargs)
+        except Exception as hook_error:
+            log.error("could not record the dead letter: %s", hook_error)
+        raise Reject(reason, requeue=False) from exc
+
+    def dead_lettered(self, reason: str, kwargs: dict[str, Any]) -> None:
+        """Record, outside the failed transaction, that this message is dead-lettered."""
 
 
 #: How long a sent coalescing follow-up counts as queued if its task never says it started

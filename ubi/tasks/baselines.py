@@ -13,7 +13,7 @@ from ubi.tasks.base import UbiTask
 SHARD_EXPIRES_SECONDS = 20 * 3600
 
 
-@app.task(base=UbiTask, bind=True, name="ubi.tasks.baselines.recompute_all", max_retries=2)
+@app.task(base=UbiTask, bind=True, name="ubi.tasks.baselines.recompute_all")
 def recompute_all(self: UbiTask) -> int:
     """Fan out one recompute task per tenant."""
     tenants = freshness.tenants(self.session)
@@ -23,7 +23,7 @@ def recompute_all(self: UbiTask) -> int:
     return len(tenants)
 
 
-@app.task(base=UbiTask, bind=True, name="ubi.tasks.baselines.recompute_tenant", max_retries=5)
+@app.task(base=UbiTask, bind=True, name="ubi.tasks.baselines.recompute_tenant")
 def recompute_tenant(self: UbiTask, *, tenant_id: str) -> dict[str, Any]:
     outcome = baselines.recompute_baselines(self.session, tenant_id)
     if outcome.busy:  # detection is refreshing this tenant's baselines right now

@@ -13,7 +13,7 @@ from ubi.tasks.base import UbiTask, look_again, task_started
 BUSY_RETRY_SECONDS = 3
 
 
-@app.task(base=UbiTask, bind=True, name="ubi.tasks.detect.detect_tenant", max_retries=6)
+@app.task(base=UbiTask, bind=True, name="ubi.tasks.detect.detect_tenant")
 def detect_tenant(self: UbiTask, *, tenant_id: str, correlation_id: str | None = None,
                   through: str | None = None) -> dict[str, Any]:
     """Anomalies, scores and signals for the tenant's closed days not evaluated yet."""

@@ -12,7 +12,7 @@ from ubi.tasks.base import UbiTask, look_again, task_started
 BUSY_RETRY_SECONDS = 1.0
 
 
-@app.task(base=UbiTask, bind=True, name="ubi.tasks.features.compute_features", max_retries=8)
+@app.task(base=UbiTask, bind=True, name="ubi.tasks.features.compute_features")
 def compute_features(self: UbiTask, *, tenant_id: str,
                      correlation_id: str | None = None) -> dict[str, Any]:
     """Features of the tenant's dirty (actor, day) pairs; hands closed days to detection."""

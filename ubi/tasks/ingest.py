@@ -21,7 +21,20 @@ def _pseudonymiser(secret: bytes) -> Pseudonymiser:
     return Pseudonymiser(secret)
 
 
-@app.task(base=UbiTask, bind=True, name="ubi.tasks.ingest.ingest_batch", max_retries=8,
+class BatchTask(UbiTask):
+    """A task that stores one accepted batch: its batch says ``failed``, with the reason, as
+    soon as its message is dead-lettered (``ubi dlq retry`` takes it up again)."""
+
+    abstract = True
+
+    def dead_lettered(self, reason: str, kwargs: dict[str, Any]) -> None:
+        batch_id = kwargs.get("batch_id")
+        if batch_id:
+            with session_scope() as session:
+                ingest.mark_batch_failed(session, str(batch_id), reason)
+
+
+@app.task(base=BatchTask, bind=True, name="ubi.tasks.ingest.ingest_batch",
           serializer=BATCH_SERIALIZER, compression=BATCH_COMPRESSION)
 def ingest_batch(self: UbiTask, *, batch_id: str, tenant_id: str, events_json: str,
                  received_at: str, correlation_id: str | None = None,
@@ -37,8 +50,6 @@ def ingest_batch(self: UbiTask, *, batch_id: str, tenant_id: str, events_json: s
             received_at=received, correlation_id=correlation_id,
             pseudonymiser=_pseudonymiser(get_settings().pseudonym_secret))
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        with session_scope() as failed:
-            ingest.mark_batch_failed(failed, batch_id, f"cannot be decoded: {exc}")
         raise PermanentTaskError(f"batch {batch_id} cannot be decoded: {exc}") from exc
     return {"batch_id": batch_id, "inserted": outcome.inserted,
             "duplicates": outcome.duplicates, "dirty": outcome.dirty}

@@ -9,21 +9,19 @@ from ubi.services import freshness, maintenance, partitions
 from ubi.tasks.base import PermanentTaskError, UbiTask, dispatch_followups
 
 
-@app.task(base=UbiTask, bind=True, name="ubi.tasks.maintenance.ensure_event_partitions",
-          max_retries=3)
+@app.task(base=UbiTask, bind=True, name="ubi.tasks.maintenance.ensure_event_partitions")
 def ensure_event_partitions(self: UbiTask, days_ahead: int = 3) -> int:
     """Create the daily ``events`` partitions for today and the next days (PostgreSQL)."""
     return partitions.ensure_upcoming_partitions(self.session, days_ahead=days_ahead)
 
 
-@app.task(base=UbiTask, bind=True, name="ubi.tasks.maintenance.drain_task_outbox",
-          max_retries=0)
+@app.task(base=UbiTask, bind=True, name="ubi.tasks.maintenance.drain_task_outbox")
 def drain_task_outbox(self: UbiTask) -> int:
     """Send follow-up tasks that were committed but not dispatched (a crash, a broker blip)."""
     return dispatch_followups(self.app, older_than_seconds=2.0)
 
 
-@app.task(base=UbiTask, bind=True, name="ubi.tasks.maintenance.probe", max_retries=0)
+@app.task(base=UbiTask, bind=True, name="ubi.tasks.maintenance.probe")
 def probe(self: UbiTask, fail: bool = False, note: str = "") -> dict[str, Any]:
     """Canary used by ``ubi broker check`` and the test suite: succeeds, or fails permanently
     so the message must reach ``ubi.tasks.dlq`` (proves the dead-letter wiring)."""
@@ -32,14 +30,14 @@ def probe(self: UbiTask, fail: bool = False, note: str = "") -> dict[str, Any]:
     return {"ok": True, "note": note}
 
 
-@app.task(base=UbiTask, bind=True, name="ubi.tasks.maintenance.track_staleness", max_retries=0)
+@app.task(base=UbiTask, bind=True, name="ubi.tasks.maintenance.track_staleness")
 def track_staleness(self: UbiTask) -> dict[str, Any]:
     """Open, extend or close ingestion gaps of every tenant (SPEC §9)."""
     reports = [freshness.track_tenant(self.session, t) for t in freshness.tenants(self.session)]
     return {"tenants": len(reports), "in_gap": sum(r.gap_open for r in reports)}
 
 
-@app.task(base=UbiTask, bind=True, name="ubi.tasks.maintenance.close_days", max_retries=0)
+@app.task(base=UbiTask, bind=True, name="ubi.tasks.maintenance.close_days")
 def close_days(self: UbiTask) -> list[str]:
     """Day close: hand every tenant with a closed, unevaluated day to detection."""
     from ubi.tasks.detect import detect_tenant
@@ -51,8 +49,7 @@ def close_days(self: UbiTask) -> list[str]:
     return due
 
 
-@app.task(base=UbiTask, bind=True, name="ubi.tasks.maintenance.resolve_anomalies",
-          max_retries=0)
+@app.task(base=UbiTask, bind=True, name="ubi.tasks.maintenance.resolve_anomalies")
 def resolve_anomalies(self: UbiTask) -> int:
     """Resolve anomalies back within 1 std for ``resolution_hours`` (SPEC §5.3)."""
     return sum(maintenance.resolve_anomalies(self.session, t)

@@ -10,8 +10,7 @@ from ubi.services import stream
 from ubi.tasks.base import UbiTask
 
 
-@app.task(base=UbiTask, bind=True, name="ubi.tasks.publish.drain_signal_outbox",
-          max_retries=0)
+@app.task(base=UbiTask, bind=True, name="ubi.tasks.publish.drain_signal_outbox")
 def drain_signal_outbox(self: UbiTask) -> dict[str, Any]:
     """Publish the signal versions waiting in the outbox (beat, and after each detect run)."""
     report = stream.drain_signal_outbox(self.session, publisher())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import celeryconfig
 from ubi.celery_app import app
-from ubi.tasks.base import UbiTask
+from ubi.tasks.base import RETRY_POLICY, RetryPolicy, UbiTask, is_transient
 
 
 def _ubi_tasks() -> dict[str, object]:
@@ -18,7 +18,10 @@ def test_every_task_is_reliable_and_routed_to_its_module_queue() -> None:
     for name, task in tasks.items():
         assert isinstance(task, UbiTask), name
         assert task.acks_late and task.reject_on_worker_lost, name
-        assert task.max_retries is not None and task.max_retries <= 10, name
+        # One retry policy for all: transient errors only, handled by UbiTask (which also
+        # covers the commit), never Celery's autoretry around the body alone.
+        assert task.max_retries == RETRY_POLICY.max_retries, name
+        assert not getattr(task, "autoretry_for", ()), name
         queue_name = name.split(".")[2]
         route = celeryconfig.route_task(name, (), {}, {})
         assert route["queue"].name == celeryconfig.QUEUE_BY_NAME[queue_name].name
@@ -54,3 +57,29 @@ def test_beat_entries_expire_and_route() -> None:
     for name, entry in celeryconfig.beat_schedule.items():
         assert entry["options"]["expires"] > 0, name
         assert entry["task"] in _ubi_tasks(), name
+
+
+def test_transient_errors_are_retried_long_enough_to_ride_out_a_failover() -> None:
+    policy = RetryPolicy(window_s=900)
+    waits = [policy.delay(n, rng=lambda: 0.0) for n in range(policy.max_retries)]
+    assert sum(waits) >= 900  # even with the shortest jitter
+    assert max(policy.delay(n, rng=lambda: 1.0) for n in range(40)) == 60  # capped
+    assert waits[:5] == [1, 1, 2, 4, 8]  # whole seconds, exponential from the start
+    assert RetryPolicy(window_s=0).max_retries == 0
+    assert RETRY_POLICY.window_s == 900  # UBI_TASK_RETRY_WINDOW's default
+
+
+def test_what_counts_as_transient() -> None:
+    import psycopg
+    import sqlalchemy.exc
+
+    lost = sqlalchemy.exc.OperationalError("SELECT 1", {}, psycopg.OperationalError(
+        "connection refused"))
+    assert is_transient(lost)
+    assert is_transient(psycopg.errors.SerializationFailure("could not serialize"))
+    assert is_transient(psycopg.errors.DeadlockDetected("deadlock detected"))
+    assert is_transient(psycopg.errors.AdminShutdown("terminating connection"))
+    assert is_transient(psycopg.errors.TooManyConnections("too many clients"))
+    assert is_transient(sqlalchemy.exc.TimeoutError("QueuePool limit reached"))
+    assert not is_transient(ValueError("bad input"))
+    assert not is_transient(sqlalchemy.exc.IntegrityError("INSERT", {}, ValueError("dup")))
