@@ -12,11 +12,8 @@ from typing import Any
 
 from ubi import clock
 
-_DATA_NAME = "celery-git-history.jsonl.gz"
-_CANDIDATES = (Path(__file__).resolve().parents[2].parent / "shared" / "data" / _DATA_NAME,
-               Path("/work/shared/data") / _DATA_NAME)
-#: The real envelopes derived from celery/celery's git history (../shared/data).
-REAL_DATA = next((p for p in _CANDIDATES if p.exists()), _CANDIDATES[0])
+#: The real envelopes derived from celery/celery's git history (``examples/README.md``).
+REAL_DATA = Path(__file__).resolve().parents[2] / "examples" / "celery-git-history.jsonl.gz"
 
 
 def envelope(tenant: str = "acme", *, actor: str = "alice", signal_type: str = "commit_created",

@@ -11,8 +11,6 @@ from __future__ import annotations
 import gzip
 import json
 
-import pytest
-
 from tests.support.envelopes import REAL_DATA
 from ubi.simulation.generator import PLANT_CLASSES
 from ubi.simulation.replay import replay_envelopes
@@ -36,7 +34,6 @@ def test_scorecard_on_the_generated_organisation_meets_the_targets(workload, ana
     assert report["warmup_signals"] == 0, report["warmup"]
 
 
-@pytest.mark.skipif(not REAL_DATA.exists(), reason="the real celery history is not available")
 def test_real_history_alert_rate_is_at_most_one_warn_per_four_active_actor_months():
     with gzip.open(REAL_DATA) as fh:
         lines = [line for line in fh if line.strip()]
