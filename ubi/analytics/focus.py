@@ -10,9 +10,12 @@ events are sorted by a total key before they are read.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from itertools import pairwise
-from typing import NamedTuple
+from typing import Any, NamedTuple
+
+from ubi.analytics.events import BehaviouralEvent
+from ubi.analytics.taxonomy import SEQUENCE_EVENT_TYPES
 
 #: Longest gap between two context switches that still counts as one focus session (SPEC §5.1).
 CONTEXT_SWITCH_GAP_CAP_S: float = 4 * 3600.0
@@ -97,3 +100,19 @@ def focus_by_day(events: Iterable[SequenceEvent]) -> dict[tuple[str, int], tuple
             if gaps:
                 out[(actor, day)] = (sum(gaps) / 60.0, len(gaps))
     return out
+
+
+def duration_ms(properties: Mapping[str, Any]) -> float | None:
+    """An event's ``duration_ms`` property when it is a number >= 0, else None."""
+    value = properties.get("duration_ms")
+    if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
+        return float(value)
+    return None
+
+
+def focus_of_events(events: Iterable[BehaviouralEvent]) -> dict[tuple[str, int],
+                                                                   tuple[float, int]]:
+    """``focus_by_day`` over the sequence events among ``events``."""
+    return focus_by_day(SequenceEvent(e.actor_id, float(e.epoch_s), e.event_type,
+                                      duration_ms(e.properties))
+                        for e in events if e.event_type in SEQUENCE_EVENT_TYPES)

@@ -30,7 +30,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from ubi.analytics.calendar import day_number
-from ubi.analytics.focus import SequenceEvent, focus_by_day
+from ubi.analytics.focus import SequenceEvent, duration_ms, focus_by_day
 from ubi.analytics.taxonomy import SEQUENCE_EVENT_TYPES
 from ubi.models import DirtySubject, Event, daily_focus, utcnow
 from ubi.models.session import is_postgres
@@ -44,7 +44,7 @@ _SEQUENCE_TYPES = sorted(SEQUENCE_EVENT_TYPES)
 # days' array prunes the daily partitions once, when the statement starts: pruning only by
 # each pair's day would rescan every partition's node for every pair (with 320 partitions,
 # storing 5,000-event batches took 12x longer).
-# The duration is taken only when the JSON value is a number >= 0 (as ``_duration_ms``).
+# The duration is taken only when the JSON value is a number >= 0 (as ``focus.duration_ms``).
 _READ_PG = (
     "SELECT p.a, p.d, extract(epoch FROM e.timestamp_utc)::float8, e.event_type, "
     "CASE WHEN jsonb_typeof(e.properties -> 'duration_ms') = 'number' "
@@ -150,17 +150,12 @@ def _sequence_events(session: Session, tenant_id: str, pairs: set[tuple[str, dat
         Event.event_type.in_(_SEQUENCE_TYPES)))
     for actor, day, ts, event_type, props in result:
         if (actor, day) in wanted:
-            out[(actor, day)].append(SequenceEvent(actor, ts.timestamp(), event_type,
-                                                   _duration_ms(props)))
+            out[(actor, day)].append(SequenceEvent(
+                actor, ts.timestamp(), event_type,
+                duration_ms(props if isinstance(props, dict) else {})))
     return out
 
 
 def _read_params(tenant_id: str, ordered: list[tuple[str, date]]) -> dict[str, Any]:
     return {"t": tenant_id, "a": [a for a, _ in ordered], "d": [d for _, d in ordered],
             "days": sorted({d for _, d in ordered})}
-
-
-def _duration_ms(props: Any) -> float | None:
-    value = props.get("duration_ms") if isinstance(props, dict) else None
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) \
-        and value >= 0 else None

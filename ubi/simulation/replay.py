@@ -37,11 +37,11 @@ from ubi.analytics.calendar import day_from_number, day_number
 from ubi.analytics.engine import PreviousState, TenantAnalysis, analyse_tenant
 from ubi.analytics.envelope import decode_envelopes
 from ubi.analytics.events import BehaviouralEvent, map_envelope
-from ubi.analytics.focus import SequenceEvent, focus_by_day
+from ubi.analytics.focus import focus_of_events
 from ubi.analytics.privacy import DropAccount, Pseudonymiser
 from ubi.analytics.rollups import build_daily_activity
 from ubi.analytics.signal_lifecycle import Signal, SignalChange, SignalKey
-from ubi.analytics.taxonomy import SEQUENCE_EVENT_TYPES, WINDOWS
+from ubi.analytics.taxonomy import WINDOWS
 from ubi.analytics.tenant_config import TenantConfig
 
 #: Pseudonym secret of replays and the demo's generated tenant (not a production secret: the
@@ -125,19 +125,10 @@ def prepare_events(envelopes: Iterable[EnvelopeLike] | bytes, *, tenant_id: str,
             actor_of.setdefault(outcome.event.actor_id, env.actor_id)
     # A total order, so the result never depends on the order envelopes arrived in.
     events.sort(key=lambda e: (e.epoch_s, e.event_id))
-    sequence = [SequenceEvent(e.actor_id, float(e.epoch_s), e.event_type,
-                              _duration_ms(e.properties.get("duration_ms")))
-                for e in events if e.event_type in SEQUENCE_EVENT_TYPES]
     return PreparedEvents(tenant_id=tenant_id, events=events,
                           day_numbers=[e.epoch_s // 86400 for e in events],
-                          focus=focus_by_day(sequence), actor_of=actor_of, dropped=dropped,
+                          focus=focus_of_events(events), actor_of=actor_of, dropped=dropped,
                           account=account)
-
-
-def _duration_ms(value: Any) -> float | None:
-    if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
-        return float(value)
-    return None
 
 
 def _range(prepared: PreparedEvents, start_day: date | None,
