@@ -32,6 +32,7 @@ def test_demo_on_the_embedded_default_meets_its_targets(tmp_path) -> None:  # ty
             assert score["recall"] >= 0.9, (cls, score)
     assert card["signals_on_clean_actor_weeks"] * 20 <= card["clean_actor_weeks"], card
     assert card["warmup_signals"] == 0
+    assert card["features_check"]["consistent"], card["features_check"]
     # It ran on its own SQLite file under the data dir, not on any server.
     assert (tmp_path / "data" / "demo" / "demo.sqlite3").exists()
     page = report.read_text()

@@ -104,6 +104,8 @@ _INTENSIVE = np.array([is_intensive(f.name) for f in FEATURES])
 
 # --- inputs and outputs ----------------------------------------------------------------------
 
+_EVENT_COUNT = FEATURE_INDEX["event_count"]
+
 @dataclass
 class PreviousState:
     """What the last run left active: anomalies, signals and the latest score per key."""
@@ -141,8 +143,8 @@ class FeatureTable:
     """Feature values of one scope and window on the evaluated days, columnar.
 
     ``values`` [S, E, F] (E evaluated days ``days``, F in ``FEATURE_NAMES`` order, NaN = null),
-    ``confidence`` [S, E], ``exists`` [S, E]: whether rows exist (groups under
-    ``min_team_size`` and actors before their first event have none).
+    ``confidence`` [S, E], ``exists`` [S, E]: whether rows exist (``stored_cells``: none for
+    groups under ``min_team_size``, subjects before their first event, windows without one).
     """
 
     tenant_id: str
@@ -420,6 +422,64 @@ def _scope_list(activity: DailyActivity, config: TenantConfig, tenant_id: str) -
     return scopes
 
 
+def _scope_cube(activity: DailyActivity, sc: _Scope, window: str, config: TenantConfig,
+                incomplete: np.ndarray, prepared: PreparedActivity
+                ) -> tuple[FeatureCube, np.ndarray]:
+    """The feature cube of one scope and window (groups below ``min_team_size`` blanked) and
+    the eligibility mask [S, D]."""
+    cube = compute_features(sc.activity, window, config, incomplete, prepared)
+    if sc.aggregate is not None:
+        eligible = eligible_groups(activity, sc.aggregate, window, config)
+        cube.values[~eligible] = np.nan
+    else:
+        eligible = np.ones((sc.activity.n_subjects, activity.n_days), dtype=bool)
+    return cube, eligible
+
+
+def stored_cells(values: np.ndarray, eligible: np.ndarray, first_active: np.ndarray,
+                 day_index: np.ndarray) -> np.ndarray:
+    """bool [S, E]: the (subject, day) cells that have feature rows, the one rule every writer
+    and the consistency check follow. ``values`` [S, E, F] and ``eligible`` [S, E] on the days
+    ``day_index`` (positions in the subjects' activity, whose first event is at
+    ``first_active`` [S]). A row exists for eligible subjects (groups of at least
+    ``min_team_size``) from their first event on, where the window holds at least one event:
+    a window without one has only trivial values (zero counts, null rates), so a long history
+    of a rarely active subject stays small."""
+    return (eligible & (day_index[None, :] >= first_active[:, None])
+            & (values[:, :, _EVENT_COUNT] > 0))
+
+
+def _feature_table(tenant_id: str, sc: _Scope, window: str, cube: FeatureCube,
+                   eligible: np.ndarray, e0: int, day_nums: np.ndarray) -> FeatureTable:
+    values = cube.values[:, e0:, :].copy()
+    exists = stored_cells(values, eligible[:, e0:], sc.first_active,
+                          np.arange(e0, len(day_nums)))
+    return FeatureTable(tenant_id, sc.name, window, list(cube.subject_ids), day_nums[e0:],
+                        values, cube.confidence[:, e0:].copy(), exists)
+
+
+def tenant_features(activity: DailyActivity, config: TenantConfig, *, tenant_id: str,
+                    incomplete_days: np.ndarray | None, from_day: int) -> list[FeatureTable]:
+    """The stored feature rows of every scope and window for the days from ``from_day`` (UTC
+    day number) to the last loaded day, exactly as ``analyse_tenant`` computes them, without
+    baselines, detection or rules (a features refresh, the full recompute, the consistency
+    check). Load ``max(WINDOWS)`` - 1 days before ``from_day`` so every window is whole."""
+    n_d = activity.n_days
+    e0 = int(from_day) - day_number(activity.start_day)
+    if not 0 <= e0 < n_d:
+        raise ValueError(f"from_day {from_day} is outside the loaded days")
+    incomplete = (np.zeros(n_d, dtype=bool) if incomplete_days is None
+                  else np.asarray(incomplete_days, dtype=bool).reshape(n_d))
+    day_nums = day_number(activity.start_day) + np.arange(n_d, dtype=np.int64)
+    tables = []
+    for sc in _scope_list(activity, config, tenant_id):
+        prepared = prepare_activity(sc.activity)
+        for window in config.windows:
+            cube, eligible = _scope_cube(activity, sc, window, config, incomplete, prepared)
+            tables.append(_feature_table(tenant_id, sc, window, cube, eligible, e0, day_nums))
+    return tables
+
+
 def _scope_window(activity: DailyActivity, sc: _Scope, window: str, config: TenantConfig,
                   incomplete: np.ndarray, quiet: np.ndarray, prepared: PreparedActivity
                   ) -> tuple[FeatureCube, np.ndarray,
@@ -430,12 +490,7 @@ def _scope_window(activity: DailyActivity, sc: _Scope, window: str, config: Tena
     and validity as day-major [D, S*F] series (n = s * F + f). Shared by the full analysis and
     the baselines-only one, so both compute baselines from the very same inputs."""
     n_s, n_d = sc.activity.n_subjects, activity.n_days
-    cube = compute_features(sc.activity, window, config, incomplete, prepared)
-    if sc.aggregate is not None:
-        eligible = eligible_groups(activity, sc.aggregate, window, config)
-        cube.values[~eligible] = np.nan
-    else:
-        eligible = np.ones((n_s, n_d), dtype=bool)
+    cube, eligible = _scope_cube(activity, sc, window, config, incomplete, prepared)
     masks = _window_masks(sc, WINDOWS[window], eligible, incomplete, quiet)
     xs = np.ascontiguousarray(cube.values.transpose(1, 0, 2)).reshape(n_d, n_s * N_FEATURES)
     ok = np.broadcast_to(masks[0].T[:, :, None], (n_d, n_s, N_FEATURES)).reshape(
@@ -514,11 +569,8 @@ def analyse_tenant(activity: DailyActivity, config: TenantConfig, *, tenant_id: 
             e_off = e0 - r0
             stats["anomalous_values"] += int(np.count_nonzero(det.severity[:, :, e_off:]))
 
-            # Feature rows for the evaluated days.
-            exists = eligible[:, e0:] & (np.arange(e0, n_d)[None, :] >= sc.first_active[:, None])
-            features.append(FeatureTable(tenant_id, sc.name, window, list(cube.subject_ids),
-                                         day_nums[e0:], cube.values[:, e0:, :].copy(),
-                                         cube.confidence[:, e0:].copy(), exists))
+            features.append(_feature_table(tenant_id, sc, window, cube, eligible, e0,
+                                           day_nums))  # rows of the evaluated days
 
             # Scores over clean windows only (absence and gaps never read as unhealthy).
             usable = (bconf >= 0.5) & ~np.isnan(det.z) & allow_low[:, None, r0:]

@@ -34,6 +34,12 @@ def print_ingest(echo: Echo, result: DemoResult, teams: int | None = None) -> No
          f"(tenant {result.tenant_id})")
     for error in i.errors[:5]:
         echo(f"  ! {error}")
+    check = result.extra.get("features_check")
+    if check is not None:
+        echo("Stored features against a from-scratch computation from the stored events: "
+             + ("features consistent" if check["consistent"] else "they differ") + ".")
+        if not check["consistent"]:
+            echo("  " + result.extra["features_check_summary"].replace("\n", "\n  "))
 
 
 def _episodes(result: DemoResult) -> list[dict[str, Any]]:

@@ -21,11 +21,19 @@ from ubi.models.intelligence import (
 )
 from ubi.models.outbox import ReceiptOutbox, SignalOutbox, TaskOutbox
 from ubi.models.session import dialect_insert, get_engine, session_factory, session_scope
-from ubi.models.tenancy import Batch, DirtySubject, IngestionState, TenantConfigVersion, TenantDay
+from ubi.models.tenancy import (
+    Batch,
+    DirtySubject,
+    FeatureRefresh,
+    IngestionState,
+    TenantConfigVersion,
+    TenantDay,
+)
 
 __all__ = [
     "Anomaly", "AuditEntry", "Base", "Baseline", "Batch", "DailyInteraction", "DailyWorkItem",
-    "DeletionJob", "DirtySubject", "Event", "EventKey", "Feature", "IngestionState",
+    "DeletionJob", "DirtySubject", "Event", "EventKey", "Feature", "FeatureRefresh",
+    "IngestionState",
     "ReceiptOutbox", "RetentionDecision", "Score", "Signal", "SignalFeedback", "SignalOutbox",
     "SignalVersion", "TaskOutbox", "TenantConfigVersion", "TenantDay", "daily_focus",
     "daily_rollups", "dialect_insert", "get_engine", "session_factory", "session_scope",

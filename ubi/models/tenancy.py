@@ -71,7 +71,9 @@ class IngestionState(Base):
     last_received_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_baseline_recompute_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_day_closed: Mapped[date | None] = mapped_column(sa.Date)
-    #: Last UTC day whose anomalies, scores and signals were evaluated (detection watermark).
+    #: First and last UTC day whose anomalies, scores and signals were evaluated (the last is
+    #: detection's watermark); every feature row of the days between exists.
+    first_evaluated_day: Mapped[date | None] = mapped_column(sa.Date)
     last_evaluated_day: Mapped[date | None] = mapped_column(sa.Date)
     gap_open_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
     events_total: Mapped[int] = mapped_column(sa.BigInteger, default=0)
@@ -90,6 +92,27 @@ class TenantDay(Base):
     reason: Mapped[str] = mapped_column(sa.String(16), primary_key=True)
     marked_at: Mapped[datetime] = mapped_column(UTCDateTime)
     detail: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+
+
+class FeatureRefresh(Base):
+    """A day of a tenant whose stored features a later step owes a recompute (SPEC §9):
+
+    - ``groups``: an event arrived for a closed day after detection read it; detection
+      recomputes the team, cohort and tenant features of the days from it on (the features
+      step keeps the actor features);
+    - ``all``: an event arrived older than ``late_event_days``; the full recompute (nightly,
+      ``ubi recompute``) recomputes every feature of the days from it on.
+
+    ``token`` changes with every mark, so a step releases only the marks it read.
+    """
+
+    __tablename__ = "feature_refresh"
+
+    tenant_id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(sa.String(8), primary_key=True)
+    day: Mapped[date] = mapped_column(sa.Date, primary_key=True)
+    token: Mapped[str] = mapped_column(sa.String(36))
+    marked_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class DirtySubject(Base):

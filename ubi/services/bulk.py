@@ -481,7 +481,8 @@ def _plain(values: Any) -> list[Any]:
 def upsert_replacing(session: Session, table: sa.Table, rows: Sequence[dict[str, Any]], *,
                      key_columns: Sequence[str], replace: Sequence[str],
                      changed: Sequence[str] = ()) -> int:
-    """Large upserts that overwrite ``replace`` columns by key.
+    """Large upserts that overwrite ``replace`` columns by key (with no ``replace`` columns,
+    existing rows are left as they are: only new keys are inserted).
 
     On PostgreSQL the rows are COPYed into a temporary table (psycopg's C copy path, several
     times faster than binding arrays for 10^5-10^6 rows) and merged with one
@@ -492,8 +493,14 @@ def upsert_replacing(session: Session, table: sa.Table, rows: Sequence[dict[str,
     if not rows:
         return 0
     if not is_postgres(session):
-        upsert_adding(session, table, _decode_json_text(rows), key_columns=key_columns,
-                      replace=replace)
+        decoded = _decode_json_text(rows)
+        if not replace:
+            stmt = dialect_insert(session, table).on_conflict_do_nothing(
+                index_elements=list(key_columns))
+            for part in chunks(decoded):
+                session.execute(stmt, list(part))
+        else:
+            upsert_adding(session, table, decoded, key_columns=key_columns, replace=replace)
         return len(rows)
     columns = list(rows[0].keys())
     _check_same_columns(rows, columns)
@@ -512,8 +519,9 @@ def upsert_replacing(session: Session, table: sa.Table, rows: Sequence[dict[str,
         where = " WHERE " + " OR ".join(
             f"{_quote(table.name)}.{_quote(c)} IS DISTINCT FROM EXCLUDED.{_quote(c)}"
             for c in changed)
+    action = f"DO UPDATE SET {sets}{where}" if replace else "DO NOTHING"
     conn.exec_driver_sql(
         f"INSERT INTO {_quote(table.name)} ({col_sql}) SELECT {col_sql} FROM {_quote(temp)} "
-        f"ON CONFLICT ({target}) DO UPDATE SET {sets}{where}")
+        f"ON CONFLICT ({target}) {action}")
     conn.exec_driver_sql(f"TRUNCATE {_quote(temp)}")
     return len(rows)

@@ -15,7 +15,7 @@ import json
 import logging
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -27,10 +27,16 @@ from ubi import clock
 from ubi.analytics.anomalies import ActiveAnomaly
 from ubi.analytics.baselines import DAY_TYPE_NAMES
 from ubi.analytics.calendar import day_from_number, day_number
-from ubi.analytics.engine import BaselineTable, PreviousState, TenantAnalysis, analyse_tenant
+from ubi.analytics.engine import (
+    BaselineTable,
+    PreviousState,
+    TenantAnalysis,
+    analyse_tenant,
+    tenant_features,
+)
 from ubi.analytics.ids import baseline_ids
 from ubi.analytics.signal_lifecycle import Signal, SignalChange
-from ubi.analytics.taxonomy import FEATURE_INDEX, FEATURES, SEVERITY_RANK, WINDOWS
+from ubi.analytics.taxonomy import FEATURES, SEVERITY_RANK, WINDOWS
 from ubi.analytics.tenant_config import TenantConfig
 from ubi.models import (
     Anomaly,
@@ -44,8 +50,16 @@ from ubi.models import (
 from ubi.models import Signal as SignalRow
 from ubi.models.session import dialect_insert, is_postgres
 from ubi.observability.metrics import ANOMALIES, BASELINE_DURATION, SIGNALS_GENERATED
-from ubi.services import activity_store, bulk, configs, focus_time, freshness, receipts
-from ubi.services.features import feature_metadata, feature_row, upsert_features
+from ubi.services import (
+    activity_store,
+    bulk,
+    configs,
+    feature_refresh,
+    focus_time,
+    freshness,
+    receipts,
+)
+from ubi.services.features import GROUP_SCOPES, table_rows, upsert_features
 from ubi.services.followups import enqueue_followup
 from ubi.services.tenant_locks import tenant_lock
 
@@ -53,7 +67,6 @@ log = logging.getLogger("ubi.detect")
 
 #: Days evaluated per engine call (bounds memory on long backfills).
 CHUNK_DAYS = 60
-_EVENT_COUNT = FEATURE_INDEX["event_count"]
 STREAM_SCHEMA_VERSION = "1.0"
 PUBLISH_TASK = "ubi.tasks.publish.drain_signal_outbox"
 
@@ -85,10 +98,16 @@ def detect_tenant(session: Session, tenant_id: str, *, now: datetime | None = No
     state = session.get(IngestionState, tenant_id)
     if state is None:
         return outcome
+    config = configs.load_config(session, tenant_id)
+    # Read before any activity: a day marked again after this read stays marked.
+    refresh_marks = feature_refresh.pending(session, tenant_id, feature_refresh.GROUPS)
+    if refresh_marks and state.last_evaluated_day is not None:
+        refresh_group_features(session, tenant_id, refresh_marks, state.last_evaluated_day,
+                               config, now=now, correlation_id=correlation_id,
+                               outcome=outcome)
     through = through or freshness.closed_through(session, state, now)
     if through is None:
         return outcome
-    config = configs.load_config(session, tenant_id)
     history = int(config.baseline_algorithm["history_days"])
     if evaluate_from is not None and state.last_evaluated_day is not None:
         # Evaluated days are final: re-reading them would need the state as it was then.
@@ -126,12 +145,39 @@ def detect_tenant(session: Session, tenant_id: str, *, now: datetime | None = No
             previous = analysis.next_state()
         chunk_start = chunk_end + timedelta(days=1)
     state.last_evaluated_day = through
+    if state.first_evaluated_day is None or evaluate_from < state.first_evaluated_day:
+        state.first_evaluated_day = evaluate_from
+    # Marks of the days just evaluated were read before their activity was: covered.
+    feature_refresh.release(session, tenant_id, feature_refresh.GROUPS,
+                            [m for m in refresh_marks if m[0] <= through])
     state.last_baseline_recompute_at = now
     state.updated_at = now
     log.info("tenant evaluated", extra={"ubi": {
         "from": str(evaluate_from), "through": str(through), "features": outcome.features,
         "anomalies": outcome.anomalies_created, "signal_versions": outcome.signal_versions}})
     return outcome
+
+
+def refresh_group_features(session: Session, tenant_id: str,
+                           marks: list[feature_refresh.Mark], last_evaluated: date,
+                           config: TenantConfig, *, now: datetime,
+                           correlation_id: str | None, outcome: DetectOutcome) -> None:
+    """Recompute the team, cohort and tenant features of evaluated days from the first marked
+    one on: events arrived for them after an evaluation read them (the features step keeps the
+    actor features; anomalies and signals of evaluated days are final)."""
+    taken = [m for m in marks if m[0] <= last_evaluated]
+    if not taken:
+        return
+    first = taken[0][0]
+    start = first - timedelta(days=max(WINDOWS.values()) - 1)
+    focus_time.refresh_pending(session, tenant_id, last_evaluated)
+    activity = activity_store.load_activity(session, tenant_id, start, last_evaluated)
+    incomplete = activity_store.incomplete_days(session, tenant_id, start, last_evaluated)
+    tables = tenant_features(activity, config, tenant_id=tenant_id,
+                             incomplete_days=incomplete, from_day=day_number(first))
+    outcome.features += upsert_features(session, table_rows(
+        tables, scopes=GROUP_SCOPES, correlation_id=correlation_id, now=now))
+    feature_refresh.release(session, tenant_id, feature_refresh.GROUPS, taken)
 
 
 def activity_meta(activity: Any) -> dict[str, tuple[str, str | None]]:
@@ -193,20 +239,14 @@ def load_previous_state(session: Session, tenant_id: str,
 def persist_analysis(session: Session, analysis: TenantAnalysis, config: TenantConfig,
                      meta: dict[str, tuple[str, str | None]], *, correlation_id: str | None,
                      now: datetime, outcome: DetectOutcome) -> None:
-    tenant_id = analysis.tenant_id
-    rows = []
-    for table in analysis.features:
-        w = WINDOWS[table.window]
-        # A window without a single event has only trivial values (zero counts, null rates):
-        # it is not stored, so a long history of a rarely active subject stays small.
-        quiet = table.values[:, :, _EVENT_COUNT] <= 0
-        stored = replace(table, exists=table.exists & ~quiet)
-        for r in stored.iter_rows():
-            rows.append(feature_row(tenant_id, r.actor_scope, r.subject_id, r.feature_name,
-                                    r.dimension, r.window, w, r.day, r.value, r.confidence,
-                                    feature_metadata(r.feature_name), correlation_id, now,
-                                    r.feature_id))
-    outcome.features += upsert_features(session, rows)
+    # Aggregates are detection's own; actor features are the features step's, which may have
+    # computed them from events this run did not read: detection only adds the rows missing
+    # (windows that move on without new events).
+    outcome.features += upsert_features(session, table_rows(
+        analysis.features, scopes=GROUP_SCOPES, correlation_id=correlation_id, now=now))
+    outcome.features += upsert_features(session, table_rows(
+        analysis.features, scopes=("actor",), correlation_id=correlation_id, now=now),
+        only_new=True)
     outcome.baselines += upsert_baselines(session, analysis)
     outcome.scores += _upsert_scores(session, analysis, now)
     _persist_anomalies(session, analysis, correlation_id, outcome)

@@ -15,7 +15,7 @@ import json
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Container, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as dtime
@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session
 
 from ubi import clock
 from ubi.analytics.calendar import day_from_number, day_number
+from ubi.analytics.engine import FeatureTable, stored_cells, tenant_features
 from ubi.analytics.features import compute_features
 from ubi.analytics.ids import feature_id, feature_ids
 from ubi.analytics.presence import first_active_day
@@ -37,15 +38,25 @@ from ubi.analytics.taxonomy import (
     FEATURES,
     WINDOWS,
 )
-from ubi.models import DirtySubject, Feature, table_of
+from ubi.models import DirtySubject, Feature, IngestionState, table_of
 from ubi.observability.metrics import FEATURE_DURATION
-from ubi.services import activity_store, bulk, configs, focus_time, freshness
+from ubi.services import (
+    activity_store,
+    bulk,
+    configs,
+    feature_refresh,
+    focus_time,
+    freshness,
+)
 from ubi.services.followups import enqueue_followup
 from ubi.services.tenant_locks import tenant_lock
 
 log = logging.getLogger("ubi.features")
 
 DETECT_TASK = "ubi.tasks.detect.detect_tenant"
+#: Every scope features are stored for (SPEC §5.1): actors, and their aggregates.
+SCOPES = ("actor", "team", "cohort", "tenant")
+GROUP_SCOPES = ("team", "cohort", "tenant")
 #: Rows per feature upsert statement.
 _FEATURE_COLUMNS = ("feature_id", "tenant_id", "actor_scope", "subject_id", "feature_name",
                     "dimension", "window", "day", "window_start", "window_end", "value",
@@ -137,6 +148,8 @@ def compute_tenant_features(session: Session, tenant_id: str, *, now: datetime |
     outcome.actors = activity.n_subjects
     incomplete = activity_store.incomplete_days(session, tenant_id, start, last_day)
     first_active = first_active_day(activity)
+    first_dirty_index = np.array([(by_actor[a] - start).days for a in activity.subject_ids],
+                                 dtype=np.int64)
     start_n = day_number(start)
     today_n = day_number(today)
     rows: list[dict[str, Any]] = []
@@ -145,11 +158,12 @@ def compute_tenant_features(session: Session, tenant_id: str, *, now: datetime |
         cube = compute_features(activity, window, config, incomplete)
         w = WINDOWS[window]
         feats = [(i, f) for i, f in enumerate(FEATURES) if window in f.windows]
-        # The (actor, day) cells to store: from the actor's first dirty (and active) day on.
-        cells = [(s, d) for s, actor in enumerate(activity.subject_ids)
-                 for d0 in ((by_actor[actor] - start).days,)
-                 for d in range(max(d0, int(first_active[s]) if first_active[s] >= 0 else d0),
-                                activity.n_days)]
+        # The (actor, day) cells to store: from the actor's first dirty day on, those that
+        # have rows at all (the rule every writer follows, ``engine.stored_cells``).
+        stored = stored_cells(cube.values, np.ones(cube.confidence.shape, dtype=bool),
+                              first_active, np.arange(activity.n_days))
+        stored &= np.arange(activity.n_days)[None, :] >= first_dirty_index[:, None]
+        cells = list(zip(*(ix.tolist() for ix in np.nonzero(stored)), strict=True))
         n_f = len(feats)
         ids = feature_ids(tenant_id, "actor", window, activity.subject_ids, FEATURE_NAMES,
                           np.repeat([s for s, _ in cells], n_f).astype(np.int64),
@@ -171,6 +185,12 @@ def compute_tenant_features(session: Session, tenant_id: str, *, now: datetime |
         FEATURE_DURATION.labels(tenant_id, f"*:{window}").observe(time.perf_counter() - t0)
     outcome.rows = upsert_features(session, rows)
     outcome.remaining = outcome.dirty - release_dirty(session, tenant_id, claimed)
+    # Detection may have read a closed day before these events arrived: its team, cohort and
+    # tenant features of that day on are owed a recompute (detection's next run).
+    through = freshness.closed_through(session, session.get(IngestionState, tenant_id), now)
+    if through is not None:
+        feature_refresh.mark(session, tenant_id, feature_refresh.GROUPS,
+                             {d for _, d in pairs if d <= through}, now)
     if freshness.detection_due(session, tenant_id, now=now):
         enqueue_followup(session, DETECT_TASK, tenant_id=tenant_id,
                          kwargs={"tenant_id": tenant_id, "correlation_id": correlation_id},
@@ -213,12 +233,94 @@ def feature_row(tenant_id: str, scope: str, subject: str, name: str, dimension: 
     }
 
 
-def upsert_features(session: Session, rows: Iterable[dict[str, Any]]) -> int:
-    """Insert or refresh feature rows (idempotent: ids are deterministic)."""
+def upsert_features(session: Session, rows: Iterable[dict[str, Any]], *,
+                    only_new: bool = False) -> int:
+    """Insert or refresh feature rows (idempotent: ids are deterministic); with ``only_new``,
+    rows that exist are left as they are."""
     rows = list(rows)
-    bulk.upsert_replacing(session, table_of(Feature), rows,
-                          key_columns=("feature_id",),
-                          replace=("value", "confidence", "metadata", "correlation_id",
-                                   "computed_at"),
+    bulk.upsert_replacing(session, table_of(Feature), rows, key_columns=("feature_id",),
+                          replace=() if only_new else ("value", "confidence", "metadata",
+                                                       "correlation_id", "computed_at"),
                           changed=("value", "confidence", "metadata"))
     return len(rows)
+
+
+def table_rows(tables: Iterable[FeatureTable], *, scopes: Container[str],
+               correlation_id: str | None, now: datetime) -> list[dict[str, Any]]:
+    """The stored rows of the engine's feature tables of ``scopes``."""
+    rows = []
+    for table in tables:
+        if table.scope not in scopes:
+            continue
+        w = WINDOWS[table.window]
+        for r in table.iter_rows():
+            rows.append(feature_row(table.tenant_id, r.actor_scope, r.subject_id,
+                                    r.feature_name, r.dimension, r.window, w, r.day, r.value,
+                                    r.confidence, feature_metadata(r.feature_name),
+                                    correlation_id, now, r.feature_id))
+    return rows
+
+
+def delete_features(session: Session, tenant_id: str, feature_ids: Iterable[str]) -> int:
+    done = 0
+    for part in bulk.chunks(sorted(feature_ids), 2000):
+        result = session.execute(sa.delete(Feature).where(
+            Feature.tenant_id == tenant_id, Feature.feature_id.in_(list(part))),
+            execution_options={"synchronize_session": False})
+        done += int(getattr(result, "rowcount", 0) or 0)
+    return done
+
+
+@dataclass
+class RecomputeFeaturesOutcome:
+    tenant_id: str
+    first_day: date | None = None
+    last_day: date | None = None
+    rows: int = 0
+    deleted: int = 0
+    busy: bool = False
+
+
+def recompute_features(session: Session, tenant_id: str, *, now: datetime | None = None,
+                       everything: bool = False) -> RecomputeFeaturesOutcome:
+    """The full recompute of features (SPEC §3): every feature of every scope, from the first
+    day an event arrived for after ``late_event_days`` (``everything``: from the first stored
+    or evaluated day) to today, from the stored rollups; rows that must not exist go. Holds the
+    features and detect locks of the tenant, so no other writer of features runs meanwhile."""
+    now = now or clock.utcnow()
+    outcome = RecomputeFeaturesOutcome(tenant_id)
+    if not (tenant_lock(session, "features", tenant_id)
+            and tenant_lock(session, "detect", tenant_id)):
+        outcome.busy = True
+        return outcome
+    marks = feature_refresh.pending(session, tenant_id, feature_refresh.ALL)
+    state = session.get(IngestionState, tenant_id)
+    stored_from = session.execute(sa.select(sa.func.min(Feature.day)).where(
+        Feature.tenant_id == tenant_id)).scalar_one()
+    kept_from = min((d for d in (stored_from, state.first_evaluated_day if state else None)
+                     if d is not None), default=None)
+    if kept_from is None or (not marks and not everything):
+        feature_refresh.release(session, tenant_id, feature_refresh.ALL, marks)
+        return outcome
+    first = kept_from if everything else max(kept_from, marks[0][0])
+    last = max(now.date(), first)
+    config = configs.load_config(session, tenant_id)
+    start = first - timedelta(days=max(WINDOWS.values()) - 1)
+    focus_time.refresh_pending(session, tenant_id)
+    activity = activity_store.load_activity(session, tenant_id, start, last)
+    incomplete = activity_store.incomplete_days(session, tenant_id, start, last)
+    tables = tenant_features(activity, config, tenant_id=tenant_id,
+                             incomplete_days=incomplete, from_day=day_number(first))
+    rows = table_rows(tables, scopes=SCOPES, correlation_id=None, now=now)
+    outcome.first_day, outcome.last_day = first, last
+    outcome.rows = upsert_features(session, rows)
+    wanted = {r["feature_id"] for r in rows}
+    stored = session.execute(sa.select(Feature.feature_id).where(
+        Feature.tenant_id == tenant_id, Feature.day >= first)).scalars()
+    outcome.deleted = delete_features(session, tenant_id, [f for f in stored if f not in wanted])
+    feature_refresh.release(session, tenant_id, feature_refresh.ALL, marks)
+    log.info("features recomputed", extra={"ubi": {
+        "from": str(first), "through": str(last), "rows": outcome.rows,
+        "deleted": outcome.deleted}})
+    return outcome
+

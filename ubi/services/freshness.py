@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session
 from ubi import clock
 from ubi.models import IngestionState, TenantDay, daily_rollups
 from ubi.models.session import dialect_insert
-from ubi.services import configs
+from ubi.services import configs, feature_refresh
 
 log = logging.getLogger("ubi.freshness")
 
@@ -105,12 +105,15 @@ def closed_through(session: Session, state: IngestionState | None,
 
 
 def detection_due(session: Session, tenant_id: str, *, now: datetime | None = None) -> bool:
-    """True when a closed day has not been evaluated yet."""
+    """True when a closed day has not been evaluated yet, or evaluated days are owed a
+    recompute of their aggregate features (``feature_refresh.GROUPS``)."""
     state = session.get(IngestionState, tenant_id)
     through = closed_through(session, state, now or clock.utcnow())
     if state is None or through is None:
         return False
-    return state.last_evaluated_day is None or state.last_evaluated_day < through
+    if state.last_evaluated_day is None or state.last_evaluated_day < through:
+        return True
+    return feature_refresh.any_pending(session, tenant_id, feature_refresh.GROUPS)
 
 
 def _traffic_days(session: Session, tenant_id: str, today: date) -> dict[date, int]:

@@ -57,7 +57,7 @@ from ubi.models import (
 )
 from ubi.models.session import dialect_insert, is_postgres
 from ubi.observability.metrics import EVENTS_PROCESSED
-from ubi.services import bulk, configs, focus_time, freshness, partitions
+from ubi.services import bulk, configs, feature_refresh, focus_time, freshness, partitions
 from ubi.services.followups import enqueue_followup
 
 log = logging.getLogger("ubi.ingest")
@@ -414,10 +414,13 @@ def _store_tenant_events(session: Session, tenant_id: str, config: TenantConfig,
             add=("events", "llm_requests"))
     timings["rollups"] = timings.get("rollups", 0.0) + time.perf_counter() - t
     t = time.perf_counter()
-    # Late events within the tenant's window recompute their day; older ones are only stored.
+    # Late events within the tenant's window recompute their day; older ones are only stored,
+    # and their days wait for the full recompute (SPEC §3).
     oldest = today - timedelta(days=config.late_event_days)
     marked = {(e.actor_id, e.timestamp_utc.date()) for e in inserted
               if e.timestamp_utc.date() >= oldest}
+    feature_refresh.mark(session, tenant_id, feature_refresh.ALL,
+                         {d for e in inserted if (d := e.timestamp_utc.date()) < oldest}, now)
     # Focus time is the features step's, for the pairs it computes (and the day after each);
     # days older than the window are never computed there, so their focus is refreshed here.
     old_sequences = {(e.actor_id, e.timestamp_utc.date()) for e in inserted
