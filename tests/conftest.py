@@ -65,6 +65,9 @@ def _test_env() -> dict[str, str]:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    from tests.support import slow_tests
+
+    slow_tests.register(config)  # names each `slow` test on the terminal as it starts
     for name in ("UBI_IAM_URL", "UBI_ERIS_URL", "UBI_GOVERNANCE_URL", "UBI_JWT_PUBLIC_KEY",
                  "UBI_JWT_JWKS_FILE", "CELERY_RESULT_BACKEND", "PROMETHEUS_MULTIPROC_DIR"):
         os.environ.pop(name, None)

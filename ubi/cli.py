@@ -63,7 +63,13 @@ def broker() -> None:
 def broker_declare() -> None:
     """Declare exchanges, queues, the dead-letter exchange and queues (idempotent)."""
     from ubi.integrations.broker import declare_topology
+    from ubi.settings import get_settings
 
+    if get_settings().embedded_broker:
+        # Tasks run in-process there: no exchanges or queues exist to declare.
+        click.echo("the embedded in-process broker needs no topology (set CELERY_BROKER_URL "
+                   "to declare one on RabbitMQ)")
+        return
     declared = declare_topology()
     click.echo(json.dumps(declared, indent=2))
 
@@ -158,7 +164,7 @@ def keys_generate(kind: str) -> None:
         click.echo(f"# kid: {key.kid}")
         click.echo("# UBI_RECEIPT_SIGNING_KEY (keep secret):")
         click.echo(key.private_pem)
-        click.echo("# public key (served at /v1/ubi/receipts/public-key):")
+        click.echo("# public key (verifies the receipts signed with the key above):")
         click.echo(key.public_pem)
     else:
         private_pem, public_pem = generate_jwt_keypair("ES256" if kind == "jwt-es256" else "RS256")
@@ -294,22 +300,49 @@ def clock_reset() -> None:
 
 @main.group()
 def devserver() -> None:
-    """Run UBI or the local stand-ins for outside services."""
+    """Run UBI's API on a development server."""
 
 
 @devserver.command("web")
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", type=int, default=None, help="default: $PORT or 8000")
+@click.option("--port", type=int, default=None, help="default: $PORT or 8000 (0: any free port)")
 def devserver_web(host: str, port: int | None) -> None:
-    """The API on a development server (use gunicorn in production: see the Procfile)."""
+    """The API on a development server, one log line per request (use gunicorn in
+    production: see the Procfile)."""
+    import logging
+
+    from werkzeug.serving import WSGIRequestHandler, make_server
+
     from ubi.services import schema
     from ubi.settings import get_settings
-    from ubi.web.app import create_app
+    from ubi.web.app import API_PREFIX, create_app
+
+    request_log = logging.getLogger("ubi.devserver")
+
+    class RequestLog(WSGIRequestHandler):
+        """Werkzeug's request line through UBI's logging (its own adds terminal colours)."""
+
+        def log_request(self, code: Any = "-", size: Any = "-") -> None:
+            status = getattr(code, "value", code)  # an HTTPStatus for errors werkzeug sends
+            request_log.info("%s %s %s", self.command, self.path, status,
+                             extra={"ubi": {"client": self.address_string(),
+                                            "method": self.command, "path": self.path,
+                                            "status": status}})
 
     settings = get_settings()
     if settings.embedded_db:
         schema.upgrade(settings)
-    create_app(settings).run(host=host, port=port or settings.port, threaded=True)
+    server = make_server(host, settings.port if port is None else port, create_app(settings),
+                         threaded=True, request_handler=RequestLog)
+    shown_host = f"[{host}]" if ":" in host else host
+    click.echo(f"UBI API listening on http://{shown_host}:{server.server_port}{API_PREFIX} "
+               f"(Swagger UI at {API_PREFIX}/docs); Ctrl+C stops it")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
 
 
 @main.command("worker", context_settings={"ignore_unknown_options": True})

@@ -27,6 +27,13 @@ def test_demo_on_the_embedded_default_meets_its_targets(tmp_path) -> None:  # ty
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     card = json.loads(result.stdout.strip().splitlines()[-1])
+    # Enough to run the same organisation again, and each target's verdict.
+    assert (card["seed"], card["actors"], card["weeks"]) == (7, 60, 8)
+    assert set(card["targets"]) == {"recall_of_each_planted_class",
+                                    "signals_per_clean_actor_week", "warmup_signals"}
+    assert all(t["met"] for t in card["targets"].values()) and card["targets_met"] is True
+    assert set(card["targets"]["recall_of_each_planted_class"]["classes"]) == {
+        cls for cls, score in card["classes"].items() if score["planted"]}
     for cls, score in card["classes"].items():
         if score["planted"]:
             assert score["recall"] >= 0.9, (cls, score)

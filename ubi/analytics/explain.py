@@ -35,12 +35,27 @@ def fmt_number(v: float) -> str:
     return "0" if text in ("-0", "") else text
 
 
+#: Units whose singular is not the plural less its final "s".
+_SINGULAR_UNITS = {"PRs merged": "PR merged", "people": "person",
+                   "requests/item": "request/item"}
+
+
+def _unit_for(unit: str, number: str) -> str:
+    """``unit`` as it reads after ``number``: singular for exactly one ("1 person")."""
+    if number not in ("1", "-1"):
+        return unit
+    if unit in _SINGULAR_UNITS:
+        return _SINGULAR_UNITS[unit]
+    return unit[:-1] if unit.endswith("s") else unit
+
+
 def fmt_value(feature: str, v: float) -> str:
-    """A value with its unit: ``6.2/h``, ``42 min``, ``0.45``."""
+    """A value with its unit: ``6.2/h``, ``42 min``, ``0.45``, ``1 PR merged``."""
     unit = FEATURE_BY_NAME[feature].unit
+    number = fmt_number(v)
     if not unit:
-        return fmt_number(v)
-    return f"{fmt_number(v)}{unit}" if unit.startswith("/") else f"{fmt_number(v)} {unit}"
+        return number
+    return f"{number}{unit}" if unit.startswith("/") else f"{number} {_unit_for(unit, number)}"
 
 
 def describe_deviation(feature: str, window: str, value: float, mean: float, std: float,
@@ -55,8 +70,8 @@ def describe_deviation(feature: str, window: str, value: float, mean: float, std
             f"(baseline {fmt_number(mean)} ± {fmt_number(std)}, z={z:.1f})")
     if hits is not None and of is not None:
         if days_off:
-            text += (f" on {hits} days within the last {of} workdays ({days_off} of them "
-                     f"{'a day' if days_off == 1 else 'days'} off)")
+            text += (f" on {hits} {'day' if hits == 1 else 'days'} within the last {of} "
+                     f"workdays ({days_off} of them {'a day' if days_off == 1 else 'days'} off)")
         else:
             text += f" on {hits} of the last {of} workdays"
     return text

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ubi import clock
+from ubi.demo.report import generated_targets, real_targets
 from ubi.demo.runner import (
     DemoResult,
     envelopes_to_lines,
@@ -32,7 +33,12 @@ def run_generated(settings: Settings, *, seed: int, actors: int, weeks: int,
     result = run_pipeline(settings, tenant, lines, raw_actors, first, end_day,
                           progress=progress)
     scorecard = score_signals(result.signals, workload.truth, actor_of=result.actor_of)
-    return result, workload, scorecard.as_dict()
+    card = scorecard.as_dict()
+    # What ``--json`` prints: enough to run the same organisation again, and the verdicts.
+    targets = generated_targets(card)
+    card = {"seed": seed, "actors": actors, "weeks": weeks, **card, "targets": targets,
+            "targets_met": all(t["met"] for t in targets.values())}
+    return result, workload, card
 
 
 def run_real(settings: Settings, path: str | Path, *, progress: bool = True
@@ -50,6 +56,9 @@ def run_real(settings: Settings, path: str | Path, *, progress: bool = True
     result = run_pipeline(settings, tenant, lines, raw_actors, first, last, progress=progress)
     events = [json.loads(line) for line in lines]
     report = real_history_report(result.signals, events, actor_of=result.actor_of)
+    targets = real_targets(report)
+    report = {"file": str(path), **report, "targets": targets,
+              "targets_met": all(t["met"] for t in targets.values())}
     return result, report
 
 

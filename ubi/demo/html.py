@@ -1,14 +1,18 @@
-"""The demo's HTML report: per-team score timelines with the signals raised on them.
+"""The demo's HTML report: group score timelines with the signals raised on them.
 
 One self-contained page (inline SVG, no scripts, no network): for every team that has team
 scores (at least ``min_team_size`` actors), the four dimension scores of the 7-day window
 day by day (50 is the team's own normal, higher is healthier), and a marker for every signal
 of the team or one of its members on the day it was first raised, listed below the chart.
+Then the same for the whole tenant, with the signals of the tenant, its cohorts and actors in
+no team: a real history without teams (``ubi demo --real``) is shown there. A range of years
+is drawn in steps of several days (the mean of each step) with month or year ticks.
 """
 
 from __future__ import annotations
 
 import html
+import math
 from collections import defaultdict
 from datetime import date, timedelta
 from pathlib import Path
@@ -17,6 +21,7 @@ from typing import Any, cast
 import sqlalchemy as sa
 
 from ubi.analytics.taxonomy import DIMENSIONS
+from ubi.demo.report import episodes_in_order
 from ubi.demo.runner import DemoResult
 from ubi.settings import Settings
 
@@ -26,22 +31,64 @@ COLOURS = {"activity": "#1f77b4", "flow": "#d62728", "collaboration": "#2ca02c",
 SEVERITY_COLOURS = {"INFO": "#7f7f7f", "WARN": "#ff7f0e", "CRITICAL": "#d62728"}
 
 
-def _team_scores(settings: Settings, tenant_id: str) -> dict[str, dict[str, dict[date, float]]]:
+MAX_POINTS = 400  # per line: about one per 2 px; longer ranges are averaged in steps
+MAX_TICKS = 12
+
+#: (scope, subject) -> dimension -> day -> 7-day score, for the team and tenant scopes.
+GroupScores = dict[tuple[str, str], dict[str, dict[date, float]]]
+
+
+def _group_scores(settings: Settings, tenant_id: str) -> GroupScores:
     from ubi.models import Score, session_scope
 
-    out: dict[str, dict[str, dict[date, float]]] = defaultdict(lambda: defaultdict(dict))
+    out: GroupScores = defaultdict(lambda: defaultdict(dict))
     with session_scope(settings) as s:
-        for team, dim, day, score in s.execute(sa.select(
-                Score.subject_id, Score.dimension, Score.day, Score.score).where(
-                Score.tenant_id == tenant_id, Score.actor_scope == "team",
+        for scope, subject, dim, day, score in s.execute(sa.select(
+                Score.actor_scope, Score.subject_id, Score.dimension, Score.day,
+                Score.score).where(
+                Score.tenant_id == tenant_id, Score.actor_scope.in_(("team", "tenant")),
                 Score.window == "7d", Score.score.is_not(None))):
-            out[team][dim][day] = float(cast(float, score))  # score IS NOT NULL above
+            out[(scope, subject)][dim][day] = float(cast(float, score))  # IS NOT NULL above
     return out
+
+
+def _step_days(first: date, last: date) -> int:
+    """Days per drawn point: 1 up to ``MAX_POINTS`` days, more for longer ranges."""
+    return max(1, math.ceil(((last - first).days + 1) / MAX_POINTS))
+
+
+def _in_steps(series: dict[date, float], first: date, step: int) -> list[tuple[date, float]]:
+    """The series as the mean of each ``step``-day step, at the step's middle day."""
+    if step == 1:
+        return sorted(series.items())
+    steps: dict[int, list[float]] = defaultdict(list)
+    for day, value in series.items():
+        steps[(day - first).days // step].append(value)
+    return [(first + timedelta(days=i * step + step // 2), sum(v) / len(v))
+            for i, v in sorted(steps.items())]
+
+
+def _ticks(first: date, last: date) -> list[tuple[date, str]]:
+    """Axis labels: Mondays for a few weeks, month starts for months, years for years; the
+    finest spacing that gives at most ``MAX_TICKS``."""
+    days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
+    spacings: list[tuple[Any, str]] = [(lambda d: d.weekday() == 0, "%d %b")]
+    spacings += [(lambda d, k=k: d.day == 1 and (d.month - 1) % k == 0, "%b %Y")
+                 for k in (1, 3, 6)]
+    spacings += [(lambda d, k=k: d.day == 1 and d.month == 1 and d.year % k == 0, "%Y")
+                 for k in (1, 2, 5, 10, 25)]
+    ticks: list[tuple[date, str]] = []
+    for keep, fmt in spacings:
+        ticks = [(d, d.strftime(fmt)) for d in days if keep(d)]
+        if len(ticks) <= MAX_TICKS:
+            break
+    return ticks
 
 
 def _chart(scores: dict[str, dict[date, float]], first: date, last: date,
            marks: list[dict[str, Any]]) -> str:
     span = max(1, (last - first).days)
+    step = _step_days(first, last)
 
     def x(day: date) -> float:
         return PAD + (WIDTH - 2 * PAD) * (day - first).days / span
@@ -56,14 +103,11 @@ def _chart(scores: dict[str, dict[date, float]], first: date, last: date,
         parts.append(f'<line x1="{PAD}" x2="{WIDTH - PAD}" y1="{y(level):.1f}" '
                      f'y2="{y(level):.1f}" stroke="#ddd"{dash}/>'
                      f'<text x="{PAD - 6}" y="{y(level) + 4:.1f}" text-anchor="end">{level}</text>')
-    day = first
-    while day <= last:
-        if day.weekday() == 0:
-            parts.append(f'<text x="{x(day):.1f}" y="{HEIGHT - PAD + 16}" '
-                         f'text-anchor="middle">{day:%d %b}</text>')
-        day += timedelta(days=1)
+    for day, label in _ticks(first, last):
+        parts.append(f'<text x="{x(day):.1f}" y="{HEIGHT - PAD + 16}" '
+                     f'text-anchor="middle">{label}</text>')
     for dim in DIMENSIONS:
-        series = sorted(scores.get(dim, {}).items())
+        series = _in_steps(scores.get(dim, {}), first, step)
         if len(series) < 2:
             continue
         points = " ".join(f"{x(d):.1f},{y(v):.1f}" for d, v in series)
@@ -86,46 +130,66 @@ def _chart(scores: dict[str, dict[date, float]], first: date, last: date,
     return "".join(parts)
 
 
-def write_report(settings: Settings, result: DemoResult, path: str | Path) -> Path:
-    """Write the report for a demo run; returns the path."""
-    scores = _team_scores(settings, result.tenant_id)
-    best: dict[str, dict[str, Any]] = {}
-    rank = {"INFO": 0, "WARN": 1, "CRITICAL": 2}
-    for r in result.signals:
-        cur = best.get(r["signal_id"])
-        if cur is None or rank[r["severity"]] > rank[cur["severity"]]:
-            best[r["signal_id"]] = r
-    by_team: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for r in best.values():
-        team = r["subject_id"] if r["actor_scope"] == "team" else r.get("team_id")
-        if not team:
-            continue
-        who = ("team" if r["actor_scope"] == "team"
-               else result.actor_of.get(r["subject_id"], r["subject_id"][:10]))
-        by_team[team].append({**r, "label": f"{r['first_day']} {who}: {r['signal_class']} "
-                                            f"[{r['severity']}] {r['reason']}"})
+def _section_of(e: dict[str, Any]) -> tuple[str, str]:
+    """Where a signal is shown: its team's section, else the tenant's."""
+    if e["actor_scope"] == "team":
+        return ("team", e["subject_id"])
+    if e["actor_scope"] == "actor" and e.get("team_id"):
+        return ("team", e["team_id"])
+    return ("tenant", "")
+
+
+def render_report(result: DemoResult, scores: GroupScores) -> str:
+    """The report page for a demo run and its group scores (``_group_scores``)."""
+    episodes = episodes_in_order(result)
+    by_section: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for e in episodes:
+        scope = e["actor_scope"]
+        who = (result.actor_of.get(e["subject_id"], e["subject_id"][:10]) if scope == "actor"
+               else scope if scope in ("team", "tenant") else f"{scope} {e['subject_id']}")
+        by_section[_section_of(e)].append(
+            {**e, "label": f"{e['first_day']} {who}: {e['signal_class']} [{e['severity']}] "
+                           f"{e['reason']}"})
     first, last = result.first_day, result.last_day
+    teams = sorted({subject for scope, subject in scores if scope == "team"}
+                   | {subject for scope, subject in by_section if scope == "team"})
+    no_team_scores = ("No team scores: the team is smaller than min_team_size, so its members "
+                      "are only aggregated into the tenant.")
+    layout = [(("team", t), scores.get(("team", t)), f"Team {t}", no_team_scores)
+              for t in teams]
+    layout.append((("tenant", ""), scores.get(("tenant", result.tenant_id)),
+                   f"The whole tenant {result.tenant_id}: its own signals, its cohorts' and "
+                   "those of actors in no team", "No tenant scores."))
     sections = []
-    for team in sorted(set(scores) | set(by_team)):
-        marks = sorted(by_team.get(team, []), key=lambda m: m["first_day"])
-        chart = (_chart(scores[team], first, last, marks) if team in scores else
-                 "<p><em>No team scores: the team is smaller than min_team_size, so its "
-                 "members are only aggregated into the tenant.</em></p>")
+    for key, group_scores, title, missing in layout:
+        # By day; the same day keeps the total order of ``episodes_in_order`` (sort is stable).
+        marks = sorted(by_section.get(key, []), key=lambda m: str(m["first_day"]))
+        if key[0] == "tenant" and not marks and not group_scores:
+            continue
+        chart = (_chart(group_scores, first, last, marks) if group_scores else
+                 f"<p><em>{html.escape(missing)}</em></p>")
         items = "".join(f"<li>{html.escape(m['label'])}</li>" for m in marks) or \
             "<li>no signals</li>"
-        sections.append(f"<section><h2>Team {html.escape(team)}</h2>{chart}"
+        sections.append(f"<section><h2>{html.escape(title)}</h2>{chart}"
                         f"<ul>{items}</ul></section>")
-    page = f"""<!doctype html>
+    step = _step_days(first, last)
+    stepped = f" (drawn as the mean of every {step} days)" if step > 1 else ""
+    return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>UBI demo report</title>
 <style>body{{font-family:sans-serif;max-width:960px;margin:2em auto;color:#222}}
 section{{margin-bottom:2.5em}} li{{margin:.2em 0;font-size:.9em}}</style></head><body>
-<h1>UBI demo: team score timelines</h1>
+<h1>UBI demo: score timelines</h1>
 <p>Tenant {html.escape(result.tenant_id)}, {first} to {last}: {result.ingest.events:,} events,
-{len(best)} signals. Lines: the team's 7-day dimension scores (50 = the team's own normal,
-higher is healthier). Dots: signals of the team or its members on the day first raised
-(grey INFO, orange WARN, red CRITICAL); hover for the reason.</p>
+{len(episodes)} signals. Lines: the group's 7-day dimension scores{stepped} (50 = the group's
+own normal, higher is healthier). Dots: signals of the group or its members on the day first
+raised (grey INFO, orange WARN, red CRITICAL); hover for the reason.</p>
 {''.join(sections)}
 </body></html>"""
+
+
+def write_report(settings: Settings, result: DemoResult, path: str | Path) -> Path:
+    """Write the report for a demo run; returns the path."""
     out = Path(path)
-    out.write_text(page, encoding="utf-8")
+    out.write_text(render_report(result, _group_scores(settings, result.tenant_id)),
+                   encoding="utf-8")
     return out

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import importlib.resources
 import re
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
-from flask import Flask, Response, g, request
+from flask import Flask, Response, g, request, send_from_directory
 from flask_smorest import Api
 from werkzeug.exceptions import HTTPException
 
@@ -18,6 +20,8 @@ from ubi.settings import Settings, get_settings
 from ubi.web import errors
 
 API_PREFIX = "/v1/ubi"
+#: Where the Swagger UI page of ``/v1/ubi/docs`` loads its scripts and styles from.
+SWAGGER_UI_ASSETS = f"{API_PREFIX}/docs/assets"
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
@@ -43,7 +47,11 @@ def create_app(settings: Settings | None = None) -> Flask:
         OPENAPI_URL_PREFIX=API_PREFIX,
         OPENAPI_JSON_PATH="openapi.json",
         OPENAPI_SWAGGER_UI_PATH="docs",
-        OPENAPI_SWAGGER_UI_URL="https://cdn.jsdelivr.net/npm/swagger-ui-dist/",
+        # Swagger UI's files come from a package and are served here (``_serve_swagger_ui``):
+        # the docs work offline and behind a strict proxy, and name no other host.
+        OPENAPI_SWAGGER_UI_URL=f"{SWAGGER_UI_ASSETS}/",
+        # No badge from Swagger UI's online validator (it would send the spec's URL out).
+        OPENAPI_SWAGGER_UI_CONFIG={"validatorUrl": None},
         # Far above the largest valid batch; a bigger body is refused before it is read.
         MAX_CONTENT_LENGTH=settings.max_batch * 16 * 1024 + (1 << 20),
         JSON_SORT_KEYS=False,
@@ -58,6 +66,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     from ubi.web.blueprints import register_blueprints
 
     register_blueprints(api)
+    _serve_swagger_ui(app)
 
     app.register_error_handler(errors.ApiError, errors.handle_api_error)
     app.register_error_handler(Exception, errors.handle_unexpected)
@@ -65,6 +74,17 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.after_request(_finish_request)
     app.teardown_request(_teardown_request)
     return app
+
+
+def _serve_swagger_ui(app: Flask) -> None:
+    """Serve Swagger UI's distribution (the ``flask-swagger-ui`` package ships it) under
+    ``SWAGGER_UI_ASSETS``; only its files, none of that package's own views."""
+    dist = Path(str(importlib.resources.files("flask_swagger_ui") / "dist"))
+
+    def swagger_ui_asset(filename: str) -> Response:
+        return send_from_directory(dist, filename)
+
+    app.add_url_rule(f"{SWAGGER_UI_ASSETS}/<path:filename>", view_func=swagger_ui_asset)
 
 
 def _start_request() -> None:

@@ -14,6 +14,7 @@ from ubi.analytics.explain import (
     describe_deviation,
     describe_score,
     event_summary,
+    fmt_value,
     package_evidence,
 )
 from ubi.analytics.focus import SequenceEvent, focus_by_day
@@ -97,6 +98,24 @@ def test_reason_strings_read_like_the_spec():
         "flow score 75 → 50 (context_switch_rate 7d z=-2.5)")
     assert describe_deviation("focus_session_avg_minutes", "24h", 12.0, 60.0, 10.0,
                               -4.8).startswith("focus_session_avg_minutes 24h fell to 12 min")
+
+
+def test_units_are_singular_for_exactly_one():
+    assert describe_context("pr_throughput", "7d", 1.0, 3.2, 0.5) == (
+        "pr_throughput 7d below baseline (1 PR merged vs 3.2)")
+    assert describe_context("distinct_collaborators", "7d", 1.0, 4.2, 0.5) == (
+        "distinct_collaborators 7d below baseline (1 person vs 4.2)")
+    assert [fmt_value("distinct_collaborators", v) for v in (0.0, 1.0, 4.0)] == [
+        "0 people", "1 person", "4 people"]
+    assert [fmt_value(f, 1.0) for f in ("late_night_events", "reviews_given", "active_days",
+                                        "llm_requests_per_work_item", "focus_session_avg_minutes",
+                                        "context_switch_rate")] == [
+        "1 event", "1 review", "1 day", "1 request/item", "1 min", "1/h"]
+    assert fmt_value("pr_throughput", 1.04) == "1 PR merged"  # printed as 1, so read as one
+    assert fmt_value("pr_throughput", 1.5) == "1.5 PRs merged"
+    assert describe_deviation("override_count", "24h", 3.0, 0.0, 1.0, 3.0, hits=1, of=5,
+                              days_off=1).endswith(
+        "on 1 day within the last 5 workdays (1 of them a day off)")
 
 
 def test_evidence_has_counts_and_ids_only_and_reports_its_size():

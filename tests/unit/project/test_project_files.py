@@ -88,7 +88,7 @@ def test_compose_environment_is_understood_by_settings() -> None:
 def test_docker_compose_file_is_valid() -> None:
     binary = shutil.which("docker-compose")
     if binary is None:
-        pytest.skip("docker-compose is not installed (.ci/run installs Debian's package)")
+        pytest.skip("docker-compose is not installed (./dev test installs Debian's package)")
     result = subprocess.run([binary, "config", "-q"], cwd=ROOT, capture_output=True, text=True,
                             timeout=60)
     assert result.returncode == 0, result.stderr

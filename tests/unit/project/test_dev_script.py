@@ -1,0 +1,115 @@
+"""``./dev test`` starts the servers the suite needs (the one place CI uses too), and stops
+with one line naming a server that is neither running nor installed.
+
+The functions of ``dev`` run here with a PATH of stand-in commands: a client that says "not
+running" or "running", a server binary that records how it was started, or no binary at all.
+The real servers are never touched.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[3]
+DEV = ROOT / "dev"
+#: What the functions use besides the servers' own commands.
+TOOLS = ("ls", "sort", "tail", "seq", "sleep")
+CLIENTS = ("pg_isready", "redis-cli", "rabbitmq-diagnostics")
+
+
+def _bin(tmp_path: Path, running: dict[str, bool], servers: tuple[str, ...] = ()) -> Path:
+    """A PATH directory: each client answers ``running[client]`` (or "running once its
+    server was started"); each of ``servers`` records its arguments and counts as started."""
+    sh = shutil.which("sh")
+    assert sh is not None
+    path = tmp_path / "bin"
+    path.mkdir()
+    for tool in TOOLS:
+        found = shutil.which(tool)
+        assert found is not None, tool
+        (path / tool).symlink_to(found)
+    for client in CLIENTS:
+        body = "exit 0" if running[client] else f'[ -e "$STUBS/{client}.started" ]'
+        (path / client).write_text(f"#!{sh}\n{body}\n")
+    for server in servers:
+        client = {"redis-server": "redis-cli", "rabbitmq-server": "rabbitmq-diagnostics",
+                  "pg_ctlcluster": "pg_isready"}[server]
+        (path / server).write_text(f'#!{sh}\necho "${{0##*/}} $*" >> "$STUBS/started.log"\n'
+                                   f': > "$STUBS/{client}.started"\n')
+    for stub in path.iterdir():
+        if not stub.is_symlink():
+            stub.chmod(0o755)
+    return path
+
+
+def _start_test_servers(tmp_path: Path, bin_dir: Path) -> subprocess.CompletedProcess[str]:
+    bash = shutil.which("bash")
+    assert bash is not None
+    env = {"PATH": str(bin_dir), "STUBS": str(tmp_path), "HOME": os.environ.get("HOME", "")}
+    return subprocess.run([bash, "-c", 'source "$1" && start_test_servers', "bash", str(DEV)],
+                          env=env, capture_output=True, text=True, timeout=60)
+
+
+def _started(tmp_path: Path) -> list[str]:
+    log = tmp_path / "started.log"
+    return log.read_text().splitlines() if log.exists() else []
+
+
+def test_running_servers_are_left_alone(tmp_path: Path) -> None:
+    bin_dir = _bin(tmp_path, dict.fromkeys(CLIENTS, True),
+                   servers=("redis-server", "rabbitmq-server", "pg_ctlcluster"))
+    result = _start_test_servers(tmp_path, bin_dir)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == result.stderr == ""
+    assert _started(tmp_path) == []
+
+
+def test_a_stopped_installed_server_is_started(tmp_path: Path) -> None:
+    running = {"pg_isready": True, "redis-cli": False, "rabbitmq-diagnostics": False}
+    bin_dir = _bin(tmp_path, running, servers=("redis-server", "rabbitmq-server"))
+    result = _start_test_servers(tmp_path, bin_dir)
+    assert result.returncode == 0, result.stderr
+    started = _started(tmp_path)
+    assert [line.split()[0] for line in started] == ["redis-server", "rabbitmq-server"]
+    assert "--daemonize yes" in started[0] and "--port 6379" in started[0]
+    assert started[1] == "rabbitmq-server -detached"
+    assert result.stderr.splitlines() == ["starting Redis...", "starting RabbitMQ..."]
+
+
+@pytest.mark.parametrize(("name", "package", "running", "installed"), [
+    ("PostgreSQL", "postgresql", {"pg_isready": False, "redis-cli": False,
+                                  "rabbitmq-diagnostics": False},
+     ("redis-server", "rabbitmq-server")),
+    ("Redis", "redis-server", {"pg_isready": True, "redis-cli": False,
+                               "rabbitmq-diagnostics": False},
+     ("rabbitmq-server",)),
+    ("RabbitMQ", "rabbitmq-server", {"pg_isready": True, "redis-cli": True,
+                                     "rabbitmq-diagnostics": False}, ()),
+])
+def test_a_missing_server_stops_at_once_with_one_line_saying_how_to_get_it(
+        tmp_path: Path, name: str, package: str, running: dict[str, bool],
+        installed: tuple[str, ...]) -> None:
+    result = _start_test_servers(tmp_path, _bin(tmp_path, running, servers=installed))
+    assert result.returncode == 1
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, lines
+    assert f"{name} is not running and not installed" in lines[0]
+    assert f"apt-get install {package} (Debian)" in lines[0]
+    assert "docker compose up -d postgres rabbitmq redis" in lines[0]
+    assert _started(tmp_path) == []  # stopped before starting anything else
+
+
+def test_ci_leaves_starting_servers_to_the_test_command() -> None:
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "./dev test" in ci
+    for starts in ("pg_ctlcluster", "redis-server", "rabbitmq-server", "docker-compose"):
+        assert starts not in ci, starts
+    dev = DEV.read_text()
+    test_command = dev[dev.index("  test)"):]
+    assert test_command.index("start_test_servers") < test_command.index("pytest")
+    assert "install_docker_compose" in test_command
