@@ -135,6 +135,7 @@ class Signal(Base):
                  unique=True, postgresql_where=sa.text("status = 'active'"),
                  sqlite_where=sa.text("status = 'active'")),
         sa.Index("ix_signals_tenant_updated", "tenant_id", "updated_at"),
+        sa.Index("ix_signals_tenant_created", "tenant_id", "created_at", "signal_id"),
         sa.Index("ix_signals_tenant_subject", "tenant_id", "actor_scope", "subject_id"),
     )
 
@@ -187,7 +188,9 @@ class SignalFeedback(Base):
     """A reader's verdict on a signal; feeds threshold suggestions (SPEC §6, §10)."""
 
     __tablename__ = "signal_feedback"
-    __table_args__ = (sa.Index("ix_signal_feedback_tenant_created", "tenant_id", "created_at"),)
+    __table_args__ = (sa.Index("ix_signal_feedback_tenant_created", "tenant_id", "created_at"),
+                      sa.Index("uq_signal_feedback_reader", "signal_id", "submitted_by",
+                               unique=True))
 
     feedback_id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
     signal_id: Mapped[str] = mapped_column(sa.String(36))
@@ -198,3 +201,4 @@ class SignalFeedback(Base):
     note: Mapped[str | None] = mapped_column(sa.Text)
     submitted_by: Mapped[str] = mapped_column(sa.String(256))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -43,7 +43,6 @@ from ubi.analytics.taxonomy import (
 )
 from ubi.analytics.tenant_config import TenantConfig
 from ubi.models import (
-    AuditEntry,
     Batch,
     DailyInteraction,
     DailyWorkItem,
@@ -57,7 +56,15 @@ from ubi.models import (
 )
 from ubi.models.session import dialect_insert, is_postgres
 from ubi.observability.metrics import EVENTS_PROCESSED
-from ubi.services import bulk, configs, feature_refresh, focus_time, freshness, partitions
+from ubi.services import (
+    audit,
+    bulk,
+    configs,
+    feature_refresh,
+    focus_time,
+    freshness,
+    partitions,
+)
 from ubi.services.followups import enqueue_followup
 
 log = logging.getLogger("ubi.ingest")
@@ -490,13 +497,13 @@ def _update_ingestion_state(session: Session, tenant_id: str, events: list[Behav
 def _audit_drops(session: Session, tenant_id: str, batch_id: str, correlation_id: str | None,
                  account: DropAccount, dropped: Counter[str]) -> None:
     """One audit entry per batch and tenant: key names and counts, never values."""
-    session.add(AuditEntry(
-        tenant_id=tenant_id, occurred_at=utcnow(), action="ingest.dropped",
+    audit.record(
+        session, tenant_id=tenant_id, now=utcnow(), action="ingest.dropped",
         principal="ubi-ingest", batch_id=batch_id, correlation_id=correlation_id,
         details={"disallowed_property_keys": dict(account.disallowed_keys),
                  "privacy_tagged_keys": dict(account.tagged_keys),
                  "privacy_tagged_events": account.tagged_events,
-                 "dropped_events": dict(dropped)}))
+                 "dropped_events": dict(dropped)})
 
 
 def batch_status(session: Session, batch_id: str) -> Batch | None:

@@ -1,12 +1,16 @@
-"""Helpers shared by the blueprints: settings access, id validation, security docs."""
+"""Helpers shared by the blueprints: settings access, id validation, security docs, the
+tenant a read is for."""
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
 from flask import current_app
+from sqlalchemy.orm import Session
 
+from ubi.analytics.privacy import Pseudonymiser
 from ubi.settings import Settings
 from ubi.web.errors import ApiError
 
@@ -30,3 +34,45 @@ class IdRule:
 
 
 TENANT_ID = IdRule(re.compile(r"^[A-Za-z0-9_.-]{1,64}$"), "1-64 characters of [A-Za-z0-9_.-]")
+#: Actor and team ids are the producers' own: any text but NUL, as SPEC §3 bounds them.
+ACTOR_ID = IdRule(re.compile(r"^[^\x00]{1,256}$"), "1-256 characters")
+TEAM_ID = IdRule(re.compile(r"^[^\x00]{1,256}$"), "1-256 characters")
+
+
+#: The role that reads signals and summaries of each scope (SPEC §7).
+READ_ROLE = {"actor": "ubi:read:actor", "team": "ubi:read:team", "cohort": "ubi:read:tenant",
+             "tenant": "ubi:read:tenant"}
+
+
+def reading_tenant(session: Session, tenant_id: str | None, endpoint: str) -> str:
+    """The tenant a read is for: the caller's own, or the one a privileged caller names (an
+    audited cross-tenant read). 400 when none is named or known, 403 for another tenant."""
+    from flask import g
+
+    from ubi import clock
+    from ubi.services import audit
+    from ubi.web.auth import current_principal
+
+    principal = current_principal()
+    tenant = tenant_id or principal.tenant_id
+    if not tenant:
+        raise ApiError(400, "tenant_id: required (the token names no tenant)",
+                       code="bad_request", errors={"tenant_id": "required"})
+    TENANT_ID.check("tenant_id", tenant)
+    principal.require_tenant(tenant)
+    if tenant != principal.tenant_id:
+        audit.record(session, tenant_id=tenant, action="read.cross_tenant",
+                     principal=principal.sub, now=clock.utcnow(),
+                     request_id=g.get("request_id"),
+                     details={"endpoint": endpoint, "caller_tenant": principal.tenant_id,
+                              "roles": sorted(principal.roles)})
+    return tenant
+
+
+def pseudonymiser() -> Pseudonymiser:
+    return _pseudonymiser(settings().pseudonym_secret)
+
+
+@functools.lru_cache(maxsize=2)
+def _pseudonymiser(secret: bytes) -> Pseudonymiser:
+    return Pseudonymiser(secret)

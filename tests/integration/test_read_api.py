@@ -1,0 +1,399 @@
+"""The read side over HTTP (SPEC §5.4-§5.6, §6, §7, §10), on data the real pipeline produced:
+one tenant of 16 people in three teams (the third has 4, under min_team_size) over three
+weeks ending this Wednesday morning, one of whom works late in the last week, stored,
+computed and evaluated by the services the workers run, once for the whole module."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from tests.conftest import CLOCK_FILE
+from tests.support import resources
+from tests.support.organisation import organisation_events
+from ubi import clock
+from ubi.analytics.privacy import Pseudonymiser
+from ubi.models import (
+    AuditEntry,
+    ReceiptOutbox,
+    Signal,
+    SignalFeedback,
+    TenantConfigVersion,
+    session_factory,
+)
+from ubi.services import detection, features, ingest
+
+NOW = datetime(2026, 6, 17, 12, tzinfo=UTC)  # a Wednesday noon: yesterday is evaluated
+YESTERDAY = NOW.date() - timedelta(days=1)
+PSEUDONYM = re.compile(r"[0-9a-f]{64}")
+NEW_ROUTES = [
+    ("get", "/v1/ubi/actors/eng03/profile?tenant_id=acme"),
+    ("get", "/v1/ubi/teams/alpha/summary?tenant_id=acme"),
+    ("get", "/v1/ubi/tenants/acme/summary"),
+    ("post", "/v1/ubi/query/signals"),
+    ("get", "/v1/ubi/signals/recent?tenant_id=acme&actor_id=eng03"),
+    ("post", "/v1/ubi/signals/unknown/feedback"),
+    ("put", "/v1/ubi/config/acme"),
+    ("get", "/v1/ubi/config/acme/versions"),
+    ("get", "/v1/ubi/export?tenant_id=acme&from=2026-06-01&to=2026-06-16"),
+]
+
+
+def run_pipeline(settings, tenant: str, events: list[dict[str, Any]]) -> None:  # type: ignore[no-untyped-def]
+    alias = Pseudonymiser(settings.pseudonym_secret)
+    for i in range(0, len(events), 1000):  # a transaction per batch, as the workers do
+        with session_factory()() as s:
+            ingest.store_batch(s, batch_id=f"{tenant}-{i}", tenant_id=tenant,
+                               events_json=json.dumps(events[i:i + 1000]),
+                               received_at=clock.utcnow(), correlation_id=None,
+                               pseudonymiser=alias)
+            s.commit()
+    with session_factory()() as s:
+        features.compute_tenant_features(s, tenant)
+        detection.detect_tenant(s, tenant)
+        s.commit()
+
+
+@pytest.fixture(scope="module")
+def acme(database, settings) -> Iterator[str]:  # type: ignore[no-untyped-def]
+    # (A module fixture runs before the per-test clock is set: it sets its own.)
+    clock.set_shared_clock(CLOCK_FILE, NOW, ticking=False)
+    events = organisation_events("acme", end_day=NOW.date(), until=NOW, actors=16,
+                                 surge_actor="eng03")
+    for e in events:  # eng12..eng15: a team of four
+        if int(e["actor_id"][3:]) >= 12:
+            e["resource"]["team_id"] = "tiny"
+    run_pipeline(settings, "acme", events)
+    yield "acme"
+    resources.truncate_all(database)
+
+
+@pytest.fixture(autouse=True)
+def wednesday(shared_clock) -> None:  # type: ignore[no-untyped-def]
+    shared_clock.now = NOW
+
+
+def auth(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def call(client, method: str, url: str, token: str | None, **kw: Any):  # type: ignore[no-untyped-def]
+    return getattr(client, method)(url, headers=auth(token) if token else {}, **kw)
+
+
+ALL_READ = ("ubi:read:actor", "ubi:read:team", "ubi:read:tenant")
+
+
+def test_every_new_route_needs_a_token_and_the_right_role_and_tenant(client, tokens, acme
+                                                                     ) -> None:  # type: ignore[no-untyped-def]
+    for method, url in NEW_ROUTES:
+        body = {"json": {"tenant_id": "acme"}} if method in ("post", "put") else {}
+        assert call(client, method, url, None, **body).status_code == 401, url
+        # A token of the tenant with a role that is not the endpoint's.
+        wrong = tokens("acme", "ubi:write:events")
+        assert call(client, method, url, wrong, **body).status_code == 403, url
+    other = tokens("globex", *ALL_READ, "ubi:write:config")
+    for method, url in NEW_ROUTES:
+        if "feedback" in url:
+            continue  # a signal id: another tenant's is unknown (404), tested below
+        body = {"json": {"tenant_id": "acme"}} if method in ("post", "put") else {}
+        resp = call(client, method, url, other, **body)
+        assert resp.status_code == 403, (url, resp.json)
+        assert resp.json["code"] == "forbidden"
+
+
+def test_a_privileged_read_of_another_tenant_is_audited(client, tokens, acme) -> None:  # type: ignore[no-untyped-def]
+    ops = tokens("ops", "product_ops", sub="ops-person")
+    resp = client.get("/v1/ubi/tenants/acme/summary", headers=auth(ops))
+    assert resp.status_code == 200, resp.json
+    with session_factory()() as s:
+        entries = s.execute(sa.select(AuditEntry).where(
+            AuditEntry.action == "read.cross_tenant")).scalars().all()
+    assert [(e.tenant_id, e.principal, e.details["endpoint"]) for e in entries] == [
+        ("acme", "ops-person", "tenants/summary")]
+    own = tokens("acme", "ubi:read:tenant")
+    assert client.get("/v1/ubi/tenants/acme/summary", headers=auth(own)).status_code == 200
+    with session_factory()() as s:  # reading one's own tenant is not audited
+        assert s.execute(sa.select(sa.func.count()).select_from(AuditEntry).where(
+            AuditEntry.action == "read.cross_tenant")).scalar_one() == 1
+
+
+def _team_reader_responses(client, tokens) -> list[str]:  # type: ignore[no-untyped-def]
+    token = tokens("acme", "ubi:read:team", "ubi:read:tenant")
+    texts = []
+    for url in ("/v1/ubi/teams/alpha/summary?tenant_id=acme", "/v1/ubi/tenants/acme/summary",
+                "/v1/ubi/export?tenant_id=acme&from=2026-05-01&to=2026-06-17&format=jsonl",
+                "/v1/ubi/export?tenant_id=acme&from=2026-05-01&to=2026-06-17&format=csv"):
+        resp = client.get(url, headers=auth(token))
+        assert resp.status_code == 200, (url, resp.data[:300])
+        texts.append(resp.get_data(as_text=True))
+    resp = client.post("/v1/ubi/query/signals", headers=auth(token),
+                       json={"tenant_id": "acme", "page_size": 500})
+    assert resp.status_code == 200
+    assert all(s["actor_scope"] != "actor" for s in resp.json["signals"])
+    texts.append(resp.get_data(as_text=True))
+    return texts
+
+
+def test_a_team_reader_never_sees_an_actor_id_or_pseudonym(client, tokens, settings, acme
+                                                           ) -> None:  # type: ignore[no-untyped-def]
+    alias = Pseudonymiser(settings.pseudonym_secret)
+    forbidden = {f"eng{i:02d}" for i in range(16)} | {
+        alias.pseudonym("acme", f"eng{i:02d}") for i in range(16)}
+    for text in _team_reader_responses(client, tokens):
+        assert not any(word in text for word in forbidden)
+        assert not PSEUDONYM.search(text)
+    actor_only = tokens("acme", "ubi:read:team")
+    resp = client.post("/v1/ubi/query/signals", headers=auth(actor_only),
+                       json={"tenant_id": "acme", "scope": "actor"})
+    assert resp.status_code == 403
+    resp = client.post("/v1/ubi/query/signals", headers=auth(actor_only),
+                       json={"tenant_id": "acme", "filters": {"actor_ids": ["eng03"]}})
+    assert resp.status_code == 403 and "actor_ids" in resp.json["message"]
+
+
+def test_a_team_under_min_team_size_reads_like_an_unknown_team(client, tokens, acme) -> None:  # type: ignore[no-untyped-def]
+    token = tokens("acme", "ubi:read:team")
+    tiny = client.get("/v1/ubi/teams/tiny/summary?tenant_id=acme", headers=auth(token))
+    unknown = client.get("/v1/ubi/teams/nobody/summary?tenant_id=acme", headers=auth(token))
+    assert tiny.status_code == unknown.status_code == 404
+    assert tiny.json["message"].replace("tiny", "X") == unknown.json["message"].replace(
+        "nobody", "X")
+    assert set(tiny.json) == set(unknown.json)
+    alpha = client.get("/v1/ubi/teams/alpha/summary?tenant_id=acme", headers=auth(token))
+    assert alpha.status_code == 200 and alpha.json["team"]["actors"] == 6
+    summary = client.get("/v1/ubi/tenants/acme/summary",
+                         headers=auth(tokens("acme", "ubi:read:tenant"))).json
+    assert sorted(t["team_id"] for t in summary["teams"]) == ["alpha", "beta"]
+    export = client.get("/v1/ubi/export?tenant_id=acme&from=2026-05-01&to=2026-06-17",
+                        headers=auth(tokens("acme", "ubi:read:tenant")))
+    rows = [json.loads(line) for line in export.get_data(as_text=True).splitlines()]
+    assert rows and {r["actor_scope"] for r in rows} <= {"team", "cohort", "tenant"}
+    assert {r["subject_id"] for r in rows if r["actor_scope"] == "team"} == {"alpha", "beta"}
+
+
+def test_the_export_as_csv_has_a_header_and_the_same_rows(client, tokens, acme) -> None:  # type: ignore[no-untyped-def]
+    token = tokens("acme", "ubi:read:tenant")
+    url = "/v1/ubi/export?tenant_id=acme&from=2026-06-10&to=2026-06-16"
+    # (Each streamed body is read before the next request: the test client shares one
+    # request-context stack between responses still streaming.)
+    jsonl = client.get(url + "&format=jsonl", headers=auth(token))
+    lines = [json.loads(x) for x in jsonl.get_data(as_text=True).splitlines()]
+    as_csv = client.get(url + "&format=csv", headers=auth(token))
+    table = list(csv.DictReader(io.StringIO(as_csv.get_data(as_text=True))))
+    assert jsonl.mimetype == "application/x-ndjson" and as_csv.mimetype == "text/csv"
+    assert len(lines) == len(table) > 0
+    assert [(r["subject_id"], r["feature_name"], r["day"]) for r in table] == [
+        (r["subject_id"], r["feature_name"], r["day"]) for r in lines]
+    assert all("2026-06-10" <= r["day"] <= "2026-06-16" for r in lines)
+    bad = client.get("/v1/ubi/export?tenant_id=acme&from=2026-06-16&to=2026-06-10",
+                     headers=auth(token))
+    assert bad.status_code == 422 and "query.from" in bad.json["errors"]
+
+
+def test_a_signal_read_over_http_is_the_stored_signal(client, tokens, settings, acme) -> None:  # type: ignore[no-untyped-def]
+    token = tokens("acme", *ALL_READ)
+    resp = client.get("/v1/ubi/signals/recent?tenant_id=acme&actor_id=eng03&limit=10",
+                      headers=auth(token))
+    assert resp.status_code == 200, resp.json
+    signals = resp.json["signals"]
+    assert signals and all(s["actor_id"] == "eng03" for s in signals)
+    assert [s["updated_at"] for s in signals] == sorted((s["updated_at"] for s in signals),
+                                                        reverse=True)
+    assert "burnout_risk" in {s["signal_class"] for s in signals}
+    assert resp.json["stale"] in (True, False)
+    with session_factory()() as s:
+        stored = {r.signal_id: r for r in s.execute(sa.select(Signal)).scalars()}
+    for sig in signals:
+        row = stored[sig["signal_id"]]
+        assert (sig["reason"], sig["evidence_refs"], sig["features_snapshot"], sig["version"]
+                ) == (row.reason, row.evidence_refs, row.features_snapshot, row.version)
+        assert sig["subject_id"] == Pseudonymiser(settings.pseudonym_secret).pseudonym(
+            "acme", "eng03")
+    nobody = client.get("/v1/ubi/signals/recent?tenant_id=acme&actor_id=ghost",
+                        headers=auth(token))
+    assert nobody.status_code == 200 and nobody.json["signals"] == []
+
+
+def test_the_actor_profile_explains_the_actor(client, tokens, acme) -> None:  # type: ignore[no-untyped-def]
+    token = tokens("acme", "ubi:read:actor")
+    resp = client.get("/v1/ubi/actors/eng03/profile?tenant_id=acme&window=24h",
+                      headers=auth(token))
+    assert resp.status_code == 200, resp.json
+    body = resp.json
+    assert body["actor"]["actor_id"] == "eng03" and body["actor"]["team_id"] == "beta"
+    assert body["as_of"] == str(YESTERDAY) and body["window"] == "24h"
+    by_name = {f["feature_name"]: f for f in body["features"]}
+    late = by_name["after_hours_ratio"]
+    assert late["value"] > 0.5 and late["baseline"]["mean"] < late["value"]
+    base = late["baseline"]  # z as SPEC §5.3 defines it, from the figures it shows
+    assert late["z"] == pytest.approx((late["value"] - base["mean"]) / base["std_dev"], abs=1e-3)
+    assert late["z"] > 1
+    assert "flow" in body["scores"] and body["signals"]["flow"]
+    unknown = client.get("/v1/ubi/actors/ghost/profile?tenant_id=acme", headers=auth(token))
+    assert unknown.status_code == 404 and "acme" in unknown.json["message"]
+    bad = client.get("/v1/ubi/actors/eng03/profile?tenant_id=acme&window=1y",
+                     headers=auth(token))
+    assert bad.status_code == 422 and "window" in json.dumps(bad.json["errors"])
+
+
+def test_config_writes_are_versioned_receipted_and_validated(client, tokens, acme) -> None:  # type: ignore[no-untyped-def]
+    writer = tokens("acme", "ubi:write:config", sub="lead@acme")
+    bad = client.put("/v1/ubi/config/acme", headers=auth(writer), json={
+        "anomaly_thresholds": {"default": {"warn": 4.0, "critical": 3.0}}})
+    assert bad.status_code == 400
+    assert bad.json["errors"] == {"anomaly_thresholds.default.warn":
+                                  "warn must not exceed critical"}
+    unknown_key = client.put("/v1/ubi/config/acme", headers=auth(writer), json={"colour": 1})
+    assert unknown_key.status_code == 400 and unknown_key.json["errors"] == {
+        "colour": "unknown key"}
+    good = client.put("/v1/ubi/config/acme", headers=auth(writer), json={
+        "anomaly_thresholds": {"default": {"warn": 2.5, "critical": 4.0}}})
+    assert good.status_code == 200, good.json
+    assert good.json["config"]["anomaly_thresholds"]["default"]["critical"] == 4.0
+    reader = tokens("acme", "ubi:read:tenant")
+    current = client.get("/v1/ubi/config/acme", headers=auth(reader)).json
+    assert current["version"] == good.json["version"]
+    versions = client.get("/v1/ubi/config/acme/versions", headers=auth(reader)).json
+    kinds = [(v["kind"], v["author"]) for v in versions["versions"]]
+    assert kinds[:3] == [("applied", "lead@acme"), ("rejected", "lead@acme"),
+                         ("rejected", "lead@acme")]
+    assert versions["versions"][0]["diff"] == [{
+        "path": "anomaly_thresholds.default.critical", "old": 3.5, "new": 4.0}]
+    with session_factory()() as s:
+        receipts = {r.receipt_id: r.payload for r in s.execute(sa.select(ReceiptOutbox).where(
+            ReceiptOutbox.resource_type == "config")).scalars()}
+        rows = s.execute(sa.select(TenantConfigVersion).where(
+            TenantConfigVersion.tenant_id == "acme")).scalars().all()
+    assert {r.receipt_id for r in rows} == set(receipts)
+    applied = receipts[good.json["receipt_id"]]
+    assert applied["gate_id"] == "ubi" and applied["resource_type"] == "config"
+    assert applied["decision"]["status"] == "pass"
+    assert applied["policy_version_ids"] == [f"ubi-config:acme:v{good.json['version']}"]
+    assert sorted(p["decision"]["status"] for p in receipts.values()) == ["pass", "warn",
+                                                                          "warn"]
+    # Back to the defaults for the other tests of the module.
+    assert client.put("/v1/ubi/config/acme", headers=auth(writer), json={}).status_code == 200
+
+
+def test_feedback_is_one_changeable_verdict_per_reader(client, tokens, acme) -> None:  # type: ignore[no-untyped-def]
+    with session_factory()() as s:
+        signal_id = s.execute(sa.select(Signal.signal_id).where(
+            Signal.signal_class == "burnout_risk", Signal.actor_scope == "actor")
+        ).scalars().first()
+    url = f"/v1/ubi/signals/{signal_id}/feedback"
+    lead = tokens("acme", "ubi:read:actor", sub="lead")
+    first = client.post(url, headers=auth(lead), json={"verdict": "false_positive",
+                                                        "note": "on call this week"})
+    assert first.status_code == 200, first.json
+    again = client.post(url, headers=auth(lead), json={"verdict": "useful"})
+    assert again.json["feedback_id"] == first.json["feedback_id"]
+    other = client.post(url, headers=auth(tokens("acme", "ubi:read:actor", sub="peer")),
+                        json={"verdict": "useful"})
+    assert other.status_code == 200
+    with session_factory()() as s:
+        rows = sorted((r.submitted_by, r.verdict) for r in s.execute(
+            sa.select(SignalFeedback)).scalars())
+    assert rows == [("lead", "useful"), ("peer", "useful")]
+    team_only = client.post(url, headers=auth(tokens("acme", "ubi:read:team")),
+                            json={"verdict": "useful"})
+    assert team_only.status_code == 403  # an actor signal needs ubi:read:actor
+    elsewhere = client.post(url, headers=auth(tokens("globex", *ALL_READ)),
+                            json={"verdict": "useful"})
+    assert elsewhere.status_code == 404  # another tenant's signal is unknown
+    bad = client.post(url, headers=auth(lead), json={"verdict": "meh"})
+    assert bad.status_code == 422 and "verdict" in bad.json["errors"]
+
+
+def test_disabled_classes_are_neither_stored_nor_returned(client, tokens, settings, acme,
+                                                          shared_clock) -> None:  # type: ignore[no-untyped-def]
+    token = tokens("acme", *ALL_READ, "ubi:write:config")
+    query = {"tenant_id": "acme", "page_size": 500}
+    before = client.post("/v1/ubi/query/signals", headers=auth(token), json=query).json
+    assert "informational" in {s["signal_type"] for s in before["signals"]}
+    resp = client.put("/v1/ubi/config/acme", headers=auth(token), json={
+        "enabled_signal_types": ["risk", "opportunity"]})
+    assert resp.status_code == 200
+    try:
+        after = client.post("/v1/ubi/query/signals", headers=auth(token), json=query).json
+        assert after["signals"] and "informational" not in {
+            s["signal_type"] for s in after["signals"]}
+        # A new day evaluated under the new config stores no informational signal.
+        shared_clock.now = NOW + timedelta(days=1)
+        with session_factory()() as s:
+            count = sa.select(sa.func.count()).select_from(Signal).where(
+                Signal.signal_type == "informational")
+            stored_before = s.execute(count).scalar_one()
+            events = organisation_events("acme", end_day=NOW.date() + timedelta(days=1),
+                                         days=2, actors=16, surge_actor="eng03",
+                                         surge_days=1, seed=11,
+                                         until=NOW + timedelta(days=1))
+        run_pipeline(settings, "acme", [e for e in events
+                                        if e["occurred_at"] >= str(NOW.date())])
+        with session_factory()() as s:
+            assert s.execute(count).scalar_one() == stored_before
+    finally:
+        client.put("/v1/ubi/config/acme", headers=auth(token), json={})
+
+
+def expected_order(n: int) -> list[str]:
+    """``walk-i`` was created (i // 3) seconds before the base time: newest first, ties by id
+    descending."""
+    return sorted((f"walk-{i:05d}" for i in range(n)), key=lambda sid: (-(int(sid[5:]) // 3),
+                                                                        sid), reverse=True)
+
+
+def test_a_cursor_walk_returns_every_signal_once_in_order_while_new_ones_arrive(
+        client, tokens, acme) -> None:  # type: ignore[no-untyped-def]
+    base = datetime(2026, 6, 1, tzinfo=UTC)
+
+    def add(n: int, start: int, at: datetime) -> None:
+        with session_factory()() as s:
+            s.add_all(Signal(
+                signal_id=f"walk-{start + i:05d}", tenant_id="acme", actor_scope="team",
+                subject_id="alpha", team_id="alpha", dimension="flow",
+                signal_class="context_thrash", signal_type="risk", score=40.0,
+                severity="WARN", confidence=0.9, status="resolved", reason="r",
+                evidence_refs={}, features_snapshot={}, day=date(2026, 6, 1),
+                correlation_id=None, created_at=at - timedelta(seconds=(start + i) // 3),
+                updated_at=at, resolved_at=at, version=1, first_day=date(2026, 6, 1),
+                last_fired_day=date(2026, 6, 1), days_without_fire=0, triggers=[])
+                for i in range(n))
+            s.commit()
+
+    add(2500, 0, base)
+    token = tokens("acme", "ubi:read:team")
+    query = {"tenant_id": "acme", "scope": "team", "page_size": 137,
+             "filters": {"status": "resolved"}}
+    seen: list[str] = []
+    cursor = None
+    pages = 0
+    while True:
+        resp = client.post("/v1/ubi/query/signals", headers=auth(token),
+                           json={**query, "cursor": cursor})
+        assert resp.status_code == 200, resp.json
+        seen += [s["signal_id"] for s in resp.json["signals"] if s["signal_id"].startswith(
+            "walk-")]
+        cursor = resp.json["next_cursor"]
+        pages += 1
+        if pages == 3:  # newer signals are stored while the walk goes on
+            add(50, 90000, NOW)
+        if cursor is None:
+            break
+    # Newest first: created_at descending, then signal id descending.
+    assert seen == expected_order(2500)
+    assert pages >= 2500 // 137
+    bad = client.post("/v1/ubi/query/signals", headers=auth(token),
+                      json={**query, "cursor": "not-a-cursor"})
+    assert bad.status_code == 400 and "cursor" in bad.json["errors"]
+    with session_factory()() as s:
+        s.execute(sa.delete(Signal).where(Signal.signal_id.like("walk-%")))
+        s.commit()

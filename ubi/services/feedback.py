@@ -1,0 +1,44 @@
+"""Readers' verdicts on signals (SPEC §6 ``POST /signals/{id}/feedback``).
+
+One verdict per reader and signal, which the reader can change; it keeps the signal's class
+and dimension, so the per-tenant false-positive share of a (class, dimension) is one query
+(SPEC §10 threshold suggestions read it).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from ubi.models import Signal, SignalFeedback
+from ubi.models.session import dialect_insert
+
+VERDICTS = ("useful", "false_positive", "new_normal")
+NOTE_MAX = 2000
+
+
+def record_feedback(session: Session, signal: Signal, *, reader: str, verdict: str,
+                    note: str | None, now: datetime) -> dict[str, Any]:
+    """Store (or change) ``reader``'s verdict on ``signal``; returns it as stored."""
+    if verdict not in VERDICTS:
+        raise ValueError(f"verdict must be one of {', '.join(VERDICTS)}")
+    table = SignalFeedback.__table__
+    stmt = dialect_insert(session, table).values(
+        feedback_id=str(uuid.uuid4()), signal_id=signal.signal_id, tenant_id=signal.tenant_id,
+        signal_class=signal.signal_class, dimension=signal.dimension, verdict=verdict,
+        note=(note or None) and note[:NOTE_MAX], submitted_by=reader, created_at=now,
+        updated_at=now)
+    session.execute(stmt.on_conflict_do_update(
+        index_elements=["signal_id", "submitted_by"],
+        set_={"verdict": stmt.excluded.verdict, "note": stmt.excluded.note,
+              "updated_at": stmt.excluded.updated_at}))
+    row = session.execute(sa.select(SignalFeedback).where(
+        SignalFeedback.signal_id == signal.signal_id,
+        SignalFeedback.submitted_by == reader)).scalar_one()
+    return {"feedback_id": row.feedback_id, "signal_id": row.signal_id,
+            "verdict": row.verdict, "note": row.note, "created_at": row.created_at,
+            "updated_at": row.updated_at}
