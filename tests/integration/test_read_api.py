@@ -23,13 +23,14 @@ from ubi import clock
 from ubi.analytics.privacy import Pseudonymiser
 from ubi.models import (
     AuditEntry,
+    Baseline,
     ReceiptOutbox,
     Signal,
     SignalFeedback,
     TenantConfigVersion,
     session_factory,
 )
-from ubi.services import detection, features, ingest
+from ubi.services import baselines, configs, detection, features, ingest
 
 NOW = datetime(2026, 6, 17, 12, tzinfo=UTC)  # a Wednesday noon: yesterday is evaluated
 YESTERDAY = NOW.date() - timedelta(days=1)
@@ -397,3 +398,107 @@ def test_a_cursor_walk_returns_every_signal_once_in_order_while_new_ones_arrive(
     with session_factory()() as s:
         s.execute(sa.delete(Signal).where(Signal.signal_id.like("walk-%")))
         s.commit()
+
+
+def test_new_normal_reanchors_the_actors_baselines_until_undone(client, tokens, acme) -> None:  # type: ignore[no-untyped-def]
+    with session_factory()() as s:
+        signal = s.execute(sa.select(Signal).where(
+            Signal.actor_scope == "actor", Signal.signal_class == "burnout_risk")
+            .order_by(Signal.day.desc())).scalars().first()
+        assert signal is not None
+        triggers = {t.split(".")[0] for t in signal.triggers}
+        signal_id, subject, day = signal.signal_id, signal.subject_id, signal.day
+
+    def stored_baselines() -> dict[tuple[str, str], tuple[int, float]]:
+        with session_factory()() as s:
+            baselines.recompute_baselines(s, "acme", now=NOW)
+            s.commit()
+            return {(b.feature_name, b.window): (b.n_observations, b.confidence)
+                    for b in s.execute(sa.select(Baseline).where(
+                        Baseline.tenant_id == "acme", Baseline.subject_id == subject,
+                        Baseline.day_type == "workday")).scalars()}
+
+    before = stored_baselines()
+    url = f"/v1/ubi/signals/{signal_id}/feedback"
+    lead = tokens("acme", "ubi:read:actor", sub="lead")
+    resp = client.post(url, headers=auth(lead), json={"verdict": "new_normal"})
+    assert resp.status_code == 200, resp.json
+    assert set(resp.json["anchored_features"]) == triggers
+    listed = client.get("/v1/ubi/baselines/anchors?tenant_id=acme", headers=auth(lead)).json
+    assert {(a["feature_name"], a["anchor_day"], a["signal_id"]) for a in listed["anchors"]} == {
+        (f, str(day), signal_id) for f in triggers}
+    # The next computation learns those features from the days after the signal's day only
+    # (a fresh warm-up); the actor's other features keep their whole history.
+    after = stored_baselines()
+    days_after = (YESTERDAY - day).days
+    for (feature, window), (n, confidence) in after.items():
+        if feature in triggers:
+            assert n <= days_after < before[(feature, window)][0] and confidence < 0.5
+        else:
+            assert (n, confidence) == before[(feature, window)]
+    team_reader = client.get("/v1/ubi/baselines/anchors?tenant_id=acme",
+                             headers=auth(tokens("acme", "ubi:read:team")))
+    assert team_reader.status_code == 403  # anchors name actors' pseudonyms
+    # Only an admin undoes an anchor; it stays listed as undone, and the history is back.
+    anchor_id = listed["anchors"][0]["anchor_id"]
+    assert client.delete(f"/v1/ubi/baselines/anchors/{anchor_id}?tenant_id=acme",
+                         headers=auth(lead)).status_code == 403
+    undone = client.delete(f"/v1/ubi/baselines/anchors/{anchor_id}?tenant_id=acme",
+                           headers=auth(tokens("acme", "admin", sub="root")))
+    assert undone.status_code == 200 and undone.json["undo_reason"] == "undone_by_admin"
+    # Changing the verdict releases the rest.
+    assert client.post(url, headers=auth(lead), json={"verdict": "useful"}).status_code == 200
+    assert stored_baselines() == before
+    everything = client.get("/v1/ubi/baselines/anchors?tenant_id=acme&include_undone=true",
+                            headers=auth(lead)).json["anchors"]
+    assert sorted(a["undo_reason"] for a in everything) == sorted(
+        ["undone_by_admin"] + ["verdict_changed"] * (len(triggers) - 1))
+    with session_factory()() as s:
+        actions = [a for (a,) in s.execute(sa.select(AuditEntry.action).where(
+            AuditEntry.action.like("baseline.%")))]
+    released = ["baseline.anchor_released"] if len(triggers) > 1 else []
+    assert sorted(set(actions)) == released + ["baseline.anchor_undone", "baseline.anchored"]
+    with session_factory()() as s:  # the other tests of the module see no feedback
+        s.execute(sa.delete(SignalFeedback))
+        s.commit()
+
+
+def test_false_positives_propose_raised_thresholds_an_admin_accepts(client, tokens, acme) -> None:  # type: ignore[no-untyped-def]
+    with session_factory()() as s:
+        flow = s.execute(sa.select(Signal.signal_id).where(
+            Signal.tenant_id == "acme", Signal.dimension == "flow",
+            Signal.actor_scope == "actor")).scalars().all()
+    assert len(flow) >= 1
+    readers = [tokens("acme", *ALL_READ, sub=f"reader{i}") for i in range(3)]
+    verdicts = []
+    for i, token in enumerate(readers):
+        resp = client.post(f"/v1/ubi/signals/{flow[0]}/feedback", headers=auth(token),
+                           json={"verdict": "false_positive" if i == 0 else "useful"})
+        assert resp.status_code == 200
+        verdicts.append(resp.json["suggested_config_versions"])
+    # One false positive of three is over 5 %: proposed once, at the third verdict (fewer
+    # verdicts say nothing about a share), and never again while it is open.
+    assert verdicts[:2] == [[], []] and len(verdicts[2]) == 1
+    admin = tokens("acme", "admin", sub="root")
+    versions = client.get("/v1/ubi/config/acme/versions", headers=auth(admin)).json["versions"]
+    suggestion = next(v for v in versions if v["version"] == verdicts[2][0])
+    assert suggestion["kind"] == "suggestion" and suggestion["status"] == "open"
+    assert suggestion["author"] == "ubi:feedback" and "1 of 3" in suggestion["reason"]
+    assert {c["path"]: c["new"] for c in suggestion["diff"]} == {
+        "anomaly_thresholds.flow": {"warn": 3.0, "critical": 4.0}}
+    current = client.get("/v1/ubi/config/acme", headers=auth(admin)).json
+    assert "flow" not in current["config"]["anomaly_thresholds"]  # never applied silently
+    again = client.post(f"/v1/ubi/signals/{flow[0]}/feedback", headers=auth(readers[1]),
+                        json={"verdict": "false_positive"})
+    assert again.json["suggested_config_versions"] == []
+    accepted = client.put("/v1/ubi/config/acme", headers=auth(admin),
+                          json=suggestion["config"])
+    assert accepted.status_code == 200
+    versions = client.get("/v1/ubi/config/acme/versions", headers=auth(admin)).json["versions"]
+    assert next(v for v in versions if v["version"] == suggestion["version"])[
+        "status"] == "accepted"
+    with session_factory()() as s:
+        assert configs.load_config(s, "acme", cached=False).thresholds("flow") == (3.0, 4.0)
+        s.execute(sa.delete(SignalFeedback))
+        s.commit()
+    assert client.put("/v1/ubi/config/acme", headers=auth(admin), json={}).status_code == 200

@@ -29,7 +29,9 @@ tenant's working week, holidays count as weekend days):
    sample variance). Ten observations is two working weeks for workdays (five weekends for
    weekend days): a week-long burnout pattern stays anomalous and never becomes "normal" by
    itself, while a real change of role or team is accepted within a fortnight.
-6. Confidence = n / (n + min_days), n = accepted observations of that day type: 0 with no data,
+6. Re-anchoring (a reader's "new normal", SPEC §5.2): an anchored series reads only the days
+   after its anchor day, so its baseline restarts its warm-up there (``anchored_validity``).
+7. Confidence = n / (n + min_days), n = accepted observations of that day type: 0 with no data,
    below 0.5 exactly while n < min_days (warm-up), 0.5 at min_days, 0.75 at 3 x min_days, and
    towards 1 with more history.
 
@@ -41,6 +43,7 @@ accepted observations of the last ``history_days`` days.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,6 +55,32 @@ from ubi.analytics.tenant_config import TenantConfig
 LEVEL_SHIFT_RUN: int = 10
 
 DAY_TYPE_NAMES: tuple[str, str] = ("workday", "weekend")
+
+#: Re-anchored series: (scope, subject id, feature name) -> UTC day number of the anchor day.
+Anchors = Mapping[tuple[str, str, str], int]
+
+
+def anchored_validity(ok: np.ndarray, scope: str, subject_ids: Sequence[str],
+                      features: Sequence[str], anchors: Anchors | None, first_day: int
+                      ) -> np.ndarray:
+    """``ok`` (bool [D, S*F], day-major, series n = s * F + f, day 0 = UTC day ``first_day``)
+    with every day up to and including each anchor day made invalid for the anchored series,
+    so their baselines learn only from the days after it. ``ok`` itself (perhaps a read-only
+    view) when no anchor concerns this scope's subjects."""
+    if not anchors:
+        return ok
+    n_features = len(features)
+    rows = {sid: i for i, sid in enumerate(subject_ids)}
+    cols = {name: i for i, name in enumerate(features)}
+    cuts = [(rows[sid] * n_features + cols[name], day - first_day + 1)
+            for (sc, sid, name), day in anchors.items()
+            if sc == scope and sid in rows and name in cols and day >= first_day]
+    if not cuts:
+        return ok
+    out = np.array(ok, dtype=bool)  # a writable copy
+    for series, upto in cuts:
+        out[:upto, series] = False
+    return out
 
 
 @dataclass(frozen=True)

@@ -58,10 +58,12 @@ from ubi.analytics.anomalies import (
 )
 from ubi.analytics.baselines import (
     DAY_TYPE_NAMES,
+    Anchors,
     BaselineParams,
     FinalBaselines,
     RunningBaselines,
     Workspace,
+    anchored_validity,
     compute_baselines,
     effective_std,
     final_baselines,
@@ -481,27 +483,31 @@ def tenant_features(activity: DailyActivity, config: TenantConfig, *, tenant_id:
 
 
 def _scope_window(activity: DailyActivity, sc: _Scope, window: str, config: TenantConfig,
-                  incomplete: np.ndarray, quiet: np.ndarray, prepared: PreparedActivity
-                  ) -> tuple[FeatureCube, np.ndarray,
+                  incomplete: np.ndarray, quiet: np.ndarray, prepared: PreparedActivity,
+                  anchors: Anchors | None) -> tuple[FeatureCube, np.ndarray,
                              tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
                              np.ndarray, np.ndarray]:
     """The feature cube of one scope and window (groups below ``min_team_size`` blanked), the
     eligibility mask [S, D], the ``_window_masks`` and the baseline recursion's inputs: values
-    and validity as day-major [D, S*F] series (n = s * F + f). Shared by the full analysis and
-    the baselines-only one, so both compute baselines from the very same inputs."""
+    and validity as day-major [D, S*F] series (n = s * F + f), re-anchored series reading only
+    the days after their anchor. Shared by the full analysis and the baselines-only one, so
+    both compute baselines from the very same inputs."""
     n_s, n_d = sc.activity.n_subjects, activity.n_days
     cube, eligible = _scope_cube(activity, sc, window, config, incomplete, prepared)
     masks = _window_masks(sc, WINDOWS[window], eligible, incomplete, quiet)
     xs = np.ascontiguousarray(cube.values.transpose(1, 0, 2)).reshape(n_d, n_s * N_FEATURES)
     ok = np.broadcast_to(masks[0].T[:, :, None], (n_d, n_s, N_FEATURES)).reshape(
         n_d, n_s * N_FEATURES)
+    ok = anchored_validity(ok, sc.name, cube.subject_ids, FEATURE_NAMES, anchors,
+                           day_number(activity.start_day))
     return cube, eligible, masks, xs, ok
 
 
 def analyse_tenant(activity: DailyActivity, config: TenantConfig, *, tenant_id: str,
                    incomplete_days: np.ndarray | None, evaluate_from_day: int,
                    previous: PreviousState | None, now: datetime,
-                   baselines_only: bool = False) -> TenantAnalysis:
+                   baselines_only: bool = False, anchors: Anchors | None = None
+                   ) -> TenantAnalysis:
     """Features, baselines, anomalies, scores and signals of one tenant.
 
     ``activity``: the tenant's actors over D consecutive UTC days (load ``history_days`` + 28
@@ -516,6 +522,9 @@ def analyse_tenant(activity: DailyActivity, config: TenantConfig, *, tenant_id: 
     counts of ``stats`` are those of the full analysis; ``features`` and ``scores`` are empty,
     ``anomalies`` and ``signals`` are empty changes (``previous`` is not read), so such a
     result is no state to carry into the next run.
+
+    ``anchors``: re-anchored baselines (readers' "new normal", SPEC §5.2), by (scope, subject
+    id, feature name): those series' baselines read only the days after the anchor day.
     """
     n_d = activity.n_days
     start = day_number(activity.start_day)
@@ -534,7 +543,7 @@ def analyse_tenant(activity: DailyActivity, config: TenantConfig, *, tenant_id: 
     scopes = _scope_list(activity, config, tenant_id)
     if baselines_only:
         return _analyse_baselines(activity, config, tenant_id, scopes, incomplete, quiet,
-                                  workday, params, day_nums, e0, now)
+                                  workday, params, day_nums, e0, now, anchors)
     peers = peer_groups(activity, config)
     warn_crit = np.array([config.thresholds(f.dimension) for f in FEATURES])  # [F, 2]
 
@@ -553,7 +562,8 @@ def analyse_tenant(activity: DailyActivity, config: TenantConfig, *, tenant_id: 
         w = WINDOWS[window]
         for sc in scopes:
             cube, eligible, masks, xs, ok = _scope_window(activity, sc, window, config,
-                                                          incomplete, quiet, prepared[sc.name])
+                                                          incomplete, quiet, prepared[sc.name],
+                                                          anchors)
             _, allow_high, allow_low, allow_low_int = masks
             running = compute_baselines(xs, ok, workday, params, day_major=True,
                                         workspace=workspaces[sc.name])
@@ -636,7 +646,7 @@ def analyse_tenant(activity: DailyActivity, config: TenantConfig, *, tenant_id: 
 def _analyse_baselines(activity: DailyActivity, config: TenantConfig, tenant_id: str,
                        scopes: list[_Scope], incomplete: np.ndarray, quiet: np.ndarray,
                        workday: np.ndarray, params: BaselineParams, day_nums: np.ndarray,
-                       e0: int, now: datetime) -> TenantAnalysis:
+                       e0: int, now: datetime, anchors: Anchors | None) -> TenantAnalysis:
     """``analyse_tenant(..., baselines_only=True)``: the full analysis' baselines (same cubes,
     masks and recursion, ``final_baselines``) without the running state, features, detection,
     scores and rules."""
@@ -647,7 +657,7 @@ def _analyse_baselines(activity: DailyActivity, config: TenantConfig, tenant_id:
     for window in config.windows:
         for sc in scopes:
             cube, _, _, xs, ok = _scope_window(activity, sc, window, config, incomplete, quiet,
-                                               prepared[sc.name])
+                                               prepared[sc.name], anchors)
             final = final_baselines(xs, ok, workday, params, day_major=True,
                                     workspace=workspaces[sc.name])
             del xs, ok

@@ -13,6 +13,7 @@ from ubi.models.governance import AuditEntry, DeletionJob, RetentionDecision
 from ubi.models.intelligence import (
     Anomaly,
     Baseline,
+    BaselineAnchor,
     Feature,
     Score,
     Signal,
@@ -31,9 +32,9 @@ from ubi.models.tenancy import (
 )
 
 __all__ = [
-    "Anomaly", "AuditEntry", "Base", "Baseline", "Batch", "DailyInteraction", "DailyWorkItem",
-    "DeletionJob", "DirtySubject", "Event", "EventKey", "Feature", "FeatureRefresh",
-    "IngestionState",
+    "Anomaly", "AuditEntry", "Base", "Baseline", "BaselineAnchor", "Batch", "DailyInteraction",
+    "DailyWorkItem", "DeletionJob", "DirtySubject", "Event", "EventKey", "Feature",
+    "FeatureRefresh", "IngestionState",
     "ReceiptOutbox", "RetentionDecision", "Score", "Signal", "SignalFeedback", "SignalOutbox",
     "SignalVersion", "TaskOutbox", "TenantConfigVersion", "TenantDay", "daily_focus",
     "daily_rollups", "dialect_insert", "get_engine", "session_factory", "session_scope",

@@ -202,3 +202,27 @@ class SignalFeedback(Base):
     submitted_by: Mapped[str] = mapped_column(sa.String(256))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class BaselineAnchor(Base):
+    """A "new normal" (SPEC §5.2): from ``anchor_day`` on, the baselines of one subject's
+    feature (every window) learn only from the days after it. Made by ``new_normal`` feedback
+    on a signal, superseded by a later anchor of the same series, undone by an admin or when
+    the reader changes the verdict; rows are never deleted, so the history stays readable."""
+
+    __tablename__ = "baseline_anchors"
+    __table_args__ = (sa.Index("ix_baseline_anchors_tenant_active", "tenant_id", "undone_at"),)
+
+    anchor_id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(sa.String(64))
+    actor_scope: Mapped[str] = mapped_column(sa.String(8))
+    subject_id: Mapped[str] = mapped_column(sa.String(256))
+    feature_name: Mapped[str] = mapped_column(sa.String(64))
+    anchor_day: Mapped[date] = mapped_column(sa.Date)
+    signal_id: Mapped[str] = mapped_column(sa.String(36))
+    feedback_id: Mapped[str | None] = mapped_column(sa.String(36))
+    created_by: Mapped[str] = mapped_column(sa.String(256))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    undone_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    undone_by: Mapped[str | None] = mapped_column(sa.String(256))
+    undo_reason: Mapped[str | None] = mapped_column(sa.String(64))

@@ -22,7 +22,7 @@ from ubi.analytics.engine import analyse_tenant
 from ubi.analytics.taxonomy import WINDOWS
 from ubi.models import IngestionState
 from ubi.observability.metrics import BASELINE_DURATION
-from ubi.services import activity_store, configs, focus_time
+from ubi.services import activity_store, anchors, configs, focus_time
 from ubi.services.detection import upsert_baselines
 from ubi.services.tenant_locks import tenant_lock
 
@@ -63,7 +63,8 @@ def recompute_baselines(session: Session, tenant_id: str, *,
     # this task would not store (and so needs no previous anomalies / signals / scores).
     analysis = analyse_tenant(activity, config, tenant_id=tenant_id,
                               incomplete_days=incomplete, evaluate_from_day=day_number(end),
-                              previous=None, now=now, baselines_only=True)
+                              previous=None, now=now, baselines_only=True,
+                              anchors=anchors.active(session, tenant_id))
     t2 = time.perf_counter()
     outcome.compute_s = t2 - t1
     outcome.baselines = upsert_baselines(session, analysis)

@@ -67,7 +67,7 @@ def save_config(session: Session, tenant_id: str, document: dict[str, Any], *, a
     current = current_config_row(session, tenant_id)
     previous = dict(current.config) if current else TenantConfig.default().raw
     row = TenantConfigVersion(
-        tenant_id=tenant_id, version=_next_version(session, tenant_id), kind="applied",
+        tenant_id=tenant_id, version=next_version(session, tenant_id), kind="applied",
         status="active", config=config, diff=config_diff(previous, config), author=author,
         created_at=utcnow(), snapshot_hash=config_hash(config), reason=reason)
     session.add(row)
@@ -91,14 +91,14 @@ def change_config(session: Session, tenant_id: str, document: Any, *, author: st
                   now: datetime, reason: str | None = None) -> ConfigChange:
     """Validate ``document``; store it as the tenant's next version, or record the rejected
     attempt; either way emit a config receipt into the receipt outbox (SPEC §13)."""
-    from ubi.services import receipts
+    from ubi.services import receipts, threshold_tuning
 
     current = load_config(session, tenant_id, cached=False)
     receipt_id = str(uuid.uuid4())
     try:
         row = save_config(session, tenant_id, document, author=author, reason=reason)
     except ConfigError as exc:
-        version = _next_version(session, tenant_id)
+        version = next_version(session, tenant_id)
         session.add(TenantConfigVersion(
             tenant_id=tenant_id, version=version, kind="rejected", status="rejected",
             config=document if isinstance(document, dict) else {"document": document},
@@ -128,6 +128,7 @@ def change_config(session: Session, tenant_id: str, document: Any, *, author: st
         actor_type="human", repo_id=f"ubi:{tenant_id}", timestamp=now)
     receipts.enqueue_receipt(session, receipt, resource_id=f"config:{row.version}", now=now)
     row.receipt_id = receipt_id
+    threshold_tuning.settle(session, tenant_id, row.config)
     return ConfigChange(True, row.version, dict(row.config), receipt_id)
 
 
@@ -138,10 +139,11 @@ def config_versions(session: Session, tenant_id: str) -> list[dict[str, Any]]:
         .order_by(TenantConfigVersion.version.desc())).scalars()
     return [{"version": r.version, "kind": r.kind, "status": r.status, "author": r.author,
              "created_at": r.created_at, "diff": r.diff or [], "reason": r.reason,
-             "snapshot_hash": r.snapshot_hash, "receipt_id": r.receipt_id} for r in rows]
+             "snapshot_hash": r.snapshot_hash, "receipt_id": r.receipt_id,
+             "config": r.config if r.kind == "suggestion" else None} for r in rows]
 
 
-def _next_version(session: Session, tenant_id: str) -> int:
+def next_version(session: Session, tenant_id: str) -> int:
     latest = session.execute(sa.select(sa.func.max(TenantConfigVersion.version)).where(
         TenantConfigVersion.tenant_id == tenant_id)).scalar_one()
     return int(latest or 0) + 1

@@ -59,6 +59,7 @@ from ubi.services import (
     freshness,
     receipts,
 )
+from ubi.services import anchors as baseline_anchors
 from ubi.services.features import GROUP_SCOPES, table_rows, upsert_features
 from ubi.services.followups import enqueue_followup
 from ubi.services.tenant_locks import tenant_lock
@@ -124,6 +125,7 @@ def detect_tenant(session: Session, tenant_id: str, *, now: datetime | None = No
         return outcome
     outcome.evaluated_from, outcome.evaluated_through = evaluate_from, through
     previous = load_previous_state(session, tenant_id, state.last_evaluated_day)
+    anchors = baseline_anchors.active(session, tenant_id)
     # Evaluated days are final: focus of batches the features step has not run for yet first.
     focus_time.refresh_pending(session, tenant_id, through)
     lookback = history + max(WINDOWS.values())
@@ -138,7 +140,7 @@ def detect_tenant(session: Session, tenant_id: str, *, now: datetime | None = No
             analysis = analyse_tenant(activity, config, tenant_id=tenant_id,
                                       incomplete_days=incomplete,
                                       evaluate_from_day=day_number(chunk_start),
-                                      previous=previous, now=now)
+                                      previous=previous, now=now, anchors=anchors)
             BASELINE_DURATION.labels(tenant_id, "all").observe(time.perf_counter() - t0)
             persist_analysis(session, analysis, config, activity_meta(activity),
                              correlation_id=correlation_id, now=now, outcome=outcome)

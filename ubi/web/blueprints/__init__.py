@@ -6,8 +6,16 @@ from flask_smorest import Api
 
 
 def register_blueprints(api: Api) -> None:
-    from ubi.web.blueprints import configs, events, exports, health, profiles, signals
+    from ubi.web.blueprints import (
+        anchors,
+        configs,
+        events,
+        exports,
+        health,
+        profiles,
+        signals,
+    )
 
     events.register_schemas(api.spec)
-    for module in (health, events, configs, signals, profiles, exports):
+    for module in (health, events, configs, signals, profiles, exports, anchors):
         api.register_blueprint(module.blp, url_prefix="/v1/ubi")

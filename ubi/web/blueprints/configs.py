@@ -44,6 +44,8 @@ class ConfigVersionSchema(ma.Schema):
     reason = ma.fields.String(allow_none=True)
     snapshot_hash = ma.fields.String(required=True)
     receipt_id = ma.fields.String(allow_none=True)
+    config = ma.fields.Dict(allow_none=True, metadata={
+        "description": "suggestions only: the proposed config; PUT it to accept"})
 
 
 class ConfigVersionsSchema(ma.Schema):

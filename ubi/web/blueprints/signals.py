@@ -94,6 +94,12 @@ class FeedbackStoredSchema(ma.Schema):
     note = ma.fields.String(allow_none=True)
     created_at = ma.fields.DateTime(required=True)
     updated_at = ma.fields.DateTime(required=True)
+    anchored_features = ma.fields.List(ma.fields.String(), required=True, metadata={
+        "description": "new_normal on an actor signal: the features whose baselines now "
+                       "learn only from the days after the signal's day (SPEC §5.2)"})
+    suggested_config_versions = ma.fields.List(ma.fields.Integer(), required=True, metadata={
+        "description": "config versions of kind suggestion this feedback led to (raised "
+                       "thresholds, SPEC §10); never applied until an admin PUTs one"})
 
 
 @blp.route("/query/signals")
