@@ -73,8 +73,27 @@ ENV_VARS: tuple[EnvVar, ...] = (
     EnvVar("UBI_CLOCK_FILE", "development and tests only (needs `UBI_DEV_MODE=1`): a file "
            "holding the time every UBI process reads as now (`ubi clock`)",
            "unset = the system clock"),
+    EnvVar("UBI_RATE_LIMIT_ENABLED", "rate limits of the API (`0` turns them off)", "`1`"),
+    EnvVar("UBI_RATE_LIMIT_INGEST_TENANT", "`POST /events` requests a tenant may make (`N/second`, "
+           "`N/minute`...; several joined by `;`)", "`500/second`"),
+    EnvVar("UBI_RATE_LIMIT_INGEST_TOKEN", "`POST /events` requests one token may make",
+           "`250/second`"),
+    EnvVar("UBI_RATE_LIMIT_READ_TENANT", "requests to every other limited route (reads, batch "
+           "status, config, feedback, privacy) a tenant may make",
+           "`200/second`"),
+    EnvVar("UBI_RATE_LIMIT_READ_TOKEN", "the same, per token", "`100/second`"),
     EnvVar("PORT", "HTTP port of `ubi devserver web` and gunicorn in the Procfile", "8000"),
 )
+
+
+#: Default rate limits. Ingestion: far above what the benchmarks send (about 20 batches of
+#: 1,000 events a second over four tenants), low enough to stop a client that loops on tiny
+#: batches; a token gets half its tenant's budget, so one runaway producer leaves room for the
+#: tenant's others.
+RATE_LIMIT_INGEST_TENANT = "500/second"
+RATE_LIMIT_INGEST_TOKEN = "250/second"
+RATE_LIMIT_READ_TENANT = "200/second"
+RATE_LIMIT_READ_TOKEN = "100/second"
 
 
 @dataclass(frozen=True)
@@ -118,6 +137,14 @@ class Settings:
     embedded_broker: bool = False
     #: The shared clock file of development and tests (``ubi/clock.py``); None in production.
     clock_file: Path | None = None
+    #: Request rate limits of the API (``ubi/web/rate_limits.py``): limit strings as the
+    #: ``limits`` library parses them ("500/second", "10/second;300/minute"), for ingestion
+    #: (``POST /events``) and for every other limited route, per tenant and per token.
+    rate_limit_enabled: bool = True
+    rate_limit_ingest_tenant: str = RATE_LIMIT_INGEST_TENANT
+    rate_limit_ingest_token: str = RATE_LIMIT_INGEST_TOKEN
+    rate_limit_read_tenant: str = RATE_LIMIT_READ_TENANT
+    rate_limit_read_token: str = RATE_LIMIT_READ_TOKEN
 
     @property
     def embedded(self) -> bool:
@@ -160,6 +187,33 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
         return float(raw)
     except ValueError as exc:
         raise SettingsError(f"{name} must be a number, got {raw!r}") from exc
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = _str(env, name)
+    if raw is None:
+        return default
+    if raw.lower() in {"1", "true", "yes", "on"}:
+        return True
+    if raw.lower() in {"0", "false", "no", "off"}:
+        return False
+    raise SettingsError(f"{name} must be 1 or 0, got {raw!r}")
+
+
+def _rate_limit(env: Mapping[str, str], name: str, default: str) -> str:
+    """A rate limit string, checked here so that a typo stops the process at start-up."""
+    from limits import parse_many
+
+    raw = _str(env, name) or default
+    try:
+        items = parse_many(raw)
+    except ValueError:
+        items = []
+    if not items or any(item.amount < 1 for item in items):
+        raise SettingsError(f"{name} must be a rate limit such as 500/second or "
+                            f"10/second;300/minute (UBI_RATE_LIMIT_ENABLED=0 turns the limits "
+                            f"off), got {raw!r}")
+    return raw
 
 
 def _generated_secrets(data_dir: Path) -> dict[str, str]:
@@ -229,6 +283,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     gc_threshold = _int(env, "UBI_GC_THRESHOLD", 100_000)
     if gc_threshold < 0:
         raise SettingsError("UBI_GC_THRESHOLD must be 0 (Python's default) or more")
+    rate_limit_enabled = _bool(env, "UBI_RATE_LIMIT_ENABLED", True)
 
     return Settings(
         database_url=database_url or f"sqlite:///{data_dir / 'ubi.sqlite3'}",
@@ -260,6 +315,15 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         embedded_db=embedded_db,
         embedded_broker=embedded_broker,
         clock_file=_clock_file(env),
+        rate_limit_enabled=rate_limit_enabled,
+        rate_limit_ingest_tenant=_rate_limit(env, "UBI_RATE_LIMIT_INGEST_TENANT",
+                                             RATE_LIMIT_INGEST_TENANT),
+        rate_limit_ingest_token=_rate_limit(env, "UBI_RATE_LIMIT_INGEST_TOKEN",
+                                            RATE_LIMIT_INGEST_TOKEN),
+        rate_limit_read_tenant=_rate_limit(env, "UBI_RATE_LIMIT_READ_TENANT",
+                                           RATE_LIMIT_READ_TENANT),
+        rate_limit_read_token=_rate_limit(env, "UBI_RATE_LIMIT_READ_TOKEN",
+                                          RATE_LIMIT_READ_TOKEN),
     )
 
 

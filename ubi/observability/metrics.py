@@ -38,6 +38,13 @@ BASELINE_DURATION = Histogram(
 API_DURATION = Histogram(
     "ubi_api_request_duration_seconds", "HTTP request time", ["tenant_id", "endpoint", "method"],
     buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
+RATE_LIMITED = Counter(
+    "ubi_rate_limited_total", "Requests refused with 429, by the limit they exceeded "
+    "(ingest_tenant, ingest_token, read_tenant, read_token)", ["tenant_id", "limit"])
+RATE_LIMIT_FAIL_OPEN = Counter(
+    "ubi_rate_limit_fail_open_total", "Requests let through without a rate-limit check because "
+    "the limiter's storage (Redis) failed: on this request (error) or a moment before (paused)",
+    ["tenant_id", "reason"])
 
 
 class _QueueSize:

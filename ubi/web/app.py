@@ -17,7 +17,7 @@ from ubi.observability import context
 from ubi.observability.logging import configure_logging
 from ubi.observability.metrics import API_DURATION
 from ubi.settings import Settings, get_settings
-from ubi.web import errors
+from ubi.web import errors, rate_limits
 
 API_PREFIX = "/v1/ubi"
 #: Where the Swagger UI page of ``/v1/ubi/docs`` loads its scripts and styles from.
@@ -56,9 +56,14 @@ def create_app(settings: Settings | None = None) -> Flask:
         MAX_CONTENT_LENGTH=settings.max_batch * 16 * 1024 + (1 << 20),
         JSON_SORT_KEYS=False,
     )
+    description = ("Explainable engineering-health intelligence. All endpoints but health, "
+                   "readiness, metrics and the receipt key need a Bearer JWT.")
+    if settings.rate_limit_enabled:
+        description += (" Requests are rate limited per token and per tenant (429 with "
+                        "Retry-After), except health, readiness and metrics.")
     api = UbiApi(app, spec_kwargs={
-        "info": {"description": "Explainable engineering-health intelligence. All endpoints "
-                 "but health, readiness, metrics and the receipt key need a Bearer JWT."},
+        "info": {"description": description},
+        "extra_plugins": [rate_limits.RateLimitDocs(settings.rate_limit_enabled, API_PREFIX)],
     })
     api.spec.components.security_scheme(
         "bearerAuth", {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"})
@@ -71,6 +76,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_error_handler(errors.ApiError, errors.handle_api_error)
     app.register_error_handler(Exception, errors.handle_unexpected)
     app.before_request(_start_request)
+    rate_limits.install(app, settings)  # after _start_request: its logs carry the request id
     app.after_request(_finish_request)
     app.teardown_request(_teardown_request)
     return app
