@@ -457,7 +457,7 @@ def test_new_normal_reanchors_the_actors_baselines_until_undone(client, tokens, 
         actions = [a for (a,) in s.execute(sa.select(AuditEntry.action).where(
             AuditEntry.action.like("baseline.%")))]
     released = ["baseline.anchor_released"] if len(triggers) > 1 else []
-    assert sorted(set(actions)) == released + ["baseline.anchor_undone", "baseline.anchored"]
+    assert sorted(set(actions)) == [*released, "baseline.anchor_undone", "baseline.anchored"]
     with session_factory()() as s:  # the other tests of the module see no feedback
         s.execute(sa.delete(SignalFeedback))
         s.commit()
