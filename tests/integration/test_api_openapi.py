@@ -30,6 +30,10 @@ def spec(client) -> dict[str, Any]:  # type: ignore[no-untyped-def]
 def test_the_document_is_a_valid_openapi_3_0_document(spec) -> None:  # type: ignore[no-untyped-def]
     assert spec["openapi"].startswith("3.0.")
     validate(spec)  # raises OpenAPIValidationError, naming the offending part
+    # Every status an operation answers is listed for it: no catch-all `default`.
+    assert [(path, method) for path, item in spec["paths"].items()
+            for method, op in item.items()
+            if isinstance(op, dict) and "default" in op.get("responses", {})] == []
 
 
 def test_signal_envelope_is_generated_from_the_msgspec_struct(spec) -> None:  # type: ignore[no-untyped-def]

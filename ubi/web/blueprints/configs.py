@@ -61,6 +61,7 @@ CONFIG_BODY = {"required": True, "content": {"application/json": {"schema": {
 class TenantConfigResource(MethodView):
     @blp.doc(security=AUTH)
     @blp.response(200, ConfigSchema)
+    @blp.alt_response(400, schema=ErrorSchema, description="a malformed tenant_id")
     @blp.alt_response(401, schema=ErrorSchema)
     @blp.alt_response(403, schema=ErrorSchema)
     @requires("ubi:read:tenant")
@@ -73,8 +74,9 @@ class TenantConfigResource(MethodView):
 
     @blp.doc(security=AUTH, requestBody=CONFIG_BODY)
     @blp.response(200, ConfigWrittenSchema)
-    @blp.alt_response(400, schema=ErrorSchema, description="invalid config (errors name "
-                      "each field); the attempt is recorded and gets a receipt")
+    @blp.alt_response(400, schema=ErrorSchema, description="a malformed tenant_id, a body "
+                      "that is not JSON, or an invalid config (errors name each field; the "
+                      "attempt is recorded and gets a receipt)")
     @blp.alt_response(401, schema=ErrorSchema)
     @blp.alt_response(403, schema=ErrorSchema)
     @blp.alt_response(415, schema=ErrorSchema)
@@ -106,6 +108,7 @@ class TenantConfigResource(MethodView):
 class TenantConfigVersions(MethodView):
     @blp.doc(security=AUTH)
     @blp.response(200, ConfigVersionsSchema)
+    @blp.alt_response(400, schema=ErrorSchema, description="a malformed tenant_id")
     @blp.alt_response(401, schema=ErrorSchema)
     @blp.alt_response(403, schema=ErrorSchema)
     @requires("ubi:read:tenant")

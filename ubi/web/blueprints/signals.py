@@ -100,7 +100,8 @@ class FeedbackStoredSchema(ma.Schema):
 class SignalQuery(MethodView):
     @blp.doc(security=AUTH)
     @blp.response(200, SignalPageSchema)
-    @blp.alt_response(400, schema=ErrorSchema, description="a cursor this API did not issue")
+    @blp.alt_response(400, schema=ErrorSchema, description="a body that is not JSON, a "
+                      "malformed tenant_id, or a cursor this API did not issue")
     @blp.alt_response(401, schema=ErrorSchema)
     @blp.alt_response(403, schema=ErrorSchema, description="no role for the scope, or "
                       "another tenant")
@@ -146,6 +147,7 @@ class SignalQuery(MethodView):
 class RecentSignals(MethodView):
     @blp.doc(security=AUTH)
     @blp.response(200, RecentSchema)
+    @blp.alt_response(400, schema=ErrorSchema, description="a malformed tenant_id")
     @blp.alt_response(401, schema=ErrorSchema)
     @blp.alt_response(403, schema=ErrorSchema)
     @blp.alt_response(422, schema=ErrorSchema)
@@ -168,6 +170,7 @@ class RecentSignals(MethodView):
 class SignalFeedback(MethodView):
     @blp.doc(security=AUTH)
     @blp.response(200, FeedbackStoredSchema)
+    @blp.alt_response(400, schema=ErrorSchema, description="a body that is not JSON")
     @blp.alt_response(401, schema=ErrorSchema)
     @blp.alt_response(403, schema=ErrorSchema, description="no read role for the signal's "
                       "scope")
