@@ -13,7 +13,14 @@ from ubi import clock
 from ubi.models import session_scope
 from ubi.services import configs
 from ubi.web.auth import current_principal, requires
-from ubi.web.blueprints.common import AUTH, TENANT_ID, reading_tenant, settings
+from ubi.web.blueprints.common import (
+    AUTH,
+    TENANT_ID,
+    UNSTORABLE_REASON,
+    reading_tenant,
+    settings,
+    unstorable_text_at,
+)
 from ubi.web.errors import ApiError, ErrorSchema
 
 blp = Blueprint("config", __name__, description="Per-tenant configuration, versioned")
@@ -93,6 +100,10 @@ class TenantConfigResource(MethodView):
         document = request.get_json(silent=True)
         if document is None:
             raise ApiError(400, "the body is not JSON", code="bad_request")
+        where = unstorable_text_at(document)
+        if where is not None:
+            raise ApiError(400, f"invalid config: {where}: {UNSTORABLE_REASON}",
+                           code="bad_request", errors={where: UNSTORABLE_REASON})
         with session_scope(settings()) as session:
             change = configs.change_config(session, tenant_id, document, author=principal.sub,
                                            now=clock.utcnow())

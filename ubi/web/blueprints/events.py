@@ -17,7 +17,7 @@ from ubi.analytics.envelope import BatchFormatError, Envelope
 from ubi.models import session_scope
 from ubi.services import ingest
 from ubi.web.auth import current_principal, requires
-from ubi.web.blueprints.common import AUTH, settings
+from ubi.web.blueprints.common import AUTH, UNSTORABLE_TEXT, settings
 from ubi.web.errors import ApiError, DependencyUnavailable, ErrorSchema
 from ubi.web.msgspec_schemas import openapi_components
 
@@ -162,7 +162,9 @@ class BatchStatus(MethodView):
         """Status of a batch and its counts: inserted, duplicates, dropped by reason."""
         principal = current_principal()
         with session_scope(settings()) as session:
-            batch = ingest.batch_status(session, batch_id)
+            # (An id that cannot be stored names no batch; the database would refuse it.)
+            storable = not UNSTORABLE_TEXT.search(batch_id)
+            batch = ingest.batch_status(session, batch_id) if storable else None
             # Another tenant's batch is reported as unknown: ids must not leak across tenants.
             if batch is None or not principal.may_access_tenant(batch.tenant_id):
                 raise ApiError(404, f"no batch {batch_id}", code="not_found")
