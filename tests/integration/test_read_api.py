@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from tests.conftest import CLOCK_FILE
 from tests.support import resources
 from tests.support.organisation import organisation_events
+from tests.support.pipeline import run_pipeline
 from ubi import clock
 from ubi.analytics.privacy import Pseudonymiser
 from ubi.models import (
@@ -30,7 +31,7 @@ from ubi.models import (
     TenantConfigVersion,
     session_factory,
 )
-from ubi.services import baselines, configs, detection, features, ingest
+from ubi.services import baselines, configs
 
 NOW = datetime(2026, 6, 17, 12, tzinfo=UTC)  # a Wednesday noon: yesterday is evaluated
 YESTERDAY = NOW.date() - timedelta(days=1)
@@ -46,21 +47,6 @@ NEW_ROUTES = [
     ("get", "/v1/ubi/config/acme/versions"),
     ("get", "/v1/ubi/export?tenant_id=acme&from=2026-06-01&to=2026-06-16"),
 ]
-
-
-def run_pipeline(settings, tenant: str, events: list[dict[str, Any]]) -> None:  # type: ignore[no-untyped-def]
-    alias = Pseudonymiser(settings.pseudonym_secret)
-    for i in range(0, len(events), 1000):  # a transaction per batch, as the workers do
-        with session_factory()() as s:
-            ingest.store_batch(s, batch_id=f"{tenant}-{i}", tenant_id=tenant,
-                               events_json=json.dumps(events[i:i + 1000]),
-                               received_at=clock.utcnow(), correlation_id=None,
-                               pseudonymiser=alias)
-            s.commit()
-    with session_factory()() as s:
-        features.compute_tenant_features(s, tenant)
-        detection.detect_tenant(s, tenant)
-        s.commit()
 
 
 @pytest.fixture(scope="module")

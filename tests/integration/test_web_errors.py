@@ -41,3 +41,28 @@ def test_metrics_page_exposes_api_histogram(client) -> None:  # type: ignore[no-
     client.get("/v1/ubi/health")
     page = client.get("/v1/ubi/metrics").data.decode()
     assert 'ubi_api_request_duration_seconds_count{endpoint="/v1/ubi/health"' in page
+
+
+def test_text_the_database_cannot_store_is_refused_not_a_500(client, tokens, clean_db
+                                                             ) -> None:  # type: ignore[no-untyped-def]
+    """NUL characters and lone UTF-16 surrogates (PostgreSQL stores neither) are bad input:
+    a 4xx naming where they are, never the database's error as a 500 (issue 17)."""
+    from ubi.web.auth import ROLES
+
+    headers = {"Authorization": f"Bearer {tokens('acme', *ROLES)}"}
+    for document in ('{"min_team_size\\u0000": 5}', '{"weights": {"x": "\\ud800"}}'):
+        resp = client.put("/v1/ubi/config/acme", data=document, headers=headers,
+                          content_type="application/json")
+        assert (resp.status_code, resp.json["code"]) == (400, "bad_request"), resp.json
+        assert "NUL" in resp.json["message"]
+    for filters in ('{"team_ids": ["core\\u0000"]}', '{"actor_ids": ["\\udc00"]}'):
+        resp = client.post("/v1/ubi/query/signals", headers=headers,
+                           content_type="application/json",
+                           data=f'{{"tenant_id": "acme", "filters": {filters}}}')
+        assert resp.status_code == 422 and "filters" in str(resp.json["errors"]), resp.json
+    resp = client.post("/v1/ubi/signals/nope/feedback", headers=headers,
+                       json={"verdict": "useful", "note": "\x00"})
+    assert resp.status_code == 422 and "note" in resp.json["errors"], resp.json
+    assert client.get("/v1/ubi/batches/b%00", headers=headers).status_code == 404
+    assert client.post("/v1/ubi/signals/s%00/feedback", headers=headers,
+                       json={"verdict": "useful"}).status_code == 404

@@ -1,4 +1,5 @@
-"""Real processes for tests: the web API over HTTP, a Celery worker that can be killed."""
+"""Real servers for tests: the web API over HTTP (in a process or a thread), a Celery
+worker that can be killed."""
 
 from __future__ import annotations
 
@@ -8,9 +9,11 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import requests
 
@@ -49,6 +52,23 @@ def web_process(**env: str) -> Iterator[str]:
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+@contextmanager
+def web_thread(app: Any) -> Iterator[str]:
+    """``app`` served by werkzeug's threaded WSGI server on a free loopback port, in a thread
+    of this process (its errors land in this test's captured log); yields its base URL."""
+    from werkzeug.serving import make_server
+
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, name="web", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/v1/ubi"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
 
 
 class WorkerProcess:

@@ -30,27 +30,78 @@ _SCHEMA_VERSION = re.compile(r"^(\d+)(\.\d+){0,2}$")
 
 OptStr128 = Annotated[str, msgspec.Meta(max_length=128)] | None
 
+#: An optional id that travels with the event (``trace_id``, ``span_id``, ``correlation_id``).
+TraceId = Annotated[OptStr128, msgspec.Meta(
+    description="carried through to the event's features and signals")]
 
+#: The keys of ``resource`` that mean something to UBI. Documentation only (the OpenAPI
+#: document shows them): the hot path takes any object here, and what is kept of it is the
+#: tenant's privacy policy's decision (``privacy.minimise``), not the schema's.
+RESOURCE_KEYS: dict[str, Any] = {
+    "repo": {"type": "string"},
+    "branch": {"type": "string"},
+    "service_name": {"type": "string", "description": "the event's source_system"},
+    "module": {"type": "string"},
+    "commit": {"type": "string"},
+    "file_path": {"type": "string"},
+    "actor_type": {"type": "string", "description": "human | ai_agent | service (synonyms "
+                   "person/user, ai/agent/llm, system/automated); default human"},
+    "team_id": {"anyOf": [{"type": "string"}, {"type": "null"}],
+                "description": "the actor's team, if any"},
+    "privacy_tags": {"type": "array", "items": {"type": "string"}, "description": "a tag the "
+                     "tenant drops removes the envelope's payload and resource content"},
+}
+
+
+# This one definition validates envelopes on the hot path and is the ``SignalEnvelope`` of the
+# OpenAPI document (``ubi.web.msgspec_schemas``): the docstring and each ``description`` are
+# the API's documentation, and a constraint stated here is checked here. ``validate_item``
+# adds the rules a schema cannot state; each is named in its field's description.
 class Envelope(msgspec.Struct, kw_only=True):
-    """A SignalEnvelope as the ingestion platform sends it (unknown top-level keys ignored)."""
+    """A SignalEnvelope as the ingestion platform sends it (SPEC §3). Unknown top-level keys
+    are ignored. Each envelope of a batch is validated on its own."""
 
-    signal_id: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
-    tenant_id: Annotated[str, msgspec.Meta(min_length=1, max_length=64,
-                                           pattern=r"^[A-Za-z0-9_.-]+$")]
-    signal_kind: Literal["event", "metric", "log", "trace"]
-    signal_type: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
-    occurred_at: Annotated[datetime, msgspec.Meta(tz=True)]
-    ingested_at: datetime
-    schema_version: Annotated[str, msgspec.Meta(min_length=1, max_length=32)]
-    actor_id: Annotated[str, msgspec.Meta(min_length=1, max_length=256)] | None = None
-    trace_id: OptStr128 = None
-    span_id: OptStr128 = None
-    correlation_id: OptStr128 = None
-    resource: dict[str, Any] | None = None
-    payload: dict[str, Any] | None = None
-    environment: Annotated[str, msgspec.Meta(max_length=64)] | None = None
-    producer_id: OptStr128 = None
-    sequence_no: int | None = None
+    signal_id: Annotated[str, msgspec.Meta(
+        min_length=1, max_length=128,
+        description="globally unique; the idempotency key (a repeat is a duplicate)")]
+    tenant_id: Annotated[str, msgspec.Meta(
+        min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$",
+        description="the caller's tenant, unless the caller is privileged")]
+    signal_kind: Annotated[Literal["event", "metric", "log", "trace"], msgspec.Meta(
+        description="only event is analysed; the others are accepted and counted, not stored")]
+    signal_type: Annotated[str, msgspec.Meta(
+        min_length=1, max_length=128,
+        description="mapped to a canonical event type by the tenant's event_type_mapping "
+                    "(SPEC §4); for signal_kind event one that maps to none is rejected")]
+    occurred_at: Annotated[datetime, msgspec.Meta(
+        tz=True, description="ISO 8601 with a UTC offset, which is kept (working hours are "
+                             "local); at most a day in the future")]
+    ingested_at: Annotated[datetime, msgspec.Meta(
+        description="ISO 8601; a time without a UTC offset is read as UTC",
+        extra_json_schema={"format": "date-time"})]
+    schema_version: Annotated[str, msgspec.Meta(
+        min_length=1, max_length=32, examples=["1.0"],
+        description="MAJOR[.MINOR[.PATCH]]; major 1 is accepted, another major is rejected",
+        extra_json_schema={"pattern": _SCHEMA_VERSION.pattern})]
+    actor_id: Annotated[Annotated[str, msgspec.Meta(min_length=1, max_length=256)] | None,
+                        msgspec.Meta(description="required for signal_kind event")] = None
+    trace_id: TraceId = None
+    span_id: TraceId = None
+    correlation_id: TraceId = None
+    resource: Annotated[
+        Annotated[dict[str, Any], msgspec.Meta(extra_json_schema={"properties": RESOURCE_KEYS})]
+        | None,
+        msgspec.Meta(description="where the event happened and who did it; other keys are "
+                                 "kept as far as the tenant allows (SPEC §8)")] = None
+    payload: Annotated[dict[str, Any] | None, msgspec.Meta(
+        description="type-specific properties, kept as far as the tenant allows (SPEC §8)")
+    ] = None
+    environment: Annotated[Annotated[str, msgspec.Meta(max_length=64)] | None,
+                           msgspec.Meta(description="stored as metadata")] = None
+    producer_id: Annotated[OptStr128, msgspec.Meta(
+        description="stored as metadata; the source_system when resource.service_name is "
+                    "absent")] = None
+    sequence_no: Annotated[int | None, msgspec.Meta(description="stored as metadata")] = None
 
 
 class _Wrapped(msgspec.Struct):

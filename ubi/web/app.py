@@ -29,6 +29,10 @@ class UbiApi(Api):
     """flask-smorest ``Api`` whose errors use UBI's JSON error shape."""
 
     ERROR_SCHEMA = errors.ErrorSchema
+    #: No catch-all ``default`` response on every operation: each status an operation can
+    #: answer is documented for it (``alt_response``), so that a client, and the conformance
+    #: test of ``tests/integration/test_api_conformance.py``, can tell an undocumented one.
+    DEFAULT_ERROR_RESPONSE_NAME = None
 
     def handle_http_exception(self, error: HTTPException) -> Response:
         return errors.handle_http_exception(error)

@@ -6,7 +6,9 @@ from __future__ import annotations
 import functools
 import re
 from dataclasses import dataclass
+from typing import Any
 
+import marshmallow as ma
 from flask import current_app
 from sqlalchemy.orm import Session
 
@@ -31,6 +33,46 @@ class IdRule:
             raise ApiError(400, f"{field}: {self.description}", code="bad_request",
                            errors={field: self.description})
         return value
+
+
+#: Text PostgreSQL cannot store: the NUL character, and half of a UTF-16 surrogate pair (a JSON
+#: ``\\u`` escape may encode one alone, and Python then holds it as such; UTF-8 cannot
+#: encode it either, so it cannot be hashed into a pseudonym).
+UNSTORABLE_TEXT = re.compile("[\x00\ud800-\udfff]")
+UNSTORABLE_REASON = "may not contain the NUL character (\\u0000) or a lone UTF-16 surrogate"
+
+
+def unstorable_text_at(value: Any, path: str = "$") -> str | None:
+    """Where a decoded JSON value holds text that cannot be stored (in a string or an object
+    key), or None."""
+    if isinstance(value, str):
+        return path if UNSTORABLE_TEXT.search(value) else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if UNSTORABLE_TEXT.search(key):
+                return f"{path}.{key!r}"
+            found = unstorable_text_at(item, f"{path}.{key}")
+            if found is not None:
+                return found
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            found = unstorable_text_at(item, f"{path}[{i}]")
+            if found is not None:
+                return found
+    return None
+
+
+class Text(ma.fields.String):
+    """A string of a request that refuses text that cannot be stored or encoded: a 422 naming
+    the field instead of the database's or the encoder's error (a 500)."""
+
+    default_error_messages = {"unstorable": UNSTORABLE_REASON}
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        text = super()._deserialize(value, attr, data, **kwargs)
+        if UNSTORABLE_TEXT.search(text):
+            raise self.make_error("unstorable")
+        return text
 
 
 TENANT_ID = IdRule(re.compile(r"^[A-Za-z0-9_.-]{1,64}$"), "1-64 characters of [A-Za-z0-9_.-]")

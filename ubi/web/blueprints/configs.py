@@ -13,7 +13,14 @@ from ubi import clock
 from ubi.models import session_scope
 from ubi.services import configs
 from ubi.web.auth import current_principal, requires
-from ubi.web.blueprints.common import AUTH, TENANT_ID, reading_tenant, settings
+from ubi.web.blueprints.common import (
+    AUTH,
+    TENANT_ID,
+    UNSTORABLE_REASON,
+    reading_tenant,
+    settings,
+    unstorable_text_at,
+)
 from ubi.web.errors import ApiError, ErrorSchema
 
 blp = Blueprint("config", __name__, description="Per-tenant configuration, versioned")
@@ -63,6 +70,7 @@ CONFIG_BODY = {"required": True, "content": {"application/json": {"schema": {
 class TenantConfigResource(MethodView):
     @blp.doc(security=AUTH)
     @blp.response(200, ConfigSchema)
+    @blp.alt_response(400, schema=ErrorSchema, description="a malformed tenant_id")
     @blp.alt_response(401, schema=ErrorSchema)
     @blp.alt_response(403, schema=ErrorSchema)
     @requires("ubi:read:tenant")
@@ -75,8 +83,9 @@ class TenantConfigResource(MethodView):
 
     @blp.doc(security=AUTH, requestBody=CONFIG_BODY)
     @blp.response(200, ConfigWrittenSchema)
-    @blp.alt_response(400, schema=ErrorSchema, description="invalid config (errors name "
-                      "each field); the attempt is recorded and gets a receipt")
+    @blp.alt_response(400, schema=ErrorSchema, description="a malformed tenant_id, a body "
+                      "that is not JSON, or an invalid config (errors name each field; the "
+                      "attempt is recorded and gets a receipt)")
     @blp.alt_response(401, schema=ErrorSchema)
     @blp.alt_response(403, schema=ErrorSchema)
     @blp.alt_response(415, schema=ErrorSchema)
@@ -93,6 +102,10 @@ class TenantConfigResource(MethodView):
         document = request.get_json(silent=True)
         if document is None:
             raise ApiError(400, "the body is not JSON", code="bad_request")
+        where = unstorable_text_at(document)
+        if where is not None:
+            raise ApiError(400, f"invalid config: {where}: {UNSTORABLE_REASON}",
+                           code="bad_request", errors={where: UNSTORABLE_REASON})
         with session_scope(settings()) as session:
             change = configs.change_config(session, tenant_id, document, author=principal.sub,
                                            now=clock.utcnow())
@@ -108,6 +121,7 @@ class TenantConfigResource(MethodView):
 class TenantConfigVersions(MethodView):
     @blp.doc(security=AUTH)
     @blp.response(200, ConfigVersionsSchema)
+    @blp.alt_response(400, schema=ErrorSchema, description="a malformed tenant_id")
     @blp.alt_response(401, schema=ErrorSchema)
     @blp.alt_response(403, schema=ErrorSchema)
     @requires("ubi:read:tenant")

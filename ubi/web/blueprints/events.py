@@ -13,12 +13,13 @@ from flask import Response, g, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from ubi.analytics.envelope import BatchFormatError
+from ubi.analytics.envelope import BatchFormatError, Envelope
 from ubi.models import session_scope
 from ubi.services import ingest
 from ubi.web.auth import current_principal, requires
-from ubi.web.blueprints.common import AUTH, settings
+from ubi.web.blueprints.common import AUTH, UNSTORABLE_TEXT, settings
 from ubi.web.errors import ApiError, DependencyUnavailable, ErrorSchema
+from ubi.web.msgspec_schemas import openapi_components
 
 log = logging.getLogger("ubi.web.events")
 blp = Blueprint("events", __name__, description="Event ingestion")
@@ -26,47 +27,6 @@ blp = Blueprint("events", __name__, description="Event ingestion")
 #: Failures of the broker while publishing: the batch was not queued.
 BROKER_ERRORS = (kombu.exceptions.OperationalError, amqp.exceptions.ConnectionError,
                  ConnectionError, OSError, TimeoutError)
-
-
-class ResourceSchema(ma.Schema):
-    repo = ma.fields.String()
-    branch = ma.fields.String()
-    service_name = ma.fields.String()
-    module = ma.fields.String()
-    commit = ma.fields.String()
-    file_path = ma.fields.String()
-    actor_type = ma.fields.String(metadata={"description": "human | ai_agent | service "
-                                            "(synonyms person/user, ai/agent/llm, "
-                                            "system/automated)"})
-    team_id = ma.fields.String(allow_none=True)
-    privacy_tags = ma.fields.List(ma.fields.String())
-
-
-class SignalEnvelopeSchema(ma.Schema):
-    """A SignalEnvelope (SPEC §3). Validated on the hot path by msgspec; documented here."""
-
-    signal_id = ma.fields.String(required=True, metadata={"description": "1-128 chars; the "
-                                                          "idempotency key"})
-    tenant_id = ma.fields.String(required=True, metadata={"pattern": "^[A-Za-z0-9_.-]{1,64}$"})
-    actor_id = ma.fields.String(metadata={"description": "required for signal_kind event"})
-    signal_kind = ma.fields.String(required=True, validate=ma.validate.OneOf(
-        ["event", "metric", "log", "trace"]))
-    signal_type = ma.fields.String(required=True)
-    occurred_at = ma.fields.DateTime(required=True, metadata={"description": "with UTC offset"})
-    ingested_at = ma.fields.DateTime(required=True)
-    schema_version = ma.fields.String(required=True, metadata={"example": "1.0"})
-    trace_id = ma.fields.String()
-    span_id = ma.fields.String()
-    correlation_id = ma.fields.String()
-    resource = ma.fields.Nested(ResourceSchema)
-    payload = ma.fields.Dict()
-    environment = ma.fields.String()
-    producer_id = ma.fields.String()
-    sequence_no = ma.fields.Integer()
-
-
-class SignalBatchSchema(ma.Schema):
-    events = ma.fields.List(ma.fields.Nested(SignalEnvelopeSchema), required=True)
 
 
 class ItemResultSchema(ma.Schema):
@@ -107,18 +67,33 @@ class BatchStatusSchema(ma.Schema):
     dropped = ma.fields.Dict()
 
 
+#: ``{"events": [...]}``: the batch shape of SPEC §3 (``split_batch`` reads it).
+SIGNAL_BATCH = {
+    "type": "object",
+    "required": ["events"],
+    "properties": {"events": {
+        "type": "array", "minItems": 1,
+        "items": {"$ref": "#/components/schemas/SignalEnvelope"},
+        "description": "at most UBI_MAX_BATCH (default 5000) envelopes; more is a 413"}},
+}
+
 REQUEST_BODY = {
     "required": True,
+    "description": "a batch, or a bare JSON array of envelopes (the ingestion platform's own "
+                   "shape); each envelope is validated on its own",
     "content": {"application/json": {"schema": {"oneOf": [
         {"$ref": "#/components/schemas/SignalBatch"},
-        {"type": "array", "items": {"$ref": "#/components/schemas/SignalEnvelope"}},
+        {"type": "array", "minItems": 1,
+         "items": {"$ref": "#/components/schemas/SignalEnvelope"}},
     ]}}},
 }
 
 
 def register_schemas(spec: Any) -> None:
-    spec.components.schema("SignalEnvelope", schema=SignalEnvelopeSchema)
-    spec.components.schema("SignalBatch", schema=SignalBatchSchema)
+    # SignalEnvelope is the msgspec Struct the hot path validates with, not a copy of it.
+    for name, schema in openapi_components({"SignalEnvelope": Envelope}).items():
+        spec.components.schema(name, component=schema)
+    spec.components.schema("SignalBatch", component=SIGNAL_BATCH)
 
 
 def _is_json_request() -> bool:
@@ -187,7 +162,9 @@ class BatchStatus(MethodView):
         """Status of a batch and its counts: inserted, duplicates, dropped by reason."""
         principal = current_principal()
         with session_scope(settings()) as session:
-            batch = ingest.batch_status(session, batch_id)
+            # (An id that cannot be stored names no batch; the database would refuse it.)
+            storable = not UNSTORABLE_TEXT.search(batch_id)
+            batch = ingest.batch_status(session, batch_id) if storable else None
             # Another tenant's batch is reported as unknown: ids must not leak across tenants.
             if batch is None or not principal.may_access_tenant(batch.tenant_id):
                 raise ApiError(404, f"no batch {batch_id}", code="not_found")

@@ -43,6 +43,7 @@ class Export(MethodView):
         "description": "team, cohort and tenant feature rows, one per line (JSON lines) or "
                        "CSV with a header; columns " + ", ".join(exports.COLUMNS),
         "content": {m: {"schema": {"type": "string"}} for m in MEDIA_TYPES.values()}}})
+    @blp.alt_response(400, schema=ErrorSchema, description="a malformed tenant_id")
     @blp.alt_response(401, schema=ErrorSchema)
     @blp.alt_response(403, schema=ErrorSchema)
     @blp.alt_response(422, schema=ErrorSchema)

@@ -37,6 +37,7 @@ def _not_found(exc: profiles.NotFound) -> ApiError:
 class ActorProfile(MethodView):
     @blp.doc(security=AUTH)
     @blp.response(200, ActorProfileSchema)
+    @blp.alt_response(400, schema=ErrorSchema, description="a malformed actor_id or tenant_id")
     @blp.alt_response(401, schema=ErrorSchema)
     @blp.alt_response(403, schema=ErrorSchema, description="no ubi:read:actor, another "
                       "tenant, or actor-level views turned off by the tenant")
@@ -68,6 +69,7 @@ class ActorProfile(MethodView):
 class TeamSummary(MethodView):
     @blp.doc(security=AUTH)
     @blp.response(200, TeamSummarySchema)
+    @blp.alt_response(400, schema=ErrorSchema, description="a malformed team_id or tenant_id")
     @blp.alt_response(401, schema=ErrorSchema)
     @blp.alt_response(403, schema=ErrorSchema)
     @blp.alt_response(404, schema=ErrorSchema, description="no such team, or one below "
@@ -94,6 +96,7 @@ class TeamSummary(MethodView):
 class TenantSummary(MethodView):
     @blp.doc(security=AUTH)
     @blp.response(200, TenantSummarySchema)
+    @blp.alt_response(400, schema=ErrorSchema, description="a malformed tenant_id")
     @blp.alt_response(401, schema=ErrorSchema)
     @blp.alt_response(403, schema=ErrorSchema)
     @blp.alt_response(404, schema=ErrorSchema, description="no data for the tenant")

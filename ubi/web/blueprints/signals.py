@@ -21,7 +21,14 @@ from ubi.services.signal_queries import (
     recent_signals,
 )
 from ubi.web.auth import ForbiddenError, current_principal, requires
-from ubi.web.blueprints.common import AUTH, READ_ROLE, pseudonymiser, reading_tenant
+from ubi.web.blueprints.common import (
+    AUTH,
+    READ_ROLE,
+    UNSTORABLE_TEXT,
+    Text,
+    pseudonymiser,
+    reading_tenant,
+)
 from ubi.web.blueprints.read_schemas import SCOPES, SignalSchema
 from ubi.web.errors import ApiError, ErrorSchema
 
@@ -42,11 +49,11 @@ class TimeRangeSchema(ma.Schema):
 
 class FiltersSchema(ma.Schema):
     min_severity = ma.fields.String(validate=ma.validate.OneOf(SEVERITIES))
-    actor_ids = ma.fields.List(ma.fields.String(validate=ma.validate.Length(1, 256)),
+    actor_ids = ma.fields.List(Text(validate=ma.validate.Length(1, 256)),
                                validate=ma.validate.Length(max=1000),
                                metadata={"description": "original actor ids "
                                                         "(needs ubi:read:actor)"})
-    team_ids = ma.fields.List(ma.fields.String(validate=ma.validate.Length(1, 256)),
+    team_ids = ma.fields.List(Text(validate=ma.validate.Length(1, 256)),
                               validate=ma.validate.Length(max=1000))
     signal_types = ma.fields.List(ma.fields.String(validate=ma.validate.OneOf(SIGNAL_TYPES)))
     status = ma.fields.String(validate=ma.validate.OneOf(STATUSES))
@@ -83,8 +90,7 @@ class RecentSchema(ma.Schema):
 
 class FeedbackSchema(ma.Schema):
     verdict = ma.fields.String(required=True, validate=ma.validate.OneOf(feedback.VERDICTS))
-    note = ma.fields.String(allow_none=True,
-                            validate=ma.validate.Length(max=feedback.NOTE_MAX))
+    note = Text(allow_none=True, validate=ma.validate.Length(max=feedback.NOTE_MAX))
 
 
 class FeedbackStoredSchema(ma.Schema):
@@ -106,7 +112,8 @@ class FeedbackStoredSchema(ma.Schema):
 class SignalQuery(MethodView):
     @blp.doc(security=AUTH)
     @blp.response(200, SignalPageSchema)
-    @blp.alt_response(400, schema=ErrorSchema, description="a cursor this API did not issue")
+    @blp.alt_response(400, schema=ErrorSchema, description="a body that is not JSON, a "
+                      "malformed tenant_id, or a cursor this API did not issue")
     @blp.alt_response(401, schema=ErrorSchema)
     @blp.alt_response(403, schema=ErrorSchema, description="no role for the scope, or "
                       "another tenant")
@@ -152,6 +159,7 @@ class SignalQuery(MethodView):
 class RecentSignals(MethodView):
     @blp.doc(security=AUTH)
     @blp.response(200, RecentSchema)
+    @blp.alt_response(400, schema=ErrorSchema, description="a malformed tenant_id")
     @blp.alt_response(401, schema=ErrorSchema)
     @blp.alt_response(403, schema=ErrorSchema)
     @blp.alt_response(422, schema=ErrorSchema)
@@ -174,6 +182,7 @@ class RecentSignals(MethodView):
 class SignalFeedback(MethodView):
     @blp.doc(security=AUTH)
     @blp.response(200, FeedbackStoredSchema)
+    @blp.alt_response(400, schema=ErrorSchema, description="a body that is not JSON")
     @blp.alt_response(401, schema=ErrorSchema)
     @blp.alt_response(403, schema=ErrorSchema, description="no read role for the signal's "
                       "scope")
@@ -186,7 +195,8 @@ class SignalFeedback(MethodView):
         caller and signal; posting again changes it)."""
         principal = current_principal()
         with session_scope() as session:
-            signal = session.get(Signal, signal_id) if len(signal_id) <= 64 else None
+            known = len(signal_id) <= 64 and not UNSTORABLE_TEXT.search(signal_id)
+            signal = session.get(Signal, signal_id) if known else None
             # Another tenant's signal is unknown to this caller: nothing about it may leak.
             if signal is None or not principal.may_access_tenant(signal.tenant_id):
                 raise ApiError(404, f"no signal {signal_id}", code="not_found")
