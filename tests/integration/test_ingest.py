@@ -111,6 +111,25 @@ def test_nul_characters_are_rejected_per_item_and_lose_no_neighbour(
     assert stored == [(good["signal_id"], {"outcome": "a\\u0000b is fine: escaped"})]
 
 
+def test_numbers_the_store_cannot_hold_are_rejected_per_item(
+        client, tokens, db_session, ingest_worker) -> None:  # type: ignore[no-untyped-def]
+    """``sequence_no`` is a 64-bit column: a larger one was accepted and then failed its whole
+    batch in the worker. Numbers inside the payload are JSON and may be any size."""
+    token = tokens("acme", "ubi:write:events")
+    too_big = envelope(actor="bob")
+    too_big["sequence_no"] = 2 ** 63
+    largest = envelope(actor="alice")
+    largest["sequence_no"] = 2 ** 63 - 1
+    huge_payload = envelope(actor="carol", payload={"duration_ms": 2 ** 70})
+    resp = post_events(client, token, [largest, too_big, huge_payload])
+    assert [r["status"] for r in resp.json["results"]] == ["accepted", "rejected", "accepted"]
+    assert "$.sequence_no" in resp.json["results"][1]["error_message"]
+    status = wait_for_batch(client, token, resp.json["batch_id"])
+    assert status["status"] == "done" and status["counts"]["inserted"] == 2
+    assert sorted(db_session.execute(sa.select(Event.event_id)).scalars()) == sorted(
+        [largest["signal_id"], huge_payload["signal_id"]])
+
+
 def test_same_batch_posted_twice_is_stored_once(client, tokens, db_session, settings,
                                                 ingest_worker) -> None:  # type: ignore[no-untyped-def]
     token = tokens("acme", "ubi:write:events")

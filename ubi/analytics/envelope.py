@@ -101,7 +101,9 @@ class Envelope(msgspec.Struct, kw_only=True):
     producer_id: Annotated[OptStr128, msgspec.Meta(
         description="stored as metadata; the source_system when resource.service_name is "
                     "absent")] = None
-    sequence_no: Annotated[int | None, msgspec.Meta(description="stored as metadata")] = None
+    sequence_no: Annotated[
+        Annotated[int, msgspec.Meta(ge=-(2 ** 63), le=2 ** 63 - 1)] | None,
+        msgspec.Meta(description="stored as metadata (a 64-bit signed integer)")] = None
 
 
 class _Wrapped(msgspec.Struct):
