@@ -429,8 +429,11 @@ def test_new_normal_reanchors_the_actors_baselines_until_undone(client, tokens, 
     anchor_id = listed["anchors"][0]["anchor_id"]
     assert client.delete(f"/v1/ubi/baselines/anchors/{anchor_id}?tenant_id=acme",
                          headers=auth(lead)).status_code == 403
+    root = tokens("acme", "admin", sub="root")
+    assert client.delete("/v1/ubi/baselines/anchors/no%00such?tenant_id=acme",
+                         headers=auth(root)).status_code == 404
     undone = client.delete(f"/v1/ubi/baselines/anchors/{anchor_id}?tenant_id=acme",
-                           headers=auth(tokens("acme", "admin", sub="root")))
+                           headers=auth(root))
     assert undone.status_code == 200 and undone.json["undo_reason"] == "undone_by_admin"
     # Changing the verdict releases the rest.
     assert client.post(url, headers=auth(lead), json={"verdict": "useful"}).status_code == 200

@@ -10,6 +10,7 @@ log. Detection and the nightly baseline recompute read the active ones (``active
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import datetime
 from typing import Any
@@ -23,6 +24,8 @@ from ubi.analytics.taxonomy import FEATURE_INDEX
 from ubi.models import BaselineAnchor, Signal
 from ubi.services import audit
 
+#: Anchor ids are UUIDs: anything else names no anchor (and never reaches the database).
+_ANCHOR_ID = re.compile(r"^[0-9a-f-]{36}$")
 #: Why an anchor stopped applying.
 SUPERSEDED, VERDICT_CHANGED, UNDONE = "superseded", "verdict_changed", "undone_by_admin"
 
@@ -86,7 +89,7 @@ def undo(session: Session, tenant_id: str, anchor_id: str, *, by: str,
          now: datetime) -> BaselineAnchor | None:
     """An admin undoes an anchor: the series' baseline reads its whole history again. None
     when the tenant has no such anchor; an anchor already undone stays as it was."""
-    row = session.get(BaselineAnchor, anchor_id)
+    row = session.get(BaselineAnchor, anchor_id) if _ANCHOR_ID.match(anchor_id) else None
     if row is None or row.tenant_id != tenant_id:
         return None
     if row.undone_at is None:

@@ -53,6 +53,7 @@ class AnchorListSchema(ma.Schema):
 class AnchorList(MethodView):
     @blp.doc(security=AUTH)
     @blp.response(200, AnchorListSchema)
+    @blp.alt_response(400, schema=ErrorSchema, description="a malformed tenant_id")
     @blp.alt_response(401, schema=ErrorSchema)
     @blp.alt_response(403, schema=ErrorSchema)
     @blp.alt_response(422, schema=ErrorSchema)
@@ -71,6 +72,7 @@ class AnchorList(MethodView):
 class AnchorResource(MethodView):
     @blp.doc(security=AUTH)
     @blp.response(200, AnchorSchema)
+    @blp.alt_response(400, schema=ErrorSchema, description="a malformed tenant_id")
     @blp.alt_response(401, schema=ErrorSchema)
     @blp.alt_response(403, schema=ErrorSchema, description="only an admin undoes an anchor")
     @blp.alt_response(404, schema=ErrorSchema)
