@@ -22,6 +22,7 @@ from tests.support.organisation import organisation_events
 from tests.support.pipeline import run_pipeline
 from ubi import clock
 from ubi.analytics.privacy import Pseudonymiser
+from ubi.analytics.taxonomy import FEATURES
 from ubi.models import (
     AuditEntry,
     Baseline,
@@ -491,3 +492,18 @@ def test_false_positives_propose_raised_thresholds_an_admin_accepts(client, toke
         s.execute(sa.delete(SignalFeedback))
         s.commit()
     assert client.put("/v1/ubi/config/acme", headers=auth(admin), json={}).status_code == 200
+
+
+def test_no_signal_rests_on_a_volume_only_feature(client, tokens, acme) -> None:  # type: ignore[no-untyped-def]
+    """The tenant keeps the default prohibit_volume_only_metrics: no stored signal has a
+    volume-only trigger, and the signals read over HTTP are those same signals."""
+    volume_only = {f.name for f in FEATURES if f.volume_only}
+    with session_factory()() as s:
+        rows = s.execute(sa.select(Signal.signal_id, Signal.triggers).where(
+            Signal.tenant_id == "acme")).all()
+    assert rows and volume_only
+    triggered = {t.split(".")[0] for _, triggers in rows for t in triggers}
+    assert triggered and not triggered & volume_only
+    read = client.post("/v1/ubi/query/signals", headers=auth(tokens("acme", *ALL_READ)),
+                       json={"tenant_id": "acme", "page_size": 500}).json["signals"]
+    assert {s["signal_id"] for s in read} <= {sid for sid, _ in rows}
