@@ -12,9 +12,11 @@ own database (``benchmarks._harness.BenchStack``):
 - each batch is one ``ubi.services.ingest.store_batch`` call in its own transaction, as the
   ingest worker does, with the shared clock (``UBI_CLOCK_FILE``, ``UBI_DEV_MODE=1``) pinned to
   the morning after the batch's day (so every batch is "yesterday's" events arriving);
-- after each day, ``features.compute_tenant_features`` (the features step of the pipeline) with
-  the clock at that morning; every 10 days and at the end, ``ANALYZE`` (the server's autovacuum
-  is off on the development machine: docs/benchmarks.md);
+- after every ``--features-every`` days (default 7), ``features.compute_tenant_features`` (the
+  features step of the pipeline: it computes every dirty (actor, day) pair, so the feature rows
+  are those of a daily run; daily runs cost about 6 s each at 1,000 actors) with the clock at
+  that morning; every 10 days and at the end, ``ANALYZE`` (the server's autovacuum is off on
+  the development machine: docs/benchmarks.md);
 - at the end, with the clock at the morning after the last day, ``detection.detect_tenant`` (the
   nightly detection: baselines, scores and signals of the days it evaluates), then
   ``VACUUM (ANALYZE)``.
@@ -163,8 +165,8 @@ def day_batches(pop: Population, day: date, n: int, batch_size: int, seed: int,
 
 
 def load(stack: h.BenchStack, clock_path: Path, *, actors: int, teams: int, days: int,
-         events: int, end_day: date, batch_size: int, seed: int, progress: bool
-         ) -> dict[str, Any]:
+         events: int, end_day: date, batch_size: int, seed: int, features_every: int,
+         progress: bool) -> dict[str, Any]:
     """Generate and store the tenant's events through the real services; the load figures."""
     import sqlalchemy as sa
 
@@ -210,11 +212,12 @@ def load(stack: h.BenchStack, clock_path: Path, *, actors: int, teams: int, days
                 s.commit()
             inserted += outcome.inserted
         store_s += time.perf_counter() - t
-        t = time.perf_counter()
-        with factory() as s:
-            features.compute_tenant_features(s, TENANT, now=morning)
-            s.commit()
-        features_s += time.perf_counter() - t
+        if d % features_every == features_every - 1 or d == days - 1:
+            t = time.perf_counter()
+            with factory() as s:
+                features.compute_tenant_features(s, TENANT, now=morning)
+                s.commit()
+            features_s += time.perf_counter() - t
         if d % 10 == 9:
             analyze_s += analyze()
         if progress:
@@ -241,7 +244,7 @@ def load(stack: h.BenchStack, clock_path: Path, *, actors: int, teams: int, days
                                "signals")}
     return {
         "load_path": "in-process ingest.store_batch per batch (one transaction each), "
-                     "features.compute_tenant_features after each day, "
+                     f"features.compute_tenant_features every {features_every} days, "
                      "detection.detect_tenant at the end",
         "events_generated": int(per_day.sum()), "events_stored": inserted,
         "batch_size": batch_size, "generate_s": round(gen_s, 1), "store_s": round(store_s, 1),
@@ -382,7 +385,7 @@ def explain_endpoints(stack: h.BenchStack, token: str, pop: Population, end_day:
             captured.append((statement, parameters))
 
     last = end_day - timedelta(days=3)
-    requests_by_endpoint = {
+    requests_by_endpoint: dict[str, tuple[str, str, dict[str, Any]]] = {
         "profile": ("get", f"/v1/ubi/actors/{pop.actor_ids[1]}/profile",
                     {"query_string": {"tenant_id": TENANT, "window": "7d"}}),
         "team_summary": ("get", f"/v1/ubi/teams/{pop.teams[1]}/summary",
@@ -402,18 +405,27 @@ def explain_endpoints(stack: h.BenchStack, token: str, pop: Population, end_day:
                                                **kw)
             finally:
                 sa.event.remove(sa.engine.Engine, "before_cursor_execute", capture)
-            out = []
+            out: list[dict[str, Any]] = []
             with engine.connect() as conn:
                 for statement, params in captured:
-                    rows = conn.exec_driver_sql(
-                        f"EXPLAIN (ANALYZE, BUFFERS) {statement}", params).scalars().all()
+                    rows: list[str] = list(conn.exec_driver_sql(
+                        f"EXPLAIN (ANALYZE, BUFFERS) {statement}", params).scalars())
                     conn.rollback()
                     text = "\n".join(rows)
                     m = re.search(r"Execution Time: ([0-9.]+) ms", text)
                     out.append({"sql": " ".join(statement.split())[:400],
                                 "execution_ms": float(m.group(1)) if m else None,
                                 "plan": text})
-            plans[endpoint] = [{"status": resp.status_code}, *out]
+            # Service time without concurrency or HTTP: the same request, in process.
+            times = []
+            for _ in range(20):
+                t = time.perf_counter()
+                getattr(client, method)(url, headers={"Authorization": f"Bearer {token}"}, **kw)
+                times.append(1000.0 * (time.perf_counter() - t))
+            plans[endpoint] = [{"status": resp.status_code,
+                                "in_process_p50_ms": _r(percentile(sorted(times), 0.5), 2),
+                                "sql_ms": _r(sum(p["execution_ms"] or 0.0 for p in out), 2)},
+                               *out]
     engine.dispose()
     return plans
 
@@ -456,6 +468,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 load_figures = load(stack, clock_path, actors=args.actors, teams=args.teams,
                                     days=args.days, events=args.events, end_day=end_day,
                                     batch_size=args.batch_size, seed=args.seed,
+                                    features_every=args.features_every,
                                     progress=not args.json)
                 if args.keep_db:
                     write_meta(stack, {"scale": scale, "end_day": str(end_day),
@@ -520,10 +533,13 @@ def _print(f: dict[str, Any]) -> None:
     for p in f["plans"][slowest][1:]:
         print(f"\n-- {p['execution_ms']} ms: {p['sql'][:300]}")
         print(p["plan"])
+    print()
     for e in ENDPOINTS:
-        if e != slowest:
-            times = ", ".join(f"{p['execution_ms']}" for p in f["plans"][e][1:])
-            print(f"\n{e}: statement execution ms {times}")
+        head = f["plans"][e][0]
+        times = ", ".join(f"{p['execution_ms']}" for p in f["plans"][e][1:])
+        print(f"{e}: one request in process (Flask test client, no concurrency) "
+              f"p50 {head['in_process_p50_ms']} ms; its {len(f['plans'][e]) - 1} SELECTs "
+              f"{head['sql_ms']} ms in all ({times})")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -534,6 +550,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--events", type=int, default=10_000_000)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=5000)
+    parser.add_argument("--features-every", type=int, default=7, metavar="DAYS",
+                        help="run the features step after every DAYS loaded days (1: daily, "
+                             "as the pipeline; it costs seconds per call at 1,000 actors)")
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--duration", type=float, default=60.0)
     parser.add_argument("--warmup", type=float, default=5.0)
