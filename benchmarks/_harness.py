@@ -158,6 +158,8 @@ class BenchStack:
     log_level: str = "WARNING"
     extra_env: dict[str, str] = field(default_factory=dict)
     keep: bool = False  #: leave the database behind (debugging); processes still stop
+    #: run on an existing database named ``db_name`` (migrated, never created nor dropped)
+    reuse: bool = False
 
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:10])
     processes: list[ManagedProcess] = field(default_factory=list)
@@ -208,7 +210,8 @@ class BenchStack:
                 "UBI_LOG_FORMAT": "json",
                 **self.extra_env,
             }
-            create_database(self.admin_url, self.db_name)
+            if not self.reuse:
+                create_database(self.admin_url, self.db_name)
             self._db_created = True
             from ubi.services import schema
 
@@ -233,7 +236,7 @@ class BenchStack:
             with contextlib.suppress(Exception):
                 delete_broker_objects(self.broker_url, self.declared)
             self.declared = {}
-        if self._db_created and not self.keep:
+        if self._db_created and not (self.keep or self.reuse):
             with contextlib.suppress(Exception):
                 from ubi.models.session import reset_engines
 

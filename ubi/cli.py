@@ -410,8 +410,8 @@ def beat(celery_args: tuple[str, ...]) -> None:
 @click.argument("name")
 @click.argument("bench_args", nargs=-1, type=click.UNPROCESSED)
 def bench(name: str, bench_args: tuple[str, ...]) -> None:
-    """Run a benchmark of ``benchmarks/`` (analytics, ingest, pipeline, baselines); it prints
-    its figures (``--json`` for one JSON object). Benchmarks live in the checkout."""
+    """Run a benchmark of ``benchmarks/`` (analytics, api, ingest, pipeline, baselines); it
+    prints its figures (``--json`` for one JSON object). Benchmarks live in the checkout."""
     import importlib
     import re
 

@@ -51,3 +51,20 @@ def test_baselines_benchmark_recomputes_a_small_tenant() -> None:
     f = bench("baselines", "--actors", "60", "--days", "30")
     assert f["actors"] == 60 and f["days"] == 30
     assert f["baselines"] > 0 and f["total_s"] > 0
+
+
+@pytest.mark.slow
+def test_api_benchmark_loads_a_tiny_tenant_and_reports_latency_and_plans() -> None:
+    f = bench("api", "--actors", "12", "--teams", "2", "--days", "20", "--events", "6000",
+              "--clients", "2", "--duration", "2", "--warmup", "0.5", timeout=120)
+    assert f["scale"]["actors"] == 12 and f["load"]["events_stored"] == 6000
+    assert f["load"]["rows"]["features"] > 0 and f["load"]["store_events_per_s"] > 0
+    for endpoint in ("profile", "team_summary", "signal_query"):
+        r = f[endpoint]
+        assert r["count"] > 0 and r["errors"] == 0, (endpoint, f["error_samples"])
+        assert r["p50_ms"] <= r["p95_ms"] <= r["p99_ms"]
+        plans = f["plans"][endpoint]
+        assert plans[0]["status"] == 200 and len(plans) > 1
+        assert all("Execution Time" in p["plan"] for p in plans[1:])
+    assert f["slowest_endpoint"] in ("profile", "team_summary", "signal_query")
+    assert f["settings"]["rate_limits"] == "off" and not f["kept"]
