@@ -163,7 +163,7 @@ def validate_item(raw: bytes, *, caller_tenant: str | None, privileged: bool,
     except msgspec.DecodeError as exc:
         return None, ItemError(SCHEMA_VIOLATION, f"not a JSON object: {exc}")
     if _NUL_ESCAPE in raw:  # rare: the exact check decodes the item once more
-        where = _nul_path(msgspec.json.decode(raw))
+        where = unstorable_text_at(msgspec.json.decode(raw))
         if where is not None:
             return env, ItemError(SCHEMA_VIOLATION, "text may not contain the NUL character "
                                   f"(\\u0000), which cannot be stored - at `{where}`")
@@ -196,21 +196,28 @@ def validate_item(raw: bytes, *, caller_tenant: str | None, privileged: bool,
 _NUL_ESCAPE = b"\\u0000"
 
 
-def _nul_path(value: Any, path: str = "$") -> str | None:
-    """Where a decoded JSON value holds a NUL character in a string or an object key (which
-    PostgreSQL stores in neither text nor jsonb), or None."""
+#: Text PostgreSQL cannot store: the NUL character, and half of a UTF-16 surrogate pair (a JSON
+#: ``\\u`` escape may encode one alone, and Python then holds it as such; UTF-8 cannot encode
+#: it either, so it cannot be hashed into a pseudonym). msgspec already refuses lone surrogates
+#: in envelopes; the API's other JSON bodies are decoded by Flask, which keeps them.
+UNSTORABLE_TEXT = re.compile("[\x00\ud800-\udfff]")
+
+
+def unstorable_text_at(value: Any, path: str = "$") -> str | None:
+    """Where a decoded JSON value holds text that cannot be stored (in a string or an object
+    key), or None."""
     if isinstance(value, str):
-        return path if "\x00" in value else None
+        return path if UNSTORABLE_TEXT.search(value) else None
     if isinstance(value, dict):
         for key, item in value.items():
-            if "\x00" in key:
+            if UNSTORABLE_TEXT.search(key):
                 return f"{path}.{key!r}"
-            found = _nul_path(item, f"{path}.{key}")
+            found = unstorable_text_at(item, f"{path}.{key}")
             if found is not None:
                 return found
     elif isinstance(value, list):
         for i, item in enumerate(value):
-            found = _nul_path(item, f"{path}[{i}]")
+            found = unstorable_text_at(item, f"{path}[{i}]")
             if found is not None:
                 return found
     return None

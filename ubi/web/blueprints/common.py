@@ -12,6 +12,7 @@ import marshmallow as ma
 from flask import current_app
 from sqlalchemy.orm import Session
 
+from ubi.analytics.envelope import UNSTORABLE_TEXT
 from ubi.analytics.privacy import Pseudonymiser
 from ubi.settings import Settings
 from ubi.web.errors import ApiError
@@ -35,31 +36,7 @@ class IdRule:
         return value
 
 
-#: Text PostgreSQL cannot store: the NUL character, and half of a UTF-16 surrogate pair (a JSON
-#: ``\\u`` escape may encode one alone, and Python then holds it as such; UTF-8 cannot
-#: encode it either, so it cannot be hashed into a pseudonym).
-UNSTORABLE_TEXT = re.compile("[\x00\ud800-\udfff]")
 UNSTORABLE_REASON = "may not contain the NUL character (\\u0000) or a lone UTF-16 surrogate"
-
-
-def unstorable_text_at(value: Any, path: str = "$") -> str | None:
-    """Where a decoded JSON value holds text that cannot be stored (in a string or an object
-    key), or None."""
-    if isinstance(value, str):
-        return path if UNSTORABLE_TEXT.search(value) else None
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if UNSTORABLE_TEXT.search(key):
-                return f"{path}.{key!r}"
-            found = unstorable_text_at(item, f"{path}.{key}")
-            if found is not None:
-                return found
-    elif isinstance(value, list):
-        for i, item in enumerate(value):
-            found = unstorable_text_at(item, f"{path}[{i}]")
-            if found is not None:
-                return found
-    return None
 
 
 class Text(ma.fields.String):

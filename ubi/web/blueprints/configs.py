@@ -10,6 +10,7 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from ubi import clock
+from ubi.analytics.envelope import unstorable_text_at
 from ubi.models import session_scope
 from ubi.services import configs
 from ubi.web.auth import current_principal, requires
@@ -19,7 +20,6 @@ from ubi.web.blueprints.common import (
     UNSTORABLE_REASON,
     reading_tenant,
     settings,
-    unstorable_text_at,
 )
 from ubi.web.errors import ApiError, ErrorSchema
 
