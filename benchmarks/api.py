@@ -71,7 +71,7 @@ import numpy as np
 from benchmarks import _harness as h
 from benchmarks._harness import percentile
 from benchmarks._harness import rounded as _r
-from benchmarks.ingest import _PR_TYPES, _SERVICES, TYPE_WEIGHTS
+from benchmarks.ingest import _SERVICES, TYPE_WEIGHTS, analysed_payload
 
 TENANT = "bench"
 ENDPOINTS = ("profile", "team_summary", "signal_query")
@@ -135,15 +135,7 @@ def day_batches(pop: Population, day: date, n: int, batch_size: int, seed: int,
         a = int(actor[j])
         st = types[int(type_idx[j])]
         occurred = midnight + timedelta(seconds=float(seconds[j]))
-        payload: dict[str, Any] = {}
-        if st.startswith(("build_", "test_", "llm_", "focus_", "gate_")):
-            payload["duration_ms"] = prng.randint(20, 900_000)
-        if st.endswith(("_failed", "_succeeded", "_passed")) or st == "gate_evaluated":
-            payload["outcome"] = st.rsplit("_", 1)[-1]
-        if prng.random() < 0.5:
-            payload["work_item_id"] = f"PROJ-{prng.randint(1, 4000)}"
-        if st in _PR_TYPES:
-            payload["counterpart_actor_id"] = pop.actor_ids[prng.randrange(len(pop.actor_ids))]
+        payload = analysed_payload(st, prng, pop.actor_ids)
         batch.append({
             "signal_id": f"{seed:08x}-{k:08d}", "tenant_id": TENANT,
             "actor_id": pop.actor_ids[a], "signal_kind": "event", "signal_type": st,

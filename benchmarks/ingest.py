@@ -58,6 +58,7 @@ import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -82,6 +83,23 @@ TYPE_WEIGHTS: dict[str, float] = {
 _PR_TYPES = ("pr_created", "pr_merged", "pr_closed", "pr_reviewed", "pr_commented")
 _OFFSETS = (0, 0, 60, 120, -300, -420, 330, 540)  # minutes
 _SERVICES = ("ide-plugin", "ci", "git", "llm-gateway", "code-review")
+
+
+def analysed_payload(signal_type: str, rng: random.Random, people: Sequence[str]
+                     ) -> dict[str, Any]:
+    """The payload keys the analytics read, as a producer would send them for the type:
+    durations, outcomes, work items, and a counterpart (one of ``people``) for PR events."""
+    payload: dict[str, Any] = {}
+    if signal_type.startswith(("build_", "test_", "llm_", "focus_", "gate_")):
+        payload["duration_ms"] = rng.randint(20, 900_000)
+    if signal_type.endswith(("_failed", "_succeeded", "_passed")) \
+            or signal_type == "gate_evaluated":
+        payload["outcome"] = signal_type.rsplit("_", 1)[-1]
+    if rng.random() < 0.5:
+        payload["work_item_id"] = f"PROJ-{rng.randint(1, 4000)}"
+    if signal_type in _PR_TYPES:
+        payload["counterpart_actor_id"] = people[rng.randrange(len(people))]
+    return payload
 
 
 def _iso(ts: datetime, offset_min: int) -> str:
@@ -116,15 +134,8 @@ def envelope_fragments(tenant: str, n: int, *, actors: int, days: float, seed: i
         st = rng.choices(types, weights)[0]
         occurred = now - timedelta(seconds=rng.uniform(60, days * 86400))
         offset = rng.choice(_OFFSETS)
-        payload: dict[str, Any] = {}
-        if st.startswith(("build_", "test_", "llm_", "focus_", "gate_")):
-            payload["duration_ms"] = rng.randint(20, 900_000)
-        if st.endswith(("_failed", "_succeeded", "_passed")) or st == "gate_evaluated":
-            payload["outcome"] = st.rsplit("_", 1)[-1]
-        if rng.random() < 0.5:
-            payload["work_item_id"] = f"PROJ-{rng.randint(1, 4000)}"
+        payload = analysed_payload(st, rng, people)
         if st in _PR_TYPES:
-            payload["counterpart_actor_id"] = people[rng.randrange(actors)]
             payload["pr_number"] = rng.randint(1, 30_000)  # not allowed: dropped, audited
         if st.startswith("commit_"):
             payload.update(files_changed=rng.randint(1, 40), insertions=rng.randint(0, 800),
