@@ -46,15 +46,17 @@ def actor_profile(session: Session, tenant_id: str, config: TenantConfig, pseudo
                   actor_id: str, window: str, now: datetime) -> dict[str, Any]:
     """The profile of one actor (the caller may see actors; policy allows actor views)."""
     r = daily_rollups.c
-    # (daily_rollups is a Core table: its columns are untyped for mypy)
-    seen: sa.Row[date | None, date | None, datetime | None] = session.execute(sa.select(
-        sa.func.min(r.day), sa.func.max(r.day), sa.func.max(r.last_event_at)).where(
-        r.tenant_id == tenant_id, r.actor_id == pseudonym)).one()
-    first_seen, last_seen, newest = seen
-    if first_seen is None:
+    mine = (r.tenant_id == tenant_id, r.actor_id == pseudonym)
+    # One round trip: the newest day's type and team, with the span of days seen.
+    seen = session.execute(sa.select(
+        r.actor_type, r.team_id,
+        sa.select(sa.func.min(r.day)).where(*mine).scalar_subquery(), r.day,
+        sa.select(sa.func.max(r.last_event_at)).where(*mine).scalar_subquery())
+        .where(*mine).order_by(r.day.desc()).limit(1)).one_or_none()
+    if seen is None:
         raise NotFound(f"no actor {actor_id!r} in tenant {tenant_id!r}")
-    actor_type, team_id = session.execute(sa.select(r.actor_type, r.team_id).where(
-        r.tenant_id == tenant_id, r.actor_id == pseudonym, r.day == last_seen)).one()
+    actor_type, team_id, first_seen, last_seen = seen[:4]
+    newest: datetime | None = seen[4]
     doc = _subject_view(session, tenant_id, config, Subject("actor", pseudonym), window=window,
                         sees_actors=True, now=now, newest_data=newest)
     doc["actor"] = {"actor_id": actor_id, "pseudonym": pseudonym, "actor_type": actor_type,
@@ -149,12 +151,13 @@ def _subject_view(session: Session, tenant_id: str, config: TenantConfig, subjec
 def _scores(session: Session, tenant_id: str, subject: Subject, as_of: date,
             window: str) -> dict[str, Any]:
     s = Score
-    rows = session.execute(sa.select(s).where(
+    rows = session.execute(sa.select(
+        s.dimension, s.score, s.previous_score, s.confidence, s.reason).where(
         s.tenant_id == tenant_id, s.actor_scope == subject.scope,
-        s.subject_id == subject.subject_id, s.window == window, s.day == as_of)).scalars()
-    return {row.dimension: {"score": _num(row.score), "previous_score": _num(row.previous_score),
-                            "confidence": row.confidence, "reason": row.reason}
-            for row in rows}
+        s.subject_id == subject.subject_id, s.window == window, s.day == as_of))
+    return {dim: {"score": _num(score), "previous_score": _num(previous),
+                  "confidence": confidence, "reason": reason}
+            for dim, score, previous, confidence, reason in rows}
 
 
 def _features(session: Session, tenant_id: str, config: TenantConfig, subject: Subject,
@@ -162,39 +165,50 @@ def _features(session: Session, tenant_id: str, config: TenantConfig, subject: S
     """The window's features of ``as_of``, each with the baseline of its day type and z."""
     f, b = Feature, Baseline
     kind = day_type(as_of, config)
-    baselines = {row.feature_name: row for row in session.execute(sa.select(b).where(
-        b.tenant_id == tenant_id, b.actor_scope == subject.scope,
-        b.subject_id == subject.subject_id, b.window == window, b.day_type == kind)).scalars()}
+    rows = session.execute(sa.select(
+        f.feature_id, f.feature_name, f.dimension, f.value, f.confidence, b.baseline_id,
+        b.mean, b.std_dev, b.p50, b.p90, b.n_observations, b.confidence.label("b_confidence"))
+        .outerjoin(b, sa.and_(
+            b.tenant_id == f.tenant_id, b.actor_scope == f.actor_scope,
+            b.subject_id == f.subject_id, b.window == f.window,
+            b.feature_name == f.feature_name, b.day_type == kind))
+        .where(f.tenant_id == tenant_id, f.actor_scope == subject.scope,
+               f.subject_id == subject.subject_id, f.window == window, f.day == as_of)
+        .order_by(f.feature_name)).mappings().all()
+    zs = _z(rows, float(config.baseline_algorithm["min_std"]))
     out = []
-    for row in session.execute(sa.select(f).where(
-            f.tenant_id == tenant_id, f.actor_scope == subject.scope,
-            f.subject_id == subject.subject_id, f.window == window, f.day == as_of)
-            .order_by(f.feature_name)).scalars():
-        spec = FEATURES[FEATURE_INDEX[row.feature_name]]
-        base = baselines.get(row.feature_name)
+    for row, z in zip(rows, zs, strict=True):
+        spec = FEATURES[FEATURE_INDEX[row["feature_name"]]]
         out.append({
-            "feature_id": row.feature_id, "feature_name": row.feature_name,
-            "dimension": row.dimension, "window": window, "value": _num(row.value),
-            "unit": spec.unit, "volume_only": spec.volume_only, "confidence": row.confidence,
-            "baseline": None if base is None else {
-                "baseline_id": base.baseline_id, "day_type": kind, "mean": _num(base.mean),
-                "std_dev": _num(base.std_dev), "p50": _num(base.p50), "p90": _num(base.p90),
-                "n_observations": base.n_observations, "confidence": base.confidence},
-            "z": _z(row.value, base, config),
+            "feature_id": row["feature_id"], "feature_name": row["feature_name"],
+            "dimension": row["dimension"], "window": window, "value": _num(row["value"]),
+            "unit": spec.unit, "volume_only": spec.volume_only,
+            "confidence": row["confidence"],
+            "baseline": None if row["baseline_id"] is None else {
+                "baseline_id": row["baseline_id"], "day_type": kind,
+                "mean": _num(row["mean"]), "std_dev": _num(row["std_dev"]),
+                "p50": _num(row["p50"]), "p90": _num(row["p90"]),
+                "n_observations": row["n_observations"], "confidence": row["b_confidence"],
+            },
+            "z": z,
         })
     return out
 
 
-def _z(value: float | None, base: Baseline | None, config: TenantConfig) -> float | None:
-    """SPEC §5.3's z of the value against the baseline (the detector's own rule for std 0);
-    none while the baseline's confidence is too low to say anything."""
-    if value is None or base is None or base.mean is None or base.std_dev is None:
-        return None
-    if base.confidence < MIN_BASELINE_CONFIDENCE:  # a warm-up baseline says nothing yet
-        return None
-    z = zscores(np.array([value]), np.array([base.mean]), np.array([base.std_dev]),
-                float(config.baseline_algorithm["min_std"]))[0]
-    return None if math.isnan(z) else round(float(z), 3)
+def _z(rows: Sequence[sa.RowMapping], min_std: float) -> list[float | None]:
+    """SPEC §5.3's z of each value against its baseline (the detector's own rule for std 0);
+    none without a value or a baseline, or while the baseline's confidence is too low to say
+    anything (a warm-up baseline)."""
+    def num(v: float | None) -> float:
+        return math.nan if v is None else v
+
+    usable = [r["baseline_id"] is not None and r["b_confidence"] >= MIN_BASELINE_CONFIDENCE
+              for r in rows]
+    z = zscores(np.array([num(r["value"]) for r in rows], dtype=float),
+                np.array([num(r["mean"]) for r in rows], dtype=float),
+                np.array([num(r["std_dev"]) for r in rows], dtype=float), min_std)
+    return [round(float(v), 3) if ok and not math.isnan(v) else None
+            for v, ok in zip(z, usable, strict=True)]
 
 
 def _num(v: float | None) -> float | None:

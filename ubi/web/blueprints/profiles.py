@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from flask import Response
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
@@ -16,6 +17,7 @@ from ubi.web.blueprints.common import (
     AUTH,
     TEAM_ID,
     TENANT_ID,
+    document_response,
     pseudonymiser,
     reading_tenant,
 )
@@ -45,7 +47,7 @@ class ActorProfile(MethodView):
     @blp.alt_response(422, schema=ErrorSchema)
     @requires("ubi:read:actor")
     @blp.arguments(ViewArgsSchema, location="query")
-    def get(self, args: dict[str, Any], actor_id: str) -> dict[str, Any]:
+    def get(self, args: dict[str, Any], actor_id: str) -> Response:
         """An actor (by the original id; UBI pseudonymises it): type, team, first and last
         seen, dimension scores, features of the window against their baselines, and recent
         signals by dimension."""
@@ -58,11 +60,12 @@ class ActorProfile(MethodView):
                                      "privacy settings")
             pseudonym = pseudonymiser().pseudonym(tenant, actor_id)
             try:
-                return profiles.actor_profile(session, tenant, config, pseudonym,
-                                              actor_id=actor_id, window=args["window"],
-                                              now=clock.utcnow())
+                doc = profiles.actor_profile(session, tenant, config, pseudonym,
+                                             actor_id=actor_id, window=args["window"],
+                                             now=clock.utcnow())
             except profiles.NotFound as exc:
                 raise _not_found(exc) from exc
+        return document_response(doc)
 
 
 @blp.route("/teams/<string:team_id>/summary")
@@ -77,7 +80,7 @@ class TeamSummary(MethodView):
     @blp.alt_response(422, schema=ErrorSchema)
     @requires("ubi:read:team")
     @blp.arguments(ViewArgsSchema, location="query")
-    def get(self, args: dict[str, Any], team_id: str) -> dict[str, Any]:
+    def get(self, args: dict[str, Any], team_id: str) -> Response:
         """A team's aggregates, scores and team signals (teams of at least min_team_size)."""
         TEAM_ID.check("team_id", team_id)
         sees_actors = current_principal().has("ubi:read:actor")
@@ -85,11 +88,12 @@ class TeamSummary(MethodView):
             tenant = reading_tenant(session, args.get("tenant_id"), "teams/summary")
             config = configs.load_config(session, tenant)
             try:
-                return profiles.team_summary(session, tenant, config, team_id,
-                                             window=args["window"], sees_actors=sees_actors,
-                                             now=clock.utcnow())
+                doc = profiles.team_summary(session, tenant, config, team_id,
+                                            window=args["window"], sees_actors=sees_actors,
+                                            now=clock.utcnow())
             except profiles.NotFound as exc:
                 raise _not_found(exc) from exc
+        return document_response(doc)
 
 
 @blp.route("/tenants/<string:tenant_id>/summary")
@@ -103,7 +107,7 @@ class TenantSummary(MethodView):
     @blp.alt_response(422, schema=ErrorSchema)
     @requires("ubi:read:tenant")
     @blp.arguments(ViewArgsSchema, location="query")
-    def get(self, args: dict[str, Any], tenant_id: str) -> dict[str, Any]:
+    def get(self, args: dict[str, Any], tenant_id: str) -> Response:
         """The tenant's aggregates, scores and signals, and its teams' scores."""
         TENANT_ID.check("tenant_id", tenant_id)
         sees_actors = current_principal().has("ubi:read:actor")
@@ -111,7 +115,8 @@ class TenantSummary(MethodView):
             tenant = reading_tenant(session, tenant_id, "tenants/summary")
             config = configs.load_config(session, tenant)
             try:
-                return profiles.tenant_summary(session, tenant, config, window=args["window"],
-                                               sees_actors=sees_actors, now=clock.utcnow())
+                doc = profiles.tenant_summary(session, tenant, config, window=args["window"],
+                                              sees_actors=sees_actors, now=clock.utcnow())
             except profiles.NotFound as exc:
                 raise _not_found(exc) from exc
+        return document_response(doc)

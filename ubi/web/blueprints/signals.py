@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import marshmallow as ma
+from flask import Response
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
@@ -26,6 +27,7 @@ from ubi.web.blueprints.common import (
     READ_ROLE,
     UNSTORABLE_TEXT,
     Text,
+    document_response,
     pseudonymiser,
     reading_tenant,
 )
@@ -120,7 +122,7 @@ class SignalQuery(MethodView):
     @blp.alt_response(422, schema=ErrorSchema, description="invalid body (names the field)")
     @requires(*_ANY_READ)
     @blp.arguments(SignalQuerySchema)
-    def post(self, body: dict[str, Any]) -> dict[str, Any]:
+    def post(self, body: dict[str, Any]) -> Response:
         """A page of the tenant's signals, newest first, filtered. The cursor walk is stable:
         signals stored meanwhile never repeat or shift the pages still to come."""
         principal = current_principal()
@@ -151,8 +153,9 @@ class SignalQuery(MethodView):
             except CursorError as exc:
                 raise ApiError(400, f"cursor: {exc}", code="bad_request",
                                errors={"cursor": str(exc)}) from exc
-            return {"signals": page.signals, "next_cursor": page.next_cursor,
-                    "stale": freshness.is_stale(session, tenant, now=now)}
+            return document_response({
+                "signals": page.signals, "next_cursor": page.next_cursor,
+                "stale": freshness.is_stale(session, tenant, now=now)})
 
 
 @blp.route("/signals/recent")
@@ -165,7 +168,7 @@ class RecentSignals(MethodView):
     @blp.alt_response(422, schema=ErrorSchema)
     @requires("ubi:read:actor")
     @blp.arguments(RecentArgsSchema, location="query")
-    def get(self, args: dict[str, Any]) -> dict[str, Any]:
+    def get(self, args: dict[str, Any]) -> Response:
         """The newest signals of one actor, newest first, each with the ``actor_id`` asked
         for (the MMM engine's call). An actor without signals gets an empty list."""
         now = clock.utcnow()
@@ -175,7 +178,8 @@ class RecentSignals(MethodView):
             pseudonym = pseudonymiser().pseudonym(tenant, args["actor_id"])
             signals = recent_signals(session, tenant, config, pseudonym,
                                      actor_id=args["actor_id"], limit=args["limit"])
-            return {"signals": signals, "stale": freshness.is_stale(session, tenant, now=now)}
+            return document_response({
+                "signals": signals, "stale": freshness.is_stale(session, tenant, now=now)})
 
 
 @blp.route("/signals/<string:signal_id>/feedback")
