@@ -71,6 +71,10 @@ class DailyActivity:
     focus_sessions: np.ndarray
     interactions: Interactions = field(default_factory=Interactions.empty)
     work_items: WorkItems = field(default_factory=WorkItems.empty)
+    #: float64 [S, D] the events the ``after_hours`` and ``late_night`` counters are taken
+    #: from: a group's human members' events (SPEC §5.5: team and tenant after-hours
+    #: aggregates count humans only). None = every event (``event_count``; an actor).
+    after_hours_events: np.ndarray | None = None
 
     @property
     def n_subjects(self) -> int:

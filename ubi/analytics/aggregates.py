@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ubi.analytics.activity import DailyActivity, Interactions, WorkItems
+from ubi.analytics.activity import COUNTER_INDEX, DailyActivity, Interactions, WorkItems
 from ubi.analytics.features import rolling_sum
 from ubi.analytics.taxonomy import ACTOR_TYPES, WINDOWS
 from ubi.analytics.tenant_config import TenantConfig
@@ -48,7 +48,9 @@ def aggregate_activity(activity: DailyActivity, member_group: np.ndarray,
 
     Counters and focus are summed, hour masks OR-ed, interactions / work items re-indexed (their
     duplicates per group and day are left in place: the feature code de-duplicates distinct
-    counts and sums counts).
+    counts and sums counts). The after-hours and late-night counters, and the events they are
+    a share of (``after_hours_events``), are the human members' only: agents run around the
+    clock by design, and a team's working hours are its people's (SPEC §5.5).
     """
     n_g, n_d = len(group_ids), activity.n_days
     member_group = np.asarray(member_group, dtype=np.int64)
@@ -67,6 +69,16 @@ def aggregate_activity(activity: DailyActivity, member_group: np.ndarray,
         hours[present] = np.bitwise_or.reduceat(activity.hours_mask[order], starts, axis=0)
         focus_m[present] = np.add.reduceat(activity.focus_minutes[order], starts, axis=0)
         focus_n[present] = np.add.reduceat(activity.focus_sessions[order], starts, axis=0)
+    hours_cols = [COUNTER_INDEX["after_hours"], COUNTER_INDEX["late_night"]]
+    human = np.array([t == "human" for t in activity.actor_types], dtype=bool)
+    hours_events = np.zeros((n_g, n_d))
+    human_hours = np.zeros((n_g, n_d, len(hours_cols)))
+    humans = members[human[members]] if members.size else members
+    if humans.size and n_g:
+        g = member_group[humans]
+        np.add.at(human_hours, g, activity.counters[humans][:, :, hours_cols])
+        np.add.at(hours_events, g, activity.counter("event_count")[humans])
+    counters[:, :, hours_cols] = human_hours
 
     def reindex_inter(src: Interactions) -> Interactions:
         g = member_group[src.subject] if src.subject.size else src.subject
@@ -86,7 +98,7 @@ def aggregate_activity(activity: DailyActivity, member_group: np.ndarray,
         start_day=activity.start_day, counters=counters, hours_mask=hours,
         focus_minutes=focus_m, focus_sessions=focus_n,
         interactions=reindex_inter(activity.interactions),
-        work_items=reindex_items(activity.work_items))
+        work_items=reindex_items(activity.work_items), after_hours_events=hours_events)
 
 
 def team_aggregate(activity: DailyActivity) -> GroupAggregate:

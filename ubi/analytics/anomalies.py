@@ -87,7 +87,7 @@ NOISE_MODEL: dict[str, tuple[str, str | None]] = {
     "active_days": ("unit", None), "distinct_collaborators": ("unit", None),
     "build_failure_rate": ("proportion", "builds"),
     "test_failure_rate": ("proportion", "tests"),
-    "after_hours_ratio": ("proportion", "events"),
+    "after_hours_ratio": ("proportion", "after_hours_events"),
     "llm_failure_rate": ("proportion", "llm_submitted"),
     "rework_ratio": ("rate", "commits"),
     "context_switch_rate": ("rate", "active_hours"),

@@ -213,7 +213,9 @@ def compute_features(activity: DailyActivity, window: str, config: TenantConfig,
         _ratio(roll("n_context_switch"), rolling_sum(prep.active_hours, w)))
     put("focus_session_avg_minutes",
         _ratio(rolling_sum(activity.focus_minutes, w), rolling_sum(activity.focus_sessions, w)))
-    put("after_hours_ratio", _ratio(roll("after_hours"), events))
+    hours_events = events if activity.after_hours_events is None else \
+        rolling_sum(activity.after_hours_events, w)
+    put("after_hours_ratio", _ratio(roll("after_hours"), hours_events))
     put("late_night_events", roll("late_night"))
     put("reviews_given", roll("n_pr_reviewed"))
 
@@ -234,7 +236,8 @@ def compute_features(activity: DailyActivity, window: str, config: TenantConfig,
     put("override_count", roll("n_override_attempted") + roll("n_policy_violation"))
 
     denominators = {
-        "events": events, "builds": build_failed + build_ok, "tests": test_failed + test_ok,
+        "events": events, "after_hours_events": hours_events,
+        "builds": build_failed + build_ok, "tests": test_failed + test_ok,
         "llm_submitted": np.maximum(1.0, llm_submitted), "commits": np.maximum(1.0, commits),
         "active_hours": rolling_sum(prep.active_hours, w), "work_items": items}
     return FeatureCube(list(activity.subject_ids), activity.start_day, window, values,

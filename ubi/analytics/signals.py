@@ -40,7 +40,8 @@ feature means beyond one (effective) std of the mean ("flat" within it, as reaso
 ``agent_usage_optimisation`` ``llm_failure_rate`` anomalous-high (24h / 7d), persisting, or
                              (actor scope) ``llm_requests_per_work_item`` 7d strictly outside
                              the peer group's nearest-rank p10..p90 on each of the last 14 days
-``after_hours_activity``     ``after_hours_ratio`` 7d above 0.3 over a clean window
+``after_hours_activity``     ``after_hours_ratio`` 7d anomalous-high (against the person's own
+                             baseline), persisting, and above 0.3, over a clean window
 ============================ =================================================================
 
 Severity: risks take the highest severity of their triggering anomalies; opportunities and
@@ -53,7 +54,7 @@ baseline confidence x window completeness (window completeness alone for fixed t
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -119,12 +120,12 @@ RULE_TRIGGERS: dict[str, tuple[tuple[tuple[str, tuple[str, ...]], ...], str]] = 
                          ("focus_session_avg_minutes", RULE_WINDOWS)), "low"),
     "guardrail_overrides": ((("override_count", RULE_WINDOWS),), "high"),
     "agent_usage_optimisation": ((("llm_failure_rate", RULE_WINDOWS),), "high"),
+    "after_hours_activity": ((("after_hours_ratio", ("7d",)),), "high"),
 }
 #: Features compared with a threshold or with peers rather than with an anomaly.
 PERCENTILE_TRIGGERS: dict[str, tuple[str, str]] = {
     "mentoring_potential": ("reviews_given", "28d"),
     "agent_usage_optimisation": ("llm_requests_per_work_item", "7d"),
-    "after_hours_activity": ("after_hours_ratio", "7d"),
 }
 #: Supporting features the rules compare with their baselines (not triggers).
 CONTEXT_FEATURES: dict[str, tuple[str, ...]] = {
@@ -284,6 +285,9 @@ class RuleInputs:
     #: bool [S, L]: the subject's baselines are past warm-up (``min_days`` workdays observed
     #: before the day); no rule fires before. None = every subject is established.
     established: np.ndarray | None = None
+    #: Each subject's ``actor_type`` (actors, cohorts) or ``mixed`` (teams, the tenant), for
+    #: the rules' applicability (``SignalClassSpec.applies_to``). None = every subject human.
+    subject_types: Sequence[str] | None = None
 
 
 @dataclass
@@ -599,10 +603,7 @@ def evaluate_rules(inputs: RuleInputs, config: TenantConfig) -> list[SignalCandi
         out += _from_persistent(inputs, "context_thrash", thrash, thrash_fired, thrash_ctx)
 
     if "engagement_drop" in enabled:
-        # Only deviations of days the subject was present, over clean windows, count.
-        drop = _persistent(inputs, _trigger_masks(inputs, "engagement_drop", config,
-                                                  allowed=_drop_allowed(inputs)))
-        out += _from_persistent(inputs, "engagement_drop", drop, drop.fired & inputs.present)
+        out += _engagement_drop(inputs, config)
 
     if "guardrail_overrides" in enabled:
         guard = _persistent(inputs, _trigger_masks(inputs, "guardrail_overrides", config))
@@ -626,6 +627,43 @@ def evaluate_rules(inputs: RuleInputs, config: TenantConfig) -> list[SignalCandi
         out += _agent_usage(inputs, config)
     if "after_hours_activity" in enabled:
         out += _after_hours(inputs, config)
+    if inputs.subject_types is None:
+        return out
+    types = dict(zip(inputs.subject_ids, inputs.subject_types, strict=True))
+    return [c for c in out
+            if SIGNAL_CLASS_BY_NAME[c.signal_class].applies_to(types[c.subject_id])]
+
+
+#: Workdays an engagement drop's reason counts active days over ("active on 2 of the last 10
+#: workdays").
+DROP_SPAN_WORKDAYS = 10
+
+
+def _engagement_drop(inputs: RuleInputs, config: TenantConfig) -> list[SignalCandidate]:
+    """Deviations over clean windows only (no leave, quiet or incomplete day; SPEC §5.5:
+    absence is not disengagement). Fewer active days is judged on every workday, the days
+    without events included: such a day is evidence for the rule, not missing data. A shorter
+    focus session can only be seen on a day with events."""
+    drop = _persistent(inputs, _trigger_masks(inputs, "engagement_drop", config,
+                                              allowed=_drop_allowed(inputs)))
+    on_day = np.zeros(inputs.present.shape, dtype=bool)
+    for (feature, _w), ok in drop.persists.items():
+        on_day |= ok & (inputs.present if feature != "active_days"
+                        else inputs.present | inputs.workday[None, :])
+    out = []
+    for s, lday in _fired_days(_gate(inputs, on_day), inputs):
+        triggers = _persistent_triggers(inputs, drop, s, lday)
+        if not triggers:
+            continue
+        cand = _from_triggers(inputs, "engagement_drop", s, lday, triggers)
+        if any(t.feature == "active_days" for t in triggers):
+            start = int(_span_start(inputs.workday, inputs.present.shape[1],
+                                    DROP_SPAN_WORKDAYS)[lday])
+            span = inputs.workday[start:lday + 1]
+            active = int((inputs.present[s, start:lday + 1] & span).sum())
+            cand = replace(cand, reason=f"active on {active} of the last {int(span.sum())} "
+                                        f"workdays; {cand.reason}")
+        out.append(cand)
     return out
 
 
@@ -716,27 +754,36 @@ def _agent_usage(inputs: RuleInputs, config: TenantConfig) -> list[SignalCandida
 
 
 def _after_hours(inputs: RuleInputs, config: TenantConfig) -> list[SignalCandidate]:
-    feature, w = PERCENTILE_TRIGGERS["after_hours_activity"]
-    rw = inputs.windows.get(w)
-    if rw is None or not trigger_allowed(feature, config):
+    """A change, not a level (SPEC §5.5): the 7-day after-hours share anomalous-high against
+    the person's own baseline, persisting as any 7-day trigger, and above 0.3 that day.
+    Someone who always works evenings has a baseline that says so and is not told every
+    week; the signal resolves when the share is back within the person's normal."""
+    masks = _trigger_masks(inputs, "after_hours_activity", config)
+    if not masks:
         return []
+    [(key, rising)] = masks.items()
+    feature, w = key
+    rw = inputs.windows[w]
     value = rw.context[feature][0]
     with np.errstate(invalid="ignore"):
         # Over an ordinary week only: a week of leave or a holiday leaves a handful of
         # evening or weekend events whose share says nothing about working patterns.
-        fired = (value > AFTER_HOURS_SHARE) & rw.drop_ok
+        level = (value > AFTER_HOURS_SHARE) & rw.drop_ok
+    p = _persistent(inputs, {key: rising & level})
     out = []
-    for s, lday in _fired_days(_gate(inputs, fired), inputs):
-        v = float(value[s, lday])
+    for s, lday in _fired_days(_gate(inputs, p.fired & level), inputs):
+        [t] = _persistent_triggers(inputs, p, s, lday)
         first = max(0, lday - WINDOWS[w] + 1)
         counters = inputs.counters[s, first:lday + 1]
         after = int(counters[:, COUNTER_INDEX["after_hours"]].sum())
         total = int(counters[:, COUNTER_INDEX["event_count"]].sum())
-        reason = (f"{feature} {w} at {fmt_number(v)} (above {AFTER_HOURS_SHARE}): "
-                  f"{after} of {total} events outside working hours")
+        reason = (describe_deviation(feature, w, t.info.value, t.info.mean, t.info.std,
+                                     t.info.z, hits=t.hits, of=t.of)
+                  + f"; {after} of {total} events of the last {WINDOWS[w]} days outside "
+                    f"working hours (above {AFTER_HOURS_SHARE})")
         out.append(_candidate(
-            inputs, "after_hours_activity", s, lday, severity="INFO", score=100.0 * v,
-            confidence=float(rw.window_confidence[s, lday]), reason=reason,
-            evidence=_evidence(inputs, s, lday, [], [(feature, w)]),
+            inputs, "after_hours_activity", s, lday, severity="INFO",
+            score=100.0 * float(value[s, lday]), confidence=t.info.confidence, reason=reason,
+            evidence=_evidence(inputs, s, lday, [t], []),
             triggers=[f"{feature}.{w}"], extra_snapshot=[(feature, w)]))
     return out

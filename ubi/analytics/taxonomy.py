@@ -108,18 +108,26 @@ class SignalClassSpec:
     name: str
     signal_type: Literal["risk", "opportunity", "informational"]
     dimension: str
+    #: SPEC §5.5's ``actors`` column: ``human`` rules are about a person's hours, energy and
+    #: collaboration and never fire on AI agents (or their cohort); ``both`` apply to anyone.
+    actors: Literal["human", "both"] = "both"
+
+    def applies_to(self, subject_type: str) -> bool:
+        """Whether the rule may fire on a subject of this type (an actor's or cohort's
+        ``actor_type``; team and tenant aggregates are ``mixed``)."""
+        return self.actors == "both" or subject_type in ("human", "mixed")
 
 
 SIGNAL_CLASSES: tuple[SignalClassSpec, ...] = (
-    SignalClassSpec("burnout_risk", "risk", "flow"),
+    SignalClassSpec("burnout_risk", "risk", "flow", "human"),
     SignalClassSpec("rework_loop", "risk", "activity"),
     SignalClassSpec("context_thrash", "risk", "flow"),
-    SignalClassSpec("engagement_drop", "risk", "activity"),
+    SignalClassSpec("engagement_drop", "risk", "activity", "human"),
     SignalClassSpec("guardrail_overrides", "risk", "agent_usage"),
-    SignalClassSpec("mentoring_potential", "opportunity", "collaboration"),
-    SignalClassSpec("pair_work_candidate", "opportunity", "collaboration"),
+    SignalClassSpec("mentoring_potential", "opportunity", "collaboration", "human"),
+    SignalClassSpec("pair_work_candidate", "opportunity", "collaboration", "human"),
     SignalClassSpec("agent_usage_optimisation", "opportunity", "agent_usage"),
-    SignalClassSpec("after_hours_activity", "informational", "flow"),
+    SignalClassSpec("after_hours_activity", "informational", "flow", "human"),
 )
 SIGNAL_CLASS_BY_NAME: dict[str, SignalClassSpec] = {s.name: s for s in SIGNAL_CLASSES}
 SIGNAL_TYPES: tuple[str, ...] = ("risk", "opportunity", "informational")

@@ -229,6 +229,26 @@ def test_group_aggregates_sum_counters_or_hours_and_count_distinct_counterparts(
     assert tc.feature("commit_count")[0].tolist() == [15, 10]
 
 
+def test_group_after_hours_counts_humans_only():
+    # Two people (one evening of four events in 10) and an agent of the team running all night
+    people = [Actor(f"p{i}", {0: {"commit_created": 10, "after_hours": 4 * i,
+                                  "late_night": i}}, team="A") for i in range(2)]
+    agent = Actor("bot", {0: {"llm_request_submitted": 90, "after_hours": 80,
+                              "late_night": 60}}, actor_type="ai_agent", team="A")
+    act = make_activity([*people, agent], 1)
+    for agg in (team_aggregate(act), tenant_aggregate(act, "acme")):
+        c = compute_features(agg.activity, "24h", CFG)
+        assert c.feature("after_hours_ratio")[0, 0] == pytest.approx(4 / 20), agg.scope
+        assert c.feature("late_night_events")[0, 0] == 1, agg.scope
+        assert c.feature("event_count")[0, 0] == 110, agg.scope  # activity counts everyone
+    cohort = compute_features(cohort_aggregate(act).activity, "24h", CFG)
+    ratio = cohort.feature("after_hours_ratio")[:, 0]
+    assert ratio[0] == pytest.approx(0.2) and np.isnan(ratio[1])  # no share for agents
+    # an actor's own share is its own, agent or not
+    assert compute_features(act, "24h", CFG).feature("after_hours_ratio")[2, 0] == \
+        pytest.approx(80 / 90)
+
+
 def test_team_aggregate_exists_only_with_min_team_size_active_members():
     act = make_activity(_team_actors(5, 2), 2)
     team = team_aggregate(act)

@@ -146,7 +146,8 @@ def test_a_single_anomalous_day_is_not_a_signal():
 
 
 def test_no_rule_fires_during_the_subjects_warm_up():
-    case = make_inputs(sev={("build_failure_rate", "24h"): three_days()},
+    case = make_inputs(sev={("build_failure_rate", "24h"): three_days(),
+                            ("after_hours_ratio", "7d"): two_weeks()},
                        context={("after_hours_ratio", "7d"): (0.5, 0.1, 0.05, True)})
     assert classes(evaluate_rules(case, CFG)) == ["after_hours_activity", "rework_loop"]
     case.established = np.zeros_like(case.present)
@@ -178,7 +179,12 @@ def test_engagement_drop_fires_when_present_and_window_clean():
 
 
 def test_engagement_drop_near_misses_absent_or_leave_in_window():
+    # fewer active days is judged on a workday without events too (not leave: the window is
+    # clean); a shorter focus session is not (no session that day)
     absent = make_inputs(sev={("active_days", "7d"): two_weeks(-1)}, present=False)
+    assert classes(evaluate_rules(absent, CFG)) == ["engagement_drop"]
+    absent = make_inputs(sev={("focus_session_avg_minutes", "7d"): two_weeks(-1)},
+                         present=False)
     assert evaluate_rules(absent, CFG) == []
     leave = make_inputs(sev={("focus_session_avg_minutes", "7d"): two_weeks(-1)},
                         drop_ok=False)
@@ -305,16 +311,50 @@ def test_percentile_rules_rank_members_only():
 
 # 9 after_hours_activity ----------------------------------------------------------------------
 
-def test_after_hours_activity_above_0_3_on_7d():
+def test_after_hours_activity_is_a_change_above_0_3_on_7d():
+    rising = {("after_hours_ratio", "7d"): two_weeks()}
     [c] = evaluate_rules(make_inputs(
-        context={("after_hours_ratio", "7d"): (0.31, 0.1, 0.05, True)}), CFG)
+        sev=rising, context={("after_hours_ratio", "7d"): (0.31, 0.1, 0.05, True)}), CFG)
     assert (c.signal_class, c.signal_type, c.severity) == (
         "after_hours_activity", "informational", "INFO")
+    assert "rose to" in c.reason and "on 8 of the last 8 workdays" in c.reason
+    assert c.evidence_refs["feature_ids"] and c.evidence_refs["baseline_ids"]
+    # at 0.3, not above
     assert evaluate_rules(make_inputs(
-        context={("after_hours_ratio", "7d"): (0.3, 0.1, 0.05, True)}), CFG) == []
+        sev=rising, context={("after_hours_ratio", "7d"): (0.3, 0.1, 0.05, True)}), CFG) == []
+    # a high share that is the person's normal (no anomaly against their own baseline): an
+    # evening worker is not told so every week
+    assert evaluate_rules(make_inputs(
+        context={("after_hours_ratio", "7d"): (0.6, 0.55, 0.05, True)}), CFG) == []
+    # a rise on a few days only is no change of pattern (persistence as any 7d trigger)
+    assert evaluate_rules(make_inputs(
+        sev={("after_hours_ratio", "7d"): {16: 1, 17: 1, 18: 1}},
+        context={("after_hours_ratio", "7d"): (0.5, 0.1, 0.05, True)}), CFG) == []
     # not over a week with leave, a holiday or a gap: a few evening events make no pattern
     assert evaluate_rules(make_inputs(
-        context={("after_hours_ratio", "7d"): (1.0, 0.1, 0.05, True)}, drop_ok=False), CFG) == []
+        sev=rising, context={("after_hours_ratio", "7d"): (1.0, 0.1, 0.05, True)},
+        drop_ok=False), CFG) == []
+
+
+# applicability (SPEC 5.5 "actors") -----------------------------------------------------------
+
+def test_human_only_classes_never_fire_on_agents_or_their_cohort():
+    sev = {("after_hours_ratio", "24h"): three_days(2), ("after_hours_ratio", "7d"): two_weeks(),
+           ("active_days", "7d"): two_weeks(-1), ("build_failure_rate", "7d"): two_weeks()}
+    context = {("after_hours_ratio", "7d"): (0.8, 0.1, 0.05, True), **LOW_COLLAB}
+    case = make_inputs(n_s=1, sev=sev, context=context)
+    human = {"after_hours_activity", "burnout_risk", "engagement_drop", "pair_work_candidate",
+             "rework_loop"}
+    assert set(classes(evaluate_rules(case, CFG))) == human
+    for kind, scope in (("ai_agent", "actor"), ("ai_agent", "cohort"), ("service", "actor")):
+        case = make_inputs(n_s=1, sev=sev, context=context, scope=scope)
+        case.subject_types = [kind]
+        # what applies to an agent: failures, rework, thrash, overrides, LLM usage
+        assert classes(evaluate_rules(case, CFG)) == ["rework_loop"], (kind, scope)
+    # team and tenant aggregates are "mixed": every class applies
+    case = make_inputs(n_s=1, sev=sev, context=context, scope="team")
+    case.subject_types = ["mixed"]
+    assert set(classes(evaluate_rules(case, CFG))) == human
 
 
 # policy --------------------------------------------------------------------------------------

@@ -1,0 +1,94 @@
+"""Issue 18's phenomena, each on a constructed tenant through the whole engine: agents that
+work around the clock, scattered absences, leave, a mentor's shift of work (SPEC §5.5)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ubi.analytics.calendar import day_number
+
+from .helpers import MONDAY, Actor, is_workday
+from .test_engine import analyse, office_day, office_worker, signal_classes
+
+HUMAN_ONLY = {"burnout_risk", "engagement_drop", "mentoring_potential", "pair_work_candidate",
+              "after_hours_activity"}
+WEEKS = 8
+N_DAYS = 7 * WEEKS
+
+
+def agent_day(d: int, i: int) -> dict:
+    """An agent's day: bursts at every hour, weekends included, mostly outside office hours."""
+    rng = np.random.default_rng(1000 * i + d)
+    n = int(rng.integers(30, 60))
+    late = int(n * rng.uniform(0.3, 0.5))
+    return {"llm_request_submitted": n, "commit_created": int(rng.integers(2, 6)),
+            "build_succeeded": 3, "build_failed": int(rng.integers(0, 2)), "test_passed": 4,
+            "context_switch": int(rng.integers(2, 8)), "pr_reviewed": int(rng.integers(0, 4)),
+            "after_hours": int(n * rng.uniform(0.55, 0.8)), "late_night": late,
+            "hours": sorted(rng.choice(24, size=int(rng.integers(12, 24)), replace=False)),
+            "focus": (float(rng.uniform(20, 40)), 1), "items": [(f"w{d // 3}", n)],
+            "with": [(f"c{(d + i) % 5}", 1)]}
+
+
+def team_of(n: int = 5) -> list[Actor]:
+    return [office_worker(f"a{i}", i, n_days=N_DAYS) for i in range(n)]
+
+
+def test_an_agent_working_around_the_clock_raises_no_human_only_class():
+    agents = [Actor(f"bot{i}", {d: agent_day(d, i) for d in range(N_DAYS)},
+                    actor_type="ai_agent", team="A") for i in range(5)]
+    # one agent's nights get busier still, half-way through: a change, on an agent
+    for d in range(35, N_DAYS):
+        agents[0].days[d] = dict(agents[0].days[d], after_hours=55, late_night=40)
+    res = analyse([*team_of(), *agents], n_days=N_DAYS, eval_from=21)
+    for a in agents:
+        assert not signal_classes(res, a.actor_id) & HUMAN_ONLY, a.actor_id
+    assert not signal_classes(res, "ai_agent", scope="cohort") & HUMAN_ONLY
+    # the team's after-hours share is its people's: nothing about the agents' nights
+    assert not signal_classes(res, "A", scope="team") & {"after_hours_activity",
+                                                         "burnout_risk"}
+
+
+def scattered(d: int) -> bool:
+    """Present on two of five workdays (Tuesday, Friday): never five workdays in a row away."""
+    return d % 7 in (1, 4)
+
+
+def test_scattered_absences_are_an_engagement_drop_with_a_readable_reason():
+    team = team_of()
+    for d in range(35, 49):  # two weeks
+        if is_workday(d) and not scattered(d):
+            del team[0].days[d]
+    res = analyse(team, n_days=N_DAYS, eval_from=21)
+    drops = [c.signal for c in res.signals.changes if c.signal.subject_id == "a0"
+             and c.signal.signal_class == "engagement_drop"]
+    assert drops, signal_classes(res, "a0")
+    first = min(drops, key=lambda s: s.first_day)
+    assert first.reason.startswith("active on 4 of the last 10 workdays; active_days 7d fell "
+                                   "to 2 days (baseline 4.9 ± 1, z=-2.9)"), first.reason
+    # seen while it lasts: on a day without events too (day 45 is a Thursday away)
+    assert first.first_day - day_number(MONDAY) == 45
+    for i in range(1, 5):
+        assert signal_classes(res, f"a{i}") == set()
+
+
+def test_a_week_of_leave_raises_nothing():
+    team = team_of()
+    for d in range(35, 42):
+        team[0].days.pop(d, None)
+    res = analyse(team, n_days=N_DAYS, eval_from=21)
+    assert signal_classes(res, "a0") == set()
+
+
+def test_a_mentor_moving_from_commits_to_reviews_raises_no_drop():
+    team = team_of()
+    for d in range(35, N_DAYS):
+        if d in team[0].days:
+            day = dict(office_day(d, 0))
+            day.update(commit_created=1, build_succeeded=1, test_passed=1, pr_reviewed=6,
+                       with_=None)
+            day.pop("with_")
+            day["with"] = [(f"c{k}", 1) for k in range(4)]
+            team[0].days[d] = day
+    res = analyse(team, n_days=N_DAYS, eval_from=21)
+    assert "engagement_drop" not in signal_classes(res, "a0")
