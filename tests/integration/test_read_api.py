@@ -54,12 +54,7 @@ NEW_ROUTES = [
 def acme(database, settings) -> Iterator[str]:  # type: ignore[no-untyped-def]
     # (A module fixture runs before the per-test clock is set: it sets its own.)
     clock.set_shared_clock(CLOCK_FILE, NOW, ticking=False)
-    events = organisation_events("acme", end_day=NOW.date(), until=NOW, actors=16,
-                                 surge_actor="eng03")
-    for e in events:  # eng12..eng15: a team of four
-        if int(e["actor_id"][3:]) >= 12:
-            e["resource"]["team_id"] = "tiny"
-    run_pipeline(settings, "acme", events)
+    run_pipeline(settings, "acme", acme_like("acme", end_day=NOW.date(), until=NOW))
     yield "acme"
     resources.truncate_all(database)
 
@@ -275,7 +270,8 @@ def test_config_writes_are_versioned_receipted_and_validated(client, tokens, acm
 def test_feedback_is_one_changeable_verdict_per_reader(client, tokens, acme) -> None:  # type: ignore[no-untyped-def]
     with session_factory()() as s:
         signal_id = s.execute(sa.select(Signal.signal_id).where(
-            Signal.signal_class == "burnout_risk", Signal.actor_scope == "actor")
+            Signal.tenant_id == "acme", Signal.signal_class == "burnout_risk",
+            Signal.actor_scope == "actor")
         ).scalars().first()
     url = f"/v1/ubi/signals/{signal_id}/feedback"
     lead = tokens("acme", "ubi:read:actor", sub="lead")
@@ -301,33 +297,45 @@ def test_feedback_is_one_changeable_verdict_per_reader(client, tokens, acme) -> 
     assert bad.status_code == 422 and "verdict" in bad.json["errors"]
 
 
+def acme_like(tenant: str, *, end_day: date, until: datetime, **kw: Any) -> list[dict[str, Any]]:
+    events = organisation_events(tenant, end_day=end_day, until=until, actors=16,
+                                 surge_actor="eng03", **kw)
+    for e in events:  # eng12..eng15: a team of four
+        if int(e["actor_id"][3:]) >= 12:
+            e["resource"]["team_id"] = "tiny"
+    return events
+
+
 def test_disabled_classes_are_neither_stored_nor_returned(client, tokens, settings, acme,
                                                           shared_clock) -> None:  # type: ignore[no-untyped-def]
     token = tokens("acme", *ALL_READ, "ubi:write:config")
     query = {"tenant_id": "acme", "page_size": 500}
     before = client.post("/v1/ubi/query/signals", headers=auth(token), json=query).json
-    assert "informational" in {s["signal_type"] for s in before["signals"]}
+    fired = {s["signal_class"] for s in before["signals"] if s["actor_scope"] == "actor"}
+    assert "burnout_risk" in fired, fired
+    # A twin of acme with the default config, for the contrast: same history, same new day.
+    run_pipeline(settings, "twin", acme_like("twin", end_day=NOW.date(), until=NOW))
     resp = client.put("/v1/ubi/config/acme", headers=auth(token), json={
-        "enabled_signal_types": ["risk", "opportunity"]})
+        "disabled_signal_classes": ["burnout_risk"]})
     assert resp.status_code == 200
     try:
         after = client.post("/v1/ubi/query/signals", headers=auth(token), json=query).json
-        assert after["signals"] and "informational" not in {
-            s["signal_type"] for s in after["signals"]}
-        # A new day evaluated under the new config stores no informational signal.
+        assert after["signals"] is not None and "burnout_risk" not in {
+            s["signal_class"] for s in after["signals"]}
+        # The next day evaluated: the twin stores (fires) burnout_risk again, acme does not.
         shared_clock.now = NOW + timedelta(days=1)
+        new_day = NOW.date()
+        for tenant in ("acme", "twin"):
+            events = acme_like(tenant, end_day=NOW.date() + timedelta(days=1), days=2,
+                               surge_days=2, seed=11, until=NOW + timedelta(days=1))
+            run_pipeline(settings, tenant, [e for e in events
+                                            if e["occurred_at"] >= str(new_day)])
         with session_factory()() as s:
-            count = sa.select(sa.func.count()).select_from(Signal).where(
-                Signal.signal_type == "informational")
-            stored_before = s.execute(count).scalar_one()
-            events = organisation_events("acme", end_day=NOW.date() + timedelta(days=1),
-                                         days=2, actors=16, surge_actor="eng03",
-                                         surge_days=1, seed=11,
-                                         until=NOW + timedelta(days=1))
-        run_pipeline(settings, "acme", [e for e in events
-                                        if e["occurred_at"] >= str(NOW.date())])
-        with session_factory()() as s:
-            assert s.execute(count).scalar_one() == stored_before
+            fired_on = dict(s.execute(sa.select(Signal.tenant_id, sa.func.max(
+                Signal.last_fired_day)).where(Signal.signal_class == "burnout_risk")
+                .group_by(Signal.tenant_id)).all())
+        assert fired_on["twin"] == new_day, fired_on
+        assert fired_on["acme"] < new_day, fired_on
     finally:
         client.put("/v1/ubi/config/acme", headers=auth(token), json={})
 
@@ -390,7 +398,8 @@ def test_a_cursor_walk_returns_every_signal_once_in_order_while_new_ones_arrive(
 def test_new_normal_reanchors_the_actors_baselines_until_undone(client, tokens, acme) -> None:  # type: ignore[no-untyped-def]
     with session_factory()() as s:
         signal = s.execute(sa.select(Signal).where(
-            Signal.actor_scope == "actor", Signal.signal_class == "burnout_risk")
+            Signal.tenant_id == "acme", Signal.actor_scope == "actor",
+            Signal.signal_class == "burnout_risk")
             .order_by(Signal.day.desc())).scalars().first()
         assert signal is not None
         triggers = {t.split(".")[0] for t in signal.triggers}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from typing import Any
 
 from ubi import clock
@@ -17,7 +18,9 @@ def run_pipeline(settings: Any, tenant: str, events: list[dict[str, Any]]) -> No
     alias = Pseudonymiser(settings.pseudonym_secret)
     for i in range(0, len(events), 1000):
         with session_factory()() as s:
-            ingest.store_batch(s, batch_id=f"{tenant}-{i}", tenant_id=tenant,
+            # A batch id per content: a later call's batches are new batches, not repeats.
+            batch_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{tenant}/{events[i]['signal_id']}"))
+            ingest.store_batch(s, batch_id=batch_id, tenant_id=tenant,
                                events_json=json.dumps(events[i:i + 1000]),
                                received_at=clock.utcnow(), correlation_id=None,
                                pseudonymiser=alias)
