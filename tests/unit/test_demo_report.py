@@ -96,6 +96,26 @@ def test_targets_say_what_each_one_is_and_whether_it_was_met() -> None:
         "at_most": 0.25, "value": 0.3, "met": False}}
 
 
+def test_scorecard_prints_days_to_detect_and_the_clean_rate_per_actor_type() -> None:
+    card = _card(recall=1.0, noisy=12)
+    card["classes"]["burnout_risk"]["median_days_to_detect"] = 3.5
+    card["clean_actor_weeks"] = 300
+    card["by_actor_type"] = {
+        "human": {"clean_actor_weeks": 270, "signals_on_clean_actor_weeks": 3,
+                  "signals_per_clean_actor_week": 0.0111,
+                  "noise_by_class": {"burnout_risk": 1, "after_hours_activity": 2}},
+        "ai_agent": {"clean_actor_weeks": 30, "signals_on_clean_actor_weeks": 9,
+                     "signals_per_clean_actor_week": 0.3, "noise_by_class": {"rework_loop": 9}}}
+    lines: list[str] = []
+    assert report.print_scorecard(lines.append, card) is True
+    assert lines[2].split() == ["class", "planted", "detected", "precision", "recall", "days",
+                                "to", "detect"]
+    assert lines[3].split() == ["burnout_risk", "3", "3", "1.00", "1.00", "3.5"]
+    assert lines[4].split()[-1] == "-"  # rework_loop: no days to detect in this card
+    assert "    ai_agent:    9 over   30 = 0.300 (rework_loop 9)" in lines
+    assert "    human:       3 over  270 = 0.011 (after_hours_activity 2, burnout_risk 1)" in lines
+
+
 def test_a_history_of_years_without_teams_gets_a_tenant_timeline_with_its_signals() -> None:
     first, last = date(2019, 1, 1), date(2023, 12, 31)
     days = [first + timedelta(days=i) for i in range((last - first).days + 1)]

@@ -136,23 +136,40 @@ def print_scorecard(echo: Echo, card: dict[str, Any]) -> bool:
     recall = targets["recall_of_each_planted_class"]["classes"]
     echo("")
     echo("Scorecard against the planted truth:")
-    echo(f"  {'class':<26}{'planted':>8}{'detected':>10}{'precision':>11}{'recall':>8}")
+    echo(f"  {'class':<26}{'planted':>8}{'detected':>10}{'precision':>11}{'recall':>8}"
+         f"{'days to detect':>16}")
     for cls, s in sorted(card["classes"].items()):
         if not s["planted"] and not s.get("signals"):
             continue
         p = "-" if s["precision"] is None else f"{s['precision']:.2f}"
         r = "-" if s["recall"] is None else f"{s['recall']:.2f}"
+        days = s.get("median_days_to_detect")
+        t = "-" if days is None else f"{days:.1f}"
         miss = cls in recall and not recall[cls]["met"]
-        echo(f"  {cls:<26}{s['planted']:>8}{s['detected']:>10}{p:>11}{r:>8}"
+        echo(f"  {cls:<26}{s['planted']:>8}{s['detected']:>10}{p:>11}{r:>8}{t:>16}"
              f"{f'   < {RECALL_TARGET} recall' if miss else ''}")
+    echo("  (precision counts signals up to 14 days after a plant's end; days to detect: "
+         "median from a plant's start to its first signal)")
     clean = targets["signals_per_clean_actor_week"]
     echo(f"  signals on actors with nothing planted: {card['signals_on_clean_actor_weeks']} over "
          f"{card['clean_actor_weeks']} actor-weeks = {clean['value']:.3f} per actor-week "
          f"(target <= {CLEAN_RATE_TARGET:.2f}) {'ok' if clean['met'] else 'TOO MANY'}")
+    for kind, n in sorted(card.get("by_actor_type", {}).items()):
+        echo(f"    {kind + ':':<10}{n['signals_on_clean_actor_weeks']:>4} over "
+             f"{n['clean_actor_weeks']:>4} = {n['signals_per_clean_actor_week']:.3f}"
+             f"{_by_class(n['noise_by_class'])}")
     echo(f"  signals during an actor's warm-up: {card['warmup_signals']} (target 0)")
     ok = all(t["met"] for t in targets.values())
     echo(f"  quality targets: {'met' if ok else 'NOT met'}")
     return ok
+
+
+def _by_class(counts: dict[str, int]) -> str:
+    """`` (burnout_risk 2, rework_loop 1)`` (most first), or nothing when there are none."""
+    if not counts:
+        return ""
+    return " (" + ", ".join(f"{c} {n}" for c, n in sorted(
+        counts.items(), key=lambda kv: (-kv[1], kv[0]))) + ")"
 
 
 def print_real(echo: Echo, report: dict[str, Any]) -> bool:

@@ -9,10 +9,14 @@ Deterministic for a seed: all randomness comes from one ``numpy.random.Generator
 The organisation
 ----------------
 - ``teams`` teams of 3-12 actors, always one below ``min_team_size`` (5) and several above;
-  each team works from an office with its own UTC offset (+01:00, -05:00, +05:30, ...), a few
-  members work remotely from another offset. ``occurred_at`` carries the actor's own offset.
-- A few AI agents (``resource.actor_type = "ai_agent"``) work for teams: they run whenever
-  their team works, some nightly, and lightly on weekends.
+  each team works from an office with its own UTC offset (seven offices from -08:00 to
+  +09:00: ``OFFICES``), a few members work remotely from another offset. ``occurred_at``
+  carries the actor's own offset.
+- A few AI agents (``resource.actor_type = "ai_agent"``) work for teams. Most run around the
+  clock: every day alike (weekends and holidays too), at any hour of their team's local time,
+  in 4-9 bursts of 1-4 hours a day with idle hours between, so about 70 % of their events are
+  outside Monday-Friday 09:00-18:00, every week. With four or more agents the last one runs
+  on its team's hours instead: whenever the team works, some nightly, lightly on weekends.
 - Weekly rhythm: humans work Monday-Friday in their local time (09:00-18:00 with a personal
   after-hours habit of 3-10 % of events, a little late-night work), rarely on weekends. One
   organisation-wide public holiday and one regional holiday (one office only).
@@ -23,6 +27,8 @@ The organisation
   item and day; an item lasts a few days), 5 context switches, 2-3 focus sessions of 50-100
   minutes (a few in the evening, as the after-hours habit says), CI gate evaluations, and very
   rare policy violations / overrides. Every canonical event type occurs.
+- Two to four evening workers: people whose habit is 44-52 % of workday events after hours
+  (mostly 18:00-22:00), all along, so every week's after-hours share is 0.35-0.6.
 - Collaboration is simulated per PR: the author's ``pr_created`` names the requested reviewer,
   reviewers' ``pr_reviewed`` / ``pr_commented`` name the author, the author's replies and
   ``pr_merged`` / ``pr_closed`` name the reviewer (``payload.counterpart_actor_id``). LLM
@@ -32,22 +38,29 @@ The organisation
 Planted behaviour changes (``GroundTruth.plants``)
 --------------------------------------------------
 Each planted on ``instances`` (default 3) distinct actors, starting after a warm-up of at least
-three weeks, with the planned magnitudes recorded:
+three weeks, with the planned magnitudes recorded. Each plant has a ``strength`` drawn
+uniformly in [0.7, 1.3]: every change from the actor's habit is that share of the nominal
+change below (burnout at strength 0.7 moves the after-hours share 70 % of the way to ~45 %), and
+the recorded magnitudes are the scaled ones.
 
 - ``burnout_risk``: after-hours drift (workday after-hours share to ~45 %, more late-night
   work, weekend work) and falling collaboration (reviews and comments to ~30 %);
 - ``rework_loop``: build and test failure rates to ~45 %, 50 % more builds and test runs;
 - ``context_thrash``: context switches x4, fewer PRs, focus sessions a little shorter;
-- ``engagement_drop``: present on only 2-3 workdays a week (never a week away: that is leave),
-  fewer events while present, focus sessions halved;
+- ``engagement_drop``: for 7-14 days, present on about 1-2 (sometimes 3) of 5 workdays, with
+  runs of 1-3 workdays away between present days (never 4 in a row, the actor's holidays
+  included, and no sick day in the week around: a week away is leave), 40 % fewer events
+  (focus sessions too) while present, focus sessions halved;
 - ``guardrail_overrides`` (AI agents): override attempts and policy violations x20 or more;
 - ``mentoring_potential``: chosen to review teammates' PRs with three times the weight of the
-  team's top reviewer (one mentor per team), rising to the top of the team for the rest of the range
-  (from week 3 on).
+  team's top reviewer (one mentor per team; 2.1-3.9 times with the strength), rising to the
+  top of the team for the rest of the range (from week 3 on).
 
 Noise that must not fire (``GroundTruth.noise``): a week of leave for several actors (one of
 them right after an unusually busy week), a new joiner ramping up from 30 % to full activity
-over three weeks, single sick days, holidays, and ordinary day-to-day variance.
+over three weeks, single sick days, holidays, the evening workers, the round-the-clock agents,
+and ordinary day-to-day variance. The people on leave, the new joiner and the evening workers
+have nothing planted; a round-the-clock agent may carry a guardrail plant.
 """
 
 from __future__ import annotations
@@ -56,7 +69,7 @@ import gzip
 import json
 import uuid
 from collections import defaultdict
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
@@ -83,10 +96,17 @@ TEAM_NAMES: tuple[str, ...] = (
 PLANT_CLASSES: tuple[str, ...] = (
     "burnout_risk", "rework_loop", "context_thrash", "engagement_drop",
     "guardrail_overrides", "mentoring_potential")
-#: Plant durations in days (mentoring runs to the end of the range).
+#: Plant durations in days (mentoring runs to the end of the range); an engagement drop lasts
+#: ``DROP_DAYS`` days (inclusive range; its entry here is the longest).
 PLANT_DAYS: dict[str, int] = {
-    "burnout_risk": 21, "rework_loop": 14, "context_thrash": 14, "engagement_drop": 21,
+    "burnout_risk": 21, "rework_loop": 14, "context_thrash": 14, "engagement_drop": 14,
     "guardrail_overrides": 14, "mentoring_potential": 10_000}
+DROP_DAYS = (7, 14)
+#: Each plant has this share of its class's nominal effect, drawn uniformly.
+STRENGTH_RANGE = (0.7, 1.3)
+#: Evening workers per tenant (inclusive range) and their usual workday after-hours share.
+EVENING_WORKERS = (2, 4)
+EVENING_SHARE = (0.44, 0.52)
 WARMUP_DAYS = 21
 MENTOR_START_DAYS = 14
 
@@ -111,7 +131,8 @@ class Plant:
     """A planted behaviour change: ``signal_class`` on ``actor_id`` over [start_day, end_day].
 
     ``magnitude``: planned values, ``{quantity: {"before": x, "during": y}}`` (rates per day,
-    shares in 0..1, factors relative to the actor's habit).
+    shares in 0..1, factors relative to the actor's habit), already scaled by ``strength``:
+    the share of the class's nominal effect this plant has (drawn in [0.7, 1.3]).
     """
 
     actor_id: str
@@ -120,12 +141,15 @@ class Plant:
     end_day: date
     magnitude: Mapping[str, Mapping[str, float]]
     description: str
+    strength: float = 1.0
 
 
 @dataclass(frozen=True)
 class Noise:
     """Something realistic that must not raise a signal: ``kind`` is ``leave``,
-    ``busy_week`` (before a leave), ``ramp_up``, ``sick_day`` or ``regional_holiday``."""
+    ``busy_week`` (before a leave), ``ramp_up``, ``sick_day``, ``regional_holiday``,
+    ``evening_worker`` (someone whose usual after-hours share is high, all along) or
+    ``round_the_clock`` (an AI agent working at every hour of every day)."""
 
     actor_id: str
     kind: str
@@ -172,7 +196,8 @@ class GroundTruth:
                                day(a["first_day"])) for a in d["actors"]],
             teams={k: list(v) for k, v in d["teams"].items()},
             plants=[Plant(p["actor_id"], p["signal_class"], day(p["start_day"]),
-                          day(p["end_day"]), p["magnitude"], p["description"])
+                          day(p["end_day"]), p["magnitude"], p["description"],
+                          float(p.get("strength", 1.0)))
                     for p in d["plants"]],
             noise=[Noise(n["actor_id"], n["kind"], day(n["start_day"]), day(n["end_day"]),
                          n.get("description", "")) for n in d["noise"]],
@@ -230,6 +255,9 @@ def truth_path_for(jsonl_path: str | Path) -> Path:
 
 # --- actors and their habits ------------------------------------------------------------------
 
+_GOLDEN = 0.6180339887498949  # the golden ratio's fractional part: a low-discrepancy step
+
+
 @dataclass
 class _Actor:
     actor_id: str
@@ -250,9 +278,25 @@ class _Actor:
     focus_min: float = 75.0
     switches: float = 5.0
     pr_rate: float = 0.5
+    #: An agent that runs around the clock, every day, in bursts (else: its team's hours).
+    round_the_clock: bool = False
+    #: Evening workers: the state of a golden-ratio sequence that replaces the random draw
+    #: deciding whether an event is after hours, so every week's share stays near the habit
+    #: (with independent draws, some week of some seed falls 0.14 below it). None: random.
+    steady: float | None = None
     # Day-level state filled in by the plan.
+    #: Round-the-clock agents: day -> cumulative weights of the 24 local hours (bursts).
+    hours: dict[int, np.ndarray] = field(default_factory=dict)
     present: dict[int, float] = field(default_factory=dict)  # day -> intensity
     mods: dict[int, dict[str, float]] = field(default_factory=lambda: defaultdict(dict))
+
+    def after_hours_draw(self, rng: np.random.Generator) -> float:
+        """A number in [0, 1): the event is after hours when it is below the share."""
+        u = float(rng.random())  # drawn either way: the actor's stream stays the same
+        if self.steady is None:
+            return u
+        self.steady = (self.steady + _GOLDEN) % 1.0
+        return self.steady
 
 
 def _offset_str(minutes: int) -> str:
@@ -278,6 +322,18 @@ def _team_sizes(n_humans: int, n_teams: int, rng: np.random.Generator) -> list[i
 
 def _weekday(start: date, d: int) -> int:
     return (start + timedelta(days=d)).weekday()
+
+
+def _burst_hours(rng: np.random.Generator) -> np.ndarray:
+    """Cumulative weights of the 24 local hours of a round-the-clock agent's day: 4-9 bursts
+    of 1-4 hours starting at any hour (wrapping past midnight), idle hours in between."""
+    weights = np.zeros(24)
+    for _ in range(int(rng.integers(4, 10))):
+        first, length = int(rng.integers(24)), int(rng.integers(1, 5))
+        intensity = float(rng.gamma(2.0, 0.5))
+        for h in range(first, first + length):
+            weights[h % 24] += intensity
+    return np.cumsum(weights)
 
 
 # --- the generator -----------------------------------------------------------------------------
@@ -340,8 +396,11 @@ def generate(seed: int, *, actors: int = 60, teams: int = 7, agents: int = 6, we
         team = big[i % len(big)]
         office, offset = office_of_team[team]
         a = _Actor(f"agent-{i + 1:02d}", "ai_agent", team, office, offset, 0, rng)
+        # Agents run around the clock; with four or more, the last one runs on its team's
+        # hours instead (an assistant started by people, not a pipeline).
+        a.round_the_clock = not (agents >= 4 and i == agents - 1)
         a.activity = float(np.exp(rng.normal(0.0, 0.2)))
-        a.after_hours = float(rng.uniform(0.05, 0.10))  # nightly runs
+        a.after_hours = float(rng.uniform(0.05, 0.10))  # nightly runs (team-hours agent)
         a.late_share = 0.5
         a.weekend_prob = 0.6
         a.build_fail = float(rng.uniform(0.15, 0.22))
@@ -390,7 +449,9 @@ def generate(seed: int, *, actors: int = 60, teams: int = 7, agents: int = 6, we
             s0 = int(plan.integers(MENTOR_START_DAYS, MENTOR_START_DAYS + 4))
         else:
             s0 = int(plan.integers(WARMUP_DAYS, max(WARMUP_DAYS + 1, last_start) + 1))
-        return s0, min(n_days - 1, s0 + PLANT_DAYS[cls] - 1)
+        length = (int(plan.integers(DROP_DAYS[0], DROP_DAYS[1] + 1))
+                  if cls == "engagement_drop" else PLANT_DAYS[cls])
+        return s0, min(n_days - 1, s0 + length - 1)
 
     # Mentors first: anyone but the top reviewer of a team of 5+ (room to rise), one per team
     # (only one person can rise to the top of a team).
@@ -412,9 +473,11 @@ def generate(seed: int, *, actors: int = 60, teams: int = 7, agents: int = 6, we
     for cls in PLANT_CLASSES:
         for a in chosen[cls]:
             s0, s1 = window(cls)
+            strength = round(float(plan.uniform(*STRENGTH_RANGE)), 3)
             team_top = max((m.review_weight for m in people
                             if m.team_id == a.team_id and m is not a), default=1.0)
-            plants.append(_apply_plant(a, cls, s0, s1, start, team_top))
+            days_off = holidays | ({regional_holiday} if a.office == regional_office else set())
+            plants.append(_apply_plant(a, cls, s0, s1, start, strength, team_top, days_off))
 
     # Noise: leave weeks (one right after a busy week), a ramping new joiner, sick days.
     leave_people = pick(humans, 4)
@@ -438,6 +501,19 @@ def generate(seed: int, *, actors: int = 60, teams: int = 7, agents: int = 6, we
                        "joins on day 14, activity rising from 30 % to 100 % over 3 weeks"))
     for d in range(14, 35):
         joiner.mods[d]["ramp"] = 0.3 + 0.7 * (d - 14) / 20.0
+    # Evening workers: people who always work late (a habit, not a change: nothing planted on
+    # them). Mostly evenings, rarely weekends, so every week's after-hours share is 0.35-0.6.
+    for a in pick(humans, int(plan.integers(EVENING_WORKERS[0], EVENING_WORKERS[1] + 1))):
+        a.after_hours = float(plan.uniform(*EVENING_SHARE))
+        a.late_share = float(plan.uniform(0.1, 0.25))
+        a.weekend_prob = 0.02
+        a.steady = float(plan.random())
+        noise.append(Noise(a.actor_id, "evening_worker", start, end_day,
+                           f"always works evenings: {a.after_hours:.0%} of workday events "
+                           "after hours"))
+    noise += [Noise(a.actor_id, "round_the_clock", start, end_day,
+                    "an AI agent running at every hour of every day, in bursts")
+              for a in agent_list if a.round_the_clock]
 
     # --- presence and intensity per actor-day
     for a in people:
@@ -451,6 +527,10 @@ def generate(seed: int, *, actors: int = 60, teams: int = 7, agents: int = 6, we
                                               and d == regional_holiday)
             busy = float(np.exp(rng.normal(0.0, 0.25)))
             if a.actor_type == "ai_agent":
+                if a.round_the_clock:  # every day alike: weekends and holidays too
+                    a.present[d] = a.activity * busy
+                    a.hours[d] = _burst_hours(rng)
+                    continue
                 weekend_or_off = wd >= 5 or local_holiday
                 a.present[d] = a.activity * busy * (0.2 if weekend_or_off else 1.0)
                 continue
@@ -488,75 +568,136 @@ def generate(seed: int, *, actors: int = 60, teams: int = 7, agents: int = 6, we
     return Workload(envelopes, truth)
 
 
-def _apply_plant(a: _Actor, cls: str, s0: int, s1: int, start: date,
-                 team_top_review_weight: float = 1.0) -> Plant:
+def _apply_plant(a: _Actor, cls: str, s0: int, s1: int, start: date, strength: float = 1.0,
+                 team_top_review_weight: float = 1.0,
+                 days_off: Collection[int] = ()) -> Plant:
     """Record the plant's day modifiers on the actor and describe it with its magnitudes.
 
-    ``team_top_review_weight``: the highest review weight among the actor's teammates (a
-    mentor rises to three times that, so it really reaches the top of the team)."""
+    ``strength``: the share of the class's nominal effect this plant has (every change from
+    the actor's habit is scaled by it). ``team_top_review_weight``: the highest review weight
+    among the actor's teammates (a mentor rises to ``3 * strength`` times that, so it really
+    reaches the top of the team). ``days_off``: the actor's local holidays (day indices)."""
     days = range(s0, s1 + 1)
 
     def put(**mods: float) -> None:
         for d in days:
             a.mods[d].update(mods)
 
+    def toward(before: float, nominal: float) -> float:
+        """``before`` moved by ``strength`` times the nominal change."""
+        return round(before + (nominal - before) * strength, 4)
+
     if cls == "burnout_risk":
-        ah, late, wk = 0.45, 0.35, 0.6
-        put(after_hours=ah, late_share=late, weekend_prob=wk, weekend_boost=1.5,
-            collab=0.3)
+        ah, late = toward(a.after_hours, 0.45), toward(a.late_share, 0.35)
+        wk, collab = toward(a.weekend_prob, 0.6), toward(1.0, 0.3)
+        put(after_hours=ah, late_share=late, weekend_prob=wk, weekend_boost=toward(1.0, 1.5),
+            collab=collab)
         mag = {"workday_after_hours_share": {"before": a.after_hours, "during": ah},
                "late_night_share_of_after_hours": {"before": a.late_share, "during": late},
                "weekend_work_probability": {"before": a.weekend_prob, "during": wk},
-               "collaboration_factor": {"before": 1.0, "during": 0.3}}
-        text = "after-hours drift with weekend work, reviews and comments falling to 30 %"
+               "collaboration_factor": {"before": 1.0, "during": collab}}
+        text = (f"after-hours drift to {ah:.0%} with weekend work, reviews and comments "
+                f"falling to {collab:.0%}")
     elif cls == "rework_loop":
-        bf, tf = 0.45, 0.42
-        put(build_fail=bf, test_fail=tf, builds=1.5)
+        bf, tf, runs = toward(a.build_fail, 0.45), toward(a.test_fail, 0.42), toward(1.0, 1.5)
+        put(build_fail=bf, test_fail=tf, builds=runs)
         mag = {"build_failure_rate": {"before": a.build_fail, "during": bf},
                "test_failure_rate": {"before": a.test_fail, "during": tf},
-               "builds_and_tests_factor": {"before": 1.0, "during": 1.5}}
-        text = "builds and tests failing about 45 % of the time, 50 % more runs"
+               "builds_and_tests_factor": {"before": 1.0, "during": runs}}
+        text = f"builds failing {bf:.0%} and tests {tf:.0%} of the time, x{runs:.2f} the runs"
     elif cls == "context_thrash":
-        put(switches=4.0, prs=0.6, focus=0.85)
+        switches, prs, focus = toward(1.0, 4.0), toward(1.0, 0.6), toward(1.0, 0.85)
+        put(switches=switches, prs=prs, focus=focus)
         mag = {"context_switches_per_workday": {"before": a.switches,
-                                                "during": 4.0 * a.switches},
-               "pr_rate_factor": {"before": 1.0, "during": 0.6},
-               "focus_minutes_factor": {"before": 1.0, "during": 0.85}}
-        text = "four times the context switches, fewer PRs, slightly shorter focus"
+                                                "during": switches * a.switches},
+               "pr_rate_factor": {"before": 1.0, "during": prs},
+               "focus_minutes_factor": {"before": 1.0, "during": focus}}
+        text = f"x{switches:.1f} the context switches, fewer PRs, slightly shorter focus"
     elif cls == "engagement_drop":
-        # Present on 2-3 workdays a week, chosen so there is never a week-long absence.
-        rng = a.rng
-        away_run = 0
-        for d in days:
-            if _weekday(start, d) >= 5:
-                continue
-            # Never more than 2 workdays in a row away: reduced presence, not absence.
-            if away_run < 2 and rng.random() < 0.45:
-                a.mods[d]["absent"] = 1.0
-                away_run += 1
-            else:
-                away_run = 0
-        put(volume=0.6, focus=0.5, collab=0.6)
-        mag = {"workdays_present_share": {"before": 0.98, "during": 0.55},
-               "event_volume_factor": {"before": 1.0, "during": 0.6},
-               "focus_minutes_factor": {"before": 1.0, "during": 0.5}}
-        text = "present on 2-3 workdays a week, less activity, focus sessions halved"
+        # Nominally present on 35 % of workdays (1-2 of 5); at most 3 in a row away caps the
+        # drop at 25 %, and at most 50 % keeps a day away after each present day (so never
+        # more than 3 of 5).
+        share = min(0.5, max(0.25, 1.0 - 0.65 * strength))
+        present, workdays = _drop_presence(a, s0, s1, start, share, days_off)
+        volume, focus, collab = toward(1.0, 0.6), toward(1.0, 0.5), toward(1.0, 0.6)
+        put(volume=volume, focus=focus, collab=collab)
+        mag = {"workdays_present_share": {"before": 0.98,
+                                          "during": round(present / max(1, workdays), 3)},
+               "event_volume_factor": {"before": 1.0, "during": volume},
+               "focus_minutes_factor": {"before": 1.0, "during": focus}}
+        text = (f"present on {present} of {workdays} workdays (never 4 in a row away), "
+                f"{volume:.0%} of the usual activity, focus sessions at {focus:.0%}")
     elif cls == "guardrail_overrides":
-        put(overrides=2.5, violations=0.8)
-        mag = {"override_attempts_per_day": {"before": 0.05, "during": 2.5},
-               "policy_violations_per_day": {"before": 0.05, "during": 0.8}}
-        text = "the agent attempts overrides and violates policies daily"
+        overrides, violations = toward(0.05, 2.5), toward(0.05, 0.8)
+        put(overrides=overrides, violations=violations)
+        mag = {"override_attempts_per_day": {"before": 0.05, "during": overrides},
+               "policy_violations_per_day": {"before": 0.05, "during": violations}}
+        text = (f"the agent attempts {overrides:.1f} overrides and violates {violations:.1f} "
+                "policies a day")
     elif cls == "mentoring_potential":
-        factor = 3.0 * team_top_review_weight / a.review_weight
+        weight = 3.0 * strength * team_top_review_weight
+        factor = weight / a.review_weight
         put(review=factor)
-        mag = {"review_weight": {"before": a.review_weight,
-                                 "during": 3.0 * team_top_review_weight},
+        mag = {"review_weight": {"before": a.review_weight, "during": weight},
                "review_weight_factor": {"before": 1.0, "during": factor}}
         text = "reviews given rise to the top of the team"
     else:  # pragma: no cover - PLANT_CLASSES is closed
         raise ValueError(cls)
     return Plant(a.actor_id, cls, start + timedelta(days=s0), start + timedelta(days=s1), mag,
-                 text)
+                 text, strength)
+
+
+#: An engagement drop's longest run of workdays away, the actor's holidays included: well
+#: short of the five workdays of a week's leave.
+DROP_MAX_AWAY_RUN = 3
+
+
+def _drop_presence(a: _Actor, s0: int, s1: int, start: date, share: float,
+                   days_off: Collection[int]) -> tuple[int, int]:
+    """Mark the workdays of [s0, s1] on which an engagement-drop actor stays away, so it is
+    present on about ``share`` (0.25-0.5) of them: between present days, runs of 1-3 workdays
+    away, of the two whole lengths around ``1 / share - 1`` (so the share is close to the plan
+    even over one week), never more than ``DROP_MAX_AWAY_RUN`` in a row counting the actor's
+    holidays. Returns (workdays present, workdays not on holiday)."""
+    def workday(d: int) -> bool:
+        return _weekday(start, d) < 5
+
+    mean_run = min(float(DROP_MAX_AWAY_RUN), 1.0 / share - 1.0)
+
+    def next_run() -> int:
+        return int(mean_run) + int(a.rng.random() < mean_run - int(mean_run))
+
+    run = 0  # holidays right before the plant start the run
+    d = s0 - 1
+    while d >= s0 - 7 and (not workday(d) or d in days_off):
+        run += workday(d)
+        d -= 1
+    # ``run``: workdays away in a row, holidays included (for the cap); ``away``: those the
+    # plant chose (holidays are not the drop); the plant starts anywhere in a run.
+    away, want = 0, int(a.rng.integers(0, next_run() + 1))
+    present = workdays = 0
+    for d in range(s0, s1 + 1):
+        if not workday(d):
+            continue
+        if d in days_off:
+            run += 1
+            continue
+        workdays += 1
+        ahead, e = 0, d + 1  # holidays right after d would extend the run
+        while e <= s1 + 7 and (not workday(e) or e in days_off):
+            ahead += workday(e)
+            e += 1
+        if away < want and run + 1 + ahead <= DROP_MAX_AWAY_RUN:
+            a.mods[d]["absent"] = 1.0
+            run, away = run + 1, away + 1
+        else:
+            present += 1
+            run, away, want = 0, 0, next_run()
+    # No sick day in the week before or after: it would lengthen a run of days away.
+    for d in [*range(s0 - 7, s0), *range(s1 + 1, s1 + 8)]:
+        if not a.mods.get(d):
+            a.mods[d]["steady"] = 1.0
+    return present, workdays
 
 
 # --- emitting events ---------------------------------------------------------------------------
@@ -574,12 +715,16 @@ class _Emitter:
     def local_time(self, a: _Actor, d: int, rng: np.random.Generator, *,
                    in_hours_only: bool = False) -> float:
         """Hours after local midnight of day ``d`` (may exceed 24 for after-midnight work)."""
+        cum = a.hours.get(d)
+        if cum is not None:  # a round-the-clock agent: an hour of the day's bursts
+            hour = int(np.searchsorted(cum, rng.random() * cum[-1], side="right"))
+            return hour + float(rng.random())
         mods = a.mods.get(d, {})
         weekend = _weekday(self.start, d) >= 5
         if a.actor_type == "human" and weekend:
             return float(rng.uniform(10.0, 23.5))
         ah = mods.get("after_hours", a.after_hours)
-        if in_hours_only or rng.random() >= ah:
+        if in_hours_only or a.after_hours_draw(rng) >= ah:
             return float(rng.uniform(WORK_START_H, WORK_END_H))
         if rng.random() < mods.get("late_share", a.late_share):
             return float(rng.uniform(22.0, 26.0))  # 22:00 - 02:00
@@ -701,7 +846,7 @@ def _emit(people: list[_Actor], by_id: Mapping[str, _Actor],
             for _ in range(_pois(rng, mods.get("switches", 1.0) * a.switches * min(x, 1.3))):
                 em.emit(a, d, em.local_time(a, d, rng), "context_switch")
             if not agent and _weekday(start, d) < 5:
-                n_sessions = max(1, _pois(rng, 2.5))
+                n_sessions = max(1, _pois(rng, 2.5 * mods.get("volume", 1.0)))
                 slot = (WORK_END_H - WORK_START_H) / n_sessions
                 evening = 18.25  # evening sessions follow one another, never overlap
                 for i in range(n_sessions):
@@ -709,7 +854,7 @@ def _emit(people: list[_Actor], by_id: Mapping[str, _Actor],
                                                        12.0), 10.0, slot * 60.0 - 5.0))
                     begin = WORK_START_H + i * slot + float(
                         rng.uniform(0.0, max(0.0, slot - minutes / 60.0)))
-                    if rng.random() < mods.get("after_hours", a.after_hours):
+                    if a.after_hours_draw(rng) < mods.get("after_hours", a.after_hours):
                         # Some sessions happen in the evening, like the rest of the
                         # after-hours work (so the day's after-hours share is as planned).
                         begin = evening + float(rng.uniform(0.0, 0.5))

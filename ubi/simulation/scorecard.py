@@ -25,9 +25,13 @@ Scorecard definitions (``score_signals``)
   show a change, and a change planted at the end of the range is still fresh). Recall of a
   class = detected plants / planted. An episode created before ``start`` does not count, even
   if it is still active: it was raised for something else.
-- **Precision** of a class = episodes of that class that match a plant of that class (same
-  actor, first day in the plant's window as above) / all actor-scope episodes of that class;
-  ``None`` when the class raised nothing.
+- **Days to detect** of a detected plant = the first day of its earliest matching episode -
+  the plant's start day; ``median_days_to_detect`` of a class is their median over its
+  detected plants (``None`` when none was detected).
+- **Precision** of a class = episodes of that class on an actor planted with it whose first
+  day lies in ``[start, end + precision_grace_days]`` of such a plant (default 14: a signal
+  still reporting a change that ended a week ago is right, not noise) / all actor-scope
+  episodes of that class; ``None`` when the class raised nothing.
 - **Warm-up**: an actor is in warm-up on day ``d`` while fewer than ``min_days`` (the
   baseline's ``min_days``, default 7) tenant workdays lie in ``[first_day, d)``, where
   ``first_day`` is the actor's first day in the truth (the day it joined or the range began).
@@ -39,8 +43,11 @@ Scorecard definitions (``score_signals``)
 - **Clean actor-week**: an actor-week with nothing planted for that actor, i.e. no plant of
   that actor whose window ``[start, end + grace_days]`` overlaps the week. Leave, ramp-up and
   ordinary variance are not plants: their weeks are clean, and anything raised there is noise.
-  ``signals_on_clean_actor_weeks`` = actor-scope episodes (any class, any severity) whose first
-  day falls in a clean actor-week; the target is at most 1 per 20 clean actor-weeks.
+  ``signals_on_clean_actor_weeks`` = actor-scope episodes (any class, any severity, INFO
+  included) whose first day falls in a clean actor-week; the target is at most 1 per 20 clean
+  actor-weeks. The same counts are split by the actor's type in the truth (``human``,
+  ``ai_agent``: ``by_actor_type``), and the episodes on clean actor-weeks are counted per class
+  (``noise_by_class``, overall and per type) to show which classes are noisy.
 
 Real history (``real_history_report``)
 --------------------------------------
@@ -55,11 +62,13 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from statistics import median
 from typing import Any
 
 from ubi.analytics.taxonomy import SEVERITY_RANK
 
 DEFAULT_GRACE_DAYS = 7
+DEFAULT_PRECISION_GRACE_DAYS = 14
 DEFAULT_MIN_DAYS = 7
 ACTIVE_MONTH_MIN_DAYS = 4
 _EPOCH = date(1970, 1, 1)
@@ -154,9 +163,9 @@ class PlantWindow:
 
 
 def _truth_parts(truth: Any) -> tuple[list[PlantWindow], dict[str, date], date, date,
-                                      frozenset[date]]:
-    """(plants, actor -> first day, range start, range end, holidays) from a ``GroundTruth``
-    or its ``as_dict()`` form."""
+                                      frozenset[date], dict[str, str]]:
+    """(plants, actor -> first day, range start, range end, holidays, actor -> actor type)
+    from a ``GroundTruth`` or its ``as_dict()`` form."""
     get = truth.get if isinstance(truth, Mapping) else (lambda k: getattr(truth, k))
 
     def item(obj: Any, key: str) -> Any:
@@ -167,8 +176,9 @@ def _truth_parts(truth: Any) -> tuple[list[PlantWindow], dict[str, date], date, 
               for p in get("plants") or ()]
     first = {str(item(a, "actor_id")): _as_day(item(a, "first_day"))
              for a in get("actors") or ()}
+    kind = {str(item(a, "actor_id")): str(item(a, "actor_type")) for a in get("actors") or ()}
     holidays = frozenset(_as_day(h) for h in (get("holidays") or ()))
-    return plants, first, _as_day(get("start_day")), _as_day(get("end_day")), holidays
+    return plants, first, _as_day(get("start_day")), _as_day(get("end_day")), holidays, kind
 
 
 def _is_workday(d: date, holidays: frozenset[date], workdays: frozenset[int]) -> bool:
@@ -194,6 +204,8 @@ class ClassScore:
     detected: int
     signals: int
     matching_signals: int
+    #: Days from each detected plant's start to its first matching episode.
+    days_to_detect: list[int] = field(default_factory=list)
 
     @property
     def recall(self) -> float | None:
@@ -203,12 +215,40 @@ class ClassScore:
     def precision(self) -> float | None:
         return self.matching_signals / self.signals if self.signals else None
 
+    @property
+    def median_days_to_detect(self) -> float | None:
+        return float(median(self.days_to_detect)) if self.days_to_detect else None
+
     def as_dict(self) -> dict[str, Any]:
         r, p = self.recall, self.precision
         return {"planted": self.planted, "detected": self.detected,
                 "precision": None if p is None else round(p, 4),
                 "recall": None if r is None else round(r, 4),
+                "median_days_to_detect": self.median_days_to_detect,
                 "signals": self.signals, "matching_signals": self.matching_signals}
+
+
+@dataclass
+class TypeNoise:
+    """Clean actor-weeks of one actor type and the episodes on them, per class."""
+
+    clean_actor_weeks: int = 0
+    noise_by_class: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def signals_on_clean_actor_weeks(self) -> int:
+        return sum(self.noise_by_class.values())
+
+    @property
+    def clean_rate(self) -> float:
+        return (self.signals_on_clean_actor_weeks / self.clean_actor_weeks
+                if self.clean_actor_weeks else 0.0)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"clean_actor_weeks": self.clean_actor_weeks,
+                "signals_on_clean_actor_weeks": self.signals_on_clean_actor_weeks,
+                "signals_per_clean_actor_week": round(self.clean_rate, 4),
+                "noise_by_class": dict(sorted(self.noise_by_class.items()))}
 
 
 @dataclass
@@ -222,8 +262,11 @@ class Scorecard:
     actor_weeks: int
     other_classes: dict[str, int] = field(default_factory=dict)
     group_signals: dict[str, int] = field(default_factory=dict)
-    #: Plants no episode detected; planted-class episodes matching no plant; episodes on
-    #: clean actor-weeks; episodes during warm-up (details for the report).
+    #: Episodes on clean actor-weeks per class, and the clean figures per actor type.
+    noise_by_class: dict[str, int] = field(default_factory=dict)
+    by_actor_type: dict[str, TypeNoise] = field(default_factory=dict)
+    #: Plants no episode detected; planted-class episodes matching no plant (precision's
+    #: window); episodes on clean actor-weeks; episodes during warm-up (for the report).
     missed: list[dict[str, Any]] = field(default_factory=list)
     unmatched: list[dict[str, Any]] = field(default_factory=list)
     noise: list[dict[str, Any]] = field(default_factory=list)
@@ -241,6 +284,8 @@ class Scorecard:
             "clean_actor_weeks": self.clean_actor_weeks,
             "signals_on_clean_actor_weeks": self.signals_on_clean_actor_weeks,
             "signals_per_clean_actor_week": round(self.clean_rate, 4),
+            "noise_by_class": dict(self.noise_by_class),
+            "by_actor_type": {t: n.as_dict() for t, n in sorted(self.by_actor_type.items())},
             "warmup_signals": self.warmup_signals,
             "actor_weeks": self.actor_weeks,
             "other_classes": dict(self.other_classes),
@@ -254,16 +299,20 @@ class Scorecard:
 
 def score_signals(signals: Iterable[Any], truth: Any, *,
                   actor_of: Mapping[str, str] | None = None,
-                  grace_days: int = DEFAULT_GRACE_DAYS, min_days: int = DEFAULT_MIN_DAYS,
+                  grace_days: int = DEFAULT_GRACE_DAYS,
+                  precision_grace_days: int = DEFAULT_PRECISION_GRACE_DAYS,
+                  min_days: int = DEFAULT_MIN_DAYS,
                   workdays: Iterable[int] = range(5)) -> Scorecard:
     """Score signals against planted truth (definitions in the module docstring).
 
-    ``truth``: a ``generator.GroundTruth`` or its ``as_dict()``. ``workdays``: the tenant's
-    working week (Monday = 0), for warm-up counting.
+    ``truth``: a ``generator.GroundTruth`` or its ``as_dict()``. ``grace_days``: after a
+    plant's end, for recall and clean weeks; ``precision_grace_days``: the same for precision.
+    ``workdays``: the tenant's working week (Monday = 0), for warm-up counting.
     """
-    plants, first_day, start, end, holidays = _truth_parts(truth)
+    plants, first_day, start, end, holidays, actor_type = _truth_parts(truth)
     week_days = frozenset(workdays)
     grace = timedelta(days=grace_days)
+    precision_grace = timedelta(days=precision_grace_days)
     eps = episodes(signals, actor_of)
     actor_eps = [e for e in eps if e.actor_scope == "actor"]
     group = Counter(f"{e.actor_scope}:{e.signal_class}" for e in eps if e.actor_scope != "actor")
@@ -273,9 +322,9 @@ def score_signals(signals: Iterable[Any], truth: Any, *,
     for p in plants:
         by_actor_plants[p.actor_id].append(p)
 
-    def matches(e: Episode, p: PlantWindow) -> bool:
+    def matches(e: Episode, p: PlantWindow, after_end: timedelta = grace) -> bool:
         return (e.actor_id == p.actor_id and e.signal_class == p.signal_class
-                and p.start_day <= e.first_day <= p.end_day + grace)
+                and p.start_day <= e.first_day <= p.end_day + after_end)
 
     classes: dict[str, ClassScore] = {}
     missed: list[dict[str, Any]] = []
@@ -283,21 +332,22 @@ def score_signals(signals: Iterable[Any], truth: Any, *,
     for c in planted_classes:
         cp = [p for p in plants if p.signal_class == c]
         ce = [e for e in actor_eps if e.signal_class == c]
-        detected = 0
+        days_to_detect: list[int] = []
         for p in cp:
-            if any(matches(e, p) for e in ce):
-                detected += 1
+            hits = [e.first_day for e in ce if matches(e, p)]
+            if hits:
+                days_to_detect.append((min(hits) - p.start_day).days)
             else:
                 missed.append({"actor_id": p.actor_id, "signal_class": c,
                                "start_day": p.start_day.isoformat(),
                                "end_day": p.end_day.isoformat()})
         good = 0
         for e in ce:
-            if any(matches(e, p) for p in cp):
+            if any(matches(e, p, precision_grace) for p in cp):
                 good += 1
             else:
                 unmatched.append(_episode_dict(e))
-        classes[c] = ClassScore(len(cp), detected, len(ce), good)
+        classes[c] = ClassScore(len(cp), len(days_to_detect), len(ce), good, days_to_detect)
     other = Counter(e.signal_class for e in actor_eps if e.signal_class not in classes)
 
     warm_end = {a: warmup_end(d, min_days=min_days, holidays=holidays, workdays=week_days)
@@ -312,6 +362,7 @@ def score_signals(signals: Iterable[Any], truth: Any, *,
         monday += timedelta(days=7)
     n_weeks = n_clean = 0
     clean_weeks: set[tuple[str, date]] = set()
+    by_type: dict[str, TypeNoise] = {t: TypeNoise() for t in sorted(set(actor_type.values()))}
     for actor, w_end in warm_end.items():
         for wk in weeks:
             if wk < w_end:
@@ -323,13 +374,19 @@ def score_signals(signals: Iterable[Any], truth: Any, *,
             if not touched:
                 n_clean += 1
                 clean_weeks.add((actor, wk))
+                by_type[actor_type[actor]].clean_actor_weeks += 1
     on_clean = [e for e in actor_eps
                 if (e.actor_id, e.first_day - timedelta(days=e.first_day.weekday()))
                 in clean_weeks]
+    for e in on_clean:
+        by_type[actor_type[e.actor_id]].noise_by_class[e.signal_class] += 1
+    noise_by_class = Counter(e.signal_class for e in on_clean)
     return Scorecard(classes=classes, clean_actor_weeks=n_clean,
                      signals_on_clean_actor_weeks=len(on_clean), warmup_signals=len(warmup),
                      actor_weeks=n_weeks, other_classes=dict(sorted(other.items())),
-                     group_signals=dict(sorted(group.items())), missed=missed,
+                     group_signals=dict(sorted(group.items())),
+                     noise_by_class=dict(sorted(noise_by_class.items())),
+                     by_actor_type=by_type, missed=missed,
                      unmatched=unmatched, noise=[_episode_dict(e) for e in on_clean],
                      warmup=[_episode_dict(e) for e in warmup])
 

@@ -54,6 +54,30 @@ def workdays(w: Workload, first: date, last: date) -> list[date]:
     return days
 
 
+def present_days(events: list[dict]) -> set[date]:
+    """Local dates with events, not counting the tail of the night before (before 03:00)."""
+    return {local(e).date() for e in events if local(e).hour >= 3}
+
+
+def full_weeks(w: Workload) -> list[date]:
+    """Mondays of the Monday-Sunday weeks inside the range."""
+    first = w.truth.start_day + timedelta(days=-w.truth.start_day.weekday() % 7)
+    return [first + timedelta(days=7 * i)
+            for i in range((w.truth.end_day - first).days // 7 + 1)
+            if first + timedelta(days=7 * i + 6) <= w.truth.end_day]
+
+
+def noise_actors(w: Workload, kind: str) -> list[str]:
+    return [n.actor_id for n in w.truth.noise if n.kind == kind]
+
+
+def binomial_slack(p: float, n: int) -> float:
+    """Three sigmas of a share over ``n`` events (an LLM request and its completion share
+    one time, so about ``n / 1.5`` independent draws), plus 0.02 for after-midnight work
+    that lands on a weekend day."""
+    return 3 * (p * (1 - p) / (n / 1.5)) ** 0.5 + 0.02
+
+
 # --- determinism and format --------------------------------------------------------------------
 
 def test_same_seed_same_workload_other_seed_differs():
@@ -165,7 +189,11 @@ def test_truth_plants_every_class_on_distinct_actors_after_a_warm_up(workload):
     for p in truth.plants:
         by_class[p.signal_class].append(p)
         assert p.start_day >= truth.start_day + timedelta(days=14)
-        assert p.end_day <= truth.end_day and p.end_day >= p.start_day + timedelta(days=13)
+        assert p.end_day <= truth.end_day
+        if p.signal_class == "engagement_drop":
+            assert 6 <= (p.end_day - p.start_day).days <= 13
+        else:
+            assert p.end_day >= p.start_day + timedelta(days=13)
         assert set(p.magnitude) and all({"before", "during"} <= set(v)
                                         for v in p.magnitude.values())
     assert set(by_class) == set(PLANT_CLASSES)
@@ -182,6 +210,7 @@ def test_truth_plants_every_class_on_distinct_actors_after_a_warm_up(workload):
 def test_burnout_after_hours_share_rises_by_the_planned_amount(workload):
     """Issue 6: the planted burnout actor's after-hours share really rises as planned."""
     events = by_actor(workload)
+    falls: list[tuple[float, float]] = []
     for plant in workload.truth.plants:
         if plant.signal_class != "burnout_risk":
             continue
@@ -195,22 +224,30 @@ def test_burnout_after_hours_share_rises_by_the_planned_amount(workload):
             ts = [local(e) for e in mine if local(e).date() in days]
             return sum(after_hours(t) for t in ts) / len(ts)
 
+        n_during = sum(1 for e in mine if local(e).date() in during_days)
+        slack = binomial_slack(planned["during"], n_during)
         assert share(before_days) == pytest.approx(planned["before"], abs=0.03)
-        assert share(during_days) == pytest.approx(planned["during"], abs=0.05)
+        assert share(during_days) == pytest.approx(planned["during"], abs=slack)
         assert share(during_days) - share(before_days) == pytest.approx(
-            planned["during"] - planned["before"], abs=0.06)
-        # ... and collaboration falls: reviews and comments given per workday.
+            planned["during"] - planned["before"], abs=slack + 0.01)
+        # ... and collaboration falls: reviews and comments given per workday
         def collab(days: set[date], mine: list[dict] = mine) -> float:
             n = sum(1 for e in mine if e["signal_type"] in ("pr_reviewed", "pr_commented")
                     and local(e).date() in days)
             return n / len(days)
 
-        assert collab(during_days) < 0.6 * collab(before_days)
+        falls.append((collab(during_days) / collab(before_days),
+                      plant.magnitude["collaboration_factor"]["during"]))
+    # by at least half the planned fall on average (in a small team the few reviewers left
+    # are asked anyway, so one plant's fall can be smaller)
+    ratio, planned = (sum(x) / len(falls) for x in zip(*falls, strict=True))
+    assert ratio < (1 + planned) / 2
 
 
 def test_other_plants_change_what_the_truth_says(workload):
     events = by_actor(workload)
     truth = workload.truth
+    drops: list[tuple[float, float, float]] = []  # (events, usual events, planned events)
 
     def rate(actor: str, types: tuple[str, ...], days: set[date]) -> float:
         n = sum(1 for e in events[actor] if e["signal_type"] in types
@@ -232,25 +269,122 @@ def test_other_plants_change_what_the_truth_says(workload):
         elif p.signal_class == "context_thrash":
             ratio = (rate(p.actor_id, ("context_switch",), during)
                      / rate(p.actor_id, ("context_switch",), before))
-            assert 2.5 < ratio < 6.0
+            planned = p.magnitude["context_switches_per_workday"]
+            factor = planned["during"] / planned["before"]
+            assert 0.6 * factor < ratio < 1.5 * factor
         elif p.signal_class == "engagement_drop":
-            present = {local(e).date() for e in events[p.actor_id]}
+            present = present_days(events[p.actor_id])
             share = len(present & during) / len(during)
-            assert 0.35 < share < 0.8  # reduced presence ...
-            run = longest = 0
-            for d in sorted(during):  # ... but never a week away (that would be leave)
-                run = 0 if d in present else run + 1
-                longest = max(longest, run)
-            assert longest < 5
+            # present on 1-2 (sometimes 3) of 5 workdays, as planned
+            assert share == pytest.approx(p.magnitude["workdays_present_share"]["during"],
+                                          abs=1e-3)
+            assert 0.1 < share <= 0.6
+            # fewer events of its own while present (reviews of others' PRs pile up on the
+            # few days present, so they are left out)
+            own = tuple(t for t in CANONICAL_EVENT_TYPES if t not in COLLABORATION_EVENT_TYPES)
+            n_present = len(present & during)
+            expected = rate(p.actor_id, own, before) * n_present
+            drops.append((rate(p.actor_id, own, present & during) * n_present, expected,
+                          p.magnitude["event_volume_factor"]["during"] * expected))
         elif p.signal_class == "guardrail_overrides":
             types = ("override_attempted", "policy_violation")
-            assert rate(p.actor_id, types, during) > 1.5
+            planned = sum(v["during"] for v in p.magnitude.values())
+            assert rate(p.actor_id, types, during) > 0.4 * planned
             assert rate(p.actor_id, types, before) < 0.5
         elif p.signal_class == "mentoring_potential":
             team = next(a.team_id for a in truth.actors if a.actor_id == p.actor_id)
             last3 = set(workdays(workload, truth.end_day - timedelta(days=20), truth.end_day))
             reviews = {m: rate(m, ("pr_reviewed",), last3) for m in truth.teams[team]}
             assert max(reviews, key=reviews.__getitem__) == p.actor_id
+    # drops' own events on their present days fall by at least half the plan, all drops
+    # together (one or two present days of one person can be busy ones)
+    n, usual, planned = (sum(x) for x in zip(*drops, strict=True))
+    assert n < (usual + planned) / 2
+
+
+def test_engagement_drops_are_scattered_days_off_never_a_week_away(workload):
+    truth = workload.truth
+    events = by_actor(workload)
+    drops = [p for p in truth.plants if p.signal_class == "engagement_drop"]
+    assert drops
+    for p in drops:
+        present = present_days(events[p.actor_id])
+        # the plant and a week either side: no run of 5 workdays away (at most 3)
+        around = workdays(workload, p.start_day - timedelta(days=7),
+                          p.end_day + timedelta(days=7))
+        run = longest = 0
+        for d in around:
+            run = 0 if d in present else run + 1
+            longest = max(longest, run)
+        assert longest <= 3, p
+        during = workdays(workload, p.start_day, p.end_day)
+        assert any(d not in present for d in during)
+
+
+def test_plant_strengths_vary_and_scale_the_magnitudes(workload):
+    strengths = [p.strength for p in workload.truth.plants]
+    assert all(0.7 <= s <= 1.3 for s in strengths)
+    assert len(set(strengths)) > len(strengths) // 2
+    for p in workload.truth.plants:
+        if p.signal_class == "guardrail_overrides":
+            planned = p.magnitude["override_attempts_per_day"]
+            assert planned["during"] == pytest.approx(0.05 + 2.45 * p.strength, abs=1e-3)
+        elif p.signal_class == "rework_loop":
+            planned = p.magnitude["builds_and_tests_factor"]
+            assert planned["during"] == pytest.approx(1 + 0.5 * p.strength, abs=1e-3)
+    # the strength is part of the truth's JSON
+    assert all("strength" in p for p in workload.truth.as_dict()["plants"])
+
+
+def test_offices_span_utc_minus_8_to_utc_plus_8(workload):
+    offsets = {datetime.fromisoformat(f"2025-01-01T00:00:00{a.utc_offset}").utcoffset()
+               for a in workload.truth.actors}
+    assert min(offsets) <= timedelta(hours=-8) and max(offsets) >= timedelta(hours=8)
+
+
+def test_most_agents_work_around_the_clock_in_bursts(workload):
+    truth = workload.truth
+    events = by_actor(workload)
+    agents = [a for a in truth.actors if a.actor_type == "ai_agent"]
+    round_the_clock = noise_actors(workload, "round_the_clock")
+    assert len(round_the_clock) >= len(agents) - 1 and len(round_the_clock) >= 3
+    for actor in round_the_clock:
+        times = [local(e) for e in events[actor]]
+        assert {t.hour for t in times} == set(range(24))  # every hour of the day, 22-06 too
+        assert {t.weekday() for t in times} == set(range(7))
+        for monday in full_weeks(workload):
+            week = [t for t in times if monday <= t.date() < monday + timedelta(days=7)]
+            assert sum(after_hours(t) for t in week) / len(week) > 0.4, (actor, monday)
+            # weekends about as busy as weekdays (per day)
+            weekend = sum(t.weekday() >= 5 for t in week)
+            assert weekend / 2 > 0.4 * (len(week) - weekend) / 5
+        # bursts: on a typical day some hours are busy and others idle
+        by_day: dict[date, Counter] = defaultdict(Counter)
+        for t in times:
+            by_day[t.date()][t.hour] += 1
+        idle = sorted(24 - len(hours) for hours in by_day.values())
+        assert 4 <= idle[len(idle) // 2] <= 18
+    # the team-hours agent (if any) keeps to its team's rhythm
+    for a in agents:
+        if a.actor_id not in round_the_clock:
+            times = [local(e) for e in events[a.actor_id]]
+            assert sum(after_hours(t) for t in times) / len(times) < 0.3
+
+
+def test_evening_workers_always_work_evenings_and_have_nothing_planted(workload):
+    truth = workload.truth
+    events = by_actor(workload)
+    evening = noise_actors(workload, "evening_worker")
+    assert 2 <= len(evening) <= 4
+    kind = {a.actor_id: a.actor_type for a in truth.actors}
+    planted = {p.actor_id for p in truth.plants}
+    for actor in evening:
+        assert kind[actor] == "human" and actor not in planted
+        times = [local(e) for e in events[actor]]
+        for monday in full_weeks(workload):
+            week = [t for t in times if monday <= t.date() < monday + timedelta(days=7)]
+            share = sum(after_hours(t) for t in week) / len(week)
+            assert 0.35 <= share <= 0.6, (actor, monday, share)
 
 
 def test_noise_is_what_the_truth_says(workload):
@@ -258,11 +392,18 @@ def test_noise_is_what_the_truth_says(workload):
     truth = workload.truth
     kinds = Counter(n.kind for n in truth.noise)
     assert kinds["leave"] >= 3 and kinds["ramp_up"] == 1 and kinds["sick_day"] >= 5
+    assert 2 <= kinds["evening_worker"] <= 4 and kinds["round_the_clock"] >= 3
+    # nothing planted on the people on leave, the new joiner or the evening workers
+    planted = {p.actor_id for p in truth.plants}
+    assert not planted & {n.actor_id for n in truth.noise
+                          if n.kind in ("leave", "busy_week", "ramp_up", "evening_worker")}
     for n in truth.noise:
         days = {local(e).date() for e in events[n.actor_id]}
         if n.kind == "leave":
-            away = set(workdays(workload, n.start_day, n.end_day))
-            assert len(away) >= 5 and not (days & away)
+            span = [n.start_day + timedelta(days=i)
+                    for i in range((n.end_day - n.start_day).days + 1)]
+            assert sum(d.weekday() < 5 for d in span) >= 5  # a whole week, holidays included
+            assert not (days & set(workdays(workload, n.start_day, n.end_day)))
         elif n.kind == "ramp_up":
             first = next(a.first_day for a in truth.actors if a.actor_id == n.actor_id)
             assert first == n.start_day and min(days) >= first - timedelta(days=1)

@@ -50,11 +50,11 @@ def test_scorecard_arithmetic():
     card = score_signals(signals, TRUTH, actor_of={"pa": "a"})
     d = card.as_dict()
     assert d["classes"]["burnout_risk"] == {
-        "planted": 1, "detected": 1, "precision": 0.5, "recall": 1.0, "signals": 4,
-        "matching_signals": 2}
+        "planted": 1, "detected": 1, "precision": 0.5, "recall": 1.0,
+        "median_days_to_detect": 2.0, "signals": 4, "matching_signals": 2}
     assert d["classes"]["context_thrash"] == {
-        "planted": 1, "detected": 0, "precision": None, "recall": 0.0, "signals": 0,
-        "matching_signals": 0}
+        "planted": 1, "detected": 0, "precision": None, "recall": 0.0,
+        "median_days_to_detect": None, "signals": 0, "matching_signals": 0}
     assert d["missed"] == [{"actor_id": "b", "signal_class": "context_thrash",
                             "start_day": "2025-01-13", "end_day": "2025-01-19"}]
     # Weeks after warm-up (Wed 15): those of Jan 20 and Jan 27, for 3 actors.
@@ -64,6 +64,11 @@ def test_scorecard_arithmetic():
     assert d["clean_actor_weeks"] == 3
     assert d["signals_on_clean_actor_weeks"] == 2  # b's rework_loop, c's burnout_risk
     assert card.clean_rate == pytest.approx(2 / 3)
+    assert d["noise_by_class"] == {"burnout_risk": 1, "rework_loop": 1}
+    assert d["by_actor_type"] == {"human": {
+        "clean_actor_weeks": 3, "signals_on_clean_actor_weeks": 2,
+        "signals_per_clean_actor_week": 0.6667,
+        "noise_by_class": {"burnout_risk": 1, "rework_loop": 1}}}
     assert d["warmup_signals"] == 1
     assert d["other_classes"] == {"rework_loop": 1}
     assert d["group_signals"] == {"team:burnout_risk": 1}
@@ -76,6 +81,70 @@ def test_a_signal_before_the_plant_or_after_the_grace_does_not_detect_it():
     for signals in (late, early):
         assert score_signals(signals, TRUTH).classes["burnout_risk"].detected == 0
     assert score_signals(late, TRUTH, grace_days=8).classes["burnout_risk"].detected == 1
+
+
+# Same four weeks; humans a, b, c and agents g, h, all from the first day (warm-up ends Wed 15).
+TRUTH_2 = {
+    **TRUTH,
+    "actors": [{"actor_id": a, "actor_type": kind, "team_id": "x", "utc_offset": "+00:00",
+                "first_day": "2025-01-06"}
+               for a, kind in (("a", "human"), ("b", "human"), ("c", "human"),
+                               ("g", "ai_agent"), ("h", "ai_agent"))],
+    "plants": [
+        {"actor_id": actor, "signal_class": cls, "start_day": s, "end_day": e,
+         "magnitude": {}, "description": ""}
+        for actor, cls, s, e in (("a", "burnout_risk", "2025-01-20", "2025-01-26"),
+                                 ("b", "burnout_risk", "2025-01-27", "2025-02-02"),
+                                 ("c", "burnout_risk", "2025-01-15", "2025-01-21"),
+                                 ("g", "guardrail_overrides", "2025-01-15", "2025-01-21"))],
+}
+SIGNALS_2 = [
+    sig("a", "burnout_risk", "2025-01-22", signal_id="1"),  # a detected 2 days in
+    sig("a", "burnout_risk", "2025-01-24", signal_id="2"),  # a later episode: not the first
+    sig("c", "burnout_risk", "2025-01-20", signal_id="3"),  # c detected 5 days in
+    # 10 days after g's plant ended: past recall's 7 days, within precision's 14
+    sig("g", "guardrail_overrides", "2025-01-31", signal_id="4"),
+    sig("h", "guardrail_overrides", "2025-01-23", "INFO", signal_id="5"),  # h: clean weeks
+    sig("h", "after_hours_activity", "2025-01-20", "INFO", signal_id="6"),
+    sig("h", "after_hours_activity", "2025-01-29", "INFO", signal_id="7"),
+    sig("b", "context_thrash", "2025-01-21", "INFO", signal_id="8"),  # b's clean week
+]
+
+
+def test_precision_window_median_days_to_detect_and_noise_by_actor_type():
+    d = score_signals(SIGNALS_2, TRUTH_2).as_dict()
+    assert d["classes"]["burnout_risk"] == {
+        "planted": 3, "detected": 2, "precision": 1.0, "recall": 0.6667,
+        "median_days_to_detect": 3.5, "signals": 3, "matching_signals": 3}
+    assert d["classes"]["guardrail_overrides"] == {
+        "planted": 1, "detected": 0, "precision": 0.5, "recall": 0.0,
+        "median_days_to_detect": None, "signals": 2, "matching_signals": 1}
+    assert [u["actor_id"] for u in d["unmatched"]] == ["h"]
+    # Clean weeks (of Jan 20 and Jan 27): b's of Jan 20 (its plant starts on the 27th) and
+    # both of h's; a's, c's and g's are within their plants + 7 days.
+    assert (d["clean_actor_weeks"], d["signals_on_clean_actor_weeks"]) == (3, 4)
+    assert d["signals_per_clean_actor_week"] == 1.3333
+    assert d["noise_by_class"] == {"after_hours_activity": 2, "context_thrash": 1,
+                                   "guardrail_overrides": 1}
+    assert d["by_actor_type"] == {
+        "ai_agent": {"clean_actor_weeks": 2, "signals_on_clean_actor_weeks": 3,
+                     "signals_per_clean_actor_week": 1.5,
+                     "noise_by_class": {"after_hours_activity": 2, "guardrail_overrides": 1}},
+        "human": {"clean_actor_weeks": 1, "signals_on_clean_actor_weeks": 1,
+                  "signals_per_clean_actor_week": 1.0,
+                  "noise_by_class": {"context_thrash": 1}}}
+
+
+def test_precision_grace_is_its_own_parameter():
+    def guardrail(**kw):
+        return score_signals(SIGNALS_2, TRUTH_2, **kw).classes["guardrail_overrides"]
+
+    # g's episode is 10 days after its plant's end (Jan 21).
+    assert guardrail(precision_grace_days=9).matching_signals == 0
+    assert guardrail(precision_grace_days=10).matching_signals == 1
+    # recall's grace alone moves detection, not precision
+    wide = guardrail(grace_days=10, precision_grace_days=9)
+    assert (wide.detected, wide.matching_signals, wide.median_days_to_detect) == (1, 0, 16.0)
 
 
 def test_signal_forms_engine_objects_dicts_and_created_at():
