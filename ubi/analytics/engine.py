@@ -632,7 +632,8 @@ def analyse_tenant(activity: DailyActivity, config: TenantConfig, *, tenant_id: 
             peers=_peer_context(peers, peer_arrays) if sc.name == "actor" else None,
             established=_established(sc, workday, quiet, incomplete,
                                      params.min_days)[:, r0:],
-            subject_types=list(sc.activity.actor_types))
+            subject_types=list(sc.activity.actor_types), quiet=quiet[r0:],
+            leave=sc.leave[:, r0:])
         candidates += evaluate_rules(inputs, config)
     evaluated = [int(d) for d, inc in zip(day_nums[e0:], incomplete[e0:], strict=True)
                  if not inc]

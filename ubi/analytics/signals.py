@@ -130,7 +130,7 @@ PERCENTILE_TRIGGERS: dict[str, tuple[str, str]] = {
 #: Supporting features the rules compare with their baselines (not triggers).
 CONTEXT_FEATURES: dict[str, tuple[str, ...]] = {
     "7d": ("pr_throughput", "distinct_collaborators", "after_hours_ratio",
-           "llm_requests_per_work_item"),
+           "llm_requests_per_work_item", "active_days"),
     "28d": ("reviews_given",),
 }
 
@@ -288,6 +288,10 @@ class RuleInputs:
     #: Each subject's ``actor_type`` (actors, cohorts) or ``mixed`` (teams, the tenant), for
     #: the rules' applicability (``SignalClassSpec.applies_to``). None = every subject human.
     subject_types: Sequence[str] | None = None
+    #: bool [L] quiet days of the tenant (holidays, most people away) and [S, L] the
+    #: subject's leave days (``presence``). None = none.
+    quiet: np.ndarray | None = None
+    leave: np.ndarray | None = None
 
 
 @dataclass
@@ -637,22 +641,111 @@ def evaluate_rules(inputs: RuleInputs, config: TenantConfig) -> list[SignalCandi
 #: Workdays an engagement drop's reason counts active days over ("active on 2 of the last 10
 #: workdays").
 DROP_SPAN_WORKDAYS = 10
+#: Scattered absences (SPEC §5.5): fewer active days confirms at once, without waiting for the
+#: 7-day trigger's persistence, when the workdays away within the window were at least this
+#: many separate runs: days off here and there, not one spell (a few days of sickness).
+DROP_ABSENCE_RUNS = 2
+
+
+def absence_runs(absent: np.ndarray, counted: np.ndarray, w: int) -> np.ndarray:
+    """int64 [S, L]: separate runs of ``absent`` days among the ``counted`` days [L] (workdays
+    that are not quiet) within the ``w`` days up to each day; a run that began before the
+    window counts once."""
+    n_s, n_l = absent.shape
+    wd = np.flatnonzero(counted)
+    if wd.size == 0:
+        return np.zeros((n_s, n_l), dtype=np.int64)
+    absent = absent & counted[None, :]
+    prev_absent = np.zeros_like(absent)
+    prev_absent[:, wd[1:]] = absent[:, wd[:-1]]  # the previous counted day's, per counted day
+    starts = rolling_sum((absent & ~prev_absent).astype(np.float64), w)
+    # A run already going at the window's first counted day started before it: count it too.
+    first = np.searchsorted(wd, np.arange(n_l) - w + 1)
+    col = wd[np.minimum(first, wd.size - 1)]
+    inside = (first < wd.size) & (col <= np.arange(n_l))
+    carried = absent[:, col] & prev_absent[:, col] & inside[None, :]
+    return (np.rint(starts) + carried).astype(np.int64)
+
+
+@dataclass
+class _Scattered:
+    """Fewer active days made of scattered days off, per subject-day [S, L]."""
+
+    fired: np.ndarray
+    severity: np.ndarray  # int8, negative: the drop's severity code
+    value: np.ndarray  # active days in the window, a quiet day without events counted active
+    runs: np.ndarray
+
+
+def _scattered_absences(inputs: RuleInputs, config: TenantConfig) -> _Scattered | None:
+    """SPEC §5.5: fewer active days while present, as scattered days off (at least
+    ``DROP_ABSENCE_RUNS`` separate runs of workdays away in the 7 days, never a run of leave).
+    Judged at once, on the next workday with events: the absences themselves are the repeated
+    evidence a 7-day trigger's persistence otherwise waits for, and one spell of sickness is
+    one run. A
+    tenant holiday (a quiet day) neither counts as a day away nor spoils the week: the
+    ``active_days`` value is read with the quiet workdays the subject had no events counted as
+    active, against the same baseline."""
+    key = ("active_days", "7d")
+    rw = inputs.windows.get("7d")
+    if rw is None or key[0] not in rw.context or not trigger_allowed(key[0], config):
+        return None
+    w = WINDOWS["7d"]
+    n_s, n_l = inputs.present.shape
+    quiet = np.zeros(n_l, dtype=bool) if inputs.quiet is None else inputs.quiet
+    leave = np.zeros((n_s, n_l), dtype=bool) if inputs.leave is None else inputs.leave
+    counted = inputs.workday & ~quiet
+    absent = ~inputs.present & counted[None, :]
+    runs = absence_runs(absent, counted, w)
+    value, mean, std, usable = rw.context[key[0]]
+    quiet_workdays = quiet & inputs.workday
+    quiet_away = rolling_sum((~inputs.present & quiet_workdays[None, :]).astype(np.float64), w)
+    adjusted = value + quiet_away
+    warn, critical = config.thresholds(FEATURE_BY_NAME[key[0]].dimension)
+    min_std = float(config.baseline_algorithm["min_std"])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        z = (adjusted - mean) / np.maximum(np.nan_to_num(std), min_std)
+        severity = np.where(z <= -critical, -2, np.where(z <= -warn, -1, 0)).astype(np.int8)
+    # Clean but for quiet days: no leave and no incomplete day in the window.
+    no_leave = rolling_sum(leave.astype(np.float64), w) == 0
+    clean = no_leave if rw.drop_ok_intensive is None else no_leave & rw.drop_ok_intensive
+    # Reduced activity while present (SPEC §5.5): it fires on a workday with events. On the
+    # real celery history firing on the days away too doubled its WARN-or-higher drops
+    # (a maintainer's holiday weeks) for a day or two less delay.
+    fired = (usable & clean & (severity < 0) & (runs >= DROP_ABSENCE_RUNS)
+             & inputs.workday[None, :] & inputs.present)
+    return _Scattered(fired, severity, adjusted, runs)
 
 
 def _engagement_drop(inputs: RuleInputs, config: TenantConfig) -> list[SignalCandidate]:
     """Deviations over clean windows only (no leave, quiet or incomplete day; SPEC §5.5:
-    absence is not disengagement). Fewer active days is judged on every workday, the days
-    without events included: such a day is evidence for the rule, not missing data. A shorter
-    focus session can only be seen on a day with events."""
+    absence is not disengagement), persisting; fewer active days is judged on every workday,
+    the days without events included (such a day is evidence for the rule, not missing data),
+    and also fires, on a day with events, as soon as it is made of scattered days off
+    (``_scattered_absences``). A shorter focus session can only be seen on a day with events."""
     drop = _persistent(inputs, _trigger_masks(inputs, "engagement_drop", config,
                                               allowed=_drop_allowed(inputs)))
     on_day = np.zeros(inputs.present.shape, dtype=bool)
     for (feature, _w), ok in drop.persists.items():
         on_day |= ok & (inputs.present if feature != "active_days"
                         else inputs.present | inputs.workday[None, :])
+    scattered = _scattered_absences(inputs, config)
+    if scattered is not None:
+        on_day |= scattered.fired
     out = []
     for s, lday in _fired_days(_gate(inputs, on_day), inputs):
         triggers = _persistent_triggers(inputs, drop, s, lday)
+        if scattered is not None and scattered.fired[s, lday] and not any(
+                t.feature == "active_days" for t in triggers):
+            _, mean, std, _ = inputs.windows["7d"].context["active_days"]
+            v = float(scattered.value[s, lday])
+            m, sd = float(mean[s, lday]), float(std[s, lday])
+            min_std = float(config.baseline_algorithm["min_std"])
+            triggers.append(_Trigger(
+                "active_days", "7d", lday,
+                HitInfo(v, m, sd, (v - m) / max(sd, min_std),
+                        float(inputs.windows["7d"].window_confidence[s, lday])),
+                severity=abs(int(scattered.severity[s, lday]))))
         if not triggers:
             continue
         cand = _from_triggers(inputs, "engagement_drop", s, lday, triggers)
@@ -661,8 +754,11 @@ def _engagement_drop(inputs: RuleInputs, config: TenantConfig) -> list[SignalCan
                                     DROP_SPAN_WORKDAYS)[lday])
             span = inputs.workday[start:lday + 1]
             active = int((inputs.present[s, start:lday + 1] & span).sum())
+            away = 0 if scattered is None else int(scattered.runs[s, lday])
+            occasions = (f", away on {away} separate occasions in the last 7 days"
+                         if away >= DROP_ABSENCE_RUNS else "")
             cand = replace(cand, reason=f"active on {active} of the last {int(span.sum())} "
-                                        f"workdays; {cand.reason}")
+                                        f"workdays{occasions}; {cand.reason}")
         out.append(cand)
     return out
 

@@ -64,10 +64,11 @@ def test_scattered_absences_are_an_engagement_drop_with_a_readable_reason():
              and c.signal.signal_class == "engagement_drop"]
     assert drops, signal_classes(res, "a0")
     first = min(drops, key=lambda s: s.first_day)
-    assert first.reason.startswith("active on 4 of the last 10 workdays; active_days 7d fell "
-                                   "to 2 days (baseline 4.9 ± 1, z=-2.9)"), first.reason
-    # seen while it lasts: on a day without events too (day 45 is a Thursday away)
-    assert first.first_day - day_number(MONDAY) == 45
+    assert first.reason == ("active on 7 of the last 10 workdays, away on 2 separate "
+                            "occasions in the last 7 days; active_days 7d fell to 2 days "
+                            "(baseline 4.9 ± 1, z=-2.9)"), first.reason
+    # seen on the Friday of the first week (a day present): four days after the onset
+    assert first.first_day - day_number(MONDAY) == 39
     for i in range(1, 5):
         assert signal_classes(res, f"a{i}") == set()
 
@@ -90,5 +91,14 @@ def test_a_mentor_moving_from_commits_to_reviews_raises_no_drop():
             day.pop("with_")
             day["with"] = [(f"c{k}", 1) for k in range(4)]
             team[0].days[d] = day
+    res = analyse(team, n_days=N_DAYS, eval_from=21)
+    assert "engagement_drop" not in signal_classes(res, "a0")
+
+
+def test_one_spell_of_sickness_is_no_drop():
+    # Monday to Wednesday away (one run): active_days 7d falls to 2, but it is one spell
+    team = team_of()
+    for d in (35, 36, 37):
+        del team[0].days[d]
     res = analyse(team, n_days=N_DAYS, eval_from=21)
     assert "engagement_drop" not in signal_classes(res, "a0")
