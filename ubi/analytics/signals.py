@@ -26,7 +26,10 @@ feature means beyond one (effective) std of the mean ("flat" within it, as reaso
 ``engagement_drop``          ``active_days`` (7d) or ``focus_session_avg_minutes`` (24h, 7d)
                              anomalous-low over a clean window (no leave, quiet or incomplete
                              day; for the focus average, an intensive feature, only no
-                             incomplete day), persisting, and the subject present on the day
+                             incomplete day), persisting; fewer active days on any workday, a
+                             shorter focus on a day present. Also at once, on a day present,
+                             when the fewer active days are scattered days off (>= 2 separate
+                             runs of workdays away in the 7 days; a holiday counted active)
 ``guardrail_overrides``      ``override_count`` anomalous-high (24h / 7d), persisting
 ``mentoring_potential``      actor scope: ``reviews_given`` 28d > 0, >= the nearest-rank p90
                              and > the median of the peer group (team members of the actor's
@@ -682,10 +685,9 @@ def _scattered_absences(inputs: RuleInputs, config: TenantConfig) -> _Scattered 
     ``DROP_ABSENCE_RUNS`` separate runs of workdays away in the 7 days, never a run of leave).
     Judged at once, on the next workday with events: the absences themselves are the repeated
     evidence a 7-day trigger's persistence otherwise waits for, and one spell of sickness is
-    one run. A
-    tenant holiday (a quiet day) neither counts as a day away nor spoils the week: the
-    ``active_days`` value is read with the quiet workdays the subject had no events counted as
-    active, against the same baseline."""
+    one run. A tenant holiday (a quiet day) neither counts as a day away nor spoils the week:
+    the ``active_days`` value is read with the quiet workdays the subject had no events
+    counted as active, against the same baseline."""
     key = ("active_days", "7d")
     rw = inputs.windows.get("7d")
     if rw is None or key[0] not in rw.context or not trigger_allowed(key[0], config):
