@@ -99,6 +99,9 @@ LOOKBACK_DAYS = 21
 #: ``persistence_rule``).
 PERSIST_WORKDAYS = 5
 PERSIST_MIN_HITS = 3
+#: Daily hits within the last ``PERSIST_WORKDAYS`` workdays that confirm a multi-day trigger
+#: before its own persistence (``_persistent``).
+EARLY_DAILY_HITS = 2
 BURNOUT_WORKDAYS = PERSIST_WORKDAYS
 BURNOUT_MIN_HITS = PERSIST_MIN_HITS
 MENTORING_DAYS = 14
@@ -308,6 +311,8 @@ class _Trigger:
     severity: int = 1
     #: Hits on weekend days / holidays inside the span.
     days_off: int = 0
+    #: How the trigger was confirmed when not by its own persistence (for the reason).
+    note: str | None = None
 
 
 # --- rule evaluation ---------------------------------------------------------------------------
@@ -428,7 +433,7 @@ def _from_triggers(inputs: RuleInputs, rule: str, s: int, lday: int,
     triggers.sort(key=lambda t: (-t.severity, -abs(t.info.z), t.feature, t.window))
     parts = [describe_deviation(t.feature, t.window, t.info.value, t.info.mean, t.info.std,
                                 t.info.z, hits=t.hits, of=t.of, days_off=t.days_off)
-             for t in triggers]
+             + (f", {t.note}" if t.note else "") for t in triggers]
     parts += [_context_phrase(inputs, f, w, s, lday) for f, w in context]
     sev = max(t.severity for t in triggers)
     return _candidate(
@@ -490,6 +495,9 @@ class _Persistent:
     fired: np.ndarray  # bool [S, L]: any trigger persists
     masks: dict[tuple[str, str], np.ndarray]  # trigger -> anomalous days [S, L]
     persists: dict[tuple[str, str], np.ndarray]  # trigger -> persisting days [S, L]
+    #: trigger -> [S, L] daily hits within the last ``PERSIST_WORKDAYS`` workdays where a
+    #: multi-day trigger was confirmed early by its 24h counterpart (``_persistent``).
+    early: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
 
 
 def persistence_rule(w: int) -> tuple[int, int, bool]:
@@ -511,19 +519,36 @@ def persistence_rule(w: int) -> tuple[int, int, bool]:
     return k + 1, k + 3, False
 
 
-def _persistent(inputs: RuleInputs, masks: Mapping[tuple[str, str], np.ndarray]
-                ) -> _Persistent:
-    """Persistence of each trigger (feature, window) on each day (``persistence_rule``)."""
+def _persistent(inputs: RuleInputs, masks: Mapping[tuple[str, str], np.ndarray],
+                direction: str | None = None) -> _Persistent:
+    """Persistence of each trigger (feature, window) on each day (``persistence_rule``).
+
+    With ``direction``, a multi-day trigger is also confirmed early: anomalous that workday
+    while its 24h counterpart (the rule's own 24h mask where it has one) was anomalous on
+    ``EARLY_DAILY_HITS`` days within the span of the last ``PERSIST_WORKDAYS`` workdays. A
+    single unusual day keeps a 7-day value anomalous for a week but is one daily hit; two
+    recent daily hits and a week-long deviation are a change under way, days before the
+    7-day trigger alone would have persisted (issue 18: time to detect)."""
     n_s, n_l = inputs.present.shape
     fired = np.zeros((n_s, n_l), dtype=bool)
     persists: dict[tuple[str, str], np.ndarray] = {}
+    early: dict[tuple[str, str], np.ndarray] = {}
     for key, m in masks.items():
         need, last, days_off = persistence_rule(WINDOWS[key[1]])
         hits = m if days_off else m & inputs.workday[None, :]
         ok = _span_counts(hits, inputs.workday, last) >= need
+        if direction is not None and WINDOWS[key[1]] > 1:
+            daily = masks.get((key[0], "24h"))
+            if daily is None:
+                daily = _sev(inputs, key[0], "24h", direction)
+            if daily is not None:
+                counts = _span_counts(daily, inputs.workday, PERSIST_WORKDAYS)
+                confirmed = hits & (counts >= EARLY_DAILY_HITS)
+                early[key] = np.where(confirmed & ~ok, counts, 0)
+                ok = ok | confirmed
         persists[key] = ok
         fired |= ok
-    return _Persistent(fired, dict(masks), persists)
+    return _Persistent(fired, dict(masks), persists, early)
 
 
 def _persistent_triggers(inputs: RuleInputs, p: _Persistent, s: int, lday: int
@@ -543,10 +568,17 @@ def _persistent_triggers(inputs: RuleInputs, p: _Persistent, s: int, lday: int
         hit_days = [d for d in range(start, lday + 1) if mask_row[d]
                     and (days_off or inputs.workday[d])]
         last = hit_days[-1]
-        out.append(_Trigger(feature, w, last, inputs.windows[w].hits[(s, f, last)],
-                            hits=len(hit_days), of=last_n,
-                            severity=max(abs(int(sev_row[d])) for d in hit_days),
-                            days_off=sum(1 for d in hit_days if not inputs.workday[d])))
+        trigger = _Trigger(feature, w, last, inputs.windows[w].hits[(s, f, last)],
+                           hits=len(hit_days), of=last_n,
+                           severity=max(abs(int(sev_row[d])) for d in hit_days),
+                           days_off=sum(1 for d in hit_days if not inputs.workday[d]))
+        daily = p.early.get((feature, w))
+        if daily is not None and daily[s, lday]:
+            # confirmed early: the reason gives the daily evidence instead
+            trigger.hits = trigger.of = None
+            trigger.note = (f"its 24h value anomalous on {int(daily[s, lday])} days within "
+                            f"the last {PERSIST_WORKDAYS} workdays")
+        out.append(trigger)
     return out
 
 
@@ -562,7 +594,7 @@ def _burnout(inputs: RuleInputs, config: TenantConfig) -> list[SignalCandidate]:
     # (b) the 7d value anomalous-high while fewer collaborators than usual, persisting too.
     collab_low = _below_baseline(inputs, "distinct_collaborators", "7d")
     b = _persistent(inputs, {k: m & collab_low for k, m in _trigger_masks(
-        inputs, "burnout_risk", config, windows=("7d",)).items()})
+        inputs, "burnout_risk", config, windows=("7d",)).items()}, "high")
     out = []
     for s, lday in _fired_days(_gate(inputs, a.fired | b.fired), inputs):
         triggers = _persistent_triggers(inputs, a, s, lday) if a.fired[s, lday] else []
@@ -599,8 +631,8 @@ def evaluate_rules(inputs: RuleInputs, config: TenantConfig) -> list[SignalCandi
     if "burnout_risk" in enabled:
         out += _burnout(inputs, config)
 
-    rework = _persistent(inputs, _trigger_masks(inputs, "rework_loop", config))
-    thrash = _persistent(inputs, _trigger_masks(inputs, "context_thrash", config))
+    rework = _persistent(inputs, _trigger_masks(inputs, "rework_loop", config), "high")
+    thrash = _persistent(inputs, _trigger_masks(inputs, "context_thrash", config), "high")
     pr_above = _above_baseline(inputs, "pr_throughput", "7d")
     thrash_fired = thrash.fired & ~pr_above
     thrash_ctx = [("pr_throughput", "7d")] if has_7d else []
@@ -613,7 +645,8 @@ def evaluate_rules(inputs: RuleInputs, config: TenantConfig) -> list[SignalCandi
         out += _engagement_drop(inputs, config)
 
     if "guardrail_overrides" in enabled:
-        guard = _persistent(inputs, _trigger_masks(inputs, "guardrail_overrides", config))
+        guard = _persistent(inputs, _trigger_masks(inputs, "guardrail_overrides", config),
+                            "high")
         out += _from_persistent(inputs, "guardrail_overrides", guard, guard.fired)
 
     if "pair_work_candidate" in enabled and has_7d:
@@ -726,7 +759,7 @@ def _engagement_drop(inputs: RuleInputs, config: TenantConfig) -> list[SignalCan
     and also fires, on a day with events, as soon as it is made of scattered days off
     (``_scattered_absences``). A shorter focus session can only be seen on a day with events."""
     drop = _persistent(inputs, _trigger_masks(inputs, "engagement_drop", config,
-                                              allowed=_drop_allowed(inputs)))
+                                              allowed=_drop_allowed(inputs)), "low")
     on_day = np.zeros(inputs.present.shape, dtype=bool)
     for (feature, _w), ok in drop.persists.items():
         on_day |= ok & (inputs.present if feature != "active_days"
@@ -802,7 +835,8 @@ def _mentoring(inputs: RuleInputs, config: TenantConfig) -> list[SignalCandidate
 
 def _agent_usage(inputs: RuleInputs, config: TenantConfig) -> list[SignalCandidate]:
     n_s, n_l = inputs.present.shape
-    failures = _persistent(inputs, _trigger_masks(inputs, "agent_usage_optimisation", config))
+    failures = _persistent(inputs, _trigger_masks(inputs, "agent_usage_optimisation", config),
+                           "high")
     fired_a = failures.fired
     feature, w = PERCENTILE_TRIGGERS["agent_usage_optimisation"]
     peers, rw = inputs.peers, inputs.windows.get(w)

@@ -145,6 +145,25 @@ def test_a_single_anomalous_day_is_not_a_signal():
                                           context=FLAT_PR), CFG) == []
 
 
+def test_a_7d_trigger_is_confirmed_early_by_two_recent_daily_hits():
+    # One unusual day keeps the 7-day value anomalous for a week: one daily hit, no signal
+    week = {d: 2 for d in (14, 15, 16, 17, 18)}
+    one_day = make_inputs(sev={("context_switch_rate", "7d"): week,
+                               ("context_switch_rate", "24h"): {14: 2}}, context=FLAT_PR)
+    assert evaluate_rules(one_day, CFG) == []
+    # Two recent daily hits and the 7-day value anomalous today: a change under way, seen
+    # before the 7-day trigger alone persists (6 of the last 8 workdays)
+    early = make_inputs(sev={("context_switch_rate", "7d"): {17: 2, 18: 2},
+                             ("context_switch_rate", "24h"): {16: 2, 18: 2}}, context=FLAT_PR)
+    [c] = evaluate_rules(early, CFG)
+    assert c.signal_class == "context_thrash" and c.triggers == ("context_switch_rate.7d",)
+    assert c.reason.startswith("context_switch_rate 7d rose to ") and (
+        "its 24h value anomalous on 2 days within the last 5 workdays" in c.reason), c.reason
+    # ... but not on a day the 7-day value is not anomalous
+    early.windows["7d"].severity[0, sig.FEATURE_INDEX["context_switch_rate"], 18] = 0
+    assert evaluate_rules(early, CFG) == []
+
+
 def test_no_rule_fires_during_the_subjects_warm_up():
     case = make_inputs(sev={("build_failure_rate", "24h"): three_days(),
                             ("after_hours_ratio", "7d"): two_weeks()},

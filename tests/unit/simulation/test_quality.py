@@ -28,11 +28,7 @@ def test_scorecard_on_the_generated_organisation_meets_the_targets(workload, ana
     assert set(report["classes"]) == set(PLANT_CLASSES)
     for cls, row in report["classes"].items():
         assert row["planted"] >= 3, cls
-        # Issue 18 (open): since the generator plants drops as scattered local days off, an
-        # actor at -08:00 is missed: a local workday spans two UTC days (rollups are per UTC
-        # day, SPEC §5), so local days off do not read as UTC days without events. 2 of 3.
-        floor = 0.6 if cls == "engagement_drop" else 0.9
-        assert row["recall"] >= floor, (cls, report["missed"])
+        assert row["recall"] >= 0.9, (cls, report["missed"])
     assert report["clean_actor_weeks"] >= 250
     assert report["signals_on_clean_actor_weeks"] * 20 <= report["clean_actor_weeks"], \
         report["noise"]
