@@ -78,3 +78,22 @@ def test_the_documented_schema_and_the_hot_path_agree(spec, change, accepted) ->
                              now=clock.utcnow())
     assert (documented, error is None or error.code != "SCHEMA_VIOLATION") == (
         accepted, accepted), error
+
+
+def test_every_route_documents_the_errors_it_can_give(spec) -> None:  # type: ignore[no-untyped-def]
+    """A dependency down is a 503 on any route that uses one; a body too large a 413 on any
+    route that takes a body (not only where a view says so)."""
+    operations = [(path, method, op) for path, ops in spec["paths"].items()
+                  for method, op in ops.items() if isinstance(op, dict) and "responses" in op]
+    assert len(operations) >= 17
+    for path, method, op in operations:
+        codes = set(op["responses"])
+        if path not in ("/v1/ubi/health", "/v1/ubi/metrics"):
+            assert "503" in codes, (method, path)
+        if "requestBody" in op:
+            assert "413" in codes, (method, path)
+    unavailable = spec["components"]["responses"]["DEPENDENCY_UNAVAILABLE"]
+    assert "Retry-After" in unavailable["headers"]
+    # a view's own description wins
+    assert spec["paths"]["/v1/ubi/events"]["post"]["responses"]["503"]["description"] == (
+        "broker or database down; retry")

@@ -67,7 +67,8 @@ def create_app(settings: Settings | None = None) -> Flask:
                         "Retry-After), except health, readiness and metrics.")
     api = UbiApi(app, spec_kwargs={
         "info": {"description": description},
-        "extra_plugins": [rate_limits.RateLimitDocs(settings.rate_limit_enabled, API_PREFIX)],
+        "extra_plugins": [rate_limits.RateLimitDocs(settings.rate_limit_enabled, API_PREFIX),
+                          errors.ErrorResponseDocs(API_PREFIX)],
     })
     api.spec.components.security_scheme(
         "bearerAuth", {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"})

@@ -14,6 +14,7 @@ import kombu.exceptions
 import marshmallow as ma
 import redis.exceptions
 import sqlalchemy.exc
+from apispec import APISpec, BasePlugin
 from flask import Response, jsonify
 from werkzeug.exceptions import HTTPException
 
@@ -122,3 +123,40 @@ def handle_unexpected(exc: Exception) -> Response:
         return handle_api_error(DependencyUnavailable(dependency, type(exc).__name__))
     log.exception("unhandled error")
     return error_response(500, "internal error; it has been logged with this request's id")
+
+
+#: Routes (below the API prefix) that answer without any dependency: liveness and metrics.
+NO_DEPENDENCY_ROUTES = ("/health", "/metrics")
+
+
+class ErrorResponseDocs(BasePlugin):
+    """apispec plugin documenting the errors any route can give, which flask-smorest would
+    otherwise document only where a view says so: 503 ``dependency_unavailable`` on every
+    route that reads or writes a dependency (``handle_unexpected``), 413 on every route with
+    a body (Flask's ``MAX_CONTENT_LENGTH``). A view's own description of them wins."""
+
+    def __init__(self, api_prefix: str) -> None:
+        self.no_dependency = frozenset(f"{api_prefix}{r}" for r in NO_DEPENDENCY_ROUTES)
+
+    def init_spec(self, spec: APISpec) -> None:
+        super().init_spec(spec)
+        content = {"application/json": {"schema": ErrorSchema}}
+        spec.components.response("DEPENDENCY_UNAVAILABLE", {
+            "description": "a server UBI depends on (database, broker, Redis) is down; the "
+                           "body names it, the request had no effect: retry",
+            "content": content,
+            "headers": {"Retry-After": {"description": "seconds to wait before retrying",
+                                        "schema": {"type": "integer", "minimum": 1}}},
+        }, lazy=True)
+        spec.components.response("PAYLOAD_TOO_LARGE", {
+            "description": "the request body is larger than the API accepts",
+            "content": content}, lazy=True)
+
+    def operation_helper(self, path: str | None = None, operations: dict[Any, Any] | None = None,
+                         **kwargs: Any) -> None:
+        for operation in (operations or {}).values():
+            responses = operation.setdefault("responses", {})
+            if path not in self.no_dependency:
+                responses.setdefault("503", responses.pop(503, "DEPENDENCY_UNAVAILABLE"))
+            if "requestBody" in operation:
+                responses.setdefault("413", responses.pop(413, "PAYLOAD_TOO_LARGE"))
