@@ -315,13 +315,15 @@ def test_disabled_classes_are_neither_stored_nor_returned(client, tokens, settin
     assert "burnout_risk" in fired, fired
     # A twin of acme with the default config, for the contrast: same history, same new day.
     run_pipeline(settings, "twin", acme_like("twin", end_day=NOW.date(), until=NOW))
+    # A whole signal type off (the acme organisation raises risks; its evenings are no
+    # informational change any more since after_hours_activity fires on changes only)
     resp = client.put("/v1/ubi/config/acme", headers=auth(token), json={
-        "disabled_signal_classes": ["burnout_risk"]})
+        "enabled_signal_types": ["opportunity", "informational"]})
     assert resp.status_code == 200
     try:
         after = client.post("/v1/ubi/query/signals", headers=auth(token), json=query).json
-        assert after["signals"] is not None and "burnout_risk" not in {
-            s["signal_class"] for s in after["signals"]}
+        assert after["signals"] is not None and "risk" not in {
+            s["signal_type"] for s in after["signals"]}
         # The next day evaluated: the twin stores (fires) burnout_risk again, acme does not.
         shared_clock.now = NOW + timedelta(days=1)
         new_day = NOW.date()
