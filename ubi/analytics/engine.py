@@ -79,18 +79,10 @@ from ubi.analytics.features import (
 )
 from ubi.analytics.ids import baseline_id, feature_id, feature_ids, score_id
 from ubi.analytics.presence import first_active_day, leave_days, quiet_days
+from ubi.analytics.rule_inputs import HitInfo, HitTable, PeerContext, RuleInputs, RuleWindow
 from ubi.analytics.scores import ScoreBlock, compute_scores, score_features
 from ubi.analytics.signal_lifecycle import Signal, SignalChanges, SignalKey, reconcile_signals
-from ubi.analytics.signals import (
-    CONTEXT_FEATURES,
-    LOOKBACK_DAYS,
-    HitInfo,
-    HitTable,
-    PeerContext,
-    RuleInputs,
-    RuleWindow,
-    evaluate_rules,
-)
+from ubi.analytics.signals import CONTEXT_FEATURES, LOOKBACK_DAYS, evaluate_rules
 from ubi.analytics.taxonomy import DIMENSIONS, FEATURE_INDEX, FEATURE_NAMES, FEATURES, WINDOWS
 from ubi.analytics.tenant_config import TenantConfig
 

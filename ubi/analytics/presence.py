@@ -15,15 +15,22 @@
 
 Both feed the baseline validity masks and the drop-type rules: leave and quiet days never enter
 a baseline and never raise ``engagement_drop``.
+
+- Scattered absences (``scattered_absences``): fewer active days made of days off here and
+  there, the presence side of ``engagement_drop`` (SPEC §5.5).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
 from ubi.analytics.activity import DailyActivity
 from ubi.analytics.calendar import day_number, workday_mask
 from ubi.analytics.features import rolling_sum
+from ubi.analytics.rule_inputs import RuleInputs
+from ubi.analytics.taxonomy import FEATURE_BY_NAME, WINDOWS
 from ubi.analytics.tenant_config import TenantConfig
 
 LEAVE_MIN_WORKDAYS = 5
@@ -33,6 +40,10 @@ QUIET_MIN_HISTORY = 3
 QUIET_MIN_USUAL_ACTORS = 3
 QUIET_MIN_USUAL_SHARE = 0.2
 QUIET_ABSENT_SHARE = 0.5
+#: Scattered absences (SPEC §5.5): fewer active days confirms at once, without waiting for the
+#: 7-day trigger's persistence, when the workdays away within the window were at least this
+#: many separate runs: days off here and there, not one spell (a few days of sickness).
+DROP_ABSENCE_RUNS = 2
 
 
 def day_numbers(activity: DailyActivity) -> np.ndarray:
@@ -114,3 +125,72 @@ def first_active_day(activity: DailyActivity) -> np.ndarray:
     active = active_mask(activity)
     first = np.argmax(active, axis=1)
     return np.where(active.any(axis=1), first, activity.n_days).astype(np.int64)
+
+
+def absence_runs(absent: np.ndarray, counted: np.ndarray, w: int) -> np.ndarray:
+    """int64 [S, L]: separate runs of ``absent`` days among the ``counted`` days [L] (workdays
+    that are not quiet) within the ``w`` days up to each day; a run that began before the
+    window counts once."""
+    n_s, n_l = absent.shape
+    wd = np.flatnonzero(counted)
+    if wd.size == 0:
+        return np.zeros((n_s, n_l), dtype=np.int64)
+    absent = absent & counted[None, :]
+    prev_absent = np.zeros_like(absent)
+    prev_absent[:, wd[1:]] = absent[:, wd[:-1]]  # the previous counted day's, per counted day
+    starts = rolling_sum((absent & ~prev_absent).astype(np.float64), w)
+    # A run already going at the window's first counted day started before it: count it too.
+    first = np.searchsorted(wd, np.arange(n_l) - w + 1)
+    col = wd[np.minimum(first, wd.size - 1)]
+    inside = (first < wd.size) & (col <= np.arange(n_l))
+    carried = absent[:, col] & prev_absent[:, col] & inside[None, :]
+    return (np.rint(starts) + carried).astype(np.int64)
+
+
+@dataclass
+class Scattered:
+    """Fewer active days made of scattered days off, per subject-day [S, L]."""
+
+    fired: np.ndarray
+    severity: np.ndarray  # int8, negative: the drop's severity code
+    value: np.ndarray  # active days in the window, a quiet day without events counted active
+    runs: np.ndarray
+
+
+def scattered_absences(inputs: RuleInputs, config: TenantConfig) -> Scattered | None:
+    """SPEC §5.5: fewer active days while present, as scattered days off (at least
+    ``DROP_ABSENCE_RUNS`` separate runs of workdays away in the 7 days, never a run of leave).
+    Judged at once, on the next workday with events: the absences themselves are the repeated
+    evidence a 7-day trigger's persistence otherwise waits for, and one spell of sickness is
+    one run. A tenant holiday (a quiet day) neither counts as a day away nor spoils the week:
+    the ``active_days`` value is read with the quiet workdays the subject had no events
+    counted as active, against the same baseline."""
+    key = ("active_days", "7d")
+    rw = inputs.windows.get("7d")
+    if rw is None or key[0] not in rw.context:
+        return None
+    w = WINDOWS["7d"]
+    n_s, n_l = inputs.present.shape
+    quiet = np.zeros(n_l, dtype=bool) if inputs.quiet is None else inputs.quiet
+    leave = np.zeros((n_s, n_l), dtype=bool) if inputs.leave is None else inputs.leave
+    counted = inputs.workday & ~quiet
+    absent = ~inputs.present & counted[None, :]
+    runs = absence_runs(absent, counted, w)
+    value, mean, std, usable = rw.context[key[0]]
+    quiet_workdays = quiet & inputs.workday
+    quiet_away = rolling_sum((~inputs.present & quiet_workdays[None, :]).astype(np.float64), w)
+    adjusted = value + quiet_away
+    warn, critical = config.thresholds(FEATURE_BY_NAME[key[0]].dimension)
+    min_std = float(config.baseline_algorithm["min_std"])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        z = (adjusted - mean) / np.maximum(np.nan_to_num(std), min_std)
+        severity = np.where(z <= -critical, -2, np.where(z <= -warn, -1, 0)).astype(np.int8)
+    # Clean but for quiet days: no leave and no incomplete day in the window.
+    no_leave = rolling_sum(leave.astype(np.float64), w) == 0
+    clean = no_leave if rw.drop_ok_intensive is None else no_leave & rw.drop_ok_intensive
+    # Reduced activity while present (SPEC §5.5): it fires on a workday with events. On the
+    # real celery history firing on the days away too doubled its WARN-or-higher drops
+    # (a maintainer's holiday weeks) for a day or two less delay.
+    fired = (usable & clean & (severity < 0) & (runs >= DROP_ABSENCE_RUNS)
+             & inputs.workday[None, :] & inputs.present)
+    return Scattered(fired, severity, adjusted, runs)

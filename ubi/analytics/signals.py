@@ -56,7 +56,7 @@ baseline confidence x window completeness (window completeness alone for fixed t
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -74,7 +74,8 @@ from ubi.analytics.explain import (
 )
 from ubi.analytics.features import rolling_sum
 from ubi.analytics.ids import baseline_id, feature_id
-from ubi.analytics.presence import leave_days, quiet_days
+from ubi.analytics.presence import DROP_ABSENCE_RUNS, leave_days, quiet_days, scattered_absences
+from ubi.analytics.rule_inputs import HitInfo, RuleInputs
 from ubi.analytics.signal_lifecycle import SignalCandidate
 from ubi.analytics.taxonomy import (
     FEATURE_BY_NAME,
@@ -87,8 +88,7 @@ from ubi.analytics.taxonomy import (
 from ubi.analytics.tenant_config import TenantConfig
 
 __all__ = [
-    "LOOKBACK_DAYS", "RULE_TRIGGERS", "HitInfo", "HitTable", "PeerContext", "RuleInputs",
-    "RuleWindow", "evaluate_rules", "leave_days", "quiet_days",
+    "LOOKBACK_DAYS", "RULE_TRIGGERS", "evaluate_rules", "leave_days", "quiet_days",
 ]
 
 #: Days before the first evaluated day that the rules read (5 workdays, 14 days of mentoring).
@@ -157,147 +157,6 @@ OPPORTUNITY_TEXT: dict[str, tuple[str, str]] = {
 def trigger_allowed(feature: str, config: TenantConfig) -> bool:
     """A volume-only feature is never a trigger while the tenant prohibits volume-only use."""
     return not (config.prohibit_volume_only and FEATURE_BY_NAME[feature].volume_only)
-
-
-# --- inputs ----------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class HitInfo:
-    """Numbers of one anomalous value, kept for reasons and evidence."""
-
-    value: float
-    mean: float
-    std: float
-    z: float
-    confidence: float
-
-
-class HitTable(Mapping[tuple[int, int, int], HitInfo]):
-    """The numbers of every anomalous entry (s, f, l) of one window, stored as sorted arrays.
-
-    Lookups (only for the few entries where a rule fires) use a binary search, so a large
-    backfill does not build millions of Python objects up front.
-    """
-
-    def __init__(self, shape: tuple[int, int, int], s: np.ndarray, f: np.ndarray,
-                 lday: np.ndarray, value: np.ndarray, mean: np.ndarray, std: np.ndarray,
-                 z: np.ndarray, confidence: np.ndarray) -> None:
-        self._shape = shape
-        keys = np.ravel_multi_index((s, f, lday), shape) if len(s) else np.zeros(0, np.int64)
-        order = np.argsort(keys, kind="stable")
-        self._keys = keys[order]
-        self._cols = [np.asarray(a, dtype=np.float64)[order]
-                      for a in (value, mean, std, z, confidence)]
-
-    @classmethod
-    def from_dict(cls, shape: tuple[int, int, int],
-                  hits: Mapping[tuple[int, int, int], HitInfo]) -> HitTable:
-        """Build from a plain mapping (tests, small inputs)."""
-        items = list(hits.items())
-        cols = list(zip(*[(k[0], k[1], k[2], h.value, h.mean, h.std, h.z, h.confidence)
-                          for k, h in items], strict=True)) if items else [()] * 8
-        arr = [np.asarray(c) for c in cols]
-        return cls(shape, arr[0].astype(np.int64), arr[1].astype(np.int64),
-                   arr[2].astype(np.int64), *arr[3:])
-
-    def _pos(self, key: tuple[int, int, int]) -> int:
-        s, f, lday = key
-        if not (0 <= s < self._shape[0] and 0 <= f < self._shape[1]
-                and 0 <= lday < self._shape[2]):
-            return -1
-        flat = (s * self._shape[1] + f) * self._shape[2] + lday
-        i = int(np.searchsorted(self._keys, flat))
-        return i if i < self._keys.size and self._keys[i] == flat else -1
-
-    def __getitem__(self, key: tuple[int, int, int]) -> HitInfo:
-        i = self._pos(key)
-        if i < 0:
-            raise KeyError(key)
-        return HitInfo(*(float(c[i]) for c in self._cols))
-
-    def __contains__(self, key: object) -> bool:
-        if not (isinstance(key, tuple) and len(key) == 3):
-            return False
-        return self._pos((int(key[0]), int(key[1]), int(key[2]))) >= 0
-
-    def __iter__(self) -> Iterator[tuple[int, int, int]]:
-        s, f, lday = np.unravel_index(self._keys, self._shape)
-        return iter(zip(s.tolist(), f.tolist(), lday.tolist(), strict=True))
-
-    def __len__(self) -> int:
-        return int(self._keys.size)
-
-
-@dataclass
-class RuleWindow:
-    """One window's detection for the rule days (L days from ``RuleInputs.day0``).
-
-    ``severity`` int8 [S, F, L] signed as in ``anomalies.detect``; ``hits`` the numbers of every
-    non-zero entry, keyed (s, f, l); ``values`` float32 [S, F, L] for snapshots;
-    ``window_confidence`` [S, L]; ``drop_ok`` bool [S, L]: the window overlaps no leave, quiet
-    or incomplete day; ``context`` feature -> (value, mean, std, usable), each [S, L].
-    """
-
-    severity: np.ndarray
-    hits: Mapping[tuple[int, int, int], HitInfo]
-    values: np.ndarray
-    window_confidence: np.ndarray
-    drop_ok: np.ndarray
-    #: bool [S, L]: the same for rates, shares and averages, which days without events do not
-    #: pull down: only incomplete days spoil their window. None = as ``drop_ok``.
-    drop_ok_intensive: np.ndarray | None = None
-    context: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = field(
-        default_factory=dict)
-
-
-@dataclass
-class PeerContext:
-    """Peer-group percentiles per day (actor scope): arrays [G, L], ``group`` [S]."""
-
-    group: np.ndarray
-    labels: list[str]
-    reviews_p90: np.ndarray
-    reviews_count: np.ndarray
-    rpwi_p10: np.ndarray
-    rpwi_p90: np.ndarray
-    rpwi_count: np.ndarray
-    #: [G, L] peer median of reviews_given 28d; None = not computed (no median guard).
-    reviews_p50: np.ndarray | None = None
-    #: [S, L] whether the actor is a member of the percentile's population that day (active,
-    #: complete window); a rule only ranks members. None = every actor with a value.
-    reviews_member: np.ndarray | None = None
-    rpwi_member: np.ndarray | None = None
-
-
-@dataclass
-class RuleInputs:
-    """Everything the rules read for one scope over L days starting at UTC day ``day0``.
-
-    Days before ``eval_offset`` are lookback only: rules read them, candidates are produced for
-    days from ``eval_offset`` on. ``counters`` [S, L, C] are the scope's rollup counters (for
-    event summaries); ``present`` [S, L] whether the subject had events that day.
-    """
-
-    tenant_id: str
-    scope: str
-    subject_ids: list[str]
-    day0: int
-    eval_offset: int
-    workday: np.ndarray
-    present: np.ndarray
-    counters: np.ndarray
-    windows: dict[str, RuleWindow]
-    peers: PeerContext | None = None
-    #: bool [S, L]: the subject's baselines are past warm-up (``min_days`` workdays observed
-    #: before the day); no rule fires before. None = every subject is established.
-    established: np.ndarray | None = None
-    #: Each subject's ``actor_type`` (actors, cohorts) or ``mixed`` (teams, the tenant), for
-    #: the rules' applicability (``SignalClassSpec.applies_to``). None = every subject human.
-    subject_types: Sequence[str] | None = None
-    #: bool [L] quiet days of the tenant (holidays, most people away) and [S, L] the
-    #: subject's leave days (``presence``). None = none.
-    quiet: np.ndarray | None = None
-    leave: np.ndarray | None = None
 
 
 @dataclass
@@ -677,79 +536,6 @@ def evaluate_rules(inputs: RuleInputs, config: TenantConfig) -> list[SignalCandi
 #: Workdays an engagement drop's reason counts active days over ("active on 2 of the last 10
 #: workdays").
 DROP_SPAN_WORKDAYS = 10
-#: Scattered absences (SPEC §5.5): fewer active days confirms at once, without waiting for the
-#: 7-day trigger's persistence, when the workdays away within the window were at least this
-#: many separate runs: days off here and there, not one spell (a few days of sickness).
-DROP_ABSENCE_RUNS = 2
-
-
-def absence_runs(absent: np.ndarray, counted: np.ndarray, w: int) -> np.ndarray:
-    """int64 [S, L]: separate runs of ``absent`` days among the ``counted`` days [L] (workdays
-    that are not quiet) within the ``w`` days up to each day; a run that began before the
-    window counts once."""
-    n_s, n_l = absent.shape
-    wd = np.flatnonzero(counted)
-    if wd.size == 0:
-        return np.zeros((n_s, n_l), dtype=np.int64)
-    absent = absent & counted[None, :]
-    prev_absent = np.zeros_like(absent)
-    prev_absent[:, wd[1:]] = absent[:, wd[:-1]]  # the previous counted day's, per counted day
-    starts = rolling_sum((absent & ~prev_absent).astype(np.float64), w)
-    # A run already going at the window's first counted day started before it: count it too.
-    first = np.searchsorted(wd, np.arange(n_l) - w + 1)
-    col = wd[np.minimum(first, wd.size - 1)]
-    inside = (first < wd.size) & (col <= np.arange(n_l))
-    carried = absent[:, col] & prev_absent[:, col] & inside[None, :]
-    return (np.rint(starts) + carried).astype(np.int64)
-
-
-@dataclass
-class _Scattered:
-    """Fewer active days made of scattered days off, per subject-day [S, L]."""
-
-    fired: np.ndarray
-    severity: np.ndarray  # int8, negative: the drop's severity code
-    value: np.ndarray  # active days in the window, a quiet day without events counted active
-    runs: np.ndarray
-
-
-def _scattered_absences(inputs: RuleInputs, config: TenantConfig) -> _Scattered | None:
-    """SPEC §5.5: fewer active days while present, as scattered days off (at least
-    ``DROP_ABSENCE_RUNS`` separate runs of workdays away in the 7 days, never a run of leave).
-    Judged at once, on the next workday with events: the absences themselves are the repeated
-    evidence a 7-day trigger's persistence otherwise waits for, and one spell of sickness is
-    one run. A tenant holiday (a quiet day) neither counts as a day away nor spoils the week:
-    the ``active_days`` value is read with the quiet workdays the subject had no events
-    counted as active, against the same baseline."""
-    key = ("active_days", "7d")
-    rw = inputs.windows.get("7d")
-    if rw is None or key[0] not in rw.context or not trigger_allowed(key[0], config):
-        return None
-    w = WINDOWS["7d"]
-    n_s, n_l = inputs.present.shape
-    quiet = np.zeros(n_l, dtype=bool) if inputs.quiet is None else inputs.quiet
-    leave = np.zeros((n_s, n_l), dtype=bool) if inputs.leave is None else inputs.leave
-    counted = inputs.workday & ~quiet
-    absent = ~inputs.present & counted[None, :]
-    runs = absence_runs(absent, counted, w)
-    value, mean, std, usable = rw.context[key[0]]
-    quiet_workdays = quiet & inputs.workday
-    quiet_away = rolling_sum((~inputs.present & quiet_workdays[None, :]).astype(np.float64), w)
-    adjusted = value + quiet_away
-    warn, critical = config.thresholds(FEATURE_BY_NAME[key[0]].dimension)
-    min_std = float(config.baseline_algorithm["min_std"])
-    with np.errstate(invalid="ignore", divide="ignore"):
-        z = (adjusted - mean) / np.maximum(np.nan_to_num(std), min_std)
-        severity = np.where(z <= -critical, -2, np.where(z <= -warn, -1, 0)).astype(np.int8)
-    # Clean but for quiet days: no leave and no incomplete day in the window.
-    no_leave = rolling_sum(leave.astype(np.float64), w) == 0
-    clean = no_leave if rw.drop_ok_intensive is None else no_leave & rw.drop_ok_intensive
-    # Reduced activity while present (SPEC §5.5): it fires on a workday with events. On the
-    # real celery history firing on the days away too doubled its WARN-or-higher drops
-    # (a maintainer's holiday weeks) for a day or two less delay.
-    fired = (usable & clean & (severity < 0) & (runs >= DROP_ABSENCE_RUNS)
-             & inputs.workday[None, :] & inputs.present)
-    return _Scattered(fired, severity, adjusted, runs)
 
 
 def _engagement_drop(inputs: RuleInputs, config: TenantConfig) -> list[SignalCandidate]:
@@ -757,14 +543,16 @@ def _engagement_drop(inputs: RuleInputs, config: TenantConfig) -> list[SignalCan
     absence is not disengagement), persisting; fewer active days is judged on every workday,
     the days without events included (such a day is evidence for the rule, not missing data),
     and also fires, on a day with events, as soon as it is made of scattered days off
-    (``_scattered_absences``). A shorter focus session can only be seen on a day with events."""
+    (``presence.scattered_absences``). A shorter focus session can only be seen on a day with
+    events."""
     drop = _persistent(inputs, _trigger_masks(inputs, "engagement_drop", config,
                                               allowed=_drop_allowed(inputs)), "low")
     on_day = np.zeros(inputs.present.shape, dtype=bool)
     for (feature, _w), ok in drop.persists.items():
         on_day |= ok & (inputs.present if feature != "active_days"
                         else inputs.present | inputs.workday[None, :])
-    scattered = _scattered_absences(inputs, config)
+    scattered = (scattered_absences(inputs, config) if trigger_allowed("active_days", config)
+                 else None)
     if scattered is not None:
         on_day |= scattered.fired
     out = []

@@ -85,12 +85,9 @@ def test_a_mentor_moving_from_commits_to_reviews_raises_no_drop():
     team = team_of()
     for d in range(35, N_DAYS):
         if d in team[0].days:
-            day = dict(office_day(d, 0))
-            day.update(commit_created=1, build_succeeded=1, test_passed=1, pr_reviewed=6,
-                       with_=None)
-            day.pop("with_")
-            day["with"] = [(f"c{k}", 1) for k in range(4)]
-            team[0].days[d] = day
+            team[0].days[d] = {**office_day(d, 0), "commit_created": 1, "build_succeeded": 1,
+                               "test_passed": 1, "pr_reviewed": 6,
+                               "with": [(f"c{k}", 1) for k in range(4)]}
     res = analyse(team, n_days=N_DAYS, eval_from=21)
     assert "engagement_drop" not in signal_classes(res, "a0")
 

@@ -10,15 +10,9 @@ import pytest
 
 from ubi.analytics import signals as sig
 from ubi.analytics.calendar import workday_mask
+from ubi.analytics.rule_inputs import HitInfo, HitTable, PeerContext, RuleInputs, RuleWindow
 from ubi.analytics.signal_lifecycle import SignalCandidate, reconcile_signals
-from ubi.analytics.signals import (
-    HitInfo,
-    HitTable,
-    PeerContext,
-    RuleInputs,
-    RuleWindow,
-    evaluate_rules,
-)
+from ubi.analytics.signals import evaluate_rules
 from ubi.analytics.taxonomy import FEATURE_INDEX, FEATURE_NAMES, ROLLUP_COUNTER_COLUMNS
 from ubi.analytics.tenant_config import TenantConfig
 
