@@ -186,3 +186,62 @@ def test_focus_time_moves_to_its_own_table_and_back(scratch_db) -> None:  # type
         assert "daily_focus" not in tables
     finally:
         engine.dispose()
+
+
+def _local_days_fixture(url: str) -> list[tuple[str, int]]:
+    """Rows of three actors on UTC day 2026-11-20 (before 0011), then 0011's bits for them."""
+    day = date(2026, 11, 20)
+    events = [  # (actor, UTC hour, offset minutes)
+        ("west", 1, -480),  # 17:00 on the 19th in UTC-8
+        ("west", 20, -480),  # 12:00 on the 20th
+        ("east", 16, 540),  # 01:00 on the 21st in UTC+9
+    ]
+    engine = create_db_engine(url)
+    try:
+        with engine.begin() as conn:
+            for i, (actor, hour, offset) in enumerate(events):
+                ts = datetime(2026, 11, 20, hour, tzinfo=UTC)
+                conn.execute(sa.text(
+                    "INSERT INTO events (tenant_id, event_date, event_id, actor_id, actor_type, "
+                    "event_type, timestamp_utc, utc_offset_minutes, ingested_at, received_at, "
+                    "properties, resource, privacy_tags, schema_version) VALUES ('t1', :d, :e, "
+                    ":a, 'human', 'commit_created', :ts, :o, :ts, :ts, '{}', '{}', '[]', '1.0')"),
+                    {"d": day, "e": f"e{i}", "a": actor, "ts": ts.replace(tzinfo=None)
+                     if url.startswith("sqlite") else ts, "o": offset})
+            for actor in ("west", "east", "gone"):  # "gone": its events no longer stored
+                conn.execute(sa.text(
+                    "INSERT INTO daily_rollups (tenant_id, actor_id, day, actor_type, "
+                    "updated_at) VALUES ('t1', :a, :d, 'human', :now)"),
+                    {"a": actor, "d": day, "now": datetime(2026, 11, 21, tzinfo=UTC)})
+    finally:
+        engine.dispose()
+
+
+def _local_days(url: str) -> dict[str, int]:
+    engine = create_db_engine(url)
+    try:
+        with engine.connect() as conn:
+            return dict(conn.execute(sa.text(  # type: ignore[arg-type]
+                "SELECT actor_id, local_days FROM daily_rollups")).all())
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("backend", ["postgresql", "sqlite"])
+def test_local_days_are_filled_from_the_stored_events(backend, scratch_db, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Migration 0011: each rollup row gets the local days its stored events fell on (bits
+    1 / 2 / 4: the day before / the same / the day after); a row without stored events keeps
+    2, the reading before it. On both backends (the embedded default is SQLite)."""
+    settings = (scratch_db if backend == "postgresql" else scratch_db.replace(
+        database_url=f"sqlite:///{tmp_path / 'ubi.sqlite3'}"))
+    schema.upgrade(settings, "0010")
+    _local_days_fixture(settings.database_url)
+    schema.upgrade(settings)
+    assert _local_days(settings.database_url) == {"west": 1 | 2, "east": 4, "gone": 2}
+    schema.downgrade(settings, "0010")
+    engine = create_db_engine(settings.database_url)
+    try:
+        assert "local_days" not in {c["name"] for c in sa.inspect(engine).get_columns(
+            "daily_rollups")}
+    finally:
+        engine.dispose()

@@ -68,14 +68,16 @@ def test_working_hours_in_the_events_own_offset_and_in_a_tenant_timezone() -> No
     tc = TenantConfig.default()
     # Tuesday 2026-11-24: 07:30 UTC is 09:30 at +02:00 (working) and 07:30 at +00:00 (before).
     ts = np.array([_epoch(2026, 11, 24, 7, 30)] * 2)
-    after, late = classify_times(ts, np.array([120, 0]), tc)
+    after, late, _ = classify_times(ts, np.array([120, 0]), tc)
     assert after.tolist() == [False, True] and late.tolist() == [False, False]
-    # 23:30 UTC on a Saturday: after hours and late night.
-    after, late = classify_times(np.array([_epoch(2026, 11, 28, 23, 30)]), np.array([0]), tc)
-    assert after.tolist() == [True] and late.tolist() == [True]
+    # 23:30 UTC on a Saturday: after hours and late night; Sunday already at +01:00.
+    after, late, local_day = classify_times(np.array([_epoch(2026, 11, 28, 23, 30)] * 2),
+                                            np.array([0, 60]), tc)
+    assert after.tolist() == [True, True] and late.tolist() == [True, True]
+    assert (local_day - local_day[0]).tolist() == [0, 1]
     # A tenant timezone overrides the offset (New York is UTC-5 in November).
     ny = TenantConfig(validate_config({"working_hours": {"timezone": "America/New_York"}}))
-    after, _ = classify_times(np.array([_epoch(2026, 11, 24, 15, 0)]), np.array([600]), ny)
+    after, _, _ = classify_times(np.array([_epoch(2026, 11, 24, 15, 0)]), np.array([600]), ny)
     assert after.tolist() == [False]  # 10:00 in New York, whatever the event said
 
 

@@ -4,7 +4,8 @@ A group aggregate is itself a ``DailyActivity`` whose subjects are groups, so th
 baseline and detection code runs on every scope:
 
 - counters and focus time are summed over the members,
-- hour masks are OR-ed (an hour is active for the group if any member was active in it),
+- hour masks and local-day masks are OR-ed (an hour is active for the group if any member
+  was active in it),
 - interactions and work items are re-indexed to the group, so ``distinct_collaborators`` of a
   group counts the distinct counterparts of all its members together.
 
@@ -58,6 +59,7 @@ def aggregate_activity(activity: DailyActivity, member_group: np.ndarray,
     hours = np.zeros((n_g, n_d), dtype=np.int64)
     focus_m = np.zeros((n_g, n_d))
     focus_n = np.zeros((n_g, n_d))
+    local = np.zeros((n_g, n_d), dtype=np.int64)
     members = np.flatnonzero(member_group >= 0)
     if members.size and n_g:
         # Sort members by group and reduce each contiguous block: a handful of array calls.
@@ -69,6 +71,8 @@ def aggregate_activity(activity: DailyActivity, member_group: np.ndarray,
         hours[present] = np.bitwise_or.reduceat(activity.hours_mask[order], starts, axis=0)
         focus_m[present] = np.add.reduceat(activity.focus_minutes[order], starts, axis=0)
         focus_n[present] = np.add.reduceat(activity.focus_sessions[order], starts, axis=0)
+        if activity.local_days is not None:
+            local[present] = np.bitwise_or.reduceat(activity.local_days[order], starts, axis=0)
     hours_cols = [COUNTER_INDEX["after_hours"], COUNTER_INDEX["late_night"]]
     human = np.array([t == "human" for t in activity.actor_types], dtype=bool)
     hours_events = np.zeros((n_g, n_d))
@@ -98,7 +102,8 @@ def aggregate_activity(activity: DailyActivity, member_group: np.ndarray,
         start_day=activity.start_day, counters=counters, hours_mask=hours,
         focus_minutes=focus_m, focus_sessions=focus_n,
         interactions=reindex_inter(activity.interactions),
-        work_items=reindex_items(activity.work_items), after_hours_events=hours_events)
+        work_items=reindex_items(activity.work_items), after_hours_events=hours_events,
+        local_days=local if activity.local_days is not None else None)
 
 
 def team_aggregate(activity: DailyActivity) -> GroupAggregate:

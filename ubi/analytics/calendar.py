@@ -41,8 +41,8 @@ def zone_offsets_minutes(epoch_s: np.ndarray, tz: ZoneInfo) -> np.ndarray:
 
 
 def classify_times(epoch_s: np.ndarray, offset_min: np.ndarray,
-                   config: TenantConfig) -> tuple[np.ndarray, np.ndarray]:
-    """For each event: (after_hours, late_night) as boolean arrays.
+                   config: TenantConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For each event: (after_hours, late_night) as boolean arrays, and its local day number.
 
     ``epoch_s`` are UTC epoch seconds, ``offset_min`` the event's own UTC offset in minutes
     (ignored when the tenant sets a timezone). An event is after hours when its local weekday is
@@ -65,7 +65,7 @@ def classify_times(epoch_s: np.ndarray, offset_min: np.ndarray,
     in_hours = (minute >= config.work_start_minute) & (minute < config.work_end_minute)
     after_hours = ~(workday & in_hours)
     late_night = (minute >= LATE_NIGHT_START_MINUTE) | (minute < LATE_NIGHT_END_MINUTE)
-    return after_hours, late_night
+    return after_hours, late_night, local_day
 
 
 def utc_day_numbers(epoch_s: np.ndarray) -> np.ndarray:

@@ -616,6 +616,7 @@ def analyse_tenant(activity: DailyActivity, config: TenantConfig, *, tenant_id: 
 
     candidates = []
     for sc in scopes:
+        at_work, at_work_so_far = sc.activity.presence()
         inputs = RuleInputs(
             tenant_id=tenant_id, scope=sc.name, subject_ids=list(sc.activity.subject_ids),
             day0=int(day_nums[r0]), eval_offset=e0 - r0, workday=workday[r0:],
@@ -625,7 +626,8 @@ def analyse_tenant(activity: DailyActivity, config: TenantConfig, *, tenant_id: 
             established=_established(sc, workday, quiet, incomplete,
                                      params.min_days)[:, r0:],
             subject_types=list(sc.activity.actor_types), quiet=quiet[r0:],
-            leave=sc.leave[:, r0:])
+            leave=sc.leave[:, r0:], at_work=at_work[:, r0:],
+            at_work_so_far=at_work_so_far[:, r0:])
         candidates += evaluate_rules(inputs, config)
     evaluated = [int(d) for d, inc in zip(day_nums[e0:], incomplete[e0:], strict=True)
                  if not inc]

@@ -204,7 +204,11 @@ def compute_features(activity: DailyActivity, window: str, config: TenantConfig,
     put("event_count", events)
     put("commit_count", commits)
     if w > 1:  # active_days is not defined on the 24h window
-        put("active_days", rolling_sum((activity.counter("event_count") > 0).astype(float), w))
+        # Local days (``DailyActivity.presence``), as known when each day closed: the days
+        # before it in full, the day itself so far.
+        present, so_far = activity.presence()
+        put("active_days", rolling_sum(present.astype(float), w)
+            - present + so_far.astype(float))
     put("build_failure_rate", _ratio(build_failed, build_failed + build_ok))
     put("test_failure_rate", _ratio(test_failed, test_failed + test_ok))
     put("pr_throughput", roll("n_pr_merged"))

@@ -18,6 +18,10 @@ a baseline and never raise ``engagement_drop``.
 
 - Scattered absences (``scattered_absences``): fewer active days made of days off here and
   there, the presence side of ``engagement_drop`` (SPEC §5.5).
+
+Presence is read on each actor's own local days (``DailyActivity.presence``): a person in
+UTC-8 who takes Tuesday off still has events on UTC Tuesday (Monday evening) and UTC Wednesday
+(Wednesday afternoon), so on UTC days no day off of theirs would ever show.
 """
 
 from __future__ import annotations
@@ -52,8 +56,8 @@ def day_numbers(activity: DailyActivity) -> np.ndarray:
 
 
 def active_mask(activity: DailyActivity) -> np.ndarray:
-    """bool [S, D]: the subject had at least one event that day."""
-    return activity.counter("event_count") > 0
+    """bool [S, D]: the subject had at least one event on that local day."""
+    return activity.presence()[0]
 
 
 def leave_days(activity: DailyActivity, config: TenantConfig) -> np.ndarray:
@@ -173,12 +177,18 @@ def scattered_absences(inputs: RuleInputs, config: TenantConfig) -> Scattered | 
     n_s, n_l = inputs.present.shape
     quiet = np.zeros(n_l, dtype=bool) if inputs.quiet is None else inputs.quiet
     leave = np.zeros((n_s, n_l), dtype=bool) if inputs.leave is None else inputs.leave
+    at_work, at_work_so_far = inputs.attendance()
     counted = inputs.workday & ~quiet
-    absent = ~inputs.present & counted[None, :]
+    # Days away before each day in full; the day itself is never away when the rule fires
+    # (it fires on a day present), so the runs need no "so far" version.
+    absent = ~at_work & counted[None, :]
     runs = absence_runs(absent, counted, w)
     value, mean, std, usable = rw.context[key[0]]
     quiet_workdays = quiet & inputs.workday
-    quiet_away = rolling_sum((~inputs.present & quiet_workdays[None, :]).astype(np.float64), w)
+    # As the active_days feature reads them: the earlier days in full, the day itself so far.
+    away_quiet = ~at_work & quiet_workdays[None, :]
+    quiet_away = (rolling_sum(away_quiet.astype(np.float64), w) - away_quiet
+                  + (~at_work_so_far & quiet_workdays[None, :]))
     adjusted = value + quiet_away
     warn, critical = config.thresholds(FEATURE_BY_NAME[key[0]].dimension)
     min_std = float(config.baseline_algorithm["min_std"])
@@ -192,5 +202,5 @@ def scattered_absences(inputs: RuleInputs, config: TenantConfig) -> Scattered | 
     # real celery history firing on the days away too doubled its WARN-or-higher drops
     # (a maintainer's holiday weeks) for a day or two less delay.
     fired = (usable & clean & (severity < 0) & (runs >= DROP_ABSENCE_RUNS)
-             & inputs.workday[None, :] & inputs.present)
+             & inputs.workday[None, :] & at_work_so_far)
     return Scattered(fired, severity, adjusted, runs)

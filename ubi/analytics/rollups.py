@@ -38,6 +38,7 @@ class RollupDelta:
     team_ids: list[str | None]
     counters: np.ndarray  # int64 [G, N_COUNTERS], columns of ROLLUP_COUNTER_COLUMNS
     hours_mask: np.ndarray  # int64 [G]
+    local_days: np.ndarray  # int64 [G] activity.LOCAL_* bits
     first_epoch: np.ndarray  # int64 [G]
     last_epoch: np.ndarray  # int64 [G]
     #: (actor, day, counterpart pseudonym) -> events
@@ -53,6 +54,7 @@ class RollupDelta:
         out: dict[str, object] = {
             "actor_id": self.actor_ids, "day": self.days, "actor_type": self.actor_types,
             "team_id": self.team_ids, "hours_mask": self.hours_mask,
+            "local_days": self.local_days,
             "first_event_at": [datetime.fromtimestamp(t, tz=UTC)
                                for t in self.first_epoch.tolist()],
             "last_event_at": [datetime.fromtimestamp(t, tz=UTC)
@@ -69,7 +71,7 @@ class RollupDelta:
             row: dict[str, object] = {
                 "actor_id": self.actor_ids[g], "day": self.days[g],
                 "actor_type": self.actor_types[g], "team_id": self.team_ids[g],
-                "hours_mask": int(self.hours_mask[g]),
+                "hours_mask": int(self.hours_mask[g]), "local_days": int(self.local_days[g]),
                 "first_event_at": datetime.fromtimestamp(int(self.first_epoch[g]), tz=UTC),
                 "last_event_at": datetime.fromtimestamp(int(self.last_epoch[g]), tz=UTC),
             }
@@ -84,7 +86,7 @@ def rollup_events(events: Sequence[BehaviouralEvent], config: TenantConfig) -> R
     if n == 0:
         z = np.zeros(0, dtype=np.int64)
         return RollupDelta([], [], [], [], np.zeros((0, N_COUNTERS), dtype=np.int64), z, z, z,
-                           {}, {})
+                           z, {}, {})
     epoch = np.fromiter((e.epoch_s for e in events), dtype=np.int64, count=n)
     offsets = np.fromiter((e.utc_offset_minutes for e in events), dtype=np.int64, count=n)
     types = np.fromiter((EVENT_TYPE_INDEX[e.event_type] for e in events), dtype=np.int64,
@@ -94,7 +96,7 @@ def rollup_events(events: Sequence[BehaviouralEvent], config: TenantConfig) -> R
                          dtype=np.int64, count=n)
     days = np.floor_divide(epoch, 86400)
     hours = np.floor_divide(epoch - days * 86400, 3600)
-    after, late = classify_times(epoch, offsets, config)
+    after, late, local_day = classify_times(epoch, offsets, config)
 
     group_key = actors * 1_000_000 + (days - days.min())
     keys, group = np.unique(group_key, return_inverse=True)
@@ -107,6 +109,10 @@ def rollup_events(events: Sequence[BehaviouralEvent], config: TenantConfig) -> R
     np.add.at(flat, group * N_COUNTERS + _TYPE_OFFSET + types, 1)
     hours_mask = np.zeros(g_count, dtype=np.int64)
     np.bitwise_or.at(hours_mask, group, np.left_shift(np.int64(1), hours))
+    # local_day - day is -1, 0 or +1: bits LOCAL_PREVIOUS, LOCAL_SAME, LOCAL_NEXT.
+    local_days = np.zeros(g_count, dtype=np.int64)
+    np.bitwise_or.at(local_days, group,
+                     np.left_shift(np.int64(1), np.clip(local_day - days + 1, 0, 2)))
     first = np.full(g_count, np.iinfo(np.int64).max, dtype=np.int64)
     last = np.full(g_count, np.iinfo(np.int64).min, dtype=np.int64)
     np.minimum.at(first, group, epoch)
@@ -137,8 +143,8 @@ def rollup_events(events: Sequence[BehaviouralEvent], config: TenantConfig) -> R
             ev, llm = work_items.get(wkey, (0, 0))
             work_items[wkey] = (ev + 1, llm + (1 if types[i] == _LLM_SUBMITTED else 0))
 
-    return RollupDelta(g_actor, g_day, g_type, g_team, counters, hours_mask, first, last,
-                       interactions, work_items)
+    return RollupDelta(g_actor, g_day, g_type, g_team, counters, hours_mask, local_days, first,
+                       last, interactions, work_items)
 
 
 def build_daily_activity(events: Sequence[BehaviouralEvent], config: TenantConfig, *,
@@ -161,6 +167,7 @@ def build_daily_activity(events: Sequence[BehaviouralEvent], config: TenantConfi
     s = len(subjects)
     counters = np.zeros((s, n_days, N_COUNTERS))
     hours_mask = np.zeros((s, n_days), dtype=np.int64)
+    local_days = np.zeros((s, n_days), dtype=np.int64)
     actor_type = {a: "human" for a in subjects}
     team: dict[str, str | None] = {a: None for a in subjects}
     latest: dict[str, date] = {}
@@ -170,6 +177,7 @@ def build_daily_activity(events: Sequence[BehaviouralEvent], config: TenantConfi
         if 0 <= d < n_days:
             counters[index[actor], d] += delta.counters[g]
             hours_mask[index[actor], d] |= int(delta.hours_mask[g])
+            local_days[index[actor], d] |= int(delta.local_days[g])
         if actor not in latest or day >= latest[actor]:
             latest[actor] = day
             actor_type[actor] = delta.actor_types[g]
@@ -206,7 +214,8 @@ def build_daily_activity(events: Sequence[BehaviouralEvent], config: TenantConfi
         np.array([r[3] for r in item_rows], dtype=np.float64))
     return DailyActivity(subjects, [actor_type[a] for a in subjects],
                          [team[a] for a in subjects], start_day, counters, hours_mask,
-                         focus_minutes, focus_sessions, interactions, work_items)
+                         focus_minutes, focus_sessions, interactions, work_items,
+                         local_days=local_days)
 
 
 __all__ = ["RollupDelta", "build_daily_activity", "day_from_number", "rollup_events"]

@@ -129,7 +129,10 @@ class RuleInputs:
 
     Days before ``eval_offset`` are lookback only: rules read them, candidates are produced for
     days from ``eval_offset`` on. ``counters`` [S, L, C] are the scope's rollup counters (for
-    event summaries); ``present`` [S, L] whether the subject had events that day.
+    event summaries); ``present`` [S, L] whether the subject had events that UTC day.
+    ``at_work`` / ``at_work_so_far`` [S, L]: presence on the subject's own local days, in full
+    and as known when each day closed (``DailyActivity.presence``): what the presence side of
+    ``engagement_drop`` counts. None = ``present``.
     """
 
     tenant_id: str
@@ -152,3 +155,10 @@ class RuleInputs:
     #: subject's leave days (``presence``). None = none.
     quiet: np.ndarray | None = None
     leave: np.ndarray | None = None
+    at_work: np.ndarray | None = None
+    at_work_so_far: np.ndarray | None = None
+
+    def attendance(self) -> tuple[np.ndarray, np.ndarray]:
+        """(``at_work``, ``at_work_so_far``), ``present`` where not given."""
+        at_work = self.present if self.at_work is None else self.at_work
+        return at_work, at_work if self.at_work_so_far is None else self.at_work_so_far

@@ -576,7 +576,9 @@ def _engagement_drop(inputs: RuleInputs, config: TenantConfig) -> list[SignalCan
             start = int(_span_start(inputs.workday, inputs.present.shape[1],
                                     DROP_SPAN_WORKDAYS)[lday])
             span = inputs.workday[start:lday + 1]
-            active = int((inputs.present[s, start:lday + 1] & span).sum())
+            at_work, so_far = inputs.attendance()
+            active = int((at_work[s, start:lday] & span[:-1]).sum()
+                         + (so_far[s, lday] & span[-1]))
             away = 0 if scattered is None else int(scattered.runs[s, lday])
             occasions = (f", away on {away} separate occasions in the last 7 days"
                          if away >= DROP_ABSENCE_RUNS else "")

@@ -83,6 +83,9 @@ daily_rollups = sa.Table(
       for name in ROLLUP_COUNTER_COLUMNS),
     # Bit h set when UTC hour h had an event (OR-ed on upsert).
     sa.Column("hours_mask", sa.Integer, nullable=False, server_default="0"),
+    # Bits 1 / 2 / 4: an event fell on local day - 1 / the same / + 1 (OR-ed on upsert;
+    # ``analytics.activity.LOCAL_*``): presence on the actor's own calendar.
+    sa.Column("local_days", sa.SmallInteger, nullable=False, server_default="2"),
     sa.Column("first_event_at", UTCDateTime),
     sa.Column("last_event_at", UTCDateTime),
     sa.Column("updated_at", UTCDateTime, nullable=False),

@@ -62,7 +62,7 @@ def load_activity(session: Session, tenant_id: str, start_day: date, end_day: da
         cond.append(_R.actor_id.in_(ids))
     focus = sa.and_(_F.tenant_id == _R.tenant_id, _F.actor_id == _R.actor_id, _F.day == _R.day)
     rows = session.execute(
-        sa.select(_R.actor_id, _R.day, _R.hours_mask,
+        sa.select(_R.actor_id, _R.day, _R.hours_mask, _R.local_days,
                   sa.func.coalesce(_F.focus_minutes, 0.0), sa.func.coalesce(_F.focus_sessions, 0),
                   *_COUNTER_COLS).select_from(daily_rollups.outerjoin(daily_focus, focus))
         .where(*cond).order_by(_R.actor_id, _R.day)).all()
@@ -72,6 +72,7 @@ def load_activity(session: Session, tenant_id: str, start_day: date, end_day: da
     s = len(subjects)
     counters = np.zeros((s, n_days, len(ROLLUP_COUNTER_COLUMNS)))
     hours_mask = np.zeros((s, n_days), dtype=np.int64)
+    local_days = np.zeros((s, n_days), dtype=np.int64)
     focus_minutes = np.zeros((s, n_days))
     focus_sessions = np.zeros((s, n_days))
     if rows:
@@ -80,9 +81,10 @@ def load_activity(session: Session, tenant_id: str, start_day: date, end_day: da
                          count=len(rows))
         numeric = np.array([r[2:] for r in rows], dtype=np.float64)
         hours_mask[si, di] = numeric[:, 0].astype(np.int64)
-        focus_minutes[si, di] = numeric[:, 1]
-        focus_sessions[si, di] = numeric[:, 2]
-        counters[si, di, :] = numeric[:, 3:]
+        local_days[si, di] = numeric[:, 1].astype(np.int64)
+        focus_minutes[si, di] = numeric[:, 2]
+        focus_sessions[si, di] = numeric[:, 3]
+        counters[si, di, :] = numeric[:, 4:]
 
     teams = latest_teams(session, tenant_id, up_to=end_day)
     actor_types = [teams.get(a, ("human", None))[0] for a in subjects]
@@ -118,7 +120,8 @@ def load_activity(session: Session, tenant_id: str, start_day: date, end_day: da
                  dtype=np.int64),
         np.array([r[3] for r in items], dtype=np.float64))
     return DailyActivity(subjects, actor_types, team_ids, start_day, counters, hours_mask,
-                         focus_minutes, focus_sessions, interactions, work_items)
+                         focus_minutes, focus_sessions, interactions, work_items,
+                         local_days=local_days)
 
 
 # --- PostgreSQL: binary COPY straight into numpy --------------------------------------------
@@ -173,6 +176,7 @@ def _load_activity_pg(session: Session, tenant_id: str, start_day: date, end_day
     s = len(subjects)
     counters = np.zeros((s, n_days, len(ROLLUP_COUNTER_COLUMNS)))
     hours_mask = np.zeros((s, n_days), dtype=np.int64)
+    local_days = np.zeros((s, n_days), dtype=np.int64)
     focus_minutes = np.zeros((s, n_days))
     focus_sessions = np.zeros((s, n_days))
     epoch0 = day_number(start_day)
@@ -183,16 +187,18 @@ def _load_activity_pg(session: Session, tenant_id: str, start_day: date, end_day
         counter_sql = ", ".join(f'r."{c}"::int4' for c in ROLLUP_COUNTER_COLUMNS)
         recs = _copy_binary(session, (
             f"{actors_cte} SELECT a.code, (r.day - DATE '1970-01-01')::int4 - {epoch0}, "
-            f"r.hours_mask::int4, COALESCE(f.focus_minutes, 0)::float8, "
+            f"r.hours_mask::int4, r.local_days::int4, COALESCE(f.focus_minutes, 0)::float8, "
             f"COALESCE(f.focus_sessions, 0)::int4, {counter_sql} "
             f"FROM daily_rollups r JOIN actors a USING (actor_id) "
             f"LEFT JOIN daily_focus f ON f.tenant_id = r.tenant_id "
             f"AND f.actor_id = r.actor_id AND f.day = r.day "
             f"WHERE r.tenant_id = %(t)s AND r.day BETWEEN %(a)s AND %(b)s"), params,
-            [("s", ">i4"), ("d", ">i4"), ("h", ">i4"), ("fm", ">f8"), ("fs", ">i4")],
+            [("s", ">i4"), ("d", ">i4"), ("h", ">i4"), ("ld", ">i4"), ("fm", ">f8"),
+             ("fs", ">i4")],
             repeated=("c", ">i4", len(ROLLUP_COUNTER_COLUMNS)))
         si, di = recs["s"].astype(np.int64), recs["d"].astype(np.int64)
         hours_mask[si, di] = recs["h"]
+        local_days[si, di] = recs["ld"]
         focus_minutes[si, di] = recs["fm"]
         focus_sessions[si, di] = recs["fs"]
         counters[si, di] = recs["c"]["value"]  # every counter of a row in one scatter
@@ -232,7 +238,8 @@ def _load_activity_pg(session: Session, tenant_id: str, start_day: date, end_day
         items["s"].astype(np.int64), items["d"].astype(np.int64), items["w"].astype(np.int64),
         items["n"].astype(np.float64))
     return DailyActivity(subjects, actor_types, team_ids, start_day, counters, hours_mask,
-                         focus_minutes, focus_sessions, interactions, work_items)
+                         focus_minutes, focus_sessions, interactions, work_items,
+                         local_days=local_days)
 
 
 def _cross_team(teams: dict[str, tuple[str, str | None]], actor: str, counterpart: str) -> bool:

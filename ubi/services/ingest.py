@@ -401,7 +401,7 @@ def _store_tenant_events(session: Session, tenant_id: str, config: TenantConfig,
     bulk.upsert_columns(session, daily_rollups, delta.columns(), constants={
         "tenant_id": tenant_id, "updated_at": now},
         key_columns=("tenant_id", "actor_id", "day"), add=ROLLUP_COUNTER_COLUMNS,
-        bit_or=("hours_mask",), least=("first_event_at",), greatest=("last_event_at",),
+        bit_or=("hours_mask", "local_days"), least=("first_event_at",), greatest=("last_event_at",),
         replace=("actor_type", "team_id", "updated_at"))
     if delta.interactions:
         actors, days, counterparts = zip(*delta.interactions, strict=True)
