@@ -30,8 +30,19 @@ def test_demo_on_the_embedded_default_meets_its_targets(tmp_path) -> None:  # ty
     # Enough to run the same organisation again, and each target's verdict.
     assert (card["seed"], card["actors"], card["weeks"]) == (7, 60, 8)
     assert set(card["targets"]) == {"recall_of_each_planted_class",
+                                    "precision_of_each_risk_class", "median_days_to_detect",
                                     "signals_per_clean_actor_week", "warmup_signals"}
-    assert all(t["met"] for t in card["targets"].values()) and card["targets_met"] is True
+    # Issue 18's precision and days-to-detect targets are reported with their values; they
+    # do not all hold yet (docs/analytics.md), the others do.
+    for name in ("recall_of_each_planted_class", "signals_per_clean_actor_week",
+                 "warmup_signals"):
+        assert card["targets"][name]["met"], (name, card["targets"][name])
+    assert card["targets_met"] is all(t["met"] for t in card["targets"].values())
+    precision = card["targets"]["precision_of_each_risk_class"]["classes"]
+    assert set(precision) == {"burnout_risk", "context_thrash", "engagement_drop",
+                              "guardrail_overrides", "rework_loop"}
+    assert all(p["value"] == card["classes"][c]["precision"] for c, p in precision.items())
+    assert card["targets"]["median_days_to_detect"]["value"] > 0
     assert set(card["targets"]["recall_of_each_planted_class"]["classes"]) == {
         cls for cls, score in card["classes"].items() if score["planted"]}
     for cls, score in card["classes"].items():

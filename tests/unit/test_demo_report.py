@@ -65,13 +65,19 @@ def test_group_list_says_how_many_more_and_informational_signals_are_counted() -
                          "tenant after_hours_activity 2")
 
 
-def _card(recall: float, noisy: int = 1, warmup: int = 0) -> dict[str, Any]:
+def _card(recall: float, noisy: int = 1, warmup: int = 0, precision: float = 1.0,
+          days: tuple[int, ...] = (1, 2, 3)) -> dict[str, Any]:
     return {"classes": {"burnout_risk": {"planted": 3, "detected": 3, "precision": 1.0,
-                                         "recall": 1.0, "signals": 3},
-                        "rework_loop": {"planted": 5, "detected": 4, "precision": 1.0,
-                                        "recall": recall, "signals": 4},
-                        "mentoring_potential": {"planted": 0, "detected": 0, "precision": None,
-                                                "recall": None, "signals": 0}},
+                                         "recall": 1.0, "signals": 3,
+                                         "days_to_detect": list(days)},
+                        "rework_loop": {"planted": 5, "detected": 4, "precision": precision,
+                                        "recall": recall, "signals": 4,
+                                        "days_to_detect": [2, 2, 3, 3]},
+                        # an opportunity class: precision reported, no target, and its days
+                        # to detect (weeks by design) are not in the median
+                        "mentoring_potential": {"planted": 2, "detected": 2, "precision": 0.4,
+                                                "recall": 1.0, "signals": 5,
+                                                "days_to_detect": [20, 25]}},
             "clean_actor_weeks": 100, "signals_on_clean_actor_weeks": noisy,
             "warmup_signals": warmup}
 
@@ -84,12 +90,25 @@ def test_targets_say_what_each_one_is_and_whether_it_was_met() -> None:
     recall = missed["recall_of_each_planted_class"]
     assert recall["at_least"] == 0.9 and not recall["met"]
     assert recall["classes"] == {"burnout_risk": {"value": 1.0, "met": True},
+                                 "mentoring_potential": {"value": 1.0, "met": True},
                                  "rework_loop": {"value": 0.8, "met": False}}
+    assert met["precision_of_each_risk_class"]["classes"] == {
+        "burnout_risk": {"value": 1.0, "met": True}, "rework_loop": {"value": 1.0, "met": True}}
+    assert met["median_days_to_detect"] == {"at_most": 3.0, "value": 2.0, "met": True}
+    slow = report.generated_targets(_card(recall=1.0, precision=0.7, days=(5, 6, 7)))
+    assert not slow["precision_of_each_risk_class"]["met"]
+    assert slow["median_days_to_detect"] == {"at_most": 3.0, "value": 3.0, "met": True}
+    slower = report.generated_targets(_card(recall=1.0, days=(5, 6, 7, 8, 9)))
+    assert slower["median_days_to_detect"] == {"at_most": 3.0, "value": 5.0, "met": False}
     assert not missed["signals_per_clean_actor_week"]["met"]
     assert missed["warmup_signals"] == {"at_most": 0, "value": 1, "met": False}
     lines: list[str] = []
     assert report.print_scorecard(lines.append, _card(recall=0.8)) is False
     assert any(ln.startswith("  rework_loop") and ln.endswith("< 0.9 recall") for ln in lines)
+    lines = []
+    assert report.print_scorecard(lines.append, _card(recall=1.0, precision=0.7)) is False
+    assert any(ln.startswith("  rework_loop") and ln.endswith("< 0.8 precision")
+               for ln in lines)
     assert lines[-1] == "  quality targets: NOT met"
     real = report.real_targets({"warn_or_higher_per_active_actor_month": 0.3})
     assert real == {"warn_or_higher_per_active_actor_month": {
@@ -111,7 +130,10 @@ def test_scorecard_prints_days_to_detect_and_the_clean_rate_per_actor_type() -> 
     assert lines[2].split() == ["class", "planted", "detected", "precision", "recall", "days",
                                 "to", "detect"]
     assert lines[3].split() == ["burnout_risk", "3", "3", "1.00", "1.00", "3.5"]
-    assert lines[4].split()[-1] == "-"  # rework_loop: no days to detect in this card
+    assert lines[5].split()[0] == "rework_loop"
+    assert lines[5].split()[-1] == "-"  # no median days to detect in this card
+    assert ("  median days to detect, risk classes: 2.0 (target <= 3) ok; precision of each "
+            "risk class target >= 0.8") in lines
     assert "    ai_agent:    9 over   30 = 0.300 (rework_loop 9)" in lines
     assert "    human:       3 over  270 = 0.011 (after_hours_activity 2, burnout_risk 1)" in lines
 

@@ -4,15 +4,27 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Callable
+from statistics import median
 from typing import Any
 
+from ubi.analytics.taxonomy import SIGNAL_CLASS_BY_NAME
 from ubi.demo.runner import DemoResult
 from ubi.settings import Settings
 
 Echo = Callable[[str], Any]
 RECALL_TARGET = 0.9
+#: Issue 18: precision of the risk classes (``mentoring_potential`` names standing top
+#: reviewers by design: its precision is reported without a target) and the median days from a
+#: plant's start to its first signal, over the detected plants of those classes.
+PRECISION_TARGET = 0.8
+DAYS_TO_DETECT_TARGET = 3.0
 CLEAN_RATE_TARGET = 1 / 20
 REAL_RATE_TARGET = 0.25
+
+
+def _is_risk(signal_class: str) -> bool:
+    spec = SIGNAL_CLASS_BY_NAME.get(signal_class)
+    return spec is not None and spec.signal_type == "risk"
 
 
 def describe_setup(settings: Settings) -> str:
@@ -111,11 +123,23 @@ def generated_targets(card: dict[str, Any]) -> dict[str, Any]:
     (``card``: ``Scorecard.as_dict()``)."""
     recall = {cls: {"value": sc["recall"], "met": (sc["recall"] or 0.0) >= RECALL_TARGET}
               for cls, sc in sorted(card["classes"].items()) if sc["planted"]}
+    risk = {cls: sc for cls, sc in sorted(card["classes"].items())
+            if sc["planted"] and _is_risk(cls)}
+    precision = {cls: {"value": sc["precision"],
+                       "met": (sc["precision"] or 0.0) >= PRECISION_TARGET}
+                 for cls, sc in risk.items()}
+    days = [d for sc in risk.values() for d in sc.get("days_to_detect", [])]
+    days_median = float(median(days)) if days else None
     weeks, noisy = card["clean_actor_weeks"], card["signals_on_clean_actor_weeks"]
     rate = noisy / weeks if weeks else 0.0
     return {
         "recall_of_each_planted_class": {"at_least": RECALL_TARGET, "classes": recall,
                                          "met": all(r["met"] for r in recall.values())},
+        "precision_of_each_risk_class": {"at_least": PRECISION_TARGET, "classes": precision,
+                                         "met": all(p["met"] for p in precision.values())},
+        "median_days_to_detect": {"at_most": DAYS_TO_DETECT_TARGET, "value": days_median,
+                                  "met": days_median is not None
+                                  and days_median <= DAYS_TO_DETECT_TARGET},
         "signals_per_clean_actor_week": {"at_most": CLEAN_RATE_TARGET, "value": round(rate, 4),
                                          "met": rate <= CLEAN_RATE_TARGET},
         "warmup_signals": {"at_most": 0, "value": card["warmup_signals"],
@@ -134,6 +158,7 @@ def print_scorecard(echo: Echo, card: dict[str, Any]) -> bool:
     """Print the scorecard; True when every quality target holds."""
     targets = generated_targets(card)
     recall = targets["recall_of_each_planted_class"]["classes"]
+    precision = targets["precision_of_each_risk_class"]["classes"]
     echo("")
     echo("Scorecard against the planted truth:")
     echo(f"  {'class':<26}{'planted':>8}{'detected':>10}{'precision':>11}{'recall':>8}"
@@ -145,11 +170,18 @@ def print_scorecard(echo: Echo, card: dict[str, Any]) -> bool:
         r = "-" if s["recall"] is None else f"{s['recall']:.2f}"
         days = s.get("median_days_to_detect")
         t = "-" if days is None else f"{days:.1f}"
-        miss = cls in recall and not recall[cls]["met"]
+        misses = ([f"< {RECALL_TARGET} recall"] if cls in recall and not recall[cls]["met"]
+                  else []) + ([f"< {PRECISION_TARGET} precision"]
+                              if cls in precision and not precision[cls]["met"] else [])
         echo(f"  {cls:<26}{s['planted']:>8}{s['detected']:>10}{p:>11}{r:>8}{t:>16}"
-             f"{f'   < {RECALL_TARGET} recall' if miss else ''}")
+             + "".join(f"   {m}" for m in misses))
     echo("  (precision counts signals up to 14 days after a plant's end; days to detect: "
          "median from a plant's start to its first signal)")
+    days = targets["median_days_to_detect"]
+    shown = "-" if days["value"] is None else f"{days['value']:.1f}"
+    echo(f"  median days to detect, risk classes: {shown} (target <= "
+         f"{DAYS_TO_DETECT_TARGET:.0f}) {'ok' if days['met'] else 'TOO SLOW'}; precision of "
+         f"each risk class target >= {PRECISION_TARGET}")
     clean = targets["signals_per_clean_actor_week"]
     echo(f"  signals on actors with nothing planted: {card['signals_on_clean_actor_weeks']} over "
          f"{card['clean_actor_weeks']} actor-weeks = {clean['value']:.3f} per actor-week "

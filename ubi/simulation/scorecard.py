@@ -225,6 +225,7 @@ class ClassScore:
                 "precision": None if p is None else round(p, 4),
                 "recall": None if r is None else round(r, 4),
                 "median_days_to_detect": self.median_days_to_detect,
+                "days_to_detect": sorted(self.days_to_detect),
                 "signals": self.signals, "matching_signals": self.matching_signals}
 
 
