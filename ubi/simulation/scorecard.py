@@ -154,7 +154,7 @@ def episodes(signals: Iterable[Any], actor_of: Mapping[str, str] | None = None
 
 @dataclass(frozen=True)
 class PlantWindow:
-    """A planted change as the scorecard reads it (``generator.Plant`` satisfies this)."""
+    """A planted change as the scorecard reads it (``workload.Plant`` satisfies this)."""
 
     actor_id: str
     signal_class: str
@@ -306,7 +306,7 @@ def score_signals(signals: Iterable[Any], truth: Any, *,
                   workdays: Iterable[int] = range(5)) -> Scorecard:
     """Score signals against planted truth (definitions in the module docstring).
 
-    ``truth``: a ``generator.GroundTruth`` or its ``as_dict()``. ``grace_days``: after a
+    ``truth``: a ``workload.GroundTruth`` or its ``as_dict()``. ``grace_days``: after a
     plant's end, for recall and clean weeks; ``precision_grace_days``: the same for precision.
     ``workdays``: the tenant's working week (Monday = 0), for warm-up counting.
     """
