@@ -32,8 +32,9 @@ from ubi.analytics.activity import COUNTER_INDEX, DailyActivity, Interactions, W
 from ubi.analytics.anomalies import detect
 from ubi.analytics.baselines import BaselineParams, Workspace, compute_baselines
 from ubi.analytics.calendar import day_number, workday_mask
-from ubi.analytics.engine import PreviousState, analyse_tenant
+from ubi.analytics.engine import analyse_tenant
 from ubi.analytics.features import compute_features, prepare_activity
+from ubi.analytics.results import PreviousState
 from ubi.analytics.taxonomy import FEATURES, ROLLUP_COUNTER_COLUMNS
 from ubi.analytics.tenant_config import TenantConfig
 

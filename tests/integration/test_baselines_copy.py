@@ -13,7 +13,8 @@ from sqlalchemy.orm import Session
 
 from ubi.analytics.activity import COUNTER_INDEX, DailyActivity
 from ubi.analytics.calendar import day_from_number, day_number, workday_mask
-from ubi.analytics.engine import TenantAnalysis, analyse_tenant
+from ubi.analytics.engine import analyse_tenant
+from ubi.analytics.results import TenantAnalysis
 from ubi.analytics.taxonomy import ROLLUP_COUNTER_COLUMNS
 from ubi.analytics.tenant_config import TenantConfig
 from ubi.models import Baseline

@@ -27,14 +27,9 @@ from ubi import clock
 from ubi.analytics.anomalies import ActiveAnomaly
 from ubi.analytics.baselines import DAY_TYPE_NAMES
 from ubi.analytics.calendar import day_from_number, day_number
-from ubi.analytics.engine import (
-    BaselineTable,
-    PreviousState,
-    TenantAnalysis,
-    analyse_tenant,
-    tenant_features,
-)
+from ubi.analytics.engine import analyse_tenant, tenant_features
 from ubi.analytics.ids import baseline_ids
+from ubi.analytics.results import BaselineTable, PreviousState, TenantAnalysis
 from ubi.analytics.signal_lifecycle import Signal, SignalChange
 from ubi.analytics.taxonomy import FEATURES, SEVERITY_RANK, WINDOWS
 from ubi.analytics.tenant_config import TenantConfig

@@ -1,7 +1,7 @@
 """De-identified exports of a tenant's aggregates (SPEC §6 ``GET /export``, §8).
 
 Only team, cohort and tenant features leave: no actor id, no pseudonym, and no group under
-``min_team_size`` (such groups have no feature rows at all: ``engine.stored_cells``). Rows are
+``min_team_size`` (such groups have no feature rows at all: ``scopes.stored_cells``). Rows are
 read in batches and written as they come, so an export of years costs constant memory.
 """
 

@@ -28,10 +28,12 @@ from sqlalchemy.orm import Session
 
 from ubi import clock
 from ubi.analytics.calendar import day_from_number, day_number
-from ubi.analytics.engine import FeatureTable, stored_cells, tenant_features
+from ubi.analytics.engine import tenant_features
 from ubi.analytics.features import compute_features
 from ubi.analytics.ids import feature_id, feature_ids
 from ubi.analytics.presence import first_active_day
+from ubi.analytics.results import FeatureTable
+from ubi.analytics.scopes import stored_cells
 from ubi.analytics.taxonomy import (
     FEATURE_INDEX,
     FEATURE_NAMES,
@@ -159,7 +161,7 @@ def compute_tenant_features(session: Session, tenant_id: str, *, now: datetime |
         w = WINDOWS[window]
         feats = [(i, f) for i, f in enumerate(FEATURES) if window in f.windows]
         # The (actor, day) cells to store: from the actor's first dirty day on, those that
-        # have rows at all (the rule every writer follows, ``engine.stored_cells``).
+        # have rows at all (the rule every writer follows, ``scopes.stored_cells``).
         stored = stored_cells(cube.values, np.ones(cube.confidence.shape, dtype=bool),
                               first_active, np.arange(activity.n_days))
         stored &= np.arange(activity.n_days)[None, :] >= first_dirty_index[:, None]

@@ -34,11 +34,12 @@ import msgspec
 
 from ubi.analytics.anomalies import day_start
 from ubi.analytics.calendar import day_from_number, day_number
-from ubi.analytics.engine import PreviousState, TenantAnalysis, analyse_tenant
+from ubi.analytics.engine import analyse_tenant
 from ubi.analytics.envelope import decode_envelopes
 from ubi.analytics.events import BehaviouralEvent, map_envelope
 from ubi.analytics.focus import focus_of_events
 from ubi.analytics.privacy import DropAccount, Pseudonymiser
+from ubi.analytics.results import PreviousState, TenantAnalysis
 from ubi.analytics.rollups import build_daily_activity
 from ubi.analytics.signal_lifecycle import Signal, SignalChange, SignalKey
 from ubi.analytics.taxonomy import WINDOWS

@@ -18,7 +18,7 @@ from ubi.analytics.anomalies import (
     zscores,
 )
 from ubi.analytics.baselines import BaselineParams, compute_baselines
-from ubi.analytics.engine import detect_series
+from ubi.analytics.detection import detect_series
 from ubi.analytics.tenant_config import TenantConfig
 
 P = BaselineParams()  # the SPEC §10 defaults: alpha 0.1, min_days 7, 3 sigma, min_std 1

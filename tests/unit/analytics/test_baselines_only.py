@@ -16,8 +16,9 @@ from ubi.analytics.baselines import (
     final_baselines,
 )
 from ubi.analytics.calendar import day_number, workday_mask
-from ubi.analytics.engine import PreviousState, analyse_tenant
+from ubi.analytics.engine import analyse_tenant
 from ubi.analytics.ids import baseline_id, baseline_ids, feature_id, feature_ids
+from ubi.analytics.results import PreviousState
 from ubi.analytics.taxonomy import FEATURES, ROLLUP_COUNTER_COLUMNS
 from ubi.analytics.tenant_config import TenantConfig
 

@@ -11,9 +11,10 @@ import pytest
 
 from ubi.analytics import presence
 from ubi.analytics.calendar import day_number
-from ubi.analytics.engine import PreviousState, TenantAnalysis, analyse_tenant
+from ubi.analytics.engine import analyse_tenant
 from ubi.analytics.ids import baseline_id, feature_id
 from ubi.analytics.presence import leave_days, quiet_days
+from ubi.analytics.results import PreviousState, TenantAnalysis
 from ubi.analytics.taxonomy import CANONICAL_EVENT_TYPES
 from ubi.analytics.tenant_config import TenantConfig
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from ubi.analytics.engine import TenantAnalysis
+from ubi.analytics.results import TenantAnalysis
 from ubi.simulation.generator import Workload, generate
 from ubi.simulation.replay import analyse_envelopes
 
