@@ -51,10 +51,12 @@ def test_scorecard_arithmetic():
     d = card.as_dict()
     assert d["classes"]["burnout_risk"] == {
         "planted": 1, "detected": 1, "precision": 0.5, "recall": 1.0,
-        "median_days_to_detect": 2.0, "signals": 4, "matching_signals": 2}
+        "median_days_to_detect": 2.0, "days_to_detect": [2], "signals": 4,
+        "matching_signals": 2}
     assert d["classes"]["context_thrash"] == {
         "planted": 1, "detected": 0, "precision": None, "recall": 0.0,
-        "median_days_to_detect": None, "signals": 0, "matching_signals": 0}
+        "median_days_to_detect": None, "days_to_detect": [], "signals": 0,
+        "matching_signals": 0}
     assert d["missed"] == [{"actor_id": "b", "signal_class": "context_thrash",
                             "start_day": "2025-01-13", "end_day": "2025-01-19"}]
     # Weeks after warm-up (Wed 15): those of Jan 20 and Jan 27, for 3 actors.
@@ -115,10 +117,12 @@ def test_precision_window_median_days_to_detect_and_noise_by_actor_type():
     d = score_signals(SIGNALS_2, TRUTH_2).as_dict()
     assert d["classes"]["burnout_risk"] == {
         "planted": 3, "detected": 2, "precision": 1.0, "recall": 0.6667,
-        "median_days_to_detect": 3.5, "signals": 3, "matching_signals": 3}
+        "median_days_to_detect": 3.5, "days_to_detect": [2, 5], "signals": 3,
+        "matching_signals": 3}
     assert d["classes"]["guardrail_overrides"] == {
         "planted": 1, "detected": 0, "precision": 0.5, "recall": 0.0,
-        "median_days_to_detect": None, "signals": 2, "matching_signals": 1}
+        "median_days_to_detect": None, "days_to_detect": [], "signals": 2,
+        "matching_signals": 1}
     assert [u["actor_id"] for u in d["unmatched"]] == ["h"]
     # Clean weeks (of Jan 20 and Jan 27): b's of Jan 20 (its plant starts on the 27th) and
     # both of h's; a's, c's and g's are within their plants + 7 days.
