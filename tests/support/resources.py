@@ -63,16 +63,6 @@ def purge_task_queues(broker_url: str) -> None:
             with contextlib.suppress(Exception):
                 channel.queue_purge(queue.name)
         channel.close()
-    # A purged follow-up never starts: forget that it was queued (``tasks.base.needs_message``),
-    # or the next test's commits for the same tenant would wait for its mark to expire.
-    from ubi.integrations.dependencies import redis_client
-    from ubi.settings import get_settings
-
-    client = redis_client()
-    if client is not None:
-        marks = list(client.scan_iter(f"{get_settings().queue_prefix}ubi:queued:*"))
-        if marks:
-            client.delete(*marks)
 
 
 def wait_for_lock_waiter(engine: sa.Engine, timeout: float) -> int:

@@ -14,12 +14,22 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from ubi.models.base import Base, JSONType, UTCDateTime
 
+#: A row of a coalescing follow-up is pending from its commit until its task starts.
+_PENDING = "started_at IS NULL AND dedupe_key IS NOT NULL"
+
 
 class TaskOutbox(Base):
-    """A follow-up Celery task owed by a committed step (e.g. features after an ingest)."""
+    """A follow-up Celery task owed by a committed step (e.g. features after an ingest).
+
+    ``services.followups``: the single source of truth for "at most one pending run per step
+    and tenant" is the partial unique index below (one row per key not started yet)."""
 
     __tablename__ = "task_outbox"
-    __table_args__ = (sa.Index("ix_task_outbox_pending", "dispatched_at", "id"),)
+    __table_args__ = (
+        sa.Index("ix_task_outbox_pending", "dispatched_at", "id"),
+        sa.Index("uq_task_outbox_pending_key", "task_name", "dedupe_key", unique=True,
+                 postgresql_where=sa.text(_PENDING), sqlite_where=sa.text(_PENDING)),
+    )
 
     id: Mapped[int] = mapped_column(sa.BigInteger().with_variant(sa.Integer, "sqlite"),
                                     primary_key=True, autoincrement=True)
@@ -31,6 +41,11 @@ class TaskOutbox(Base):
     correlation_id: Mapped[str | None] = mapped_column(sa.String(128))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     dispatched_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: Not to run before (a busy step's next look): sent with the countdown left.
+    not_before: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: When a task of this key started: from then on its work is read, and a new commit owing
+    #: the same key needs a row (and a message) of its own.
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     attempts: Mapped[int] = mapped_column(sa.Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(sa.Text)
 

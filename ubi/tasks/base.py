@@ -14,7 +14,8 @@ commit is handled like one in the body. Then:
   ``ubi.tasks.dlq``) after the task's ``dead_lettered`` hook recorded why (an ingest batch
   is marked ``failed`` with the reason at once);
 - on success, the follow-ups the service recorded in the task outbox are sent; a failure to
-  send leaves them to the outbox drain and never fails the committed task.
+  send leaves them to the outbox drain and never fails the committed task. A task with a
+  ``followup_key`` first marks its pending outbox row started (``services.followups``).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from sqlalchemy.orm import Session
 
 from ubi.models.session import session_factory
 from ubi.observability import context
+from ubi.services import followups
 from ubi.services.followups import (
     OWED_KEY,
     Owed,
@@ -127,6 +129,10 @@ class UbiTask(Task):
     max_retries = RETRY_POLICY.max_retries
 
     _session: Session | None = None
+    #: A coalescing task's follow-up key, formatted with its kwargs ("features:{tenant_id}"):
+    #: the task marks its pending outbox row started before it reads its work
+    #: (``followups.mark_started``), so commits from then on owe a run of their own.
+    followup_key: str | None = None
 
     @property
     def session(self) -> Session:
@@ -138,6 +144,8 @@ class UbiTask(Task):
         ids = {k: kwargs.get(k) for k in ("tenant_id", "correlation_id", "batch_id")}
         with context.bound(task_id=self.request.id, **ids):
             try:
+                if self.followup_key is not None:
+                    followups.mark_started(self.name, self.followup_key.format(**kwargs))
                 result, owed = self._run_in_transaction(args, kwargs)
             except Retry:
                 raise
@@ -205,48 +213,7 @@ class UbiTask(Task):
         """Record, outside the failed transaction, that this message is dead-lettered."""
 
 
-#: How long a sent coalescing follow-up counts as queued if its task never says it started
-#: (lost, purged): later commits send their own message after that at the latest.
-QUEUED_TTL_MS = 60_000
-
-
-def _queued_key(dedupe_key: str) -> str:
-    from ubi.settings import get_settings
-
-    return f"{get_settings().queue_prefix}ubi:queued:{dedupe_key}"
-
-
-def needs_message(dedupe_key: str) -> bool:
-    """Whether a follow-up committed just now needs a message of its own: not while a task with
-    the same key is queued and has not started (it reads its work after this commit). Claims
-    the key when it does (Redis ``SET NX``). Without Redis, or with Redis down: always."""
-    from ubi.integrations.dependencies import redis_client
-
-    client = redis_client()
-    if client is None:
-        return True
-    try:
-        return bool(client.set(_queued_key(dedupe_key), "1", nx=True, px=QUEUED_TTL_MS))
-    except redis.exceptions.RedisError as exc:
-        log.warning("follow-up coalescing unavailable", extra={"ubi": {"error": str(exc)}})
-        return True
-
-
-def task_started(dedupe_key: str) -> None:
-    """A coalescing task calls this before it reads its work: what commits from now on needs
-    a message of its own."""
-    from ubi.integrations.dependencies import redis_client
-
-    client = redis_client()
-    if client is None:
-        return
-    try:
-        client.delete(_queued_key(dedupe_key))
-    except redis.exceptions.RedisError as exc:  # the mark expires on its own
-        log.warning("follow-up coalescing unavailable", extra={"ubi": {"error": str(exc)}})
-
-
-def _send(app: Any, task_name: str, kwargs: dict[str, Any], dedupe_key: str | None
+def _send(app: Any, task_name: str, kwargs: dict[str, Any], countdown: int | None
           ) -> str | None:
     """Send one follow-up; the error, or None."""
     try:
@@ -256,12 +223,10 @@ def _send(app: Any, task_name: str, kwargs: dict[str, Any], dedupe_key: str | No
             app.loader.import_default_modules()
         task = app.tasks.get(task_name)
         if task is not None:  # honours eager mode on the embedded default
-            task.apply_async(kwargs=kwargs)
+            task.apply_async(kwargs=kwargs, countdown=countdown)
         else:
-            app.send_task(task_name, kwargs=kwargs)
+            app.send_task(task_name, kwargs=kwargs, countdown=countdown)
     except Exception as exc:  # broker down: the drain retries later
-        if dedupe_key is not None:
-            task_started(dedupe_key)  # nothing is queued: the next commit must send
         log.warning("follow-up %s not sent yet: %s", task_name, exc)
         return repr(exc)
     return None
@@ -269,57 +234,25 @@ def _send(app: Any, task_name: str, kwargs: dict[str, Any], dedupe_key: str | No
 
 def dispatch_followups(app: Any, owed: list[Owed] | None = None, *,
                        older_than_seconds: float | None = None) -> int:
-    """Send the follow-ups a transaction owed (``owed``), or every outbox row waiting longer
-    than ``older_than_seconds`` (the drain). A coalescing follow-up whose task is queued and
-    not started yet is left as it is: that task covers it."""
+    """Send the follow-ups a transaction owed (``owed``), or, as the drain, every row never
+    sent and older than ``older_than_seconds`` and every pending row whose message was lost
+    (``followups.claim_pending``). This and the ingest API's confirmed publish are the only
+    places that send task messages."""
     from datetime import timedelta
 
-    if owed is not None:
-        owed = [o for o in owed if o.dedupe_key is None or needs_message(o.dedupe_key)]
-        if not owed:
-            return 0
+    if owed is not None and not owed:
+        return 0
     sent = 0
     with session_factory()() as session:
         older = timedelta(seconds=older_than_seconds) if older_than_seconds else None
         rows = claim_pending(session, ids=None if owed is None else sorted({o.id for o in owed}),
                              older_than=older)
         for row in rows:
-            if owed is None and row.dedupe_key is not None and not needs_message(row.dedupe_key):
-                continue
-            error = _send(app, row.task_name, row.kwargs, row.dedupe_key)
+            error = _send(app, row.task_name, row.kwargs, followups.countdown(row))
             if error is not None:
                 mark_failed(row, error)
                 continue
             mark_dispatched(row)
             sent += 1
         session.commit()
-    # A coalescing row another dispatcher holds or has sent already: this commit's message
-    # still goes, since the task that row was sent for may have started before this commit.
-    claimed = {row.id for row in rows}
-    for o in owed or []:
-        if (o.dedupe_key is not None and o.id not in claimed
-                and _send(app, o.task_name, o.kwargs, o.dedupe_key) is None):
-            sent += 1
     return sent
-
-
-def look_again(task: Any, *, key: str, kwargs: dict[str, Any], countdown: float) -> bool:
-    """Send ``task(**kwargs)`` again in ``countdown`` seconds, unless a look with the same
-    ``key`` is already scheduled (Redis ``SET NX`` for the countdown): a step that found its
-    tenant busy needs one more look once the running one is done, however many runs found it
-    busy meanwhile. Without Redis (embedded default) or with Redis down, it always sends (an
-    extra look is harmless). Returns whether it sent."""
-    from ubi.integrations.dependencies import redis_client
-    from ubi.settings import get_settings
-
-    settings = get_settings()
-    client = redis_client(settings)
-    if client is not None:
-        try:
-            if not client.set(f"{settings.queue_prefix}ubi:look:{key}", "1", nx=True,
-                              px=max(1, int(countdown * 1000))):
-                return False
-        except redis.exceptions.RedisError as exc:
-            log.warning("look-again dedupe unavailable", extra={"ubi": {"error": str(exc)}})
-    task.apply_async(kwargs=kwargs, countdown=countdown)
-    return True

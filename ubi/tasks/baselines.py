@@ -6,32 +6,38 @@ from __future__ import annotations
 from typing import Any
 
 from ubi.celery_app import app
-from ubi.services import baselines, features, freshness
+from ubi.services import baselines, features, followups, freshness
 from ubi.tasks.base import UbiTask
 
-#: A tenant's nightly task is useless once the next night's is due.
-SHARD_EXPIRES_SECONDS = 20 * 3600
+RECOMPUTE_TASK = "ubi.tasks.baselines.recompute_tenant"
+#: Seconds before trying again when detection or the features step holds the tenant.
+BUSY_RETRY_SECONDS = 60
+
+
+def _owe_recompute(task: UbiTask, tenant_id: str, delay_seconds: float | None = None) -> None:
+    # One pending recompute per tenant: a night whose run is still waiting adds nothing.
+    followups.enqueue_followup(task.session, RECOMPUTE_TASK, tenant_id=tenant_id,
+                               kwargs={"tenant_id": tenant_id},
+                               dedupe_key=f"baselines:{tenant_id}", delay_seconds=delay_seconds)
 
 
 @app.task(base=UbiTask, bind=True, name="ubi.tasks.baselines.recompute_all")
 def recompute_all(self: UbiTask) -> int:
-    """Fan out one recompute task per tenant."""
+    """Fan out one recompute task per tenant (through the task outbox)."""
     tenants = freshness.tenants(self.session)
     for tenant_id in tenants:
-        recompute_tenant.apply_async(kwargs={"tenant_id": tenant_id},
-                                     expires=SHARD_EXPIRES_SECONDS)
+        _owe_recompute(self, tenant_id)
     return len(tenants)
 
 
-@app.task(base=UbiTask, bind=True, name="ubi.tasks.baselines.recompute_tenant")
+@app.task(base=UbiTask, bind=True, name=RECOMPUTE_TASK, followup_key="baselines:{tenant_id}")
 def recompute_tenant(self: UbiTask, *, tenant_id: str) -> dict[str, Any]:
     """The nightly full recompute of one tenant: features of the days events arrived for
     after ``late_event_days`` (SPEC §3), then every baseline."""
     feats = features.recompute_features(self.session, tenant_id)
     outcome = baselines.recompute_baselines(self.session, tenant_id)
     if outcome.busy or feats.busy:  # detection or the features step holds the tenant
-        recompute_tenant.apply_async(kwargs={"tenant_id": tenant_id}, countdown=60,
-                                     expires=SHARD_EXPIRES_SECONDS)
+        _owe_recompute(self, tenant_id, delay_seconds=BUSY_RETRY_SECONDS)
         return {"tenant_id": tenant_id, "busy": True}
     return {"tenant_id": tenant_id, "actors": outcome.actors, "baselines": outcome.baselines,
             "features": feats.rows}

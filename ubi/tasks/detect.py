@@ -6,28 +6,31 @@ from datetime import date
 from typing import Any
 
 from ubi.celery_app import app
-from ubi.services import detection
-from ubi.tasks.base import UbiTask, look_again, task_started
+from ubi.services import detection, followups
+from ubi.services.ingest import DETECT_TASK
+from ubi.tasks.base import UbiTask
 
-#: Seconds before retrying when another run holds the tenant.
+#: Seconds before looking again when another run holds the tenant.
 BUSY_RETRY_SECONDS = 3
 
 
-@app.task(base=UbiTask, bind=True, name="ubi.tasks.detect.detect_tenant")
+@app.task(base=UbiTask, bind=True, name=DETECT_TASK, followup_key="detect:{tenant_id}")
 def detect_tenant(self: UbiTask, *, tenant_id: str, correlation_id: str | None = None,
                   through: str | None = None) -> dict[str, Any]:
     """Anomalies, scores and signals for the tenant's closed days not evaluated yet."""
-    task_started(f"detect:{tenant_id}")  # before the ingestion state is read
     outcome = detection.detect_tenant(
         self.session, tenant_id, correlation_id=correlation_id,
         through=date.fromisoformat(through) if through else None)
     if outcome.busy:
         # Another run holds the tenant and may not cover the days that closed since it began:
-        # look again shortly (a new message, not a retry: contention is not a failure), once
+        # look again shortly (a new run, not a retry: contention is not a failure), once
         # however many runs found it busy.
-        look_again(detect_tenant, key=f"detect:{tenant_id}:{through}",
-                   kwargs={"tenant_id": tenant_id, "correlation_id": correlation_id,
-                           "through": through}, countdown=BUSY_RETRY_SECONDS)
+        followups.enqueue_followup(
+            self.session, DETECT_TASK, tenant_id=tenant_id,
+            kwargs={"tenant_id": tenant_id, "correlation_id": correlation_id,
+                    "through": through},
+            dedupe_key=f"detect:{tenant_id}", correlation_id=correlation_id,
+            delay_seconds=BUSY_RETRY_SECONDS)
         return {"tenant_id": tenant_id, "busy": True}
     return {"tenant_id": tenant_id, "from": str(outcome.evaluated_from),
             "through": str(outcome.evaluated_through), "signals": outcome.signal_versions,

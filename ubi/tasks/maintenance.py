@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from ubi.celery_app import app
-from ubi.services import freshness, maintenance, partitions
+from ubi.services import followups, freshness, maintenance, partitions
+from ubi.services.ingest import DETECT_TASK
 from ubi.tasks.base import PermanentTaskError, UbiTask, dispatch_followups
 
 
@@ -39,13 +40,14 @@ def track_staleness(self: UbiTask) -> dict[str, Any]:
 
 @app.task(base=UbiTask, bind=True, name="ubi.tasks.maintenance.close_days")
 def close_days(self: UbiTask) -> list[str]:
-    """Day close: hand every tenant with a closed, unevaluated day to detection."""
-    from ubi.tasks.detect import detect_tenant
-
+    """Day close: hand every tenant with a closed, unevaluated day to detection (through the
+    task outbox: one pending detect run per tenant)."""
     due = [t for t in freshness.tenants(self.session)
            if freshness.detection_due(self.session, t)]
     for tenant_id in due:
-        detect_tenant.apply_async(kwargs={"tenant_id": tenant_id}, expires=3000)
+        followups.enqueue_followup(self.session, DETECT_TASK, tenant_id=tenant_id,
+                                   kwargs={"tenant_id": tenant_id, "correlation_id": None},
+                                   dedupe_key=f"detect:{tenant_id}")
     return due
 
 

@@ -10,7 +10,8 @@ from ubi.services import stream
 from ubi.tasks.base import UbiTask
 
 
-@app.task(base=UbiTask, bind=True, name="ubi.tasks.publish.drain_signal_outbox")
+@app.task(base=UbiTask, bind=True, name="ubi.tasks.publish.drain_signal_outbox",
+          followup_key="publish")
 def drain_signal_outbox(self: UbiTask) -> dict[str, Any]:
     """Publish the signal versions waiting in the outbox (beat, and after each detect run)."""
     report = stream.drain_signal_outbox(self.session, publisher())
