@@ -45,19 +45,19 @@ from ubi.models import (
 from ubi.models import Signal as SignalRow
 from ubi.models.session import dialect_insert, is_postgres
 from ubi.observability.metrics import ANOMALIES, BASELINE_DURATION, SIGNALS_GENERATED
+from ubi.services import anchors as baseline_anchors
 from ubi.services import (
-    activity_store,
-    bulk,
     configs,
     feature_refresh,
     focus_time,
     freshness,
     receipts,
 )
-from ubi.services import anchors as baseline_anchors
 from ubi.services.features import GROUP_SCOPES, table_rows, upsert_features
 from ubi.services.followups import enqueue_followup
 from ubi.services.tenant_locks import tenant_lock
+from ubi.store import bulk
+from ubi.store.activity import first_activity_day, incomplete_days, load_activity
 
 log = logging.getLogger("ubi.detect")
 
@@ -112,7 +112,7 @@ def detect_tenant(session: Session, tenant_id: str, *, now: datetime | None = No
         if state.last_evaluated_day is not None:
             evaluate_from = state.last_evaluated_day + timedelta(days=1)
         else:
-            first = activity_store.first_activity_day(session, tenant_id)
+            first = first_activity_day(session, tenant_id)
             if first is None:
                 return outcome
             evaluate_from = max(first, through - timedelta(days=history))
@@ -129,9 +129,9 @@ def detect_tenant(session: Session, tenant_id: str, *, now: datetime | None = No
         chunk_end = min(chunk_start + timedelta(days=CHUNK_DAYS - 1), through)
         load_from = chunk_start - timedelta(days=lookback)
         t0 = time.perf_counter()
-        activity = activity_store.load_activity(session, tenant_id, load_from, chunk_end)
+        activity = load_activity(session, tenant_id, load_from, chunk_end)
         if activity.n_subjects:
-            incomplete = activity_store.incomplete_days(session, tenant_id, load_from, chunk_end)
+            incomplete = incomplete_days(session, tenant_id, load_from, chunk_end)
             analysis = analyse_tenant(activity, config, tenant_id=tenant_id,
                                       incomplete_days=incomplete,
                                       evaluate_from_day=day_number(chunk_start),
@@ -168,8 +168,8 @@ def refresh_group_features(session: Session, tenant_id: str,
     first = taken[0][0]
     start = first - timedelta(days=max(WINDOWS.values()) - 1)
     focus_time.refresh_pending(session, tenant_id, last_evaluated)
-    activity = activity_store.load_activity(session, tenant_id, start, last_evaluated)
-    incomplete = activity_store.incomplete_days(session, tenant_id, start, last_evaluated)
+    activity = load_activity(session, tenant_id, start, last_evaluated)
+    incomplete = incomplete_days(session, tenant_id, start, last_evaluated)
     tables = tenant_features(activity, config, tenant_id=tenant_id,
                              incomplete_days=incomplete, from_day=day_number(first))
     outcome.features += upsert_features(session, table_rows(

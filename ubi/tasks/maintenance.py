@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from ubi.celery_app import app
-from ubi.services import freshness, maintenance, partitions
+from ubi.services import freshness, maintenance
+from ubi.store import partitions
 from ubi.tasks.base import PermanentTaskError, UbiTask, dispatch_followups
 
 
