@@ -2,6 +2,8 @@
 
 - ``bulk``: set-based writes (COPY, unnest inserts and upserts on PostgreSQL, multi-row
   statements on SQLite); no per-row ORM objects or round trips on the hot path.
+- ``pgcopy``: PostgreSQL's binary COPY format, encoded from numpy columns (the baselines'
+  writes) and decoded into numpy record arrays (the activity loader's reads).
 - ``activity``: loaders of the analytics' inputs (a tenant's daily rollups, interactions and
   work items as a ``DailyActivity``).
 - ``partitions``: the daily partitions of ``events``.
