@@ -80,9 +80,10 @@ def run(actors: int = 10_000, days: int = 90, seed: int = 0) -> dict[str, Any]:
         daily_rollups,
     )
     from ubi.models.session import reset_engines, session_factory
-    from ubi.services import bulk, databases, schema
+    from ubi.services import databases, schema
     from ubi.services.baselines import recompute_baselines
     from ubi.settings import load_settings
+    from ubi.store import bulk
 
     lookback = 27  # days before the history that the 28-day windows read
     activity = synthetic_activity(actors, days + lookback, seed)

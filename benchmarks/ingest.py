@@ -341,7 +341,7 @@ def copy_benchmark(database_url: str, rows: int, *, chunk: int = 50_000) -> dict
     """Bare psycopg COPY of ``rows`` rows of ``events`` into unpartitioned scratch tables.
 
     The rows are read back from ``events`` (untimed) and written with ``Copy.write_row``,
-    JSONB columns wrapped in ``Jsonb`` exactly as ``ubi.services.bulk.copy_rows`` does; one
+    JSONB columns wrapped in ``Jsonb`` exactly as ``ubi.store.bulk.copy_rows`` does; one
     COPY per chunk, one transaction, timed from the first row to the commit.
     """
     import psycopg

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from ubi.models.base import UTCDateTime
 from ubi.models.session import create_db_engine
-from ubi.services import bulk
+from ubi.store import bulk
 
 N = 300
 

@@ -13,7 +13,8 @@ from tests.conftest import PG_ADMIN_URL
 from tests.support import resources
 from ubi.models import Base
 from ubi.models.session import create_db_engine
-from ubi.services import partitions, schema
+from ubi.services import schema
+from ubi.store import partitions
 
 
 @pytest.fixture

@@ -22,9 +22,10 @@ from ubi.analytics.engine import analyse_tenant
 from ubi.analytics.taxonomy import WINDOWS
 from ubi.models import IngestionState
 from ubi.observability.metrics import BASELINE_DURATION
-from ubi.services import activity_store, anchors, configs, focus_time
+from ubi.services import anchors, configs, focus_time
 from ubi.services.detection import upsert_baselines
 from ubi.services.tenant_locks import tenant_lock
+from ubi.store.activity import incomplete_days, load_activity
 
 
 @dataclass
@@ -52,8 +53,8 @@ def recompute_baselines(session: Session, tenant_id: str, *,
                             + max(WINDOWS.values()) - 1)
     t0 = time.perf_counter()
     focus_time.refresh_pending(session, tenant_id, end)  # the focus features still owes
-    activity = activity_store.load_activity(session, tenant_id, start, end)
-    incomplete = activity_store.incomplete_days(session, tenant_id, start, end)
+    activity = load_activity(session, tenant_id, start, end)
+    incomplete = incomplete_days(session, tenant_id, start, end)
     t1 = time.perf_counter()
     outcome.load_s, outcome.actors, outcome.days = t1 - t0, activity.n_subjects, activity.n_days
     if activity.n_subjects == 0:

@@ -45,19 +45,19 @@ from ubi.models import (
 from ubi.models import Signal as SignalRow
 from ubi.models.session import dialect_insert, is_postgres
 from ubi.observability.metrics import ANOMALIES, BASELINE_DURATION, SIGNALS_GENERATED
+from ubi.services import anchors as baseline_anchors
 from ubi.services import (
-    activity_store,
-    bulk,
     configs,
     feature_refresh,
     focus_time,
     freshness,
     receipts,
 )
-from ubi.services import anchors as baseline_anchors
 from ubi.services.features import GROUP_SCOPES, table_rows, upsert_features
 from ubi.services.followups import enqueue_followup
 from ubi.services.tenant_locks import tenant_lock
+from ubi.store import bulk, pgcopy
+from ubi.store.activity import first_activity_day, incomplete_days, load_activity
 
 log = logging.getLogger("ubi.detect")
 
@@ -112,7 +112,7 @@ def detect_tenant(session: Session, tenant_id: str, *, now: datetime | None = No
         if state.last_evaluated_day is not None:
             evaluate_from = state.last_evaluated_day + timedelta(days=1)
         else:
-            first = activity_store.first_activity_day(session, tenant_id)
+            first = first_activity_day(session, tenant_id)
             if first is None:
                 return outcome
             evaluate_from = max(first, through - timedelta(days=history))
@@ -129,9 +129,9 @@ def detect_tenant(session: Session, tenant_id: str, *, now: datetime | None = No
         chunk_end = min(chunk_start + timedelta(days=CHUNK_DAYS - 1), through)
         load_from = chunk_start - timedelta(days=lookback)
         t0 = time.perf_counter()
-        activity = activity_store.load_activity(session, tenant_id, load_from, chunk_end)
+        activity = load_activity(session, tenant_id, load_from, chunk_end)
         if activity.n_subjects:
-            incomplete = activity_store.incomplete_days(session, tenant_id, load_from, chunk_end)
+            incomplete = incomplete_days(session, tenant_id, load_from, chunk_end)
             analysis = analyse_tenant(activity, config, tenant_id=tenant_id,
                                       incomplete_days=incomplete,
                                       evaluate_from_day=day_number(chunk_start),
@@ -168,8 +168,8 @@ def refresh_group_features(session: Session, tenant_id: str,
     first = taken[0][0]
     start = first - timedelta(days=max(WINDOWS.values()) - 1)
     focus_time.refresh_pending(session, tenant_id, last_evaluated)
-    activity = activity_store.load_activity(session, tenant_id, start, last_evaluated)
-    incomplete = activity_store.incomplete_days(session, tenant_id, start, last_evaluated)
+    activity = load_activity(session, tenant_id, start, last_evaluated)
+    incomplete = incomplete_days(session, tenant_id, start, last_evaluated)
     tables = tenant_features(activity, config, tenant_id=tenant_id,
                              incomplete_days=incomplete, from_day=day_number(first))
     outcome.features += upsert_features(session, table_rows(
@@ -263,39 +263,25 @@ def upsert_baselines(session: Session, analysis: TenantAnalysis) -> int:
     are swapped as a whole (delete + COPY, one transaction: readers see old or new, never a
     mix); subjects without data in the history window lose their stale baselines. A nightly
     recompute of a large tenant writes ~10^6 rows: on PostgreSQL they are encoded column-wise
-    with numpy straight into a binary COPY stream (no Python object per row or cell), sent
-    block by block while the server is still storing and indexing the previous ones.
+    with numpy straight into a binary COPY stream (``ubi.store.pgcopy``: no Python object per
+    row or cell), sent block by block while the server is still storing and indexing the
+    previous ones.
     """
     as_of = day_from_number(analysis.evaluated_days[-1])
     session.execute(sa.delete(Baseline).where(Baseline.tenant_id == analysis.tenant_id))
     if not is_postgres(session):
         return bulk.copy_rows(session, table_of(Baseline),
                               _baseline_rows(analysis, as_of))
-    raw = session.connection().connection.driver_connection
-    assert raw is not None  # the session's psycopg connection, inside its transaction
-    columns = ", ".join(f'"{c}"' for c in _BASELINE_COPY_COLUMNS)
-    written = 0
-    with raw.cursor() as cur, cur.copy(f"COPY {Baseline.__tablename__} ({columns}) "
-                                       "FROM STDIN (FORMAT BINARY)") as copy:
-        copy.write(_PGCOPY_SIGNATURE)
-        for table in analysis.baselines:
-            for n_rows, block in _baseline_copy_blocks(table, as_of):
-                copy.write(block)
-                written += n_rows
-        copy.write(_PGCOPY_TRAILER)
-    return written
+    return pgcopy.copy_in(session, table_of(Baseline), _BASELINE_COPY_COLUMNS,
+                          (block for table in analysis.baselines
+                           for block in _baseline_copy_blocks(table, as_of)))
 
 
-#: The baseline columns in the order of ``_baseline_copy_blocks``' records.
+#: The baseline columns in the order of ``_baseline_copy_blocks``' fields.
 _BASELINE_COPY_COLUMNS = (
     "baseline_id", "tenant_id", "actor_scope", "subject_id", "feature_name", "window",
     "day_type", "mean", "std_dev", "p50", "p90", "p95", "n_observations", "confidence",
     "algorithm", "as_of_day", "last_recomputed_at")
-#: Binary COPY header (signature, flags 0, no header extension) and trailer.
-_PGCOPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + bytes(8)
-_PGCOPY_TRAILER = b"\xff\xff"
-_PG_EPOCH_DAY = date(2000, 1, 1)
-_PG_EPOCH_UNIX_S = 946_684_800  # 2000-01-01T00:00:00Z
 
 
 def _baseline_keys(table: BaselineTable) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -336,23 +322,10 @@ def _baseline_rows(analysis: TenantAnalysis, as_of: date) -> list[dict[str, Any]
     return rows
 
 
-def _pg_timestamptz(ts: datetime) -> int:
-    """PostgreSQL's binary timestamptz: microseconds since 2000-01-01 UTC (naive = UTC)."""
-    epoch = (datetime(2000, 1, 1) if ts.tzinfo is None
-             else datetime.fromtimestamp(_PG_EPOCH_UNIX_S, ts.tzinfo))
-    delta = ts - epoch
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
-
-
 def _baseline_copy_blocks(table: BaselineTable, as_of: date) -> Iterator[tuple[int, bytes]]:
-    """The table's rows as binary COPY tuples, in blocks of (row count, bytes).
-
-    Rows whose variable-length fields (subject, feature name, day type, null statistics)
-    have the same byte lengths share one record layout: each block is one numpy structured
-    array of such rows, its constant parts (length words, tenant, scope, window, algorithm,
-    dates) broadcast and its variable parts assigned column by column. Floats travel as
-    IEEE doubles, exactly the values computed; NaN statistics are NULL.
-    """
+    """The table's rows (those with at least one observation) as binary COPY tuples, in
+    blocks of (row count, bytes): one numpy column per field, encoded by ``pgcopy`` (floats
+    travel as IEEE doubles, exactly the values computed; NaN statistics are NULL)."""
     fin = table.final
     subjects, feats, ks = _baseline_keys(table)
     if not len(subjects):
@@ -361,76 +334,25 @@ def _baseline_copy_blocks(table: BaselineTable, as_of: date) -> Iterator[tuple[i
     ns = subjects * len(FEATURES) + feats
     ids = baseline_ids(table.tenant_id, table.scope, table.window, table.subject_ids, names,
                        DAY_TYPE_NAMES, subjects, feats, ks)
-    subject_b = [s.encode() for s in table.subject_ids]
-    feature_b = [f.encode() for f in names]
-    day_type_b = [d.encode() for d in DAY_TYPE_NAMES]
-    subject_a, feature_a, day_type_a = (np.array(b, dtype=bytes)
-                                        for b in (subject_b, feature_b, day_type_b))
-    stats = [a[ks, ns] for a in (fin.mean, fin.std, fin.p50, fin.p90, fin.p95)]
-    n_obs = fin.n_obs[ks, ns]
-    confidence = fin.confidence[ks, ns]
-    # One integer per row encodes its layout: the byte lengths of the three strings and
-    # which of the five statistics are null (mixed radix, every digit below its base).
-    layout = np.zeros(len(subjects), dtype=np.int64)
-    for lengths, index in ((subject_b, subjects), (feature_b, feats), (day_type_b, ks)):
-        sizes = np.array([len(b) for b in lengths], dtype=np.int64)
-        layout = layout * (int(sizes.max()) + 1) + sizes[index]
-    for values in stats:
-        layout = layout * 2 + np.isnan(values)
-    kinds, inverse = np.unique(layout, return_inverse=True)
-    order = np.argsort(inverse, kind="stable")  # keeps the subject order within a layout
-    bounds = np.concatenate([[0], np.cumsum(np.bincount(inverse, minlength=len(kinds)))])
-
-    def i4(v: int) -> bytes:
-        return int(v).to_bytes(4, "big", signed=True)
-
-    def text(b: bytes) -> bytes:
-        return i4(len(b)) + b
-
-    algorithm = b"\x01" + json.dumps(table.params.as_dict(), sort_keys=True).encode()
-    tail = (text(algorithm) + i4(4) + i4((as_of - _PG_EPOCH_DAY).days)
-            + i4(8) + _pg_timestamptz(table.computed_at).to_bytes(8, "big", signed=True))
-    for g in range(len(kinds)):
-        rows = order[bounds[g]:bounds[g + 1]]
-        first = int(rows[0])
-        s_len, f_len = len(subject_b[subjects[first]]), len(feature_b[feats[first]])
-        k_len = len(day_type_b[ks[first]])
-        # Per-row fields as (name, numpy type, values, index into them or None for the row
-        # itself), constant runs as bytes.
-        parts: list[Any] = [
-            len(_BASELINE_COPY_COLUMNS).to_bytes(2, "big") + i4(36), ("id", "S36", ids, None),
-            text(table.tenant_id.encode()) + text(table.scope.encode()) + i4(s_len),
-            ("subject", f"S{s_len}", subject_a, subjects), i4(f_len),
-            ("feature", f"S{f_len}", feature_a, feats),
-            text(table.window.encode()) + i4(k_len),
-            ("day_type", f"S{k_len}", day_type_a, ks)]
-        for i, values in enumerate(stats):
-            null = bool(np.isnan(values[first]))
-            parts += [i4(-1)] if null else [i4(8), (f"stat{i}", ">f8", values, None)]
-        parts += [i4(4), ("n", ">i4", n_obs, None), i4(8),
-                  ("confidence", ">f8", confidence, None), tail]
-        fields: list[tuple[str, str]] = []
-        consts: dict[str, bytes] = {}
-        values_of: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}
-        for part in parts:
-            if isinstance(part, bytes):
-                if fields and fields[-1][0] in consts:  # merge runs of constants
-                    name = fields[-1][0]
-                    consts[name] += part
-                    fields[-1] = (name, f"V{len(consts[name])}")
-                else:
-                    name = f"c{len(fields)}"
-                    consts[name] = part
-                    fields.append((name, f"V{len(part)}"))
-            elif part[1] != "S0":  # an empty string is its length word alone
-                fields.append((part[0], part[1]))
-                values_of[part[0]] = (part[2], part[3])
-        records = np.empty(len(rows), dtype=fields)
-        for name, blob in consts.items():
-            records[name] = np.void(blob)
-        for name, (values, idx) in values_of.items():
-            records[name] = values[rows if idx is None else idx[rows]]
-        yield len(rows), records.tobytes()
+    mean, std, p50, p90, p95 = (pgcopy.Column(">f8", a[ks, ns], nullable=True)
+                                for a in (fin.mean, fin.std, fin.p50, fin.p90, fin.p95))
+    fields: dict[str, pgcopy.Field] = {
+        "baseline_id": pgcopy.Column("S36", ids),
+        "tenant_id": pgcopy.text_value(table.tenant_id),
+        "actor_scope": pgcopy.text_value(table.scope),
+        "subject_id": pgcopy.Text(table.subject_ids, subjects),
+        "feature_name": pgcopy.Text(names, feats),
+        "window": pgcopy.text_value(table.window),
+        "day_type": pgcopy.Text(DAY_TYPE_NAMES, ks),
+        "mean": mean, "std_dev": std, "p50": p50, "p90": p90, "p95": p95,
+        "n_observations": pgcopy.Column(">i4", fin.n_obs[ks, ns]),
+        "confidence": pgcopy.Column(">f8", fin.confidence[ks, ns]),
+        "algorithm": pgcopy.jsonb_value(json.dumps(table.params.as_dict(), sort_keys=True)),
+        "as_of_day": pgcopy.date_value(as_of),
+        "last_recomputed_at": pgcopy.timestamptz_value(table.computed_at),
+    }
+    assert tuple(fields) == _BASELINE_COPY_COLUMNS
+    yield from pgcopy.encode_tuples(list(fields.values()), len(subjects))
 
 
 def _upsert_scores(session: Session, analysis: TenantAnalysis, now: datetime) -> int:

@@ -35,7 +35,8 @@ from ubi.analytics.focus import focus_of_events
 from ubi.analytics.rollups import build_daily_activity
 from ubi.analytics.taxonomy import WINDOWS
 from ubi.models import Event, Feature, IngestionState
-from ubi.services import activity_store, configs
+from ubi.services import configs
+from ubi.store.activity import incomplete_days
 
 #: Values closer than this (relative, or absolute near zero) are equal: float rounding of sums
 #: taken in another order.
@@ -162,7 +163,7 @@ def _expected_rows(session: Session, tenant_id: str, first_day: date, last_day: 
     focus = focus_of_events(events)
     activity = build_daily_activity(events, config, start_day=start, end_day=last_day,
                                     focus=focus)
-    incomplete = activity_store.incomplete_days(session, tenant_id, start, last_day)
+    incomplete = incomplete_days(session, tenant_id, start, last_day)
     tables = tenant_features(activity, config, tenant_id=tenant_id,
                              incomplete_days=incomplete, from_day=day_number(first_day))
     return {r.feature_id: (r.actor_scope, r.subject_id, r.feature_name, r.window,

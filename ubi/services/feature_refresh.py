@@ -26,7 +26,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from ubi.models import FeatureRefresh, table_of
-from ubi.services import bulk
+from ubi.store import bulk
 
 GROUPS = "groups"
 ALL = "all"

@@ -43,8 +43,6 @@ from ubi.analytics.taxonomy import (
 from ubi.models import DirtySubject, Feature, IngestionState, table_of
 from ubi.observability.metrics import FEATURE_DURATION
 from ubi.services import (
-    activity_store,
-    bulk,
     configs,
     feature_refresh,
     focus_time,
@@ -52,6 +50,8 @@ from ubi.services import (
 )
 from ubi.services.followups import enqueue_followup
 from ubi.services.tenant_locks import tenant_lock
+from ubi.store import bulk
+from ubi.store.activity import incomplete_days, load_activity
 
 log = logging.getLogger("ubi.features")
 
@@ -145,10 +145,9 @@ def compute_tenant_features(session: Session, tenant_id: str, *, now: datetime |
     first_dirty = min(by_actor.values())
     last_day = max(today, max(d for _, d in pairs))
     start = first_dirty - timedelta(days=max(WINDOWS.values()) - 1)
-    activity = activity_store.load_activity(session, tenant_id, start, last_day,
-                                            actor_ids=by_actor.keys())
+    activity = load_activity(session, tenant_id, start, last_day, actor_ids=by_actor.keys())
     outcome.actors = activity.n_subjects
-    incomplete = activity_store.incomplete_days(session, tenant_id, start, last_day)
+    incomplete = incomplete_days(session, tenant_id, start, last_day)
     first_active = first_active_day(activity)
     first_dirty_index = np.array([(by_actor[a] - start).days for a in activity.subject_ids],
                                  dtype=np.int64)
@@ -309,8 +308,8 @@ def recompute_features(session: Session, tenant_id: str, *, now: datetime | None
     config = configs.load_config(session, tenant_id)
     start = first - timedelta(days=max(WINDOWS.values()) - 1)
     focus_time.refresh_pending(session, tenant_id)
-    activity = activity_store.load_activity(session, tenant_id, start, last)
-    incomplete = activity_store.incomplete_days(session, tenant_id, start, last)
+    activity = load_activity(session, tenant_id, start, last)
+    incomplete = incomplete_days(session, tenant_id, start, last)
     tables = tenant_features(activity, config, tenant_id=tenant_id,
                              incomplete_days=incomplete, from_day=day_number(first))
     rows = table_rows(tables, scopes=SCOPES, correlation_id=None, now=now)

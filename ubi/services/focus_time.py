@@ -34,7 +34,7 @@ from ubi.analytics.focus import SequenceEvent, duration_ms, focus_by_day
 from ubi.analytics.taxonomy import SEQUENCE_EVENT_TYPES
 from ubi.models import DirtySubject, Event, daily_focus, utcnow
 from ubi.models.session import is_postgres
-from ubi.services import bulk
+from ubi.store import bulk
 
 _SEQUENCE_TYPES = sorted(SEQUENCE_EVENT_TYPES)
 

@@ -58,14 +58,13 @@ from ubi.models.session import dialect_insert, is_postgres
 from ubi.observability.metrics import EVENTS_PROCESSED
 from ubi.services import (
     audit,
-    bulk,
     configs,
     feature_refresh,
     focus_time,
     freshness,
-    partitions,
 )
 from ubi.services.followups import enqueue_followup
+from ubi.store import bulk, partitions
 
 log = logging.getLogger("ubi.ingest")
 

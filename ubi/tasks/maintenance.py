@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from ubi.celery_app import app
-from ubi.services import followups, freshness, maintenance, partitions
+from ubi.services import followups, freshness, maintenance
 from ubi.services.ingest import DETECT_TASK
+from ubi.store import partitions
 from ubi.tasks.base import PermanentTaskError, UbiTask, dispatch_followups
 
 

@@ -15,6 +15,7 @@ from ubi.analytics.calendar import day_number
 from ubi.analytics.taxonomy import ROLLUP_COUNTER_COLUMNS
 from ubi.models import DailyInteraction, DailyWorkItem, TenantDay, daily_focus, daily_rollups
 from ubi.models.session import is_postgres
+from ubi.store import pgcopy
 
 _R = daily_rollups.c
 _F = daily_focus.c
@@ -126,41 +127,23 @@ def load_activity(session: Session, tenant_id: str, start_day: date, end_day: da
 
 # --- PostgreSQL: binary COPY straight into numpy --------------------------------------------
 
-_COPY_HEADER = 19  # "PGCOPY\n\377\r\n\0", flags, extension length
-
-
 def _copy_binary(session: Session, query: str, params: dict[str, Any],
                  fields: list[tuple[str, str]], repeated: tuple[str, str, int] | None = None
                  ) -> np.ndarray:
     """Run ``COPY (query) TO STDOUT (FORMAT binary)`` and view the rows as a numpy record
-    array. Every field must be NOT NULL and fixed-width (int4 '>i4', float8 '>f8').
-    ``repeated`` (name, kind, n): n more fields of one kind after ``fields``, viewed together:
-    ``records[name]["value"]`` is [R, n] (one block, so the caller scatters it at once)."""
+    array (``pgcopy.decode``): every field NOT NULL and fixed-width (int4 '>i4', float8
+    '>f8'); ``repeated`` (name, kind, n): n more fields of one kind after ``fields``, viewed
+    together: ``records[name]["value"]`` is [R, n] (one block, so the caller scatters it at
+    once)."""
     conn = session.connection()
-    raw = conn.connection.driver_connection
-    assert raw is not None  # the session's live connection always has its driver connection
-    chunks: list[bytes] = []
     # These reads scan whole ranges: hash joins are always right, while nested loops chosen
     # on stale statistics (right after a bulk load) were measured 400x slower.
     conn.exec_driver_sql("SET LOCAL enable_nestloop = off")
     try:
-        with raw.cursor() as cur, cur.copy(f"COPY ({query}) TO STDOUT (FORMAT binary)",
-                                           params) as copy:
-            for data in copy:
-                chunks.append(bytes(data))
+        data = pgcopy.copy_out(session, query, params)
     finally:
         conn.exec_driver_sql("SET LOCAL enable_nestloop = on")
-    buf = b"".join(chunks)
-    dtype: list[Any] = [("_fields", ">i2")]
-    for name, kind in fields:
-        dtype += [(f"{name}_len", ">i4"), (name, kind)]
-    if repeated is not None:
-        name, kind, n = repeated
-        dtype.append((name, np.dtype([("len", ">i4"), ("value", kind)]), (n,)))
-    record = np.dtype(dtype)
-    # A view of the rows between the header and the trailing -1 (no copy of the body).
-    count = max(0, (len(buf) - _COPY_HEADER - 2) // record.itemsize)
-    return np.frombuffer(buf, dtype=record, count=count, offset=_COPY_HEADER if count else 0)
+    return pgcopy.decode(data, fields, repeated)
 
 
 def _load_activity_pg(session: Session, tenant_id: str, start_day: date, end_day: date,
