@@ -15,6 +15,7 @@ from celery.schedules import crontab
 from kombu import Exchange, Queue
 
 from ubi.settings import get_settings
+from ubi.tasks import names
 
 _settings = get_settings()
 P = _settings.queue_name
@@ -132,37 +133,37 @@ imports = tuple(f"ubi.tasks.{n}" for n in QUEUE_NAMES)
 # Every entry has an explicit queue (through its task name) and expires within its period.
 beat_schedule = {
     "ensure-event-partitions": {
-        "task": "ubi.tasks.maintenance.ensure_event_partitions",
+        "task": names.ENSURE_EVENT_PARTITIONS,
         "schedule": crontab(minute=5),
         "options": {"expires": 3000},
     },
     "drain-task-outbox": {
-        "task": "ubi.tasks.maintenance.drain_task_outbox",
+        "task": names.DRAIN_TASK_OUTBOX,
         "schedule": 5.0,
         "options": {"expires": 5},
     },
     "drain-signal-outbox": {
-        "task": "ubi.tasks.publish.drain_signal_outbox",
+        "task": names.DRAIN_SIGNAL_OUTBOX,
         "schedule": 3.0,
         "options": {"expires": 3},
     },
     "track-staleness": {
-        "task": "ubi.tasks.maintenance.track_staleness",
+        "task": names.TRACK_STALENESS,
         "schedule": crontab(),  # every minute
         "options": {"expires": 55},
     },
     "close-days": {
-        "task": "ubi.tasks.maintenance.close_days",
+        "task": names.CLOSE_DAYS,
         "schedule": crontab(minute="5,35"),  # after a day's end + grace (01:00), and a sweep
         "options": {"expires": 1500},
     },
     "resolve-anomalies": {
-        "task": "ubi.tasks.maintenance.resolve_anomalies",
+        "task": names.RESOLVE_ANOMALIES,
         "schedule": crontab(minute=15),
         "options": {"expires": 3000},
     },
     "nightly-baselines": {
-        "task": "ubi.tasks.baselines.recompute_all",
+        "task": names.RECOMPUTE_ALL,
         "schedule": crontab(hour=3, minute=0),
         "options": {"expires": 6 * 3600},
     },

@@ -58,13 +58,13 @@ from ubi.services.followups import enqueue_followup
 from ubi.services.tenant_locks import tenant_lock
 from ubi.store import bulk, pgcopy
 from ubi.store.activity import first_activity_day, incomplete_days, load_activity
+from ubi.tasks import names
 
 log = logging.getLogger("ubi.detect")
 
 #: Days evaluated per engine call (bounds memory on long backfills).
 CHUNK_DAYS = 60
 STREAM_SCHEMA_VERSION = "1.0"
-PUBLISH_TASK = "ubi.tasks.publish.drain_signal_outbox"
 
 
 @dataclass
@@ -504,8 +504,8 @@ def _persist_signals(session: Session, analysis: TenantAnalysis, config: TenantC
             session.execute(stmt.on_conflict_do_nothing(index_elements=keys))
     outcome.signal_versions += len(version_rows)
     if outbox_rows:  # publish soon rather than at the next beat tick
-        enqueue_followup(session, PUBLISH_TASK, tenant_id=analysis.tenant_id, kwargs={},
-                         dedupe_key="publish", correlation_id=correlation_id)
+        enqueue_followup(session, names.DRAIN_SIGNAL_OUTBOX, tenant_id=analysis.tenant_id,
+                         kwargs={}, dedupe_key="publish", correlation_id=correlation_id)
 
 
 def _signal_receipt(session: Session, sig: Signal, kind: str, config: TenantConfig,

@@ -52,10 +52,10 @@ from ubi.services.followups import enqueue_followup
 from ubi.services.tenant_locks import tenant_lock
 from ubi.store import bulk
 from ubi.store.activity import incomplete_days, load_activity
+from ubi.tasks import names
 
 log = logging.getLogger("ubi.features")
 
-DETECT_TASK = "ubi.tasks.detect.detect_tenant"
 #: Every scope features are stored for (SPEC §5.1): actors, and their aggregates.
 SCOPES = ("actor", "team", "cohort", "tenant")
 GROUP_SCOPES = ("team", "cohort", "tenant")
@@ -193,7 +193,7 @@ def compute_tenant_features(session: Session, tenant_id: str, *, now: datetime |
         feature_refresh.mark(session, tenant_id, feature_refresh.GROUPS,
                              {d for _, d in pairs if d <= through}, now)
     if freshness.detection_due(session, tenant_id, now=now):
-        enqueue_followup(session, DETECT_TASK, tenant_id=tenant_id,
+        enqueue_followup(session, names.DETECT_TENANT, tenant_id=tenant_id,
                          kwargs={"tenant_id": tenant_id, "correlation_id": correlation_id},
                          dedupe_key=f"detect:{tenant_id}", correlation_id=correlation_id)
         outcome.detect_enqueued = True

@@ -65,12 +65,10 @@ from ubi.services import (
 )
 from ubi.services.followups import enqueue_followup
 from ubi.store import bulk, partitions
+from ubi.tasks import names
 
 log = logging.getLogger("ubi.ingest")
 
-INGEST_TASK = "ubi.tasks.ingest.ingest_batch"
-FEATURES_TASK = "ubi.tasks.features.compute_features"
-DETECT_TASK = "ubi.tasks.detect.detect_tenant"
 
 
 class BatchTooLarge(ValueError):
@@ -449,13 +447,13 @@ def _store_tenant_events(session: Session, tenant_id: str, config: TenantConfig,
                        "batch_id": batch_id, "marked_at": now},
             key_columns=("tenant_id", "actor_id", "day"), replace=("correlation_id", "batch_id"))
         outcome.dirty += len(dirty)
-        enqueue_followup(session, FEATURES_TASK, tenant_id=tenant_id,
+        enqueue_followup(session, names.COMPUTE_FEATURES, tenant_id=tenant_id,
                          kwargs={"tenant_id": tenant_id, "correlation_id": correlation_id},
                          dedupe_key=f"features:{tenant_id}", correlation_id=correlation_id)
     _update_ingestion_state(session, tenant_id, inserted, received_at, now)
     if freshness.detection_due(session, tenant_id, now=now):
         # The batch moved event time past a day's end: that day can be evaluated.
-        enqueue_followup(session, DETECT_TASK, tenant_id=tenant_id,
+        enqueue_followup(session, names.DETECT_TENANT, tenant_id=tenant_id,
                          kwargs={"tenant_id": tenant_id, "correlation_id": correlation_id},
                          dedupe_key=f"detect:{tenant_id}", correlation_id=correlation_id)
     timings["state"] = timings.get("state", 0.0) + time.perf_counter() - t

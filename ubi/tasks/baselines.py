@@ -7,21 +7,21 @@ from typing import Any
 
 from ubi.celery_app import app
 from ubi.services import baselines, features, followups, freshness
+from ubi.tasks import names
 from ubi.tasks.base import UbiTask
 
-RECOMPUTE_TASK = "ubi.tasks.baselines.recompute_tenant"
 #: Seconds before trying again when detection or the features step holds the tenant.
 BUSY_RETRY_SECONDS = 60
 
 
 def _owe_recompute(task: UbiTask, tenant_id: str, delay_seconds: float | None = None) -> None:
     # One pending recompute per tenant: a night whose run is still waiting adds nothing.
-    followups.enqueue_followup(task.session, RECOMPUTE_TASK, tenant_id=tenant_id,
+    followups.enqueue_followup(task.session, names.RECOMPUTE_TENANT, tenant_id=tenant_id,
                                kwargs={"tenant_id": tenant_id},
                                dedupe_key=f"baselines:{tenant_id}", delay_seconds=delay_seconds)
 
 
-@app.task(base=UbiTask, bind=True, name="ubi.tasks.baselines.recompute_all")
+@app.task(base=UbiTask, bind=True, name=names.RECOMPUTE_ALL)
 def recompute_all(self: UbiTask) -> int:
     """Fan out one recompute task per tenant (through the task outbox)."""
     tenants = freshness.tenants(self.session)
@@ -30,7 +30,8 @@ def recompute_all(self: UbiTask) -> int:
     return len(tenants)
 
 
-@app.task(base=UbiTask, bind=True, name=RECOMPUTE_TASK, followup_key="baselines:{tenant_id}")
+@app.task(base=UbiTask, bind=True, name=names.RECOMPUTE_TENANT,
+          followup_key="baselines:{tenant_id}")
 def recompute_tenant(self: UbiTask, *, tenant_id: str) -> dict[str, Any]:
     """The nightly full recompute of one tenant: features of the days events arrived for
     after ``late_event_days`` (SPEC §3), then every baseline."""

@@ -7,14 +7,14 @@ from typing import Any
 
 from ubi.celery_app import app
 from ubi.services import detection, followups
-from ubi.services.ingest import DETECT_TASK
+from ubi.tasks import names
 from ubi.tasks.base import UbiTask
 
 #: Seconds before looking again when another run holds the tenant.
 BUSY_RETRY_SECONDS = 3
 
 
-@app.task(base=UbiTask, bind=True, name=DETECT_TASK, followup_key="detect:{tenant_id}")
+@app.task(base=UbiTask, bind=True, name=names.DETECT_TENANT, followup_key="detect:{tenant_id}")
 def detect_tenant(self: UbiTask, *, tenant_id: str, correlation_id: str | None = None,
                   through: str | None = None) -> dict[str, Any]:
     """Anomalies, scores and signals for the tenant's closed days not evaluated yet."""
@@ -26,7 +26,7 @@ def detect_tenant(self: UbiTask, *, tenant_id: str, correlation_id: str | None =
         # look again shortly (a new run, not a retry: contention is not a failure), once
         # however many runs found it busy.
         followups.enqueue_followup(
-            self.session, DETECT_TASK, tenant_id=tenant_id,
+            self.session, names.DETECT_TENANT, tenant_id=tenant_id,
             kwargs={"tenant_id": tenant_id, "correlation_id": correlation_id,
                     "through": through},
             dedupe_key=f"detect:{tenant_id}", correlation_id=correlation_id,

@@ -13,6 +13,7 @@ from ubi.celery_app import BATCH_COMPRESSION, BATCH_SERIALIZER, app
 from ubi.models import session_scope
 from ubi.services import ingest
 from ubi.settings import get_settings
+from ubi.tasks import names
 from ubi.tasks.base import PermanentTaskError, UbiTask
 
 
@@ -34,7 +35,7 @@ class BatchTask(UbiTask):
                 ingest.mark_batch_failed(session, str(batch_id), reason)
 
 
-@app.task(base=BatchTask, bind=True, name="ubi.tasks.ingest.ingest_batch",
+@app.task(base=BatchTask, bind=True, name=names.INGEST_BATCH,
           serializer=BATCH_SERIALIZER, compression=BATCH_COMPRESSION)
 def ingest_batch(self: UbiTask, *, batch_id: str, tenant_id: str, events_json: str,
                  received_at: str, correlation_id: str | None = None,

@@ -6,24 +6,24 @@ from typing import Any
 
 from ubi.celery_app import app
 from ubi.services import followups, freshness, maintenance
-from ubi.services.ingest import DETECT_TASK
 from ubi.store import partitions
+from ubi.tasks import names
 from ubi.tasks.base import PermanentTaskError, UbiTask, dispatch_followups
 
 
-@app.task(base=UbiTask, bind=True, name="ubi.tasks.maintenance.ensure_event_partitions")
+@app.task(base=UbiTask, bind=True, name=names.ENSURE_EVENT_PARTITIONS)
 def ensure_event_partitions(self: UbiTask, days_ahead: int = 3) -> int:
     """Create the daily ``events`` partitions for today and the next days (PostgreSQL)."""
     return partitions.ensure_upcoming_partitions(self.session, days_ahead=days_ahead)
 
 
-@app.task(base=UbiTask, bind=True, name="ubi.tasks.maintenance.drain_task_outbox")
+@app.task(base=UbiTask, bind=True, name=names.DRAIN_TASK_OUTBOX)
 def drain_task_outbox(self: UbiTask) -> int:
     """Send follow-up tasks that were committed but not dispatched (a crash, a broker blip)."""
     return dispatch_followups(self.app, older_than_seconds=2.0)
 
 
-@app.task(base=UbiTask, bind=True, name="ubi.tasks.maintenance.probe")
+@app.task(base=UbiTask, bind=True, name=names.PROBE)
 def probe(self: UbiTask, fail: bool = False, note: str = "") -> dict[str, Any]:
     """Canary used by ``ubi broker check`` and the test suite: succeeds, or fails permanently
     so the message must reach ``ubi.tasks.dlq`` (proves the dead-letter wiring)."""
@@ -32,27 +32,27 @@ def probe(self: UbiTask, fail: bool = False, note: str = "") -> dict[str, Any]:
     return {"ok": True, "note": note}
 
 
-@app.task(base=UbiTask, bind=True, name="ubi.tasks.maintenance.track_staleness")
+@app.task(base=UbiTask, bind=True, name=names.TRACK_STALENESS)
 def track_staleness(self: UbiTask) -> dict[str, Any]:
     """Open, extend or close ingestion gaps of every tenant (SPEC §9)."""
     reports = [freshness.track_tenant(self.session, t) for t in freshness.tenants(self.session)]
     return {"tenants": len(reports), "in_gap": sum(r.gap_open for r in reports)}
 
 
-@app.task(base=UbiTask, bind=True, name="ubi.tasks.maintenance.close_days")
+@app.task(base=UbiTask, bind=True, name=names.CLOSE_DAYS)
 def close_days(self: UbiTask) -> list[str]:
     """Day close: hand every tenant with a closed, unevaluated day to detection (through the
     task outbox: one pending detect run per tenant)."""
     due = [t for t in freshness.tenants(self.session)
            if freshness.detection_due(self.session, t)]
     for tenant_id in due:
-        followups.enqueue_followup(self.session, DETECT_TASK, tenant_id=tenant_id,
+        followups.enqueue_followup(self.session, names.DETECT_TENANT, tenant_id=tenant_id,
                                    kwargs={"tenant_id": tenant_id, "correlation_id": None},
                                    dedupe_key=f"detect:{tenant_id}")
     return due
 
 
-@app.task(base=UbiTask, bind=True, name="ubi.tasks.maintenance.resolve_anomalies")
+@app.task(base=UbiTask, bind=True, name=names.RESOLVE_ANOMALIES)
 def resolve_anomalies(self: UbiTask) -> int:
     """Resolve anomalies back within 1 std for ``resolution_hours`` (SPEC §5.3)."""
     return sum(maintenance.resolve_anomalies(self.session, t)

@@ -7,10 +7,11 @@ from typing import Any
 from ubi.celery_app import app
 from ubi.integrations.signal_stream import publisher
 from ubi.services import stream
+from ubi.tasks import names
 from ubi.tasks.base import UbiTask
 
 
-@app.task(base=UbiTask, bind=True, name="ubi.tasks.publish.drain_signal_outbox",
+@app.task(base=UbiTask, bind=True, name=names.DRAIN_SIGNAL_OUTBOX,
           followup_key="publish")
 def drain_signal_outbox(self: UbiTask) -> dict[str, Any]:
     """Publish the signal versions waiting in the outbox (beat, and after each detect run)."""
