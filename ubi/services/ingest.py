@@ -447,15 +447,19 @@ def _store_tenant_events(session: Session, tenant_id: str, config: TenantConfig,
                        "batch_id": batch_id, "marked_at": now},
             key_columns=("tenant_id", "actor_id", "day"), replace=("correlation_id", "batch_id"))
         outcome.dirty += len(dirty)
-        enqueue_followup(session, names.COMPUTE_FEATURES, tenant_id=tenant_id,
-                         kwargs={"tenant_id": tenant_id, "correlation_id": correlation_id},
-                         dedupe_key=f"features:{tenant_id}", correlation_id=correlation_id)
     _update_ingestion_state(session, tenant_id, inserted, received_at, now)
+    # Follow-ups last, detect before features: an absorbed follow-up locks its pending row
+    # until this commit, and the features step owes detect, then its own continuation, in
+    # that order too (one lock order, no deadlock).
     if freshness.detection_due(session, tenant_id, now=now):
         # The batch moved event time past a day's end: that day can be evaluated.
         enqueue_followup(session, names.DETECT_TENANT, tenant_id=tenant_id,
                          kwargs={"tenant_id": tenant_id, "correlation_id": correlation_id},
                          dedupe_key=f"detect:{tenant_id}", correlation_id=correlation_id)
+    if dirty:
+        enqueue_followup(session, names.COMPUTE_FEATURES, tenant_id=tenant_id,
+                         kwargs={"tenant_id": tenant_id, "correlation_id": correlation_id},
+                         dedupe_key=f"features:{tenant_id}", correlation_id=correlation_id)
     timings["state"] = timings.get("state", 0.0) + time.perf_counter() - t
     return inserted
 
