@@ -176,3 +176,19 @@ def test_coalescing_needs_no_redis(settings, broker, clean_db) -> None:  # type:
         os.environ["REDIS_URL"] = saved
         get_settings.cache_clear()
     assert _wait_for(broker, queue, before + 1) == before + 1
+
+
+def test_a_pending_run_never_sent_goes_with_the_next_commit(settings, broker, clean_db) -> None:  # type: ignore[no-untyped-def]
+    """A commit whose send failed (the database or broker went away right after it) leaves a
+    pending row never sent; the next commit it absorbs sends it, without waiting for the
+    drain (a database cut under load, tests/resilience/test_database_blips.py)."""
+    tenant = f"t-{uuid.uuid4().hex[:8]}"
+    queue = settings.queue_name("features")
+    before = ready_messages(broker, queue)
+    session, owed = _owe(tenant)
+    assert len(owed) == 1
+    session.commit()  # ...and no dispatch
+    session.close()
+    assert _commit_and_dispatch(*_owe(tenant)) == 1
+    assert _wait_for(broker, queue, before + 1) == before + 1
+    assert [r[1:] for r in _rows(tenant)] == [(True, False)]

@@ -54,7 +54,8 @@ def enqueue_followup(session: Session, task_name: str, *, tenant_id: str,
                      delay_seconds: float | None = None) -> bool:
     """Record that ``task_name(**kwargs)`` must run once this transaction commits (not before
     ``delay_seconds`` from now, when given). Returns False when a pending row of the same
-    ``dedupe_key`` absorbed it (that task will read this transaction's work)."""
+    ``dedupe_key`` absorbed it (that task will read this transaction's work); if that row was
+    never sent, this transaction's dispatch sends it."""
     now = utcnow()
     values = {"tenant_id": tenant_id, "task_name": task_name, "kwargs": kwargs,
               "dedupe_key": dedupe_key, "correlation_id": correlation_id, "created_at": now,
@@ -74,12 +75,19 @@ def enqueue_followup(session: Session, task_name: str, *, tenant_id: str,
         else:  # the embedded store has one writer at a time
             stmt = stmt.on_conflict_do_nothing(**conflict)
     inserted = (sa.literal_column("xmax = 0") if postgres else sa.true()).label("inserted")
-    row = session.execute(stmt.returning(TaskOutbox.id, inserted)).one_or_none()
-    if row is None or not row.inserted:
-        return False
-    row_id = row.id
-    session.info.setdefault(OWED_KEY, []).append(Owed(row_id, task_name, dedupe_key, kwargs))
-    return True
+    row = session.execute(stmt.returning(TaskOutbox.id, TaskOutbox.dispatched_at, inserted)
+                          ).one_or_none()
+    if row is None:  # SQLite's DO NOTHING returns no row: read the pending one
+        row = session.execute(sa.select(TaskOutbox.id, TaskOutbox.dispatched_at,
+                                        sa.false().label("inserted")).where(
+            TaskOutbox.task_name == task_name, TaskOutbox.dedupe_key == dedupe_key,
+            TaskOutbox.started_at.is_(None))).one_or_none()
+    owed = session.info.setdefault(OWED_KEY, [])
+    if row is not None and (row.inserted or row.dispatched_at is None):
+        # A pending row whose send failed after its commit (a broker or database blip) is
+        # sent by this commit's dispatch, not left to the drain.
+        owed.append(Owed(row.id, task_name, dedupe_key, kwargs))
+    return row is not None and bool(row.inserted)
 
 
 def mark_started(task_name: str, dedupe_key: str) -> None:
