@@ -55,7 +55,7 @@ def synthetic_activity(actors: int, days: int, seed: int) -> DailyActivity:
     rng = np.random.default_rng(seed)
     n_c = len(ROLLUP_COUNTER_COLUMNS)
     kinds = rng.choice(["human", "ai_agent", "service"], size=actors, p=[0.7, 0.25, 0.05])
-    teams = [f"team-{i // 8}" for i in range(actors)]
+    teams: list[str | None] = [f"team-{i // 8}" for i in range(actors)]
     workday = workday_mask(day_number(START) + np.arange(days), TenantConfig.default())
     level = rng.gamma(4.0, 0.25, size=actors)  # each actor's own activity level
     presence = np.where(workday[None, :], 0.92, 0.08)

@@ -78,6 +78,7 @@ def run(actors: int = 10_000, days: int = 90, seed: int = 0) -> dict[str, Any]:
         IngestionState,
         daily_focus,
         daily_rollups,
+        table_of,
     )
     from ubi.models.session import reset_engines, session_factory
     from ubi.services import databases, schema
@@ -104,8 +105,8 @@ def run(actors: int = 10_000, days: int = 90, seed: int = 0) -> dict[str, Any]:
         with session_factory(settings)() as s:
             bulk.copy_rows(s, daily_rollups, rollups)
             bulk.copy_rows(s, daily_focus, focus)
-            bulk.copy_rows(s, DailyInteraction.__table__, interactions)
-            bulk.copy_rows(s, DailyWorkItem.__table__, work_items)
+            bulk.copy_rows(s, table_of(DailyInteraction), interactions)
+            bulk.copy_rows(s, table_of(DailyWorkItem), work_items)
             s.add(IngestionState(tenant_id=tenant, events_total=0, pending_events=0,
                                  updated_at=datetime.now(UTC)))
             s.commit()

@@ -328,6 +328,15 @@ FROM batches
 """
 
 
+def _batch_counts(engine: Any) -> tuple[int, int, int, int]:
+    """``_SAMPLE_SQL``'s four counts (bigints)."""
+    import sqlalchemy as sa
+
+    with engine.connect() as conn:
+        counts: tuple[int, int, int, int] = conn.execute(sa.text(_SAMPLE_SQL)).one()
+    return counts
+
+
 def _backends(engine: Any, db_name: str) -> list[int]:
     import sqlalchemy as sa
 
@@ -487,9 +496,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                                                              "worker": worker.pid},
                                               args.duration)
                 if now >= next_db:
-                    with engine.connect() as conn:
-                        backlog, pending, stored, failed = conn.execute(
-                            sa.text(_SAMPLE_SQL)).one()
+                    backlog, pending, stored, failed = _batch_counts(engine)
                     samples.append((now, int(backlog), int(pending), int(stored), int(failed),
                                     depth))
                     next_db = now + args.sample_interval
@@ -510,8 +517,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             drain_deadline = load_end + args.drain_timeout
             while True:
                 now = time.time()
-                with engine.connect() as conn:
-                    backlog, pending, stored, failed = conn.execute(sa.text(_SAMPLE_SQL)).one()
+                backlog, pending, stored, failed = _batch_counts(engine)
                 depth, _ = probe.depth()
                 max_queue = max(max_queue, depth)
                 samples.append((now, int(backlog), int(pending), int(stored), int(failed),
@@ -532,8 +538,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     "SELECT batch_id, status, accepted, inserted, stored_duplicates, "
                     "extract(epoch from created_at), extract(epoch from started_at), "
                     "extract(epoch from finished_at), attempts FROM batches")).all()
-                events_rows = conn.execute(sa.text("SELECT count(*) FROM events")).scalar_one()
-                key_rows = conn.execute(sa.text("SELECT count(*) FROM event_keys")).scalar_one()
+                events_rows: int = conn.execute(
+                    sa.text("SELECT count(*) FROM events")).scalar_one()
+                key_rows: int = conn.execute(
+                    sa.text("SELECT count(*) FROM event_keys")).scalar_one()
                 rollup_rows = conn.execute(sa.text(
                     "SELECT count(*), coalesce(sum(event_count), 0) FROM daily_rollups")).one()
             figures = _figures(args, load_results, batch_rows, samples, window_start, stop,
@@ -600,7 +608,8 @@ def _start_py_spy(outdir: str, pids: dict[str, int], duration: float
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for name, pid in pids.items()]
 
 
-def _figures(args: argparse.Namespace, load_results: list[LoadResult], batch_rows: list[Any],
+def _figures(args: argparse.Namespace, load_results: list[LoadResult],
+             batch_rows: Sequence[Any],
              samples: list[tuple[float, int, int, int, int, int]], window_start: float,
              window_end: float, max_queue: int, drained_s: float) -> dict[str, Any]:
     records = [r for res in load_results for r in res.records]

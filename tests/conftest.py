@@ -75,7 +75,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 @pytest.fixture(autouse=True)
-def shared_clock():  # type: ignore[no-untyped-def]
+def shared_clock():
     """The run's shared clock, set to ``SUITE_NOW`` (ticking) for every test."""
     from tests.support.clock import TestClock
 
@@ -85,14 +85,14 @@ def shared_clock():  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture(scope="session")
-def settings():  # type: ignore[no-untyped-def]
+def settings():
     from ubi.settings import get_settings
 
     return get_settings()
 
 
 @pytest.fixture(scope="session")
-def database(settings) -> Iterator[str]:  # type: ignore[no-untyped-def]
+def database(settings) -> Iterator[str]:
     """This run's database, migrated to head; dropped at the end of the session."""
     from tests.support import resources
     from ubi.services import schema
@@ -109,7 +109,7 @@ def database(settings) -> Iterator[str]:  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture(scope="session")
-def broker(settings) -> Iterator[str]:  # type: ignore[no-untyped-def]
+def broker(settings) -> Iterator[str]:
     """This run's exchanges and queues, declared; deleted at the end of the session."""
     from tests.support import resources
     from ubi.integrations.broker import declare_topology
@@ -122,7 +122,7 @@ def broker(settings) -> Iterator[str]:  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def db_session(database):  # type: ignore[no-untyped-def]
+def db_session(database):
     """A session on this run's database; every table is emptied after the test."""
     from tests.support import resources
     from ubi.models import session_factory
@@ -137,7 +137,7 @@ def db_session(database):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def clean_db(database) -> Iterator[str]:  # type: ignore[no-untyped-def]
+def clean_db(database) -> Iterator[str]:
     from tests.support import resources
 
     yield database
@@ -146,7 +146,7 @@ def clean_db(database) -> Iterator[str]:  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def app(database, settings):  # type: ignore[no-untyped-def]
+def app(database, settings):
     from ubi.web.app import create_app
 
     application = create_app(settings)
@@ -155,12 +155,12 @@ def app(database, settings):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def client(app):  # type: ignore[no-untyped-def]
+def client(app):
     return app.test_client()
 
 
 @pytest.fixture
-def tokens(settings):  # type: ignore[no-untyped-def]
+def tokens(settings):
     """Mint tokens: ``tokens(tenant, *roles, **claims)``."""
     from ubi.web.auth import mint_token
 

@@ -13,7 +13,7 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def bench(*args: str, timeout: float = 300) -> dict:  # type: ignore[type-arg]
+def bench(*args: str, timeout: float = 300) -> dict:
     done = subprocess.run([sys.executable, "-m", "ubi.cli", "bench", *args, "--json"],
                           cwd=ROOT, capture_output=True, text=True, timeout=timeout)
     assert done.returncode == 0, done.stderr[-3000:]

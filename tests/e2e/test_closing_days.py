@@ -23,7 +23,7 @@ WEEK = [date(2026, 6, 15) + timedelta(days=i) for i in range(7)]
 
 
 @pytest.fixture(scope="module")
-def workers(database, broker):  # type: ignore[no-untyped-def]
+def workers(database, broker):
     procs = [WorkerProcess(group) for group in ("ingest", "pipeline", "maintenance")]
     try:
         yield procs
@@ -54,7 +54,7 @@ def settled(tenant: str, through: date) -> bool:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("day", WEEK, ids=[d.strftime("%A") for d in WEEK])
-def test_yesterday_closes_by_the_clock_on_every_day_of_the_week(  # type: ignore[no-untyped-def]
+def test_yesterday_closes_by_the_clock_on_every_day_of_the_week(
         day: date, client, tokens, clean_db, shared_clock, workers) -> None:
     from ubi.tasks.maintenance import close_days
 

@@ -17,7 +17,7 @@ SERVER_VARS = ("DATABASE_URL", "CELERY_BROKER_URL", "CELERY_RESULT_BACKEND", "RE
 
 
 @pytest.mark.slow
-def test_demo_on_the_embedded_default_meets_its_targets(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_demo_on_the_embedded_default_meets_its_targets(tmp_path) -> None:
     env = {k: v for k, v in os.environ.items() if k not in SERVER_VARS}
     env["UBI_DATA_DIR"] = str(tmp_path / "data")
     report = tmp_path / "report.html"

@@ -51,7 +51,7 @@ SCRIPT = textwrap.dedent("""
 """)
 
 
-def test_posted_events_flow_through_features_and_detection_in_process(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_posted_events_flow_through_features_and_detection_in_process(tmp_path) -> None:
     env = {k: v for k, v in os.environ.items() if k not in SERVER_VARS}
     env["UBI_DATA_DIR"] = str(tmp_path / "data")
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

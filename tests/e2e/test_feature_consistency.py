@@ -30,7 +30,7 @@ NOW = datetime(2026, 6, 17, 12, tzinfo=UTC)
 
 
 @pytest.fixture(scope="module")
-def shuffled(tmp_path_factory) -> tuple[Path, list[dict[str, object]]]:  # type: ignore[no-untyped-def]
+def shuffled(tmp_path_factory) -> tuple[Path, list[dict[str, object]]]:
     from ubi.simulation.generator import generate
 
     workload = generate(11, actors=20, teams=3, agents=3, weeks=6, instances=1,
@@ -44,7 +44,7 @@ def shuffled(tmp_path_factory) -> tuple[Path, list[dict[str, object]]]:  # type:
 
 
 @pytest.mark.slow
-def test_a_shuffled_replay_on_the_embedded_default_ends_consistent(shuffled, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_a_shuffled_replay_on_the_embedded_default_ends_consistent(shuffled, tmp_path) -> None:
     path, _ = shuffled
     env = {k: v for k, v in os.environ.items() if k not in SERVER_VARS}
     env["UBI_DATA_DIR"] = str(tmp_path / "data")
@@ -59,7 +59,7 @@ def test_a_shuffled_replay_on_the_embedded_default_ends_consistent(shuffled, tmp
 
 
 @pytest.mark.slow
-def test_a_shuffled_replay_through_real_workers_ends_consistent(  # type: ignore[no-untyped-def]
+def test_a_shuffled_replay_through_real_workers_ends_consistent(
         shuffled, client, tokens, clean_db, broker, shared_clock) -> None:
     from ubi.services.feature_check import check_features
     from ubi.tasks.baselines import recompute_tenant

@@ -18,7 +18,7 @@ from ubi.models import Baseline, Feature, IngestionState, Score, Signal, SignalO
 
 @pytest.mark.slow
 def test_after_hours_surge_raises_burnout_for_that_actor_only(
-        client, tokens, db_session, settings, database, broker, shared_clock) -> None:  # type: ignore[no-untyped-def]
+        client, tokens, db_session, settings, database, broker, shared_clock) -> None:
     # A Wednesday noon: yesterday's traffic and this morning's arrive, and this morning's
     # closes yesterday (by the data), so detection evaluates through yesterday.
     now = shared_clock.set(datetime(2026, 6, 17, 12, tzinfo=UTC), ticking=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 import pytest
 import sqlalchemy as sa
@@ -22,7 +22,7 @@ def _after_hours(ts: datetime) -> bool:
 @pytest.mark.slow
 def test_real_history_ingested_once_and_rollups_match_the_file(
         client, tokens, db_session, settings, ingest_worker,
-        shared_clock) -> None:  # type: ignore[no-untyped-def]
+        shared_clock) -> None:
     # The history's newest event is of 2026-08-08: "now" is the Monday noon after it, so that
     # no event is in the future (and none is a day in the future, which would be rejected).
     shared_clock.set(datetime(2026, 8, 10, 12, tzinfo=UTC), ticking=True)
@@ -60,7 +60,7 @@ def test_real_history_ingested_once_and_rollups_match_the_file(
     records = [json.loads(line) for line in lines]
     per_actor = Counter(r["actor_id"] for r in records)
     top_actor = per_actor.most_common(1)[0][0]
-    by_day: dict[object, Counter[str]] = {}
+    by_day: dict[date, Counter[str]] = {}
     for r in records:
         if r["actor_id"] != top_actor:
             continue
@@ -107,4 +107,5 @@ def test_real_history_ingested_once_and_rollups_match_the_file(
     with session_factory()() as s:
         report = check_features(s, "public-oss")
     assert report.consistent, report.summary()
+    assert report.first_day is not None
     assert report.compared > 10_000 and min(days) < report.first_day

@@ -10,6 +10,6 @@ from tests.support.workers import running_worker
 
 
 @pytest.fixture(scope="module")
-def ingest_worker(database, broker) -> Iterator[object]:  # type: ignore[no-untyped-def]
+def ingest_worker(database, broker) -> Iterator[object]:
     with running_worker("ingest") as worker:
         yield worker

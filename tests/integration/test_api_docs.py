@@ -19,7 +19,7 @@ class _References(HTMLParser):
         self.urls += [v for k, v in attrs if k in ("src", "href") and v]
 
 
-def test_docs_page_names_no_other_host_and_its_assets_load(client) -> None:  # type: ignore[no-untyped-def]
+def test_docs_page_names_no_other_host_and_its_assets_load(client) -> None:
     page = client.get("/v1/ubi/docs")
     assert page.status_code == 200
     text = page.get_data(as_text=True)

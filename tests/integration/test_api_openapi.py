@@ -21,13 +21,13 @@ ENVELOPE = "#/components/schemas/SignalEnvelope"
 
 
 @pytest.fixture
-def spec(client) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+def spec(client) -> dict[str, Any]:
     resp = client.get("/v1/ubi/openapi.json")
     assert resp.status_code == 200
     return resp.json
 
 
-def test_the_document_is_a_valid_openapi_3_0_document(spec) -> None:  # type: ignore[no-untyped-def]
+def test_the_document_is_a_valid_openapi_3_0_document(spec) -> None:
     assert spec["openapi"].startswith("3.0.")
     validate(spec)  # raises OpenAPIValidationError, naming the offending part
     # Every status an operation answers is listed for it: no catch-all `default`.
@@ -36,7 +36,7 @@ def test_the_document_is_a_valid_openapi_3_0_document(spec) -> None:  # type: ig
             if isinstance(op, dict) and "default" in op.get("responses", {})] == []
 
 
-def test_signal_envelope_is_generated_from_the_msgspec_struct(spec) -> None:  # type: ignore[no-untyped-def]
+def test_signal_envelope_is_generated_from_the_msgspec_struct(spec) -> None:
     component = spec["components"]["schemas"]["SignalEnvelope"]
     assert component == openapi_components({"SignalEnvelope": Envelope})["SignalEnvelope"]
     assert "#/$defs/" not in json.dumps(spec)
@@ -69,7 +69,7 @@ def test_signal_envelope_is_generated_from_the_msgspec_struct(spec) -> None:  # 
     ({"actor_id": ""}, False),
     ({"sequence_no": "7"}, False),
 ])
-def test_the_documented_schema_and_the_hot_path_agree(spec, change, accepted) -> None:  # type: ignore[no-untyped-def]
+def test_the_documented_schema_and_the_hot_path_agree(spec, change, accepted) -> None:
     item = {**envelope("acme"), **change}
     documented = OAS30Validator(spec["components"]["schemas"]["SignalEnvelope"],
                                 format_checker=oas30_format_checker).is_valid(item)
@@ -80,7 +80,7 @@ def test_the_documented_schema_and_the_hot_path_agree(spec, change, accepted) ->
         accepted, accepted), error
 
 
-def test_every_route_documents_the_errors_it_can_give(spec) -> None:  # type: ignore[no-untyped-def]
+def test_every_route_documents_the_errors_it_can_give(spec) -> None:
     """A dependency down is a 503 on any route that uses one; a body too large a 413 on any
     route that takes a body (not only where a view says so)."""
     operations = [(path, method, op) for path, ops in spec["paths"].items()

@@ -13,7 +13,7 @@ from ubi.models import Event
 
 
 def test_batch_message_is_compressed_orjson_and_stored_by_the_worker(
-        client, tokens, db_session, settings, broker) -> None:  # type: ignore[no-untyped-def]
+        client, tokens, db_session, settings, broker) -> None:
     """The batch message travels as ``application/x-ubi-orjson`` (its thousand envelopes as
     one JSON text) compressed by zstd, and a worker takes it."""
     token = tokens("acme", "ubi:write:events")

@@ -10,7 +10,7 @@ import redis
 from ubi.integrations.beat_lock import LOCK_TTL_SECONDS, BeatLock
 
 
-def test_single_holder_and_takeover(settings) -> None:  # type: ignore[no-untyped-def]
+def test_single_holder_and_takeover(settings) -> None:
     client = redis.Redis.from_url(settings.redis_url)
     name = f"{settings.queue_prefix}test:beat:{uuid.uuid4().hex}"
     first, second = BeatLock(client, name), BeatLock(client, name)
@@ -25,7 +25,9 @@ def test_single_holder_and_takeover(settings) -> None:  # type: ignore[no-untype
         assert second.acquire(wait=False)
         assert not first.renew()  # the old holder learns it lost the lock
         first.release()  # releasing someone else's lock does nothing
-        assert client.get(name).decode() == second.token
+        holder = client.get(name)
+        assert isinstance(holder, bytes)
+        assert holder.decode() == second.token
     finally:
         second.release()
         client.delete(name)

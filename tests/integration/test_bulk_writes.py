@@ -4,8 +4,9 @@ PostgreSQL (numbers packed straight into binary arrays) and on SQLite."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 import numpy as np
 import pytest
@@ -36,14 +37,14 @@ def _table(metadata: sa.MetaData, name: str) -> sa.Table:
 
 
 @pytest.fixture(params=["postgresql", "sqlite"])
-def engine(request, database, tmp_path) -> Iterator[sa.Engine]:  # type: ignore[no-untyped-def]
+def engine(request, database, tmp_path) -> Iterator[sa.Engine]:
     url = database if request.param == "postgresql" else f"sqlite:///{tmp_path}/bulk.db"
     engine = create_db_engine(url)
     yield engine
     engine.dispose()
 
 
-def _batch(seed: int) -> dict[str, object]:
+def _batch(seed: int) -> dict[str, Sequence[Any] | np.ndarray]:
     rng = np.random.default_rng(seed)
     actors = [f"actor-{i % 97:03d}" for i in rng.permutation(N)]
     days = [date(2026, 11, 1) + timedelta(days=int(d)) for d in rng.integers(0, 3, N)]
@@ -62,7 +63,7 @@ def _batch(seed: int) -> dict[str, object]:
     }
 
 
-def test_column_upserts_store_what_row_upserts_store(engine) -> None:  # type: ignore[no-untyped-def]
+def test_column_upserts_store_what_row_upserts_store(engine) -> None:
     suffix = uuid.uuid4().hex[:8]
     metadata = sa.MetaData()
     by_rows, by_columns = _table(metadata, f"probe_rows_{suffix}"), _table(
@@ -78,12 +79,12 @@ def test_column_upserts_store_what_row_upserts_store(engine) -> None:  # type: i
             rows = [{"tenant_id": "acme", "updated_at": now,
                      **{c: (columns[c][i].item() if isinstance(columns[c], np.ndarray)
                             else columns[c][i]) for c in names}}
-                    for i in range(len(columns["actor_id"]))]  # type: ignore[arg-type]
+                    for i in range(len(columns["actor_id"]))]
             with Session(engine) as session:
-                bulk.upsert_adding(session, by_rows, rows, **options)  # type: ignore[arg-type]
+                bulk.upsert_adding(session, by_rows, rows, **options)
                 bulk.upsert_columns(session, by_columns, columns,
                                     constants={"tenant_id": "acme", "updated_at": now},
-                                    **options)  # type: ignore[arg-type]
+                                    **options)
                 session.commit()
         with Session(engine) as session:
             want = session.execute(sa.select(by_rows).order_by(*by_rows.primary_key)).all()
@@ -96,7 +97,7 @@ def test_column_upserts_store_what_row_upserts_store(engine) -> None:  # type: i
         metadata.drop_all(engine)
 
 
-def test_column_upserts_refuse_ragged_columns(engine) -> None:  # type: ignore[no-untyped-def]
+def test_column_upserts_refuse_ragged_columns(engine) -> None:
     metadata = sa.MetaData()
     table = _table(metadata, f"probe_ragged_{uuid.uuid4().hex[:8]}")
     with Session(engine) as session, pytest.raises(ValueError, match="as many values"):
@@ -104,7 +105,7 @@ def test_column_upserts_refuse_ragged_columns(engine) -> None:  # type: ignore[n
                             key_columns=("tenant_id", "actor_id", "day"))
 
 
-def test_binary_copy_stores_what_text_copy_stores(engine) -> None:  # type: ignore[no-untyped-def]
+def test_binary_copy_stores_what_text_copy_stores(engine) -> None:
     """``copy_tuples`` (binary COPY on PostgreSQL) against ``copy_rows`` (text COPY): every
     column type the events table uses, nulls, non-ASCII text and pre-serialised JSON."""
     from ubi.models.base import JSONType
@@ -124,7 +125,7 @@ def test_binary_copy_stores_what_text_copy_stores(engine) -> None:  # type: igno
     text_copy, binary_copy = table("copy_text"), table("copy_binary")
     metadata.create_all(engine)
     columns = ("id", "day", "at", "small", "big", "n", "x", "flag", "doc", "tags")
-    rows = [
+    rows: list[tuple[object, ...]] = [
         (f"r{i}", date(2026, 11, 1) + timedelta(days=i),
          datetime(2026, 11, 1, 12, 30, 15, 123456, tzinfo=UTC) + timedelta(hours=i * 7),
          -840 + i, 2 ** 62 + i, -i, i / 3, i % 2 == 0,
@@ -146,7 +147,7 @@ def test_binary_copy_stores_what_text_copy_stores(engine) -> None:  # type: igno
         metadata.drop_all(engine)
 
 
-def test_insert_new_keys_returns_only_the_keys_that_were_new(engine) -> None:  # type: ignore[no-untyped-def]
+def test_insert_new_keys_returns_only_the_keys_that_were_new(engine) -> None:
     """All new (PostgreSQL's plain INSERT), some taken (its fallback to ON CONFLICT, inside
     the same transaction) and a key twice in one call: each key stored once, and exactly the
     new ones returned."""

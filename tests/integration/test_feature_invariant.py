@@ -31,7 +31,7 @@ RECENT = organisation_events("inv", end_day=NOW.date(), until=NOW, days=7, actor
 EVENTS = organisation_events("inv", end_day=NOW.date(), until=NOW, days=14, actors=4, seed=3)
 
 
-def store(settings, events, batch: str) -> None:  # type: ignore[no-untyped-def]
+def store(settings, events, batch: str) -> None:
     with session_factory()() as s:
         ingest.store_batch(s, batch_id=batch, tenant_id="inv", events_json=json.dumps(events),
                            received_at=NOW, correlation_id=batch,
@@ -62,7 +62,7 @@ def check() -> feature_check.FeatureCheck:
        steps=st.lists(st.sampled_from(["none", "features", "detect", "both"]), min_size=8,
                       max_size=8))
 def test_any_arrival_order_ends_consistent(settings, clean_db, shared_clock, seed: int,
-                                           sizes: list[int], steps: list[str]) -> None:  # type: ignore[no-untyped-def]
+                                           sizes: list[int], steps: list[str]) -> None:
     shared_clock.now = NOW
     resources.truncate_all(clean_db)
     events = list(RECENT)
@@ -84,7 +84,7 @@ def test_any_arrival_order_ends_consistent(settings, clean_db, shared_clock, see
 
 
 def test_days_that_arrived_late_are_consistent_after_the_full_recompute(
-        settings, database, shared_clock, clean_db) -> None:  # type: ignore[no-untyped-def]
+        settings, database, shared_clock, clean_db) -> None:
     shared_clock.now = NOW
     events = list(EVENTS)
     random.Random(5).shuffle(events)
@@ -106,7 +106,7 @@ def test_days_that_arrived_late_are_consistent_after_the_full_recompute(
 
 
 def test_the_check_finds_missing_extra_and_different_rows(settings, database, shared_clock,
-                                                          clean_db) -> None:  # type: ignore[no-untyped-def]
+                                                          clean_db) -> None:
     shared_clock.now = NOW
     store(settings, EVENTS, "all")
     for name in ("features", "detect", "recompute"):

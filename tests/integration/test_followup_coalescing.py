@@ -57,7 +57,7 @@ def _wait_for(broker: str, queue: str, count: int, timeout: float = 5) -> int:
     return ready_messages(broker, queue)
 
 
-def test_commits_owing_a_pending_run_add_nothing(settings, broker, clean_db) -> None:  # type: ignore[no-untyped-def]
+def test_commits_owing_a_pending_run_add_nothing(settings, broker, clean_db) -> None:
     tenant = f"t-{uuid.uuid4().hex[:8]}"
     queue = settings.queue_name("features")
     before = ready_messages(broker, queue)
@@ -84,7 +84,7 @@ def test_commits_owing_a_pending_run_add_nothing(settings, broker, clean_db) -> 
     assert [r[1:] for r in _rows(tenant)] == [(True, True), (True, False)]
 
 
-def test_a_task_starts_after_an_absorbed_commit(settings, broker, clean_db) -> None:  # type: ignore[no-untyped-def]
+def test_a_task_starts_after_an_absorbed_commit(settings, broker, clean_db) -> None:
     """B's follow-up is absorbed by A's pending row while B's transaction is open. A's task
     starting now must not read before B's work is committed: its start waits for B."""
     tenant = f"t-{uuid.uuid4().hex[:8]}"
@@ -110,7 +110,7 @@ def test_a_task_starts_after_an_absorbed_commit(settings, broker, clean_db) -> N
     assert [r[1:] for r in _rows(tenant)] == [(True, True)]
 
 
-def test_busy_looks_make_one_delayed_run(settings, broker, clean_db) -> None:  # type: ignore[no-untyped-def]
+def test_busy_looks_make_one_delayed_run(settings, broker, clean_db) -> None:
     tenant = f"t-{uuid.uuid4().hex[:8]}"
     queue = settings.queue_name("features")
     before = ready_messages(broker, queue)
@@ -128,7 +128,7 @@ def test_busy_looks_make_one_delayed_run(settings, broker, clean_db) -> None:  #
     assert ready_messages(broker, queue) == before + 1
 
 
-def test_the_drain_resends_a_lost_pending_run(settings, broker, clean_db) -> None:  # type: ignore[no-untyped-def]
+def test_the_drain_resends_a_lost_pending_run(settings, broker, clean_db) -> None:
     """A purged queue: the pending row absorbs every later commit, and the drain sends it
     again once its message has been out for ``RESEND_AFTER`` without its task starting."""
     tenant = f"t-{uuid.uuid4().hex[:8]}"
@@ -146,7 +146,7 @@ def test_the_drain_resends_a_lost_pending_run(settings, broker, clean_db) -> Non
     assert sent and not started
 
 
-def test_the_detect_task_starts_its_pending_run(settings, broker, clean_db) -> None:  # type: ignore[no-untyped-def]
+def test_the_detect_task_starts_its_pending_run(settings, broker, clean_db) -> None:
     """The detect follow-up (key ``detect:<tenant>``, as ingestion, the features step and day
     close owe it) coalesces the same way: a run of the real task starts it."""
     tenant = f"t-{uuid.uuid4().hex[:8]}"
@@ -161,7 +161,7 @@ def test_the_detect_task_starts_its_pending_run(settings, broker, clean_db) -> N
     assert [r[2] for r in _rows(tenant)] == [True]
 
 
-def test_coalescing_needs_no_redis(settings, broker, clean_db) -> None:  # type: ignore[no-untyped-def]
+def test_coalescing_needs_no_redis(settings, broker, clean_db) -> None:
     """Redis unreachable changes nothing on this path: still one message per pending run."""
     tenant = f"t-{uuid.uuid4().hex[:8]}"
     queue = settings.queue_name("features")

@@ -12,7 +12,7 @@ from ubi.analytics.privacy import Pseudonymiser
 from ubi.models import Batch, Event, EventKey, daily_rollups
 
 
-def _processed(client) -> Counter[tuple[str, str, str]]:  # type: ignore[no-untyped-def]
+def _processed(client) -> Counter[tuple[str, str, str]]:
     """``ubi_events_processed_total`` by (tenant_id, event_type, status), as scraped."""
     page = client.get("/v1/ubi/metrics").data.decode()
     out: Counter[tuple[str, str, str]] = Counter()
@@ -25,12 +25,12 @@ def _processed(client) -> Counter[tuple[str, str, str]]:  # type: ignore[no-unty
     return out
 
 
-def _count(session, model) -> int:  # type: ignore[no-untyped-def]
+def _count(session, model) -> int:
     return session.execute(sa.select(sa.func.count()).select_from(model)).scalar_one()
 
 
 def test_mixed_batch_reports_each_item_and_stores_exactly_the_valid_ones(
-        client, tokens, db_session, ingest_worker) -> None:  # type: ignore[no-untyped-def]
+        client, tokens, db_session, ingest_worker) -> None:
     token = tokens("acme", "ubi:write:events")
     good = [envelope(actor="alice"), envelope(actor="bob", signal_type="pr_merged")]
     bad_ts = envelope(occurred_at=None)
@@ -88,7 +88,7 @@ def test_mixed_batch_reports_each_item_and_stores_exactly_the_valid_ones(
 
 
 def test_nul_characters_are_rejected_per_item_and_lose_no_neighbour(
-        client, tokens, db_session, ingest_worker) -> None:  # type: ignore[no-untyped-def]
+        client, tokens, db_session, ingest_worker) -> None:
     """PostgreSQL stores a NUL character in neither text nor jsonb: such an item is rejected
     with the place it was found, instead of failing its whole batch in the worker (or the
     request, when it was in the signal id)."""
@@ -112,7 +112,7 @@ def test_nul_characters_are_rejected_per_item_and_lose_no_neighbour(
 
 
 def test_numbers_the_store_cannot_hold_are_rejected_per_item(
-        client, tokens, db_session, ingest_worker) -> None:  # type: ignore[no-untyped-def]
+        client, tokens, db_session, ingest_worker) -> None:
     """``sequence_no`` is a 64-bit column: a larger one was accepted and then failed its whole
     batch in the worker. Numbers inside the payload are JSON and may be any size."""
     token = tokens("acme", "ubi:write:events")
@@ -131,7 +131,7 @@ def test_numbers_the_store_cannot_hold_are_rejected_per_item(
 
 
 def test_same_batch_posted_twice_is_stored_once(client, tokens, db_session, settings,
-                                                ingest_worker) -> None:  # type: ignore[no-untyped-def]
+                                                ingest_worker) -> None:
     token = tokens("acme", "ubi:write:events")
     items = [envelope(actor=f"dev{i % 3}", signal_type=t)
              for i, t in enumerate(["commit_created", "build_failed", "build_succeeded",
@@ -159,7 +159,7 @@ def test_same_batch_posted_twice_is_stored_once(client, tokens, db_session, sett
 
 
 def test_batch_status_is_tenant_bound_and_404_for_unknown(client, tokens, db_session,
-                                                          ingest_worker) -> None:  # type: ignore[no-untyped-def]
+                                                          ingest_worker) -> None:
     token = tokens("acme", "ubi:write:events")
     resp = post_events(client, token, [envelope()])
     batch_id = resp.json["batch_id"]
@@ -175,7 +175,7 @@ def test_batch_status_is_tenant_bound_and_404_for_unknown(client, tokens, db_ses
     assert db_session.get(Batch, batch_id).inserted == 1
 
 
-def test_whole_request_errors(client, tokens, settings, database) -> None:  # type: ignore[no-untyped-def]
+def test_whole_request_errors(client, tokens, settings, database) -> None:
     token = tokens("acme", "ubi:write:events")
     auth = {"Authorization": f"Bearer {token}"}
     resp = client.post("/v1/ubi/events", data=b"{not json", content_type="application/json",
@@ -202,7 +202,7 @@ def test_whole_request_errors(client, tokens, settings, database) -> None:  # ty
 
 
 def test_bare_array_body_and_privileged_cross_tenant(client, tokens, db_session,
-                                                     ingest_worker) -> None:  # type: ignore[no-untyped-def]
+                                                     ingest_worker) -> None:
     ops = tokens(None, "product_ops")
     items = [envelope("acme"), envelope("globex")]
     resp = post_events(client, ops, items, wrap=False)
@@ -211,7 +211,7 @@ def test_bare_array_body_and_privileged_cross_tenant(client, tokens, db_session,
     assert sorted(db_session.execute(sa.select(Event.tenant_id)).scalars()) == ["acme", "globex"]
 
 
-def test_queue_size_gauge_is_the_stores_backlog(client, settings, db_session) -> None:  # type: ignore[no-untyped-def]
+def test_queue_size_gauge_is_the_stores_backlog(client, settings, db_session) -> None:
     """``ubi_queue_size`` (SPEC §11) counts accepted, unprocessed events per tenant at scrape
     time, whichever process accepted or stored them, and falls to 0 once they are stored."""
     import json

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
@@ -18,7 +19,7 @@ from ubi.store import partitions
 
 
 @pytest.fixture
-def scratch_db(settings):  # type: ignore[no-untyped-def]
+def scratch_db(settings):
     name = f"ubi_scratch_{uuid.uuid4().hex[:10]}"
     resources.create_database(PG_ADMIN_URL, name)
     url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
@@ -37,7 +38,7 @@ def _tables(url: str) -> set[str]:
         engine.dispose()
 
 
-def test_upgrade_creates_every_table_and_downgrade_removes_them(scratch_db) -> None:  # type: ignore[no-untyped-def]
+def test_upgrade_creates_every_table_and_downgrade_removes_them(scratch_db) -> None:
     schema.upgrade(scratch_db)
     tables = _tables(scratch_db.database_url)
     assert set(Base.metadata.tables) <= tables
@@ -47,7 +48,7 @@ def test_upgrade_creates_every_table_and_downgrade_removes_them(scratch_db) -> N
     assert _tables(scratch_db.database_url) == {"alembic_version"}
     engine = create_db_engine(scratch_db.database_url)
     with engine.connect() as conn:
-        funcs = conn.execute(sa.text(
+        funcs: Sequence[str] = conn.execute(sa.text(
             "SELECT proname FROM pg_proc WHERE proname LIKE 'ubi_%'")).scalars().all()
     engine.dispose()
     assert funcs == []
@@ -60,14 +61,15 @@ def _fillfactors(url: str) -> dict[str, str]:
     engine = create_db_engine(url)
     try:
         with engine.connect() as conn:
-            return {name: opt.split("=", 1)[1] for name, opts in conn.execute(sa.text(
-                "SELECT relname, reloptions FROM pg_class WHERE reloptions IS NOT NULL"))
+            rows: Sequence[tuple[str, list[str]]] = conn.execute(sa.text(
+                "SELECT relname, reloptions FROM pg_class WHERE reloptions IS NOT NULL")).all()
+        return {name: opt.split("=", 1)[1] for name, opts in rows
                 for opt in opts if opt.startswith("fillfactor=")}
     finally:
         engine.dispose()
 
 
-def test_rewritten_tables_leave_room_for_in_place_updates(scratch_db) -> None:  # type: ignore[no-untyped-def]
+def test_rewritten_tables_leave_room_for_in_place_updates(scratch_db) -> None:
     schema.upgrade(scratch_db)
     ff = _fillfactors(scratch_db.database_url)
     assert ff["features"] == "70" and ff["daily_rollups"] == "80", ff
@@ -83,7 +85,7 @@ def _event_row(tenant: str, event_id: str, day: date) -> dict[str, object]:
             "resource": {}, "privacy_tags": [], "schema_version": "1.0"}
 
 
-def test_events_partitioned_by_day_with_maintenance_functions(scratch_db) -> None:  # type: ignore[no-untyped-def]
+def test_events_partitioned_by_day_with_maintenance_functions(scratch_db) -> None:
     from ubi.models import Event
     from ubi.models.session import session_factory
 
@@ -99,7 +101,7 @@ def test_events_partitioned_by_day_with_maintenance_functions(scratch_db) -> Non
         session.execute(sa.insert(Event), [_event_row("t1", f"e{i}", d)
                                            for i, d in enumerate([*days, old_day])])
         session.commit()
-        placed = dict(session.execute(sa.text(
+        placed: dict[str, int] = dict(session.execute(sa.text(
             "SELECT tableoid::regclass::text, count(*) FROM events GROUP BY 1")).all())
         assert placed == {f"events_p{d:%Y%m%d}": 1 for d in days} | {"events_default": 1}
         assert {d for d in partitions.existing_partitions(session)} == set(days)
@@ -112,7 +114,7 @@ def test_events_partitioned_by_day_with_maintenance_functions(scratch_db) -> Non
         assert remaining == 3  # two days' partitions dropped, the default partition kept
 
 
-def test_sequence_events_have_their_own_partial_index_on_every_partition(scratch_db) -> None:  # type: ignore[no-untyped-def]
+def test_sequence_events_have_their_own_partial_index_on_every_partition(scratch_db) -> None:
     """Focus time reads only sequence events (``services/focus_time``): the partial index
     exists on every day partition, created now or later, and covers exactly those types."""
     from ubi.analytics.taxonomy import SEQUENCE_EVENT_TYPES
@@ -124,7 +126,7 @@ def test_sequence_events_have_their_own_partial_index_on_every_partition(scratch
     with session_factory(scratch_db)() as session:
         partitions.ensure_partitions(session, [today, today - timedelta(days=1)], today=today)
         session.commit()
-        rows = session.execute(sa.text(
+        rows: Sequence[tuple[str, str]] = session.execute(sa.text(
             "SELECT c.relname, pg_get_expr(i.indpred, i.indrelid) FROM pg_index i "
             "JOIN pg_class c ON c.oid = i.indrelid JOIN pg_class x ON x.oid = i.indexrelid "
             "WHERE c.relname LIKE 'events%' AND i.indpred IS NOT NULL")).all()
@@ -134,7 +136,7 @@ def test_sequence_events_have_their_own_partial_index_on_every_partition(scratch
         assert set(re.findall(r"'([a-z_]+)'", predicate)) == SEQUENCE_EVENT_TYPES
 
 
-def test_the_focus_read_scans_only_the_partitions_of_its_days(scratch_db) -> None:  # type: ignore[no-untyped-def]
+def test_the_focus_read_scans_only_the_partitions_of_its_days(scratch_db) -> None:
     """With months of daily partitions, the sequence-event read of focus time plans a scan of
     the partitions of the days it asks for, not of every partition for every pair."""
     from ubi.models.session import session_factory
@@ -155,7 +157,7 @@ def test_the_focus_read_scans_only_the_partitions_of_its_days(scratch_db) -> Non
     partitions.forget_known_partitions()
 
 
-def test_focus_time_moves_to_its_own_table_and_back(scratch_db) -> None:  # type: ignore[no-untyped-def]
+def test_focus_time_moves_to_its_own_table_and_back(scratch_db) -> None:
     """Migration 0005: the rollups' focus columns become ``daily_focus`` rows (only where
     there is focus), and a downgrade puts them back."""
     schema.upgrade(scratch_db, "0004")
@@ -189,7 +191,7 @@ def test_focus_time_moves_to_its_own_table_and_back(scratch_db) -> None:  # type
         engine.dispose()
 
 
-def _local_days_fixture(url: str) -> list[tuple[str, int]]:
+def _local_days_fixture(url: str) -> None:
     """Rows of three actors on UTC day 2026-11-20 (before 0011), then 0011's bits for them."""
     day = date(2026, 11, 20)
     events = [  # (actor, UTC hour, offset minutes)
@@ -222,14 +224,14 @@ def _local_days(url: str) -> dict[str, int]:
     engine = create_db_engine(url)
     try:
         with engine.connect() as conn:
-            return dict(conn.execute(sa.text(  # type: ignore[arg-type]
+            return dict(conn.execute(sa.text(
                 "SELECT actor_id, local_days FROM daily_rollups")).all())
     finally:
         engine.dispose()
 
 
 @pytest.mark.parametrize("backend", ["postgresql", "sqlite"])
-def test_local_days_are_filled_from_the_stored_events(backend, scratch_db, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_local_days_are_filled_from_the_stored_events(backend, scratch_db, tmp_path) -> None:
     """Migration 0011: each rollup row gets the local days its stored events fell on (bits
     1 / 2 / 4: the day before / the same / the day after); a row without stored events keeps
     2, the reading before it. On both backends (the embedded default is SQLite)."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import random
 from datetime import UTC, datetime, timedelta
+from typing import Any, cast
 
 import numpy as np
 import pytest
@@ -43,13 +44,13 @@ WEDNESDAY_NOON = datetime(2026, 6, 17, 12, tzinfo=UTC)
 
 
 @pytest.fixture
-def frozen(shared_clock):  # type: ignore[no-untyped-def]
+def frozen(shared_clock):
     """The shared clock, frozen at ``WEDNESDAY_NOON``; assigning ``frozen.now`` moves it."""
     shared_clock.now = WEDNESDAY_NOON
     return shared_clock
 
 
-def store(settings, events, batch_id: str | None = None, tenant: str = "acme") -> None:  # type: ignore[no-untyped-def]
+def store(settings, events, batch_id: str | None = None, tenant: str = "acme") -> None:
     """Run the ingest step directly (what the ingest task does), one transaction."""
     body = "[" + ",".join(json.dumps(e) for e in events) + "]"
     with session_factory()() as s:
@@ -66,14 +67,14 @@ def run_features(tenant: str = "acme") -> features.FeaturesOutcome:
     return out
 
 
-def run_detect(tenant: str = "acme", **kw) -> detection.DetectOutcome:  # type: ignore[no-untyped-def]
+def run_detect(tenant: str = "acme", **kw) -> detection.DetectOutcome:
     with session_factory()() as s:
         out = detection.detect_tenant(s, tenant, **kw)
         s.commit()
     return out
 
 
-def snapshot(session, model, *cols):  # type: ignore[no-untyped-def]
+def snapshot(session, model, *cols):
     session.expire_all()
     rows = sorted(tuple(r) for r in session.execute(
         sa.select(*[getattr(model, c) for c in cols])))
@@ -82,7 +83,7 @@ def snapshot(session, model, *cols):  # type: ignore[no-untyped-def]
     return rows
 
 
-def test_steps_are_idempotent(settings, db_session, frozen) -> None:  # type: ignore[no-untyped-def]
+def test_steps_are_idempotent(settings, db_session, frozen) -> None:
     end_day = frozen.now.date() - timedelta(days=1)
     # This morning's traffic closes yesterday: detection evaluates through ``end_day``.
     events = organisation_events("acme", end_day=frozen.now.date(), until=frozen.now,
@@ -122,7 +123,7 @@ def test_steps_are_idempotent(settings, db_session, frozen) -> None:  # type: ig
         daily_rollups.c.actor_id, daily_rollups.c.day, daily_rollups.c.event_count))) == rollups
 
 
-def test_order_of_arrival_does_not_change_features(settings, db_session, frozen) -> None:  # type: ignore[no-untyped-def]
+def test_order_of_arrival_does_not_change_features(settings, db_session, frozen) -> None:
     end_day = frozen.now.date() - timedelta(days=1)
     events = organisation_events("acme", end_day=end_day, days=10, actors=4)
     store(settings, events)
@@ -139,7 +140,7 @@ def test_order_of_arrival_does_not_change_features(settings, db_session, frozen)
     assert snapshot(db_session, Feature, "feature_id", "value") == ordered
 
 
-def test_late_events_update_their_day_only_inside_the_window(settings, db_session, frozen) -> None:  # type: ignore[no-untyped-def]
+def test_late_events_update_their_day_only_inside_the_window(settings, db_session, frozen) -> None:
     from tests.support.envelopes import envelope
 
     now = frozen.now
@@ -165,7 +166,7 @@ def test_late_events_update_their_day_only_inside_the_window(settings, db_sessio
         daily_rollups.c.day == old.date())).scalar_one() == 1
 
 
-def test_ingestion_gap_is_marked_incomplete_and_raises_nothing(  # type: ignore[no-untyped-def]
+def test_ingestion_gap_is_marked_incomplete_and_raises_nothing(
         settings, db_session, frozen) -> None:
     """RF-UBI-01: a tenant that stops sending has its gap marked incomplete; no anomaly or
     engagement_drop comes from the gap; when events resume, processing continues."""
@@ -226,7 +227,7 @@ def test_ingestion_gap_is_marked_incomplete_and_raises_nothing(  # type: ignore[
     assert drops == [], [(d.subject_id[:6], d.first_day, d.reason) for d in drops]
 
 
-def test_tenants_never_read_each_others_data(settings, db_session, frozen) -> None:  # type: ignore[no-untyped-def]
+def test_tenants_never_read_each_others_data(settings, db_session, frozen) -> None:
     """IT-UBI-03: interleaved tenants get exactly the features and baselines they get alone."""
     end_day = frozen.now.date() - timedelta(days=1)
     acme = organisation_events("acme", end_day=end_day, days=20, actors=6, seed=1)
@@ -265,7 +266,7 @@ def test_tenants_never_read_each_others_data(settings, db_session, frozen) -> No
         sa.select(Signal).where(Signal.signal_class == "burnout_risk")).scalars())
 
 
-def test_nightly_recompute_matches_the_analytics_library(settings, db_session, frozen) -> None:  # type: ignore[no-untyped-def]
+def test_nightly_recompute_matches_the_analytics_library(settings, db_session, frozen) -> None:
     end_day = frozen.now.date() - timedelta(days=1)
     events = organisation_events("big", end_day=end_day, days=35, actors=200, seed=5)
     for i in range(0, len(events), 5000):
@@ -306,7 +307,7 @@ def test_nightly_recompute_matches_the_analytics_library(settings, db_session, f
     _ = baselines  # the service the task calls
 
 
-def test_ingest_never_waits_for_a_running_features_step(settings, db_session, frozen) -> None:  # type: ignore[no-untyped-def]
+def test_ingest_never_waits_for_a_running_features_step(settings, db_session, frozen) -> None:
     """While a features run computes, it holds its tenant (a second run is told it is busy)
     and the focus rows it wrote, but no dirty or rollup row: a batch stored meanwhile commits
     at once. The run then releases only the pairs as it read them; the pair the batch marked
@@ -364,7 +365,7 @@ def test_ingest_never_waits_for_a_running_features_step(settings, db_session, fr
                               ).one() == (90.0, 2)
 
 
-def test_features_are_rewritten_only_when_they_change(  # type: ignore[no-untyped-def]
+def test_features_are_rewritten_only_when_they_change(
         settings, db_session, frozen) -> None:
     """A features run that finds a value unchanged leaves its row alone (its computed_at and
     correlation id stay those of the change); a changed value is rewritten."""
@@ -393,7 +394,7 @@ def test_features_are_rewritten_only_when_they_change(  # type: ignore[no-untype
     assert rate == 1.0 and rate != builds_before[0] and computed == frozen.now
 
 
-def test_focus_time_does_not_depend_on_how_sessions_were_batched(  # type: ignore[no-untyped-def]
+def test_focus_time_does_not_depend_on_how_sessions_were_batched(
         settings, db_session, frozen) -> None:
     """A session starting in one batch and ending in a later one counts on its end day, in
     whatever order and batches its events arrive; redelivery changes nothing."""
@@ -404,7 +405,7 @@ def test_focus_time_does_not_depend_on_how_sessions_were_batched(  # type: ignor
                                 tzinfo=UTC)
     first_day, second_day = midnight.date() - timedelta(days=1), midnight.date()
 
-    def ev(actor: str, kind: str, at: datetime, **payload):  # type: ignore[no-untyped-def]
+    def ev(actor: str, kind: str, at: datetime, **payload):
         return envelope(actor=actor, signal_type=kind, occurred_at=at, payload=payload)
 
     events = [
@@ -457,7 +458,7 @@ def test_focus_time_does_not_depend_on_how_sessions_were_batched(  # type: ignor
     assert focus() == expected
 
 
-def test_detection_before_the_features_step_sees_every_stored_focus_session(  # type: ignore[no-untyped-def]
+def test_detection_before_the_features_step_sees_every_stored_focus_session(
         settings, db_session, frozen) -> None:
     """Detection can evaluate a closed day before the features step has run for its last
     batches (ingestion hands it the day when event time passes midnight), and evaluated days
@@ -483,7 +484,7 @@ def test_detection_before_the_features_step_sees_every_stored_focus_session(  # 
     db_session.rollback()
 
 
-def test_refreshing_unchanged_focus_locks_no_row(settings, db_session, frozen) -> None:  # type: ignore[no-untyped-def]
+def test_refreshing_unchanged_focus_locks_no_row(settings, db_session, frozen) -> None:
     """Detection and the nightly recompute refresh pairs the features step has usually
     computed already, in long transactions: where nothing changed they must hold no focus row
     (ON CONFLICT would lock it until their commit, stalling the next features run)."""
@@ -501,15 +502,16 @@ def test_refreshing_unchanged_focus_locks_no_row(settings, db_session, frozen) -
         assert focus_time.refresh_focus(long_running, "acme", {(amy, nine.date())}) == 1
         with session_factory()() as other:  # would wait for long_running if it held the row
             other.execute(sa.text("SET LOCAL lock_timeout = '2s'"))
-            assert other.execute(sa.update(daily_focus).values(
-                focus_minutes=daily_focus.c.focus_minutes)).rowcount == 1
+            # an UPDATE's result is a CursorResult (Session.execute is typed as returning Result)
+            assert cast("sa.CursorResult[Any]", other.execute(sa.update(daily_focus).values(
+                focus_minutes=daily_focus.c.focus_minutes))).rowcount == 1
             other.rollback()
     finally:
         long_running.rollback()
         long_running.close()
 
 
-def test_focus_of_days_older_than_the_late_window_is_kept_by_ingestion(  # type: ignore[no-untyped-def]
+def test_focus_of_days_older_than_the_late_window_is_kept_by_ingestion(
         settings, db_session, frozen) -> None:
     """No features run computes a day older than the tenant's late-event window, so ingestion
     refreshes those days' focus itself; the day after such a day, inside the window, is
@@ -520,7 +522,7 @@ def test_focus_of_days_older_than_the_late_window_is_kept_by_ingestion(  # type:
     midnight = datetime.combine(oldest, datetime.min.time(), tzinfo=UTC)
     amy = Pseudonymiser(settings.pseudonym_secret).pseudonym("acme", "amy")
 
-    def ev(kind: str, at: datetime):  # type: ignore[no-untyped-def]
+    def ev(kind: str, at: datetime):
         return envelope(actor="amy", signal_type=kind, occurred_at=at)
 
     def focus() -> dict[object, tuple[float, int]]:

@@ -35,12 +35,12 @@ def _auth(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-def _read(client, tenant: str, token: str | None):  # type: ignore[no-untyped-def]
+def _read(client, tenant: str, token: str | None):
     """One limited read: the tenant's config."""
     return client.get(f"/v1/ubi/config/{tenant}", headers=_auth(token) if token else {})
 
 
-def _counted(client, name: str, **labels: str) -> int:  # type: ignore[no-untyped-def]
+def _counted(client, name: str, **labels: str) -> int:
     """A counter's value summed over the samples with ``labels``, as scraped."""
     page = client.get("/v1/ubi/metrics").get_data(as_text=True)
     return sum(int(sample.value) for family in text_string_to_metric_families(page)
@@ -49,11 +49,11 @@ def _counted(client, name: str, **labels: str) -> int:  # type: ignore[no-untype
 
 
 @pytest.fixture
-def limited(settings, database):  # type: ignore[no-untyped-def]
+def limited(settings, database):
     """``limited(**settings_changes)``: a test client of an app with those settings."""
     from ubi.web.app import create_app
 
-    def make(**changes: Any):  # type: ignore[no-untyped-def]
+    def make(**changes: Any):
         app = create_app(settings.replace(**changes))
         app.config["TESTING"] = True
         return app.test_client()
@@ -73,7 +73,7 @@ def dead_redis_url() -> Iterator[str]:
 
 
 def test_a_token_over_its_limit_gets_429_with_retry_after_and_the_error_body(
-        limited, tokens, settings) -> None:  # type: ignore[no-untyped-def]
+        limited, tokens, settings) -> None:
     client = limited(rate_limit_read_token="2/minute", rate_limit_read_tenant="100/minute")
     tenant = _tenant()
     token = tokens(tenant, READ_ROLE)
@@ -105,7 +105,7 @@ def test_a_token_over_its_limit_gets_429_with_retry_after_and_the_error_body(
 
 
 def test_token_and_tenant_limits_both_apply_and_other_tenants_are_unaffected(
-        limited, tokens) -> None:  # type: ignore[no-untyped-def]
+        limited, tokens) -> None:
     client = limited(rate_limit_read_token="3/minute", rate_limit_read_tenant="4/minute")
     tenant, other = _tenant(), _tenant()
     first = tokens(tenant, READ_ROLE, sub="first")
@@ -129,7 +129,7 @@ def test_token_and_tenant_limits_both_apply_and_other_tenants_are_unaffected(
     assert [_read(client, other, stranger).status_code for _ in range(3)] == [200, 200, 200]
 
 
-def test_ingestion_has_limits_of_its_own(limited, tokens, broker, clean_db) -> None:  # type: ignore[no-untyped-def]
+def test_ingestion_has_limits_of_its_own(limited, tokens, broker, clean_db) -> None:
     client = limited(rate_limit_ingest_token="2/minute", rate_limit_ingest_tenant="100/minute",
                      rate_limit_read_token="2/minute")
     tenant = _tenant()
@@ -145,7 +145,7 @@ def test_ingestion_has_limits_of_its_own(limited, tokens, broker, clean_db) -> N
     assert [_read(client, tenant, token).status_code for _ in range(3)] == [200, 200, 429]
 
 
-def test_health_readiness_metrics_and_the_docs_are_never_limited(limited) -> None:  # type: ignore[no-untyped-def]
+def test_health_readiness_metrics_and_the_docs_are_never_limited(limited) -> None:
     from ubi.web.app import SWAGGER_UI_ASSETS
 
     client = limited(**{f"rate_limit_{kind}": "1/minute" for kind in (
@@ -159,7 +159,7 @@ def test_health_readiness_metrics_and_the_docs_are_never_limited(limited) -> Non
     assert [_read(client, _tenant(), None).status_code for _ in range(2)] == [401, 429]
 
 
-def test_the_openapi_documents_the_429_of_every_limited_operation(app, client) -> None:  # type: ignore[no-untyped-def]
+def test_the_openapi_documents_the_429_of_every_limited_operation(app, client) -> None:
     spec = client.get("/v1/ubi/openapi.json").json
     response = spec["components"]["responses"]["RATE_LIMITED"]
     assert response["headers"]["Retry-After"]["schema"]["type"] == "integer"
@@ -181,7 +181,7 @@ def test_the_openapi_documents_the_429_of_every_limited_operation(app, client) -
 
 
 def test_with_redis_unreachable_requests_pass_and_the_failure_is_counted(
-        limited, tokens, broker, clean_db, dead_redis_url, caplog) -> None:  # type: ignore[no-untyped-def]
+        limited, tokens, broker, clean_db, dead_redis_url, caplog) -> None:
     client = limited(redis_url=dead_redis_url, rate_limit_read_token="1/minute",
                      rate_limit_ingest_token="1/minute")
     tenant = _tenant()
@@ -204,7 +204,7 @@ def test_with_redis_unreachable_requests_pass_and_the_failure_is_counted(
     assert "ConnectionError" in warnings[0].getMessage()
 
 
-def test_limits_apply_again_once_redis_is_back(limited, tokens, settings, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_limits_apply_again_once_redis_is_back(limited, tokens, settings, monkeypatch) -> None:
     from ubi.web import rate_limits
 
     monkeypatch.setattr(rate_limits, "STORAGE_RETRY_SECONDS", 0.2)
@@ -225,7 +225,7 @@ def test_limits_apply_again_once_redis_is_back(limited, tokens, settings, monkey
         proxy.stop()
 
 
-def test_the_embedded_default_counts_in_memory(limited, tokens, settings) -> None:  # type: ignore[no-untyped-def]
+def test_the_embedded_default_counts_in_memory(limited, tokens, settings) -> None:
     client = limited(redis_url=None, rate_limit_read_token="1/minute")
     limiters = client.application.extensions["limiter"]
     assert [type(limiter.storage) for limiter in limiters] == [MemoryStorage]
@@ -236,7 +236,7 @@ def test_the_embedded_default_counts_in_memory(limited, tokens, settings) -> Non
         match=f"*ubi:ratelimit:*{tenant}*", count=1000))
 
 
-def test_limits_can_be_turned_off(limited, tokens) -> None:  # type: ignore[no-untyped-def]
+def test_limits_can_be_turned_off(limited, tokens) -> None:
     client = limited(rate_limit_enabled=False, rate_limit_read_token="1/minute")
     tenant = _tenant()
     token = tokens(tenant, READ_ROLE)
@@ -245,7 +245,7 @@ def test_limits_can_be_turned_off(limited, tokens) -> None:  # type: ignore[no-u
     assert "RATE_LIMITED" not in spec["components"].get("responses", {})
 
 
-def test_limits_come_from_the_environment_and_a_typo_stops_the_start(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_limits_come_from_the_environment_and_a_typo_stops_the_start(tmp_path) -> None:
     env = {"UBI_DATA_DIR": str(tmp_path)}
     defaults = load_settings(env)
     assert defaults.rate_limit_enabled

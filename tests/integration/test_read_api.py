@@ -9,7 +9,7 @@ import csv
 import io
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -51,7 +51,7 @@ NEW_ROUTES = [
 
 
 @pytest.fixture(scope="module")
-def acme(database, settings) -> Iterator[str]:  # type: ignore[no-untyped-def]
+def acme(database, settings) -> Iterator[str]:
     # (A module fixture runs before the per-test clock is set: it sets its own.)
     clock.set_shared_clock(CLOCK_FILE, NOW, ticking=False)
     run_pipeline(settings, "acme", acme_like("acme", end_day=NOW.date(), until=NOW))
@@ -60,7 +60,7 @@ def acme(database, settings) -> Iterator[str]:  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture(autouse=True)
-def wednesday(shared_clock) -> None:  # type: ignore[no-untyped-def]
+def wednesday(shared_clock) -> None:
     shared_clock.now = NOW
 
 
@@ -68,7 +68,7 @@ def auth(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-def call(client, method: str, url: str, token: str | None, **kw: Any):  # type: ignore[no-untyped-def]
+def call(client, method: str, url: str, token: str | None, **kw: Any):
     return getattr(client, method)(url, headers=auth(token) if token else {}, **kw)
 
 
@@ -76,7 +76,7 @@ ALL_READ = ("ubi:read:actor", "ubi:read:team", "ubi:read:tenant")
 
 
 def test_every_new_route_needs_a_token_and_the_right_role_and_tenant(client, tokens, acme
-                                                                     ) -> None:  # type: ignore[no-untyped-def]
+                                                                     ) -> None:
     for method, url in NEW_ROUTES:
         body = {"json": {"tenant_id": "acme"}} if method in ("post", "put") else {}
         assert call(client, method, url, None, **body).status_code == 401, url
@@ -93,7 +93,7 @@ def test_every_new_route_needs_a_token_and_the_right_role_and_tenant(client, tok
         assert resp.json["code"] == "forbidden"
 
 
-def test_a_privileged_read_of_another_tenant_is_audited(client, tokens, acme) -> None:  # type: ignore[no-untyped-def]
+def test_a_privileged_read_of_another_tenant_is_audited(client, tokens, acme) -> None:
     ops = tokens("ops", "product_ops", sub="ops-person")
     resp = client.get("/v1/ubi/tenants/acme/summary", headers=auth(ops))
     assert resp.status_code == 200, resp.json
@@ -109,7 +109,7 @@ def test_a_privileged_read_of_another_tenant_is_audited(client, tokens, acme) ->
             AuditEntry.action == "read.cross_tenant")).scalar_one() == 1
 
 
-def _team_reader_responses(client, tokens) -> list[str]:  # type: ignore[no-untyped-def]
+def _team_reader_responses(client, tokens) -> list[str]:
     token = tokens("acme", "ubi:read:team", "ubi:read:tenant")
     texts = []
     for url in ("/v1/ubi/teams/alpha/summary?tenant_id=acme", "/v1/ubi/tenants/acme/summary",
@@ -127,7 +127,7 @@ def _team_reader_responses(client, tokens) -> list[str]:  # type: ignore[no-unty
 
 
 def test_a_team_reader_never_sees_an_actor_id_or_pseudonym(client, tokens, settings, acme
-                                                           ) -> None:  # type: ignore[no-untyped-def]
+                                                           ) -> None:
     alias = Pseudonymiser(settings.pseudonym_secret)
     forbidden = {f"eng{i:02d}" for i in range(16)} | {
         alias.pseudonym("acme", f"eng{i:02d}") for i in range(16)}
@@ -143,7 +143,7 @@ def test_a_team_reader_never_sees_an_actor_id_or_pseudonym(client, tokens, setti
     assert resp.status_code == 403 and "actor_ids" in resp.json["message"]
 
 
-def test_a_team_under_min_team_size_reads_like_an_unknown_team(client, tokens, acme) -> None:  # type: ignore[no-untyped-def]
+def test_a_team_under_min_team_size_reads_like_an_unknown_team(client, tokens, acme) -> None:
     token = tokens("acme", "ubi:read:team")
     tiny = client.get("/v1/ubi/teams/tiny/summary?tenant_id=acme", headers=auth(token))
     unknown = client.get("/v1/ubi/teams/nobody/summary?tenant_id=acme", headers=auth(token))
@@ -163,7 +163,7 @@ def test_a_team_under_min_team_size_reads_like_an_unknown_team(client, tokens, a
     assert {r["subject_id"] for r in rows if r["actor_scope"] == "team"} == {"alpha", "beta"}
 
 
-def test_the_export_as_csv_has_a_header_and_the_same_rows(client, tokens, acme) -> None:  # type: ignore[no-untyped-def]
+def test_the_export_as_csv_has_a_header_and_the_same_rows(client, tokens, acme) -> None:
     token = tokens("acme", "ubi:read:tenant")
     url = "/v1/ubi/export?tenant_id=acme&from=2026-06-10&to=2026-06-16"
     # (Each streamed body is read before the next request: the test client shares one
@@ -182,7 +182,7 @@ def test_the_export_as_csv_has_a_header_and_the_same_rows(client, tokens, acme) 
     assert bad.status_code == 422 and "query.from" in bad.json["errors"]
 
 
-def test_a_signal_read_over_http_is_the_stored_signal(client, tokens, settings, acme) -> None:  # type: ignore[no-untyped-def]
+def test_a_signal_read_over_http_is_the_stored_signal(client, tokens, settings, acme) -> None:
     token = tokens("acme", *ALL_READ)
     resp = client.get("/v1/ubi/signals/recent?tenant_id=acme&actor_id=eng03&limit=10",
                       headers=auth(token))
@@ -206,7 +206,7 @@ def test_a_signal_read_over_http_is_the_stored_signal(client, tokens, settings, 
     assert nobody.status_code == 200 and nobody.json["signals"] == []
 
 
-def test_the_actor_profile_explains_the_actor(client, tokens, acme) -> None:  # type: ignore[no-untyped-def]
+def test_the_actor_profile_explains_the_actor(client, tokens, acme) -> None:
     token = tokens("acme", "ubi:read:actor")
     resp = client.get("/v1/ubi/actors/eng03/profile?tenant_id=acme&window=24h",
                       headers=auth(token))
@@ -228,7 +228,7 @@ def test_the_actor_profile_explains_the_actor(client, tokens, acme) -> None:  # 
     assert bad.status_code == 422 and "window" in json.dumps(bad.json["errors"])
 
 
-def test_config_writes_are_versioned_receipted_and_validated(client, tokens, acme) -> None:  # type: ignore[no-untyped-def]
+def test_config_writes_are_versioned_receipted_and_validated(client, tokens, acme) -> None:
     writer = tokens("acme", "ubi:write:config", sub="lead@acme")
     bad = client.put("/v1/ubi/config/acme", headers=auth(writer), json={
         "anomaly_thresholds": {"default": {"warn": 4.0, "critical": 3.0}}})
@@ -267,7 +267,7 @@ def test_config_writes_are_versioned_receipted_and_validated(client, tokens, acm
     assert client.put("/v1/ubi/config/acme", headers=auth(writer), json={}).status_code == 200
 
 
-def test_feedback_is_one_changeable_verdict_per_reader(client, tokens, acme) -> None:  # type: ignore[no-untyped-def]
+def test_feedback_is_one_changeable_verdict_per_reader(client, tokens, acme) -> None:
     with session_factory()() as s:
         signal_id = s.execute(sa.select(Signal.signal_id).where(
             Signal.tenant_id == "acme", Signal.signal_class == "burnout_risk",
@@ -307,7 +307,7 @@ def acme_like(tenant: str, *, end_day: date, until: datetime, **kw: Any) -> list
 
 
 def test_disabled_classes_are_neither_stored_nor_returned(client, tokens, settings, acme,
-                                                          shared_clock) -> None:  # type: ignore[no-untyped-def]
+                                                          shared_clock) -> None:
     token = tokens("acme", *ALL_READ, "ubi:write:config")
     query = {"tenant_id": "acme", "page_size": 500}
     before = client.post("/v1/ubi/query/signals", headers=auth(token), json=query).json
@@ -337,6 +337,7 @@ def test_disabled_classes_are_neither_stored_nor_returned(client, tokens, settin
                 Signal.last_fired_day)).where(Signal.signal_class == "burnout_risk")
                 .group_by(Signal.tenant_id)).all())
         assert fired_on["twin"] == new_day, fired_on
+        assert fired_on["acme"] is not None, fired_on
         assert fired_on["acme"] < new_day, fired_on
     finally:
         client.put("/v1/ubi/config/acme", headers=auth(token), json={})
@@ -350,7 +351,7 @@ def expected_order(n: int) -> list[str]:
 
 
 def test_a_cursor_walk_returns_every_signal_once_in_order_while_new_ones_arrive(
-        client, tokens, acme) -> None:  # type: ignore[no-untyped-def]
+        client, tokens, acme) -> None:
     base = datetime(2026, 6, 1, tzinfo=UTC)
 
     def add(n: int, start: int, at: datetime) -> None:
@@ -397,7 +398,7 @@ def test_a_cursor_walk_returns_every_signal_once_in_order_while_new_ones_arrive(
         s.commit()
 
 
-def test_new_normal_reanchors_the_actors_baselines_until_undone(client, tokens, acme) -> None:  # type: ignore[no-untyped-def]
+def test_new_normal_reanchors_the_actors_baselines_until_undone(client, tokens, acme) -> None:
     with session_factory()() as s:
         signal = s.execute(sa.select(Signal).where(
             Signal.tenant_id == "acme", Signal.actor_scope == "actor",
@@ -464,7 +465,7 @@ def test_new_normal_reanchors_the_actors_baselines_until_undone(client, tokens, 
         s.commit()
 
 
-def test_false_positives_propose_raised_thresholds_an_admin_accepts(client, tokens, acme) -> None:  # type: ignore[no-untyped-def]
+def test_false_positives_propose_raised_thresholds_an_admin_accepts(client, tokens, acme) -> None:
     with session_factory()() as s:
         flow = s.execute(sa.select(Signal.signal_id).where(
             Signal.tenant_id == "acme", Signal.dimension == "flow",
@@ -505,13 +506,13 @@ def test_false_positives_propose_raised_thresholds_an_admin_accepts(client, toke
     assert client.put("/v1/ubi/config/acme", headers=auth(admin), json={}).status_code == 200
 
 
-def test_no_signal_rests_on_a_volume_only_feature(client, tokens, acme) -> None:  # type: ignore[no-untyped-def]
+def test_no_signal_rests_on_a_volume_only_feature(client, tokens, acme) -> None:
     """The tenant keeps the default prohibit_volume_only_metrics: no stored signal has a
     volume-only trigger, and the signals read over HTTP are those same signals."""
     volume_only = {f.name for f in FEATURES if f.volume_only}
     with session_factory()() as s:
-        rows = s.execute(sa.select(Signal.signal_id, Signal.triggers).where(
-            Signal.tenant_id == "acme")).all()
+        rows: Sequence[tuple[str, list[str]]] = s.execute(sa.select(
+            Signal.signal_id, Signal.triggers).where(Signal.tenant_id == "acme")).all()
     assert rows and volume_only
     triggered = {t.split(".")[0] for _, triggers in rows for t in triggers}
     assert triggered and not triggered & volume_only

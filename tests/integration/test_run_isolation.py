@@ -9,14 +9,14 @@ from tests.support import resources
 from ubi.integrations.broker import declare_topology
 
 
-def test_names_are_unique_to_this_run(settings, database) -> None:  # type: ignore[no-untyped-def]
+def test_names_are_unique_to_this_run(settings, database) -> None:
     assert conftest.RUN_ID in settings.database_url
     assert settings.queue_prefix == f"t{conftest.RUN_ID}."
     assert settings.queue_name("ingest") == f"t{conftest.RUN_ID}.ingest"
     assert resources.database_exists(conftest.PG_ADMIN_URL, conftest.DB_NAME)
 
 
-def test_cleanup_removes_a_runs_database_and_broker_objects(settings, broker) -> None:  # type: ignore[no-untyped-def]
+def test_cleanup_removes_a_runs_database_and_broker_objects(settings, broker) -> None:
     other = f"t{uuid.uuid4().hex[:10]}."
     other_settings = settings.replace(queue_prefix=other)
     import celeryconfig

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
+from typing import Any
 
 import sqlalchemy as sa
 from kombu import Connection, Exchange
@@ -18,7 +19,8 @@ from ubi.models import SignalOutbox, session_factory
 from ubi.services import detection, features, ingest, stream
 
 
-def _drain_queue(broker_url: str, queue: str) -> list[object]:
+def _drain_queue(broker_url: str, queue: str) -> list[Any]:
+    """The queue's messages (the transport's own type: amqp's ``Message`` for RabbitMQ)."""
     messages = []
     with Connection(broker_url) as conn:
         channel = conn.channel()
@@ -32,7 +34,7 @@ def _drain_queue(broker_url: str, queue: str) -> list[object]:
 
 
 def test_signals_are_published_once_in_order_with_their_ids(settings, db_session, broker,
-                                                              shared_clock) -> None:  # type: ignore[no-untyped-def]
+                                                              shared_clock) -> None:
     # The suite's Wednesday noon (ticking): yesterday's and this morning's traffic, so that
     # detection evaluates yesterday, and the drain below finds the rows due.
     now = shared_clock.now
@@ -81,7 +83,7 @@ def test_signals_are_published_once_in_order_with_their_ids(settings, db_session
 
 
 def test_an_unroutable_message_stays_pending_and_is_retried(settings, db_session,
-                                                            broker, shared_clock) -> None:  # type: ignore[no-untyped-def]
+                                                            broker, shared_clock) -> None:
     lonely = settings.replace(queue_prefix=settings.queue_prefix + "lonely.")
     exchange = Exchange(lonely.queue_name(SIGNAL_EXCHANGE), type="topic", durable=True)
     with Connection(settings.broker_url) as conn:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 
-def test_unknown_path_and_method_are_json(client) -> None:  # type: ignore[no-untyped-def]
+def test_unknown_path_and_method_are_json(client) -> None:
     resp = client.get("/v1/ubi/does-not-exist")
     assert resp.status_code == 404 and resp.is_json
     assert resp.json["code"] == "not_found"
@@ -12,7 +12,7 @@ def test_unknown_path_and_method_are_json(client) -> None:  # type: ignore[no-un
     assert "GET" in resp.headers["Allow"]
 
 
-def test_request_id_is_echoed_or_generated(client) -> None:  # type: ignore[no-untyped-def]
+def test_request_id_is_echoed_or_generated(client) -> None:
     assert client.get("/v1/ubi/health", headers={"X-Request-ID": "req-42"}).headers[
         "X-Request-ID"] == "req-42"
     generated = client.get("/v1/ubi/health", headers={"X-Request-ID": "bad id!"}).headers[
@@ -21,14 +21,14 @@ def test_request_id_is_echoed_or_generated(client) -> None:  # type: ignore[no-u
     assert client.get("/v1/ubi/nope").headers["X-Request-ID"]
 
 
-def test_body_larger_than_the_limit_is_413(client, settings) -> None:  # type: ignore[no-untyped-def]
+def test_body_larger_than_the_limit_is_413(client, settings) -> None:
     body = b"x" * (settings.max_batch * 16 * 1024 + (1 << 20) + 10)
     resp = client.post("/v1/ubi/health", data=body, content_type="application/json")
     assert resp.status_code in (405, 413)  # health is GET-only; the size check comes first
     assert resp.is_json
 
 
-def test_openapi_documents_the_api(client) -> None:  # type: ignore[no-untyped-def]
+def test_openapi_documents_the_api(client) -> None:
     spec = client.get("/v1/ubi/openapi.json").json
     assert spec["openapi"].startswith("3.")
     assert "/v1/ubi/ready" in spec["paths"]
@@ -37,14 +37,14 @@ def test_openapi_documents_the_api(client) -> None:  # type: ignore[no-untyped-d
     assert docs.status_code == 200 and b"swagger" in docs.data.lower()
 
 
-def test_metrics_page_exposes_api_histogram(client) -> None:  # type: ignore[no-untyped-def]
+def test_metrics_page_exposes_api_histogram(client) -> None:
     client.get("/v1/ubi/health")
     page = client.get("/v1/ubi/metrics").data.decode()
     assert 'ubi_api_request_duration_seconds_count{endpoint="/v1/ubi/health"' in page
 
 
 def test_text_the_database_cannot_store_is_refused_not_a_500(client, tokens, clean_db
-                                                             ) -> None:  # type: ignore[no-untyped-def]
+                                                             ) -> None:
     """NUL characters and lone UTF-16 surrogates (PostgreSQL stores neither) are bad input:
     a 4xx naming where they are, never the database's error as a 500 (issue 17)."""
     from ubi.web.auth import ROLES

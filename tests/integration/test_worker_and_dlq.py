@@ -9,7 +9,7 @@ import pytest
 from tests.support.workers import running_worker
 
 
-def _wait_depth(dlq, expected: int, timeout: float = 30.0) -> int:  # type: ignore[no-untyped-def]
+def _wait_depth(dlq, expected: int, timeout: float = 30.0) -> int:
     deadline = time.monotonic() + timeout
     depth = dlq.depth()
     while depth < expected and time.monotonic() < deadline:
@@ -19,7 +19,7 @@ def _wait_depth(dlq, expected: int, timeout: float = 30.0) -> int:  # type: igno
 
 
 @pytest.mark.slow
-def test_worker_runs_task_and_failure_reaches_dlq(database, broker, settings) -> None:  # type: ignore[no-untyped-def]
+def test_worker_runs_task_and_failure_reaches_dlq(database, broker, settings) -> None:
     from ubi.celery_app import app
     from ubi.integrations.dlq import DeadLetterQueue
     from ubi.tasks.maintenance import probe
@@ -57,7 +57,7 @@ def test_worker_runs_task_and_failure_reaches_dlq(database, broker, settings) ->
     assert dlq.purge() == 1
 
 
-def test_dlq_refuses_unknown_task_names(database, broker, settings) -> None:  # type: ignore[no-untyped-def]
+def test_dlq_refuses_unknown_task_names(database, broker, settings) -> None:
     from kombu import Connection, Exchange, Producer
 
     from ubi.integrations.dlq import DeadLetterQueue

@@ -14,7 +14,7 @@ SNIPPET = "def leaked(): return password"
 RAW_ACTOR = "jane.doe@example.org"
 
 
-def _all_text(session) -> str:  # type: ignore[no-untyped-def]
+def _all_text(session) -> str:
     """Every text and JSON value of every table, as one string."""
     chunks: list[str] = []
     for table in Base.metadata.sorted_tables:
@@ -28,7 +28,7 @@ def _all_text(session) -> str:  # type: ignore[no-untyped-def]
 
 
 def test_disallowed_and_tagged_properties_never_reach_the_store(
-        client, tokens, db_session, ingest_worker) -> None:  # type: ignore[no-untyped-def]
+        client, tokens, db_session, ingest_worker) -> None:
     configs.save_config(db_session, "acme", {
         "allowed_properties": {"*": ["work_item_id"], "pr_reviewed": ["counterpart_actor_id"]},
     }, author="test-admin")

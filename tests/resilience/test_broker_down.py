@@ -16,7 +16,7 @@ from ubi.models import Batch, Event
 
 
 def test_post_is_503_while_the_broker_is_down_and_retry_succeeds(
-        tokens, db_session, settings, broker) -> None:  # type: ignore[no-untyped-def]
+        tokens, db_session, settings, broker) -> None:
     parsed = urlparse(settings.broker_url)
     proxy = TcpProxy(parsed.hostname or "127.0.0.1", parsed.port or 5672).start()
     proxied = settings.broker_url.replace(f"{parsed.hostname}:{parsed.port or 5672}",

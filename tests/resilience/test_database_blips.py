@@ -45,7 +45,7 @@ NOW = datetime(2026, 6, 17, 12, tzinfo=UTC)
 
 
 @pytest.fixture
-def pg_proxy(settings) -> Iterator[tuple[TcpProxy, str]]:  # type: ignore[no-untyped-def]
+def pg_proxy(settings) -> Iterator[tuple[TcpProxy, str]]:
     """A proxy in front of this run's PostgreSQL, and the database URL that goes through it."""
     url = make_url(settings.database_url)
     proxy = TcpProxy(url.host or "127.0.0.1", url.port or 5432).start()
@@ -57,7 +57,7 @@ def pg_proxy(settings) -> Iterator[tuple[TcpProxy, str]]:  # type: ignore[no-unt
 
 
 @pytest.fixture
-def dead_letters(settings, broker):  # type: ignore[no-untyped-def]
+def dead_letters(settings, broker):
     from ubi.celery_app import app
     from ubi.integrations.dlq import DeadLetterQueue
 
@@ -74,7 +74,7 @@ def stop_all(*workers: WorkerProcess) -> None:
         worker.stop()
 
 
-def store(settings, events, tenant: str, batch_id: str) -> None:  # type: ignore[no-untyped-def]
+def store(settings, events, tenant: str, batch_id: str) -> None:
     with session_factory()() as s:
         ingest.store_batch(s, batch_id=batch_id, tenant_id=tenant,
                            events_json=json.dumps(events), received_at=NOW,
@@ -83,7 +83,8 @@ def store(settings, events, tenant: str, batch_id: str) -> None:  # type: ignore
         s.commit()
 
 
-def actor_features(settings, tenant: str, actors: list[str]) -> dict[tuple[str, ...], float]:  # type: ignore[no-untyped-def]
+def actor_features(settings, tenant: str, actors: list[str]
+                   ) -> dict[tuple[str, ...], float | None]:
     """The tenant's actor features keyed by the actor's original id (pseudonyms differ per
     tenant), so two tenants given the same events compare."""
     alias = Pseudonymiser(settings.pseudonym_secret)
@@ -108,7 +109,7 @@ def settled(tenant: str) -> bool:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("cut_seconds", [5, 30])
-def test_a_database_cut_during_sustained_ingestion_loses_nothing(  # type: ignore[no-untyped-def]
+def test_a_database_cut_during_sustained_ingestion_loses_nothing(
         cut_seconds, tokens, clean_db, settings, broker, pg_proxy, dead_letters,
         shared_clock) -> None:
     proxy, proxied = pg_proxy
@@ -185,7 +186,7 @@ def test_a_database_cut_during_sustained_ingestion_loses_nothing(  # type: ignor
     assert want and actor_features(settings, tenant, actors) == want
 
 
-def stored_rows(session, tenant: str) -> dict[str, list[tuple[object, ...]]]:  # type: ignore[no-untyped-def]
+def stored_rows(session, tenant: str) -> dict[str, list[tuple[object, ...]]]:
     """What a features or detect run of the tenant wrote, as the session sees it."""
     queries = {
         "features": sa.select(Feature.feature_id, Feature.value).where(
@@ -202,7 +203,7 @@ def stored_rows(session, tenant: str) -> dict[str, list[tuple[object, ...]]]:  #
 
 @pytest.mark.slow
 @pytest.mark.parametrize("step", ["features", "detect"])
-def test_a_database_cut_in_the_middle_of_a_run_retries_to_the_same_rows(  # type: ignore[no-untyped-def]
+def test_a_database_cut_in_the_middle_of_a_run_retries_to_the_same_rows(
         step, clean_db, settings, broker, pg_proxy, dead_letters, shared_clock) -> None:
     proxy, proxied = pg_proxy
     shared_clock.set(NOW, ticking=False)
@@ -268,7 +269,7 @@ def test_a_database_cut_in_the_middle_of_a_run_retries_to_the_same_rows(  # type
 
 
 @pytest.mark.slow
-def test_a_message_no_retry_can_fix_is_dead_lettered_at_once_and_redriven_after_the_fix(  # type: ignore[no-untyped-def]
+def test_a_message_no_retry_can_fix_is_dead_lettered_at_once_and_redriven_after_the_fix(
         client, tokens, clean_db, settings, broker, dead_letters) -> None:
     # A config version written behind the API's back (a faulty migration, say): ingestion of
     # this tenant fails on every attempt until someone stores a valid one.

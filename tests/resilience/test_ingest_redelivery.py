@@ -28,7 +28,7 @@ def _batch(n: int = 60) -> list[dict[str, object]]:
             for i in range(n)]
 
 
-def _expected_counts(items, settings) -> dict[tuple[str, object], int]:  # type: ignore[no-untyped-def]
+def _expected_counts(items, settings) -> dict[tuple[str, object], int]:
     alias = Pseudonymiser(settings.pseudonym_secret)
     counts: Counter[tuple[str, object]] = Counter()
     for e in items:
@@ -37,13 +37,13 @@ def _expected_counts(items, settings) -> dict[tuple[str, object], int]:  # type:
     return dict(counts)
 
 
-def _stored_counts(session) -> dict[tuple[str, object], int]:  # type: ignore[no-untyped-def]
+def _stored_counts(session) -> dict[tuple[str, object], int]:
     rows = session.execute(sa.select(daily_rollups.c.actor_id, daily_rollups.c.day,
                                       daily_rollups.c.event_count)).all()
     return {(a, d): n for a, d, n in rows}
 
 
-def _publish_raw(client, tokens, items):  # type: ignore[no-untyped-def]
+def _publish_raw(client, tokens, items):
     """Accept a batch through the API with no worker running; return its message."""
     token = tokens("acme", "ubi:write:events")
     resp = post_events(client, token, items)
@@ -52,7 +52,7 @@ def _publish_raw(client, tokens, items):  # type: ignore[no-untyped-def]
 
 
 def test_message_delivered_twice_counts_once(client, tokens, db_session, settings,
-                                             database, broker) -> None:  # type: ignore[no-untyped-def]
+                                             database, broker) -> None:
     items = _batch()
     token, batch_id = _publish_raw(client, tokens, items)
     from ubi.tasks.ingest import ingest_batch
@@ -87,7 +87,7 @@ def test_message_delivered_twice_counts_once(client, tokens, db_session, setting
 
 @pytest.mark.slow
 def test_worker_killed_mid_batch_then_redelivered(client, tokens, db_session, settings,
-                                                  database, broker) -> None:  # type: ignore[no-untyped-def]
+                                                  database, broker) -> None:
     # A first batch creates the tenant's ingestion state row...
     warmup = _batch(4)
     with running_worker("ingest"):

@@ -20,7 +20,7 @@ from ubi.models import Feature, IngestionState, Signal, SignalVersion, session_f
 from ubi.services import detection, features, ingest
 
 
-def _snapshot(session):  # type: ignore[no-untyped-def]
+def _snapshot(session):
     signals = sorted(tuple(r) for r in session.execute(sa.select(
         Signal.signal_id, Signal.version, Signal.status, Signal.severity, Signal.score)))
     versions = sorted(tuple(r) for r in session.execute(sa.select(
@@ -31,7 +31,7 @@ def _snapshot(session):  # type: ignore[no-untyped-def]
 
 
 @pytest.mark.slow
-def test_detect_worker_killed_mid_run(settings, db_session, database, broker) -> None:  # type: ignore[no-untyped-def]
+def test_detect_worker_killed_mid_run(settings, db_session, database, broker) -> None:
     # Data ending three days before the suite's "now": the day watermark is then fixed.
     end_day = clock.today() - timedelta(days=3)
     events = organisation_events("acme", end_day=end_day, surge_actor="eng03")

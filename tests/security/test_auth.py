@@ -23,12 +23,12 @@ def token_time() -> datetime:
 URL = "/v1/ubi/config/acme"
 
 
-def _get(client, token: str | None, url: str = URL):  # type: ignore[no-untyped-def]
+def _get(client, token: str | None, url: str = URL):
     headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
     return client.get(url, headers=headers)
 
 
-def test_valid_token_is_accepted(client, tokens) -> None:  # type: ignore[no-untyped-def]
+def test_valid_token_is_accepted(client, tokens) -> None:
     resp = _get(client, tokens("acme", "ubi:read:tenant"))
     assert resp.status_code == 200, resp.json
     assert resp.json["version"] == 0
@@ -37,7 +37,7 @@ def test_valid_token_is_accepted(client, tokens) -> None:  # type: ignore[no-unt
 
 @pytest.mark.parametrize("case", ["missing", "not_bearer", "garbage", "expired", "audience",
                                   "issuer", "wrong_secret", "alg_none", "no_exp"])
-def test_bad_tokens_are_401(client, settings, case: str) -> None:  # type: ignore[no-untyped-def]
+def test_bad_tokens_are_401(client, settings, case: str) -> None:
     now = token_time()
     claims = {"sub": "u", "tenant_id": "acme", "roles": ["ubi:read:tenant"],
               "aud": settings.jwt_audience, "iss": settings.jwt_issuer,
@@ -73,7 +73,7 @@ def test_bad_tokens_are_401(client, settings, case: str) -> None:  # type: ignor
     assert resp.headers["WWW-Authenticate"].startswith("Bearer")
 
 
-def test_rs256_and_algorithm_confusion(database, settings) -> None:  # type: ignore[no-untyped-def]
+def test_rs256_and_algorithm_confusion(database, settings) -> None:
     """With an RSA public key configured, RS256 tokens verify; an HS256 token "signed" with the
     public key text (the classic confusion attack) and RS tokens from another key are 401."""
     from ubi.web.app import create_app
@@ -114,14 +114,14 @@ def test_rs256_and_algorithm_confusion(database, settings) -> None:  # type: ign
     assert _get(client, es_token).status_code == 401  # ES token against an RSA key
 
 
-def test_missing_role_and_other_tenant_are_403(client, tokens) -> None:  # type: ignore[no-untyped-def]
+def test_missing_role_and_other_tenant_are_403(client, tokens) -> None:
     resp = _get(client, tokens("acme", "ubi:read:actor"))
     assert resp.status_code == 403 and "ubi:read:tenant" in resp.json["message"]
     resp = _get(client, tokens("globex", "ubi:read:tenant"))
     assert resp.status_code == 403 and "acme" in resp.json["message"]
 
 
-def test_privileged_roles_cross_tenants_and_scope_claim(client, tokens, settings) -> None:  # type: ignore[no-untyped-def]
+def test_privileged_roles_cross_tenants_and_scope_claim(client, tokens, settings) -> None:
     assert _get(client, tokens(None, "product_ops")).status_code == 200
     assert _get(client, tokens("globex", "admin")).status_code == 200
     scoped = mint_token(sub="acme:svc", tenant_id=None, roles=[], settings=settings,
@@ -129,7 +129,7 @@ def test_privileged_roles_cross_tenants_and_scope_claim(client, tokens, settings
     assert _get(client, scoped).status_code == 200  # tenant from a tenant:user subject
 
 
-def test_bad_tenant_id_in_path_is_400(client, tokens) -> None:  # type: ignore[no-untyped-def]
+def test_bad_tenant_id_in_path_is_400(client, tokens) -> None:
     resp = _get(client, tokens("acme", "ubi:read:tenant"), url="/v1/ubi/config/bad%20tenant!")
     assert resp.status_code == 400
     assert resp.json["errors"] == {"tenant_id": "1-64 characters of [A-Za-z0-9_.-]"}

@@ -27,7 +27,7 @@ FUZZ = hsettings(max_examples=60, deadline=None,
 @FUZZ
 @given(mutations=st.dictionaries(st.sampled_from(FIELDS), JSON, min_size=1, max_size=4),
        drop=st.lists(st.sampled_from(FIELDS), max_size=3))
-def test_fuzzed_envelope_fields(client, tokens, clean_db, mutations, drop) -> None:  # type: ignore[no-untyped-def]
+def test_fuzzed_envelope_fields(client, tokens, clean_db, mutations, drop) -> None:
     token = tokens("acme", "ubi:write:events")
     item = envelope(occurred_at=datetime(2026, 11, 20, 10, tzinfo=UTC))
     item.update(mutations)
@@ -48,7 +48,7 @@ def test_fuzzed_envelope_fields(client, tokens, clean_db, mutations, drop) -> No
                       st.lists(JSON, max_size=3).map(lambda v: json.dumps(v).encode()),
                       st.dictionaries(st.just("events"), JSON).map(
                           lambda v: json.dumps(v).encode())))
-def test_fuzzed_raw_bodies(client, tokens, clean_db, body) -> None:  # type: ignore[no-untyped-def]
+def test_fuzzed_raw_bodies(client, tokens, clean_db, body) -> None:
     token = tokens("acme", "ubi:write:events")
     resp = client.post("/v1/ubi/events", data=body, content_type="application/json",
                        headers={"Authorization": f"Bearer {token}"})

@@ -33,6 +33,7 @@ def web_process(**env: str) -> Iterator[str]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "ubi.cli", "devserver", "web", "--port", str(port)],
         env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    assert proc.stderr is not None  # stderr=PIPE
     base = f"http://127.0.0.1:{port}/v1/ubi"
     try:
         deadline = time.monotonic() + 30

@@ -24,7 +24,7 @@ def ubi_clock(*args: str) -> str:
     return result.stdout.strip()
 
 
-def test_another_process_reads_and_moves_the_same_clock(shared_clock) -> None:  # type: ignore[no-untyped-def]
+def test_another_process_reads_and_moves_the_same_clock(shared_clock) -> None:
     shared_clock.set(SATURDAY_MORNING, ticking=False)
     assert ubi_clock("show") == f"{SATURDAY_MORNING.isoformat()} (frozen, set to " \
                                 f"{SATURDAY_MORNING.isoformat()})"
@@ -33,7 +33,7 @@ def test_another_process_reads_and_moves_the_same_clock(shared_clock) -> None:  
     assert clock.today().isoformat() == "2026-06-22"
 
 
-def test_a_ticking_clock_runs_on_from_where_it_was_set(shared_clock) -> None:  # type: ignore[no-untyped-def]
+def test_a_ticking_clock_runs_on_from_where_it_was_set(shared_clock) -> None:
     shared_clock.set(SATURDAY_MORNING, ticking=True)
     first = clock.utcnow()
     assert SATURDAY_MORNING <= first < SATURDAY_MORNING + timedelta(minutes=1)
@@ -43,7 +43,7 @@ def test_a_ticking_clock_runs_on_from_where_it_was_set(shared_clock) -> None:  #
     assert clock.today().isoformat() == "2026-06-22"
 
 
-def test_without_the_file_the_system_clock_applies(shared_clock) -> None:  # type: ignore[no-untyped-def]
+def test_without_the_file_the_system_clock_applies(shared_clock) -> None:
     shared_clock.set(SATURDAY_MORNING, ticking=False)
     assert ubi_clock("reset") == "system clock"
     assert not shared_clock.path.exists()
@@ -51,13 +51,13 @@ def test_without_the_file_the_system_clock_applies(shared_clock) -> None:  # typ
     assert abs(clock.utcnow() - system) < timedelta(minutes=1)
 
 
-def test_a_malformed_clock_file_is_an_error_not_the_system_clock(shared_clock) -> None:  # type: ignore[no-untyped-def]
+def test_a_malformed_clock_file_is_an_error_not_the_system_clock(shared_clock) -> None:
     shared_clock.path.write_text('{"at": "2026-06-20T01:30:00"}')
     with pytest.raises(RuntimeError, match="unreadable shared clock file"):
         clock.utcnow()
 
 
-def test_the_clock_file_needs_development_mode(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_the_clock_file_needs_development_mode(tmp_path) -> None:
     env = {"UBI_DATA_DIR": str(tmp_path), "UBI_CLOCK_FILE": str(tmp_path / "clock.json")}
     with pytest.raises(SettingsError, match="UBI_DEV_MODE"):
         load_settings(env)

@@ -19,7 +19,7 @@ def restored_gc() -> Iterator[None]:
     gc.set_threshold(*before)
 
 
-def test_threshold_comes_from_the_environment(restored_gc, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_threshold_comes_from_the_environment(restored_gc, tmp_path) -> None:
     env = {"UBI_DATA_DIR": str(tmp_path)}
     assert tune_gc(load_settings(env)) == (100_000, 20, 20)
     assert gc.get_freeze_count() > 0  # what the process held at start-up is left alone

@@ -41,7 +41,7 @@ def test_empty_document_gives_the_defaults() -> None:
     ({"privacy_settings": {"pseudonymise_actor_ids": False}},
      "privacy_settings.pseudonymise_actor_ids"),
 ])
-def test_invalid_documents_name_the_field(document: dict, path: str) -> None:  # type: ignore[type-arg]
+def test_invalid_documents_name_the_field(document: dict, path: str) -> None:
     with pytest.raises(ConfigError) as info:
         validate_config(document)
     assert path in info.value.errors, info.value.errors
@@ -60,8 +60,8 @@ def test_partial_documents_merge_over_defaults_and_diff_names_leaves() -> None:
                                          "working_hours.timezone"}
 
 
-def _epoch(*args: int) -> int:
-    return int(datetime(*args, tzinfo=UTC).timestamp())
+def _epoch(year: int, month: int, day: int, hour: int, minute: int) -> int:
+    return int(datetime(year, month, day, hour, minute, tzinfo=UTC).timestamp())
 
 
 def test_working_hours_in_the_events_own_offset_and_in_a_tenant_timezone() -> None:

@@ -8,7 +8,7 @@ count[, cross_team])) and ``items`` (list of (work item, llm requests)).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -20,13 +20,13 @@ from ubi.analytics.taxonomy import CANONICAL_EVENT_TYPES, ROLLUP_COUNTER_COLUMNS
 
 MONDAY = date(2024, 1, 1)  # a Monday
 
-Day = Mapping[str, Any]
+Day = dict[str, Any]
 
 
 @dataclass
 class Actor:
     actor_id: str
-    days: Mapping[int, Day] = field(default_factory=dict)
+    days: dict[int, Day] = field(default_factory=dict)
     actor_type: str = "human"
     team: str | None = None
 

@@ -10,11 +10,13 @@ import numpy as np
 import pytest
 
 from ubi.analytics import presence
+from ubi.analytics.anomalies import ActiveAnomaly
 from ubi.analytics.calendar import day_number
 from ubi.analytics.engine import analyse_tenant
 from ubi.analytics.ids import baseline_id, feature_id
 from ubi.analytics.presence import leave_days, quiet_days
 from ubi.analytics.results import PreviousState, TenantAnalysis
+from ubi.analytics.signal_lifecycle import Signal
 from ubi.analytics.taxonomy import CANONICAL_EVENT_TYPES
 from ubi.analytics.tenant_config import TenantConfig
 
@@ -262,8 +264,10 @@ def test_ut_ubi_04_no_property_value_reaches_features_signals_or_evidence():
     for secret in SECRETS:
         assert secret not in text
     allowed_keys = {"feature_ids", "baseline_ids", "event_summary", "values", "peer_group"}
-    for item in [*res.anomalies.created, *(c.signal for c in res.signals.changes)]:
-        ev = item.evidence if hasattr(item, "evidence") else item.evidence_refs
+    items: list[ActiveAnomaly | Signal] = [*res.anomalies.created,
+                                           *(c.signal for c in res.signals.changes)]
+    for item in items:
+        ev = item.evidence if isinstance(item, ActiveAnomaly) else item.evidence_refs
         assert set(ev) <= allowed_keys
         summary = ev.get("event_summary", {})
         assert set(summary.get("counts", {})) <= set(CANONICAL_EVENT_TYPES)

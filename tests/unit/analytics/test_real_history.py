@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import numpy as np
 
@@ -38,7 +38,7 @@ def test_real_history_features_match_the_raw_lines_and_the_engine_runs() -> None
 
     # Hand-checkable facts: the most active actor's busiest UTC day.
     top = Counter(r["actor_id"] for r in records).most_common(1)[0][0]
-    per_day: Counter[object] = Counter()
+    per_day: Counter[date] = Counter()
     for r in records:
         if r["actor_id"] == top:
             per_day[datetime.fromisoformat(r["occurred_at"]).astimezone(UTC).date()] += 1

@@ -27,31 +27,34 @@ def make_inputs(n_s=1, sev=None, context=None, present=True, drop_ok=True, peers
                 scope="actor"):
     """sev: {(feature, window): {day or (s, day): code}}; context: {(feature, window):
     (value, mean, std, usable)} scalars or [S, L] arrays."""
-    windows = {}
+    windows: dict[str, RuleWindow] = {}
+    hits: dict[str, dict[tuple[int, int, int], HitInfo]] = {}
     for w in ("24h", "7d", "28d"):
+        hits[w] = {}
         windows[w] = RuleWindow(
-            severity=np.zeros((n_s, F, L), dtype=np.int8), hits={},
+            severity=np.zeros((n_s, F, L), dtype=np.int8), hits=hits[w],
             values=np.full((n_s, F, L), np.nan, dtype=np.float32),
             window_confidence=np.ones((n_s, L)),
             drop_ok=np.broadcast_to(np.asarray(drop_ok), (n_s, L)).copy(), context={})
-        for f in sig.CONTEXT_FEATURES.get(w, ()):
+        for name in sig.CONTEXT_FEATURES.get(w, ()):
             nan = np.full((n_s, L), np.nan)
-            windows[w].context[f] = (nan, nan, nan, np.zeros((n_s, L), dtype=bool))
+            windows[w].context[name] = (nan, nan, nan, np.zeros((n_s, L), dtype=bool))
     for (feature, w), days in (sev or {}).items():
         f = FEATURE_INDEX[feature]
         for key, code in days.items():
             s, d = key if isinstance(key, tuple) else (0, key)
             windows[w].severity[s, f, d] = code
-            windows[w].hits[(s, f, d)] = HitInfo(value=1.0 + code, mean=1.0, std=0.4,
-                                                 z=2.6 * code, confidence=0.9)
+            hits[w][(s, f, d)] = HitInfo(value=1.0 + code, mean=1.0, std=0.4,
+                                         z=2.6 * code, confidence=0.9)
             windows[w].values[s, f, d] = 1.0 + code
-    for rw in windows.values():
-        rw.hits = HitTable.from_dict((n_s, F, L), rw.hits)
+    for w, rw in windows.items():
+        rw.hits = HitTable.from_dict((n_s, F, L), hits[w])
     for (feature, w), (value, mean, std, usable) in (context or {}).items():
         shape = (n_s, L)
-        windows[w].context[feature] = tuple(
+        value_a, mean_a, std_a, usable_a = (
             np.broadcast_to(np.asarray(x, dtype=float if i < 3 else bool), shape).copy()
             for i, x in enumerate((value, mean, std, usable)))
+        windows[w].context[feature] = (value_a, mean_a, std_a, usable_a)
     counters = np.zeros((n_s, L, len(ROLLUP_COUNTER_COLUMNS)))
     counters[:, :, 0] = 5
     return RuleInputs(

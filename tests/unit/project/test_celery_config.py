@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from kombu import Queue
+
 import celeryconfig
 from ubi.celery_app import app
 from ubi.tasks.base import RETRY_POLICY, RetryPolicy, UbiTask, is_transient
@@ -24,6 +26,7 @@ def test_every_task_is_reliable_and_routed_to_its_module_queue() -> None:
         assert not getattr(task, "autoretry_for", ()), name
         queue_name = name.split(".")[2]
         route = celeryconfig.route_task(name, (), {}, {})
+        assert isinstance(route["queue"], Queue)
         assert route["queue"].name == celeryconfig.QUEUE_BY_NAME[queue_name].name
         assert name == f"{task.__module__}.{task.__name__}", "stable dotted names"
 
@@ -38,7 +41,8 @@ def test_queues_dead_letter_with_a_delivery_limit() -> None:
     assert {q.name.removeprefix(celeryconfig.P("")) for q in celeryconfig.task_queues} == {
         "ingest", "features", "baselines", "detect", "publish", "receipts", "maintenance"}
     for queue in celeryconfig.task_queues:
-        args = queue.queue_arguments
+        # (kombu sets a Queue's declared attributes at run time; its types omit this one)
+        args = queue.as_dict()["queue_arguments"]
         assert args["x-queue-type"] == "quorum"
         assert args["x-dead-letter-exchange"] == celeryconfig.DEAD_LETTER_EXCHANGE.name
         assert args["x-dead-letter-strategy"] == "at-least-once"

@@ -6,6 +6,7 @@ import re
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -24,7 +25,7 @@ def _procfile() -> dict[str, str]:
     return entries
 
 
-def _compose() -> dict[str, object]:
+def _compose() -> dict[str, Any]:
     return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 
 
@@ -55,14 +56,13 @@ def test_settings_module_reads_every_documented_variable_and_nothing_else() -> N
 
 def test_procfile_processes_run_in_compose_with_the_same_commands() -> None:
     procfile = _procfile()
-    services = _compose()["services"]  # type: ignore[index]
+    services = _compose()["services"]
     for name, command in procfile.items():
         if name == "release":
-            assert services["migrate"]["command"][-1] == command.replace(  # type: ignore[index]
-                "&&", "&&")
+            assert services["migrate"]["command"][-1] == command.replace("&&", "&&")
             continue
         assert name in services, f"Procfile process {name} missing from compose"
-        assert " ".join(services[name]["command"]) == command, name  # type: ignore[index]
+        assert " ".join(services[name]["command"]) == command, name
     for infra in ("postgres", "rabbitmq", "redis", "flower", "celery-exporter"):
         assert infra in services
 
@@ -76,7 +76,7 @@ def test_worker_groups_cover_every_queue_and_are_all_started() -> None:
 
 
 def test_compose_environment_is_understood_by_settings() -> None:
-    env = _compose()["x-ubi-env"]  # type: ignore[index]
+    env = _compose()["x-ubi-env"]
     documented = {v.name for v in ENV_VARS}
     assert set(env) <= documented
     resolved = {k: re.sub(r"\$\{[A-Z_]+:-(.*)\}", r"\1", str(v)) for k, v in env.items()}

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from collections import Counter, defaultdict
 from datetime import UTC, date, datetime, time, timedelta
+from typing import TypedDict
 
 import msgspec
 import pytest
@@ -24,7 +25,18 @@ from ubi.simulation.generator import (
     write_truth,
 )
 
-SMALL = {"actors": 24, "teams": 4, "agents": 3, "weeks": 6, "instances": 1}
+
+class Size(TypedDict):
+    """``generate``'s size arguments."""
+
+    actors: int
+    teams: int
+    agents: int
+    weeks: int
+    instances: int
+
+
+SMALL: Size = {"actors": 24, "teams": 4, "agents": 3, "weeks": 6, "instances": 1}
 
 
 def local(env: dict) -> datetime:
@@ -69,6 +81,13 @@ def full_weeks(w: Workload) -> list[date]:
 
 def noise_actors(w: Workload, kind: str) -> list[str]:
     return [n.actor_id for n in w.truth.noise if n.kind == kind]
+
+
+def utc_offset(offset: str) -> timedelta:
+    """An actor's ``utc_offset`` ("+05:30") as a timedelta."""
+    delta = datetime.fromisoformat(f"2025-01-01T00:00:00{offset}").utcoffset()
+    assert delta is not None
+    return delta
 
 
 def binomial_slack(p: float, n: int) -> float:
@@ -337,8 +356,7 @@ def test_plant_strengths_vary_and_scale_the_magnitudes(workload):
 
 
 def test_offices_span_utc_minus_8_to_utc_plus_8(workload):
-    offsets = {datetime.fromisoformat(f"2025-01-01T00:00:00{a.utc_offset}").utcoffset()
-               for a in workload.truth.actors}
+    offsets = {utc_offset(a.utc_offset) for a in workload.truth.actors}
     assert min(offsets) <= timedelta(hours=-8) and max(offsets) >= timedelta(hours=8)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import re
+from typing import TypedDict
 
 import pytest
 
@@ -15,7 +16,18 @@ from ubi.simulation.replay import (
     replay_envelopes,
 )
 
-SMALL = {"actors": 24, "teams": 4, "agents": 3, "weeks": 6, "instances": 1}
+
+class Size(TypedDict):
+    """``generate``'s size arguments."""
+
+    actors: int
+    teams: int
+    agents: int
+    weeks: int
+    instances: int
+
+
+SMALL: Size = {"actors": 24, "teams": 4, "agents": 3, "weeks": 6, "instances": 1}
 
 
 @pytest.fixture(scope="module")
