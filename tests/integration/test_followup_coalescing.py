@@ -178,7 +178,7 @@ def test_coalescing_needs_no_redis(settings, broker, clean_db) -> None:
     assert _wait_for(broker, queue, before + 1) == before + 1
 
 
-def test_a_pending_run_never_sent_goes_with_the_next_commit(settings, broker, clean_db) -> None:  # type: ignore[no-untyped-def]
+def test_a_pending_run_never_sent_goes_with_the_next_commit(settings, broker, clean_db) -> None:
     """A commit whose send failed (the database or broker went away right after it) leaves a
     pending row never sent; the next commit it absorbs sends it, without waiting for the
     drain (a database cut under load, tests/resilience/test_database_blips.py)."""

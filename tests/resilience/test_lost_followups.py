@@ -26,7 +26,7 @@ from ubi.tasks.base import dispatch_followups
 from ubi.tasks.features import compute_features
 
 
-def _store(settings, tenant: str, events: list[dict], batch_id: str) -> int:  # type: ignore[no-untyped-def]
+def _store(settings, tenant: str, events: list[dict], batch_id: str) -> int:
     """Store a batch as the ingest task does, commit, send what it owes; the features runs it
     owed (0: a pending run absorbed it)."""
     with session_factory()() as s:
@@ -53,7 +53,7 @@ def _features(tenant: str) -> int:
 
 
 @pytest.mark.slow
-def test_a_purged_queue_needs_no_clean_up(settings, clean_db, broker, shared_clock) -> None:  # type: ignore[no-untyped-def]
+def test_a_purged_queue_needs_no_clean_up(settings, clean_db, broker, shared_clock) -> None:
     tenant = "purged"
     queue = settings.queue_name("features")
     events = organisation_events(tenant, end_day=clock.today() - timedelta(days=2), days=7,
@@ -85,7 +85,7 @@ def test_a_purged_queue_needs_no_clean_up(settings, clean_db, broker, shared_clo
 
 
 @pytest.mark.slow
-def test_dying_after_commit_loses_no_follow_up(settings, clean_db, broker) -> None:  # type: ignore[no-untyped-def]
+def test_dying_after_commit_loses_no_follow_up(settings, clean_db, broker) -> None:
     """The features run commits its rows and the detect run it owes, and its process dies
     before sending it (the task's transaction is run without the dispatch that follows it).
     The drain sends the follow-up; a second features run finds nothing to do."""

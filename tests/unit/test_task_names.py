@@ -7,6 +7,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+from kombu import Queue
+
 import celeryconfig
 import ubi
 from ubi.celery_app import app
@@ -19,7 +21,8 @@ def test_the_registry_is_what_the_workers_register() -> None:
     assert registered == names.ALL
     declared = {q.name for q in celeryconfig.task_queues}
     for name in names.ALL:
-        assert celeryconfig.route_task(name, (), {}, {})["queue"].name in declared, name
+        queue = celeryconfig.route_task(name, (), {}, {})["queue"]
+        assert isinstance(queue, Queue) and queue.name in declared, name
     assert {str(e["task"]) for e in celeryconfig.beat_schedule.values()} <= names.ALL
 
 
