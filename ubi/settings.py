@@ -64,6 +64,10 @@ ENV_VARS: tuple[EnvVar, ...] = (
     EnvVar("UBI_LOG_LEVEL", "log level", "`INFO`"),
     EnvVar("UBI_LOG_FORMAT", "`json` or `text`", "`json`"),
     EnvVar("UBI_HTTP_TIMEOUT", "seconds for calls to outside services", "5"),
+    EnvVar("UBI_BREAKER_FAIL_MAX", "consecutive failures of an outside service (ERIS) that "
+           "open its circuit breaker", "5"),
+    EnvVar("UBI_BREAKER_RESET_SECONDS", "seconds an open breaker waits before one probe call",
+           "30"),
     EnvVar("UBI_BROKER_CONNECT_TIMEOUT", "seconds before the broker counts as down", "3"),
     EnvVar("UBI_TASK_RETRY_WINDOW", "seconds a task retries transient errors (a database, "
            "broker or Redis briefly unreachable) before it is dead-lettered", "900"),
@@ -126,6 +130,10 @@ class Settings:
     http_timeout: float
     broker_connect_timeout: float
     port: int
+    #: Circuit breakers of outside services (``ubi/integrations/eris.py``): consecutive
+    #: failures that open one, and seconds it stays open before a single probe call.
+    breaker_fail_max: int = 5
+    breaker_reset_seconds: float = 30.0
     #: Seconds over which a task retries transient errors, with backoff (``ubi/tasks/base``).
     task_retry_window: float = 900.0
     #: Allocations between two young-generation garbage collections in service processes
@@ -284,6 +292,12 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     if gc_threshold < 0:
         raise SettingsError("UBI_GC_THRESHOLD must be 0 (Python's default) or more")
     rate_limit_enabled = _bool(env, "UBI_RATE_LIMIT_ENABLED", True)
+    breaker_fail_max = _int(env, "UBI_BREAKER_FAIL_MAX", 5)
+    if breaker_fail_max < 1:
+        raise SettingsError("UBI_BREAKER_FAIL_MAX must be at least 1")
+    breaker_reset_seconds = _float(env, "UBI_BREAKER_RESET_SECONDS", 30.0)
+    if breaker_reset_seconds <= 0:
+        raise SettingsError("UBI_BREAKER_RESET_SECONDS must be more than 0")
 
     return Settings(
         database_url=database_url or f"sqlite:///{data_dir / 'ubi.sqlite3'}",
@@ -310,6 +324,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         http_timeout=_float(env, "UBI_HTTP_TIMEOUT", 5.0),
         broker_connect_timeout=_float(env, "UBI_BROKER_CONNECT_TIMEOUT", 3.0),
         port=_int(env, "PORT", 8000),
+        breaker_fail_max=breaker_fail_max,
+        breaker_reset_seconds=breaker_reset_seconds,
         task_retry_window=task_retry_window,
         gc_threshold=gc_threshold,
         embedded_db=embedded_db,
