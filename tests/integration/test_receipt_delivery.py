@@ -213,6 +213,14 @@ def test_429_is_retried_after_its_retry_after(eris, eris_settings) -> None:  # t
     assert eris_client.breaker_state(eris_settings) == "closed"  # an answer, not a failure
 
 
+def test_a_slow_eris_times_out_and_the_receipt_waits(eris, eris_settings) -> None:  # type: ignore[no-untyped-def]
+    [receipt_id] = write_config_receipts(1)
+    fault(eris, mode="slow", delay=1.5, next_n=1)  # UBI_HTTP_TIMEOUT is 1 s here
+    assert deliver(eris_settings).retry == 1
+    row = rows()[receipt_id]
+    assert row.status == "pending" and row.last_error == "timeout after 1 s"
+
+
 def test_a_refused_receipt_is_dead_at_once_listed_and_redriven(eris, eris_settings) -> None:  # type: ignore[no-untyped-def]
     [receipt_id] = write_config_receipts(1)
     fault(eris, mode="400", next_n=1)

@@ -233,6 +233,9 @@ def verify_receipt(receipt: Any, keys: dict[str, Any]) -> str | None:
 
 #: Receipts one delivery run claims (each may take up to ``UBI_HTTP_TIMEOUT``).
 DELIVERY_BATCH = 50
+#: A run sends nothing more after this many seconds (a slow ERIS must not hold the claimed
+#: rows' locks for long); the rows it did not send stay due for the next run.
+DELIVERY_BUDGET_SECONDS = 20.0
 #: Backoff from the first attempt: base * 2^(attempts-1), at most the cap, equal jitter.
 RETRY_BASE_SECONDS = 5.0
 RETRY_CAP_SECONDS = 3600.0
@@ -289,7 +292,8 @@ class ReceiptSubmitter(Protocol):
 
 
 def deliver_due(session: Session, client: ReceiptSubmitter, *, now: datetime | None = None,
-                limit: int = DELIVERY_BATCH) -> DeliveryReport:
+                limit: int = DELIVERY_BATCH,
+                budget_seconds: float = DELIVERY_BUDGET_SECONDS) -> DeliveryReport:
     """Deliver the due pending receipts (a bounded batch, claimed with ``FOR UPDATE SKIP
     LOCKED`` so concurrent runs never send the same one) and record each outcome in this
     transaction; every outcome is counted in ``ubi_receipt_emission_total``."""
@@ -300,7 +304,10 @@ def deliver_due(session: Session, client: ReceiptSubmitter, *, now: datetime | N
     if is_postgres(session):
         stmt = stmt.with_for_update(skip_locked=True)
     report = DeliveryReport()
+    started = time.monotonic()  # a duration, not a due date: the clock file plays no part
     for row in session.execute(stmt).scalars():
+        if time.monotonic() - started > budget_seconds:
+            break
         outcome = client.submit(row.payload)
         status = record_outcome(row, outcome, now)
         setattr(report, status, getattr(report, status) + 1)
