@@ -144,6 +144,29 @@ def test_receipts_of_api_writes_are_delivered_once_each_and_verified(
     assert len(found.json()["receipts"]) == 4
 
 
+def test_signal_receipts_with_any_text_verify_at_eris(eris, eris_settings) -> None:  # type: ignore[no-untyped-def]
+    """Non-ASCII text, nested keys out of order, numbers: ERIS's canonical form (written
+    from SPEC §13 in the stand-in) and UBI's signer agree."""
+    receipt_id = receipts.signal_receipt_id("sig-1", 3)
+    with session_factory()() as s:
+        receipt = receipts.build_receipt(
+            receipt_id=receipt_id, tenant_id=TENANT, resource_type="signal",
+            evaluation_point="post-deploy", config_version=4,
+            snapshot_hash="sha256:" + "a" * 64,
+            inputs={"z": {"b": 1, "a": [3, 1.5, None]}, "subject_id": "équipe-Zürich ✓"},
+            decision={"status": "warn", "rationale": "Überstunden — 3σ über der Basis",
+                      "badges": ["burnout_risk", "WARN"]},
+            result={"signal_id": "sig-1", "version": 3, "score": 0.734},
+            actor_type="service", repo_id=f"ubi:{TENANT}", timestamp=clock.utcnow())
+        receipts.enqueue_receipt(s, receipt, resource_id="sig-1:3", now=clock.utcnow())
+        s.commit()
+    assert deliver(eris_settings).delivered == 1
+    [attempt] = received(eris)["attempts"]
+    assert attempt["verified"] and attempt["receipt_id"] == receipt_id
+    stored = requests.get(f"{eris.url}/v1/evidence/receipts/{receipt_id}", timeout=5).json()
+    assert stored["decision"]["rationale"] == "Überstunden — 3σ über der Basis"
+
+
 def test_a_duplicate_counts_as_delivered(eris, eris_settings) -> None:  # type: ignore[no-untyped-def]
     [receipt_id] = write_config_receipts(1)
     payload = rows()[receipt_id].payload
