@@ -3,7 +3,9 @@ attempt does to an outbox row, and signature checks against a key set (SPEC §13
 
 from __future__ import annotations
 
+import base64
 import copy
+import os
 import random
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -104,3 +106,30 @@ def test_a_signed_receipt_verifies_against_the_key_set_and_a_tampered_one_does_n
     assert receipts.verify_receipt(tampered, keys) == "signature does not verify"
     assert receipts.verify_receipt(receipt, {"keys": {}}).startswith("unknown key id")
     assert "signature" in (receipts.verify_receipt({**receipt, "signature": "x"}, keys) or "")
+
+
+def test_receipts_of_a_retired_key_still_verify_with_the_served_key_set(settings) -> None:  # type: ignore[no-untyped-def]
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from ubi.settings import SettingsError, load_settings
+
+    old = Ed25519PrivateKey.generate()
+    old_settings = settings.replace(receipt_signing_key=base64.b64encode(old.private_bytes(
+        serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
+        serialization.NoEncryption())).decode())
+    receipt = receipts.build_receipt(
+        receipt_id=str(uuid.uuid4()), tenant_id="acme", resource_type="config",
+        evaluation_point="config", config_version=1, snapshot_hash="sha256:" + "1" * 64,
+        inputs={}, decision={"status": "pass", "rationale": "ok", "badges": []}, result={},
+        actor_type="human", repo_id="ubi:acme", timestamp=NOW, settings=old_settings)
+    assert receipts.verify_receipt(receipt, receipts.key_set(settings)).startswith("unknown")
+    raw = base64.b64encode(old.public_key().public_bytes(
+        serialization.Encoding.Raw, serialization.PublicFormat.Raw)).decode()
+    rotated = load_settings({**os.environ, "UBI_RECEIPT_RETIRED_PUBLIC_KEYS": f" {raw} "})
+    served = receipts.key_set(rotated)
+    assert served["current_kid"] == receipts.key_set(settings)["current_kid"]
+    assert sorted(k["status"] for k in served["keys"].values()) == ["current", "retired"]
+    assert receipts.verify_receipt(receipt, served) is None
+    with pytest.raises(SettingsError, match="RETIRED_PUBLIC_KEYS"):
+        load_settings({**os.environ, "UBI_RECEIPT_RETIRED_PUBLIC_KEYS": "not-a-key"})

@@ -107,7 +107,10 @@ def public_key(settings: Settings | None = None) -> Ed25519PublicKey:
 
 
 def public_key_document(settings: Settings | None = None) -> dict[str, str]:
-    key = public_key(settings)
+    return _document_of(public_key(settings))
+
+
+def _document_of(key: Ed25519PublicKey) -> dict[str, str]:
     pem = key.public_bytes(serialization.Encoding.PEM,
                            serialization.PublicFormat.SubjectPublicKeyInfo).decode()
     raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
@@ -189,13 +192,16 @@ def snapshot_of(config_raw: dict[str, Any]) -> str:
 # --- the key set (GET /v1/ubi/receipts/public-key) and verification ---------------------------
 
 def key_set(settings: Settings | None = None) -> dict[str, Any]:
-    """The public keys that verify UBI's receipts, by kid, and the kid that signs now.
-
-    Only the current key exists today. On a rotation the retired key's public half must stay
-    listed here until the receipts it signed have expired at ERIS: that is one more entry in
-    ``keys`` (a setting holding retired public keys), not a change of shape."""
-    current = public_key_document(settings)
-    return {"current_kid": current["kid"], "keys": {current["kid"]: current}}
+    """The public keys that verify UBI's receipts, by kid, and the kid that signs now: the
+    current key and the retired ones of ``UBI_RECEIPT_RETIRED_PUBLIC_KEYS`` (a retired key
+    stays listed until the receipts it signed have expired at ERIS)."""
+    settings = settings or get_settings()
+    current = {**public_key_document(settings), "status": "current"}
+    keys = {current["kid"]: current}
+    for raw in settings.receipt_retired_public_keys:
+        retired = Ed25519PublicKey.from_public_bytes(base64.b64decode(raw))
+        keys.setdefault(receipt_kid(retired), {**_document_of(retired), "status": "retired"})
+    return {"current_kid": current["kid"], "keys": keys}
 
 
 def _public_key_of(entry: dict[str, Any]) -> Ed25519PublicKey:

@@ -23,6 +23,9 @@ class ReceiptKeySchema(ma.Schema):
         "description": "SubjectPublicKeyInfo PEM"})
     public_key_base64 = ma.fields.String(required=True, metadata={
         "description": "the raw 32-byte key, base64"})
+    status = ma.fields.String(required=True, metadata={
+        "enum": ["current", "retired"],
+        "description": "`retired`: signs nothing new; listed while its receipts live"})
 
 
 class ReceiptKeySetSchema(ma.Schema):
