@@ -309,3 +309,23 @@ def test_the_stand_in_rejects_a_bad_signature(eris, eris_settings) -> None:  # t
     resp = requests.post(f"{eris.url}/v1/evidence/receipts", json=payload, timeout=5)
     assert resp.status_code == 400 and "does not verify" in resp.json()["reason"]
     assert received(eris)["stored"] == []
+
+
+@pytest.mark.slow
+def test_a_worker_of_the_receipts_queue_runs_the_delivery(eris, eris_settings, broker,
+                                                          monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The beat entry's message, consumed from the real ``receipts`` queue by a real worker."""
+    import celeryconfig
+    from tests.support.workers import running_worker
+    from ubi.tasks import names
+    from ubi.tasks import receipts as receipt_tasks
+
+    entry = celeryconfig.beat_schedule["deliver-receipts"]
+    assert entry["task"] == names.DELIVER_RECEIPTS and entry["options"]["expires"] <= 5
+    ids = write_config_receipts(2)
+    monkeypatch.setattr(receipt_tasks, "get_settings", lambda: eris_settings)
+    with running_worker("receipts"):
+        result = receipt_tasks.deliver_receipts.apply_async(  # what beat sends
+            expires=entry["options"]["expires"], ignore_result=False)
+        assert result.get(timeout=30)["delivered"] == 2
+    assert sorted(received(eris)["stored"]) == sorted(ids)
