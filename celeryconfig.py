@@ -147,6 +147,11 @@ beat_schedule = {
         "schedule": 3.0,
         "options": {"expires": 3},
     },
+    "deliver-receipts": {
+        "task": names.DELIVER_RECEIPTS,
+        "schedule": 5.0,
+        "options": {"expires": 5},
+    },
     "track-staleness": {
         "task": names.TRACK_STALENESS,
         "schedule": crontab(),  # every minute

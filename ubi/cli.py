@@ -300,7 +300,7 @@ def clock_reset() -> None:
 
 @main.group()
 def devserver() -> None:
-    """Run UBI's API on a development server."""
+    """Development servers: UBI's API, and stand-ins of the outside services it calls."""
 
 
 @devserver.command("web")
@@ -343,6 +343,101 @@ def devserver_web(host: str, port: int | None) -> None:
         pass
     finally:
         server.server_close()
+
+
+@devserver.command("eris")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=8100, show_default=True, help="0: any free port")
+@click.option("--keys-url", default=None,
+              help="UBI's key set, e.g. http://127.0.0.1:8000/v1/ubi/receipts/public-key")
+@click.option("--key-file", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="a file holding that key set (JSON) or one Ed25519 public key (PEM)")
+def devserver_eris(host: str, port: int, keys_url: str | None, key_file: str | None) -> None:
+    """A stand-in for ERIS (development and tests only) that verifies every receipt's
+    signature, with fault injection (``POST /_faults``); see ubi/devservers/eris.py."""
+    from ubi.devservers.eris import ErisStandIn, serve
+
+    if not keys_url and not key_file:
+        raise click.UsageError("give --keys-url or --key-file (UBI's receipt public keys)")
+    eris = ErisStandIn(keys_url=keys_url, key_file=key_file, host=host, port=port)
+    click.echo(f"ERIS stand-in (development and tests only) listening on {eris.url}; point "
+               f"UBI at it with UBI_ERIS_URL={eris.url}; Ctrl+C stops it")
+    serve(eris)
+
+
+# --- evidence receipts -----------------------------------------------------------------------
+
+@main.group()
+def receipts() -> None:
+    """Evidence receipts: dead ones, re-drives, signature checks (SPEC §13)."""
+
+
+@receipts.command("dead")
+@click.option("--tenant", "tenant_id", default=None)
+@click.option("--json", "as_json", is_flag=True)
+def receipts_dead(tenant_id: str | None, as_json: bool) -> None:
+    """List receipts ERIS refused for good or that failed for 24 h."""
+    from ubi.models import session_scope
+    from ubi.services import receipts as service
+
+    with session_scope() as session:
+        rows = service.dead_receipts(session, tenant_id)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        click.echo("no dead receipts")
+        return
+    for r in rows:
+        click.echo(f"{r['receipt_id']}  {r['tenant_id']}  {r['resource_type']}  "
+                   f"attempts={r['attempts']}  first={r['first_attempt_at']}  "
+                   f"error={r['last_error']}")
+
+
+@receipts.command("retry")
+@click.argument("receipt_id", required=False)
+@click.option("--all", "all_receipts", is_flag=True, help="every dead receipt")
+def receipts_retry(receipt_id: str | None, all_receipts: bool) -> None:
+    """Re-drive a dead receipt (or --all): pending again, due now, a fresh 24 h window."""
+    from ubi.models import session_scope
+    from ubi.services import receipts as service
+
+    if bool(receipt_id) == all_receipts:
+        raise click.UsageError("give one RECEIPT_ID or --all")
+    with session_scope() as session:
+        ids = service.redrive_dead(session, None if all_receipts else [str(receipt_id)])
+    if not ids and receipt_id:
+        raise click.ClickException(f"no dead receipt {receipt_id}")
+    click.echo(f"re-driven {len(ids)} receipt(s)")
+    for i in ids:
+        click.echo(i)
+
+
+@receipts.command("verify")
+@click.argument("file", type=click.File("r"))
+@click.option("--keys-url", default=None, help="a served key set (GET /v1/ubi/receipts/"
+              "public-key of a running UBI); default: this deployment's own keys")
+def receipts_verify(file: Any, keys_url: str | None) -> None:
+    """Check a receipt JSON file's signature against UBI's key set (exit 1 when it fails)."""
+    from ubi.services import receipts as service
+
+    try:
+        receipt = json.load(file)
+    except ValueError as exc:
+        raise click.ClickException(f"not JSON: {exc}") from exc
+    if keys_url:
+        import requests
+
+        resp = requests.get(keys_url, timeout=10)
+        resp.raise_for_status()
+        key_set = resp.json()
+    else:
+        key_set = service.key_set()
+    reason = service.verify_receipt(receipt, key_set)
+    if reason is not None:
+        raise click.ClickException(f"receipt does not verify: {reason}")
+    click.echo(f"ok: receipt {receipt['receipt_id']} verifies with key "
+               f"{receipt['signature'].split(':')[1]}")
 
 
 @main.command("worker", context_settings={"ignore_unknown_options": True})

@@ -57,6 +57,9 @@ ENV_VARS: tuple[EnvVar, ...] = (
            "generated per data dir in embedded mode; required otherwise"),
     EnvVar("UBI_RECEIPT_SIGNING_KEY", "Ed25519 private key (PEM or base64 raw) for receipts",
            "generated per data dir in embedded mode; required otherwise"),
+    EnvVar("UBI_RECEIPT_RETIRED_PUBLIC_KEYS", "public keys (base64 raw, comma-separated) of "
+           "retired receipt signing keys, still served by `GET /receipts/public-key` until "
+           "their receipts expire", "none"),
     EnvVar("UBI_MAX_BATCH", "largest accepted batch", "5000"),
     EnvVar("PROMETHEUS_MULTIPROC_DIR", "multiprocess metrics directory",
            "set by the process start"),
@@ -64,6 +67,10 @@ ENV_VARS: tuple[EnvVar, ...] = (
     EnvVar("UBI_LOG_LEVEL", "log level", "`INFO`"),
     EnvVar("UBI_LOG_FORMAT", "`json` or `text`", "`json`"),
     EnvVar("UBI_HTTP_TIMEOUT", "seconds for calls to outside services", "5"),
+    EnvVar("UBI_BREAKER_FAIL_MAX", "consecutive failures of an outside service (ERIS) that "
+           "open its circuit breaker", "5"),
+    EnvVar("UBI_BREAKER_RESET_SECONDS", "seconds an open breaker waits before one probe call",
+           "30"),
     EnvVar("UBI_BROKER_CONNECT_TIMEOUT", "seconds before the broker counts as down", "3"),
     EnvVar("UBI_TASK_RETRY_WINDOW", "seconds a task retries transient errors (a database, "
            "broker or Redis briefly unreachable) before it is dead-lettered", "900"),
@@ -126,6 +133,13 @@ class Settings:
     http_timeout: float
     broker_connect_timeout: float
     port: int
+    #: Public halves (base64 of the raw 32 bytes) of retired receipt signing keys: served
+    #: next to the current key so receipts they signed still verify (SPEC §13).
+    receipt_retired_public_keys: tuple[str, ...] = ()
+    #: Circuit breakers of outside services (``ubi/integrations/eris.py``): consecutive
+    #: failures that open one, and seconds it stays open before a single probe call.
+    breaker_fail_max: int = 5
+    breaker_reset_seconds: float = 30.0
     #: Seconds over which a task retries transient errors, with backoff (``ubi/tasks/base``).
     task_retry_window: float = 900.0
     #: Allocations between two young-generation garbage collections in service processes
@@ -284,6 +298,22 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     if gc_threshold < 0:
         raise SettingsError("UBI_GC_THRESHOLD must be 0 (Python's default) or more")
     rate_limit_enabled = _bool(env, "UBI_RATE_LIMIT_ENABLED", True)
+    retired_keys = tuple(k.strip() for k in (_str(env, "UBI_RECEIPT_RETIRED_PUBLIC_KEYS")
+                                             or "").split(",") if k.strip())
+    for key in retired_keys:
+        try:
+            valid = len(base64.b64decode(key, validate=True)) == 32
+        except ValueError:
+            valid = False
+        if not valid:
+            raise SettingsError("UBI_RECEIPT_RETIRED_PUBLIC_KEYS must hold base64 raw Ed25519 "
+                                f"public keys (32 bytes), comma-separated; got {key!r}")
+    breaker_fail_max = _int(env, "UBI_BREAKER_FAIL_MAX", 5)
+    if breaker_fail_max < 1:
+        raise SettingsError("UBI_BREAKER_FAIL_MAX must be at least 1")
+    breaker_reset_seconds = _float(env, "UBI_BREAKER_RESET_SECONDS", 30.0)
+    if breaker_reset_seconds <= 0:
+        raise SettingsError("UBI_BREAKER_RESET_SECONDS must be more than 0")
 
     return Settings(
         database_url=database_url or f"sqlite:///{data_dir / 'ubi.sqlite3'}",
@@ -310,6 +340,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         http_timeout=_float(env, "UBI_HTTP_TIMEOUT", 5.0),
         broker_connect_timeout=_float(env, "UBI_BROKER_CONNECT_TIMEOUT", 3.0),
         port=_int(env, "PORT", 8000),
+        receipt_retired_public_keys=retired_keys,
+        breaker_fail_max=breaker_fail_max,
+        breaker_reset_seconds=breaker_reset_seconds,
         task_retry_window=task_retry_window,
         gc_threshold=gc_threshold,
         embedded_db=embedded_db,

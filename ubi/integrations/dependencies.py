@@ -1,4 +1,8 @@
-"""Reachability of the three servers UBI depends on (``GET /ready``) and the Redis client."""
+"""Reachability of the three servers UBI depends on (``GET /ready``) and the Redis client.
+
+Outside services (ERIS) never make UBI unready: with ``UBI_ERIS_URL`` set, ``/ready`` shows
+its circuit breaker, and an open breaker marks the service ``degraded`` (receipts wait in the
+outbox), still 200."""
 
 from __future__ import annotations
 
@@ -21,6 +25,8 @@ class Check:
     name: str
     ok: bool
     detail: str
+    #: Reachable enough to serve, but a part of the work waits (an outside service down).
+    degraded: bool = False
 
 
 def redis_client(settings: Settings | None = None) -> redis.Redis | None:
@@ -69,6 +75,22 @@ def check_redis(settings: Settings) -> Check:
         return Check("redis", False, f"unreachable: {type(exc).__name__}")
 
 
+def check_eris(settings: Settings) -> Check:
+    from ubi.integrations.eris import breaker_state
+
+    try:
+        state = breaker_state(settings)
+    except Exception as exc:  # its state lives in Redis; the redis check names that outage
+        return Check("eris", True, f"circuit breaker state unknown: {type(exc).__name__}")
+    if state == "open":
+        return Check("eris", True, "circuit breaker open: receipts wait in the outbox",
+                     degraded=True)
+    return Check("eris", True, f"circuit breaker {state}")
+
+
 def readiness(settings: Settings | None = None) -> list[Check]:
     settings = settings or get_settings()
-    return [check_database(settings), check_broker(settings), check_redis(settings)]
+    checks = [check_database(settings), check_broker(settings), check_redis(settings)]
+    if settings.eris_url:
+        checks.append(check_eris(settings))
+    return checks

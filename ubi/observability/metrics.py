@@ -12,6 +12,7 @@ from prometheus_client import (
     REGISTRY,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
 )
@@ -45,6 +46,13 @@ RATE_LIMIT_FAIL_OPEN = Counter(
     "ubi_rate_limit_fail_open_total", "Requests let through without a rate-limit check because "
     "the limiter's storage (Redis) failed: on this request (error) or a moment before (paused)",
     ["tenant_id", "reason"])
+
+#: Circuit breakers of outside services: 0 closed, 1 half-open, 2 open. The state itself is
+#: shared through Redis (every process sees one breaker); each process sets the gauge when it
+#: reads or changes the state, and the page shows the most recent value of all processes.
+CIRCUIT_BREAKER_STATE = Gauge(
+    "ubi_circuit_breaker_state", "Circuit breaker of an outside service: 0 closed, "
+    "1 half-open, 2 open", ["service"], multiprocess_mode="mostrecent")
 
 
 class _QueueSize:

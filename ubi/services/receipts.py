@@ -4,7 +4,13 @@ A receipt is emitted for every config write (success or failure) and for every c
 state change of a signal with severity WARN or higher at team or tenant scope. The signature
 is Ed25519 over the canonical JSON of the receipt without ``signature`` (keys sorted
 recursively, separators ``,`` and ``:``, UTF-8, no ASCII escaping), written
-``sig-ed25519:{kid}:{base64}``. Delivery to ERIS happens later, from the outbox.
+``sig-ed25519:{kid}:{base64}``.
+
+Delivery (``deliver_due``, run by the ``receipts`` queue's beat task) sends due outbox rows to
+ERIS through ``ubi.integrations.eris``: delivered or duplicate → ``delivered``; a transient
+failure → retried with exponential backoff and equal jitter (a longer ``Retry-After`` wins)
+until 24 h after the first attempt, then ``dead``; a permanent 4xx → ``dead`` at once with
+ERIS's reason. ``ubi receipts dead`` lists dead receipts, ``ubi receipts retry`` re-drives them.
 """
 
 from __future__ import annotations
@@ -12,21 +18,30 @@ from __future__ import annotations
 import base64
 import functools
 import hashlib
+import logging
+import random
 import time
 import uuid
-from datetime import datetime
-from typing import Any
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Protocol
 
 import jsonschema
+import sqlalchemy as sa
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from sqlalchemy.orm import Session
 
+from ubi import clock
 from ubi.analytics.tenant_config import canonical_json
+from ubi.integrations.eris import Outcome
 from ubi.models import ReceiptOutbox
-from ubi.models.session import dialect_insert
+from ubi.models.session import dialect_insert, is_postgres
+from ubi.observability.metrics import RECEIPT_EMISSION
 from ubi.services.keys import receipt_kid
 from ubi.settings import Settings, get_settings
+
+log = logging.getLogger("ubi.receipts")
 
 RECEIPT_NAMESPACE = uuid.UUID("6f0d8a52-3c1b-4a57-9a43-8c1f2a7b9e10")
 
@@ -92,7 +107,10 @@ def public_key(settings: Settings | None = None) -> Ed25519PublicKey:
 
 
 def public_key_document(settings: Settings | None = None) -> dict[str, str]:
-    key = public_key(settings)
+    return _document_of(public_key(settings))
+
+
+def _document_of(key: Ed25519PublicKey) -> dict[str, str]:
     pem = key.public_bytes(serialization.Encoding.PEM,
                            serialization.PublicFormat.SubjectPublicKeyInfo).decode()
     raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
@@ -169,3 +187,169 @@ def enqueue_receipt(session: Session, receipt: dict[str, Any], *, resource_id: s
 
 def snapshot_of(config_raw: dict[str, Any]) -> str:
     return "sha256:" + hashlib.sha256(canonical_json(config_raw).encode()).hexdigest()
+
+
+# --- the key set (GET /v1/ubi/receipts/public-key) and verification ---------------------------
+
+def key_set(settings: Settings | None = None) -> dict[str, Any]:
+    """The public keys that verify UBI's receipts, by kid, and the kid that signs now: the
+    current key and the retired ones of ``UBI_RECEIPT_RETIRED_PUBLIC_KEYS`` (a retired key
+    stays listed until the receipts it signed have expired at ERIS)."""
+    settings = settings or get_settings()
+    current = {**public_key_document(settings), "status": "current"}
+    keys = {current["kid"]: current}
+    for raw in settings.receipt_retired_public_keys:
+        retired = Ed25519PublicKey.from_public_bytes(base64.b64decode(raw))
+        keys.setdefault(receipt_kid(retired), {**_document_of(retired), "status": "retired"})
+    return {"current_kid": current["kid"], "keys": keys}
+
+
+def _public_key_of(entry: dict[str, Any]) -> Ed25519PublicKey:
+    if entry.get("public_key_base64"):
+        return Ed25519PublicKey.from_public_bytes(base64.b64decode(entry["public_key_base64"]))
+    key = serialization.load_pem_public_key(str(entry["public_key_pem"]).encode())
+    if not isinstance(key, Ed25519PublicKey):
+        raise ValueError("not an Ed25519 public key")
+    return key
+
+
+def verify_receipt(receipt: Any, keys: dict[str, Any]) -> str | None:
+    """None when ``receipt`` is a well-formed receipt whose signature verifies under the key
+    its kid names in ``keys`` (a ``key_set`` document); otherwise the reason it does not."""
+    if not isinstance(receipt, dict):
+        return "a receipt is a JSON object"
+    errors = sorted(_validator.iter_errors(receipt), key=lambda e: list(e.path))
+    if errors:
+        path = ".".join(str(p) for p in errors[0].path) or "$"
+        return f"receipt {path}: {errors[0].message}"
+    kid = receipt["signature"].split(":", 2)[1]
+    entry = (keys.get("keys") or {}).get(kid)
+    if entry is None:
+        return f"unknown key id {kid}"
+    try:
+        key = _public_key_of(entry)
+    except (ValueError, TypeError, KeyError) as exc:
+        return f"key {kid} unusable: {exc}"
+    if not verify(receipt, key):
+        return "signature does not verify"
+    return None
+
+
+# --- delivery to ERIS ---------------------------------------------------------------------------
+
+#: Receipts one delivery run claims (each may take up to ``UBI_HTTP_TIMEOUT``).
+DELIVERY_BATCH = 50
+#: A run sends nothing more after this many seconds (a slow ERIS must not hold the claimed
+#: rows' locks for long); the rows it did not send stay due for the next run.
+DELIVERY_BUDGET_SECONDS = 20.0
+#: Backoff from the first attempt: base * 2^(attempts-1), at most the cap, equal jitter.
+RETRY_BASE_SECONDS = 5.0
+RETRY_CAP_SECONDS = 3600.0
+#: After this long from its first attempt a receipt that still fails is dead (SPEC §13).
+DELIVERY_WINDOW = timedelta(hours=24)
+
+
+@dataclass
+class DeliveryReport:
+    delivered: int = 0
+    duplicate: int = 0
+    retry: int = 0
+    dead: int = 0
+
+
+def retry_delay(attempts: int, *, retry_after: float | None = None,
+                rng: random.Random | None = None) -> timedelta:
+    """The wait before the next attempt after ``attempts`` failed ones: exponential with
+    equal jitter (half fixed, half uniform), in [c/2, c] for c = min(cap, base * 2^(n-1));
+    a longer ``retry_after`` (seconds, from ERIS) wins."""
+    ceiling = min(RETRY_CAP_SECONDS, RETRY_BASE_SECONDS * 2 ** max(0, attempts - 1))
+    seconds = ceiling / 2 + (rng or random).uniform(0, ceiling / 2)
+    if retry_after is not None:
+        seconds = max(seconds, retry_after)
+    return timedelta(seconds=seconds)
+
+
+def record_outcome(row: ReceiptOutbox, outcome: Outcome, now: datetime,
+                   rng: random.Random | None = None) -> str:
+    """Apply one attempt's outcome to its outbox row; returns the status counted
+    (``delivered``, ``duplicate``, ``retry`` or ``dead``)."""
+    row.attempts += 1
+    if row.first_attempt_at is None:
+        row.first_attempt_at = now
+    if outcome.delivered:
+        row.status, row.delivered_at, row.last_error = "delivered", now, None
+        return outcome.kind
+    row.last_error = outcome.reason[:2000]
+    deadline = row.first_attempt_at + DELIVERY_WINDOW
+    if outcome.kind == "permanent" or now >= deadline:
+        row.status = "dead"
+        if outcome.kind != "permanent":
+            row.last_error = (f"undelivered {DELIVERY_WINDOW} after the first attempt; "
+                              f"last: {outcome.reason}")[:2000]
+        return "dead"
+    # The last retry lands on the deadline itself, so the window is tried to its end.
+    row.next_attempt_at = min(now + retry_delay(row.attempts, retry_after=outcome.retry_after,
+                                                rng=rng), deadline)
+    return "retry"
+
+
+class ReceiptSubmitter(Protocol):
+    def submit(self, receipt: dict[str, Any]) -> Outcome: ...
+
+
+def deliver_due(session: Session, client: ReceiptSubmitter, *, now: datetime | None = None,
+                limit: int = DELIVERY_BATCH,
+                budget_seconds: float = DELIVERY_BUDGET_SECONDS) -> DeliveryReport:
+    """Deliver the due pending receipts (a bounded batch, claimed with ``FOR UPDATE SKIP
+    LOCKED`` so concurrent runs never send the same one) and record each outcome in this
+    transaction; every outcome is counted in ``ubi_receipt_emission_total``."""
+    now = now or clock.utcnow()
+    stmt = (sa.select(ReceiptOutbox)
+            .where(ReceiptOutbox.status == "pending", ReceiptOutbox.next_attempt_at <= now)
+            .order_by(ReceiptOutbox.next_attempt_at, ReceiptOutbox.receipt_id).limit(limit))
+    if is_postgres(session):
+        stmt = stmt.with_for_update(skip_locked=True)
+    report = DeliveryReport()
+    started = time.monotonic()  # a duration, not a due date: the clock file plays no part
+    for row in session.execute(stmt).scalars():
+        if time.monotonic() - started > budget_seconds:
+            break
+        outcome = client.submit(row.payload)
+        status = record_outcome(row, outcome, now)
+        setattr(report, status, getattr(report, status) + 1)
+        RECEIPT_EMISSION.labels(tenant_id=row.tenant_id, status=status).inc()
+        if status == "dead":
+            log.error("receipt dead: %s", row.last_error,
+                      extra={"ubi": {"tenant_id": row.tenant_id, "receipt_id": row.receipt_id}})
+        elif status == "retry":
+            log.warning("receipt not delivered yet: %s", outcome.reason,
+                        extra={"ubi": {"tenant_id": row.tenant_id,
+                                       "receipt_id": row.receipt_id}})
+    return report
+
+
+def dead_receipts(session: Session, tenant_id: str | None = None) -> list[dict[str, Any]]:
+    """Dead receipts, oldest first: id, tenant, resource, attempts, first attempt, error."""
+    stmt = sa.select(ReceiptOutbox).where(ReceiptOutbox.status == "dead")
+    if tenant_id is not None:
+        stmt = stmt.where(ReceiptOutbox.tenant_id == tenant_id)
+    rows = session.execute(stmt.order_by(ReceiptOutbox.created_at,
+                                         ReceiptOutbox.receipt_id)).scalars()
+    return [{"receipt_id": r.receipt_id, "tenant_id": r.tenant_id,
+             "resource_type": r.resource_type, "resource_id": r.resource_id,
+             "attempts": r.attempts,
+             "first_attempt_at": r.first_attempt_at.isoformat() if r.first_attempt_at else None,
+             "last_error": r.last_error} for r in rows]
+
+
+def redrive_dead(session: Session, receipt_ids: list[str] | None, *,
+                 now: datetime | None = None) -> list[str]:
+    """Put dead receipts (the given ids, or all with None) back to pending, due now, with a
+    fresh 24 h window; returns the ids re-driven (an id that is not dead is left alone)."""
+    now = now or clock.utcnow()
+    stmt = sa.update(ReceiptOutbox).where(ReceiptOutbox.status == "dead")
+    if receipt_ids is not None:
+        stmt = stmt.where(ReceiptOutbox.receipt_id.in_(receipt_ids))
+    stmt = stmt.values(status="pending", next_attempt_at=now, first_attempt_at=None,
+                       attempts=0).returning(ReceiptOutbox.receipt_id)
+    return sorted(session.execute(stmt).scalars())

@@ -12,6 +12,7 @@ DETECT_TENANT = "ubi.tasks.detect.detect_tenant"
 RECOMPUTE_ALL = "ubi.tasks.baselines.recompute_all"
 RECOMPUTE_TENANT = "ubi.tasks.baselines.recompute_tenant"
 DRAIN_SIGNAL_OUTBOX = "ubi.tasks.publish.drain_signal_outbox"
+DELIVER_RECEIPTS = "ubi.tasks.receipts.deliver_receipts"
 ENSURE_EVENT_PARTITIONS = "ubi.tasks.maintenance.ensure_event_partitions"
 DRAIN_TASK_OUTBOX = "ubi.tasks.maintenance.drain_task_outbox"
 PROBE = "ubi.tasks.maintenance.probe"
@@ -21,6 +22,6 @@ RESOLVE_ANOMALIES = "ubi.tasks.maintenance.resolve_anomalies"
 
 ALL: frozenset[str] = frozenset({
     INGEST_BATCH, COMPUTE_FEATURES, DETECT_TENANT, RECOMPUTE_ALL, RECOMPUTE_TENANT,
-    DRAIN_SIGNAL_OUTBOX, ENSURE_EVENT_PARTITIONS, DRAIN_TASK_OUTBOX, PROBE, TRACK_STALENESS,
-    CLOSE_DAYS, RESOLVE_ANOMALIES,
+    DRAIN_SIGNAL_OUTBOX, DELIVER_RECEIPTS, ENSURE_EVENT_PARTITIONS, DRAIN_TASK_OUTBOX, PROBE,
+    TRACK_STALENESS, CLOSE_DAYS, RESOLVE_ANOMALIES,
 })

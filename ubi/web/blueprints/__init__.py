@@ -13,9 +13,11 @@ def register_blueprints(api: Api) -> None:
         exports,
         health,
         profiles,
+        receipts,
         signals,
     )
 
     events.register_schemas(api.spec)
-    for module in (health, events, configs, signals, profiles, exports, anchors):
+    for module in (health, events, configs, signals, profiles, exports, anchors,
+                   receipts):
         api.register_blueprint(module.blp, url_prefix="/v1/ubi")

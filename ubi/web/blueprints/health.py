@@ -30,10 +30,12 @@ class HealthSchema(ma.Schema):
 class CheckSchema(ma.Schema):
     ok = ma.fields.Boolean(required=True)
     detail = ma.fields.String(required=True)
+    degraded = ma.fields.Boolean(metadata={
+        "description": "serving, but part of the work waits (e.g. ERIS's breaker is open)"})
 
 
 class ReadySchema(ma.Schema):
-    status = ma.fields.String(required=True)
+    status = ma.fields.String(required=True, metadata={"enum": ["ready", "degraded"]})
     checks = ma.fields.Dict(keys=ma.fields.String(), values=ma.fields.Nested(CheckSchema))
 
 
@@ -51,9 +53,14 @@ class Ready(MethodView):
     @blp.alt_response(503, schema=ErrorSchema, description="a dependency is unreachable")
     def get(self) -> Any:
         """Readiness: PostgreSQL, the broker and Redis are reachable (503 names the one that
-        is not)."""
+        is not); an outside service whose circuit breaker is open (ERIS) makes it
+        ``degraded``, not unready."""
         checks = readiness(current_app.config["UBI_SETTINGS"])
-        body = {c.name: {"ok": c.ok, "detail": c.detail} for c in checks}
+        body: dict[str, dict[str, Any]] = {c.name: {"ok": c.ok, "detail": c.detail}
+                                           for c in checks}
+        for c in checks:
+            if c.degraded:
+                body[c.name]["degraded"] = True
         down = [c.name for c in checks if not c.ok]
         if down:
             from ubi.web.errors import error_response
@@ -61,7 +68,8 @@ class Ready(MethodView):
             return error_response(
                 503, f"not ready: {', '.join(down)} unreachable", code="dependency_unavailable",
                 errors={"dependencies": down, "checks": body}, headers={"Retry-After": "5"})
-        return {"status": "ready", "checks": body}
+        status = "degraded" if any(c.degraded for c in checks) else "ready"
+        return {"status": status, "checks": body}
 
 
 @blp.route("/metrics")
