@@ -35,14 +35,14 @@ def auth(token: str) -> dict[str, str]:
 
 
 @pytest.fixture
-def ubi_url(app) -> Iterator[str]:  # type: ignore[no-untyped-def]
+def ubi_url(app) -> Iterator[str]:
     """UBI's API over real HTTP (the stand-in reads the key set from it)."""
     with web_thread(app) as base:
         yield base
 
 
 @pytest.fixture
-def eris(ubi_url) -> Iterator[ErisStandIn]:  # type: ignore[no-untyped-def]
+def eris(ubi_url) -> Iterator[ErisStandIn]:
     with ErisStandIn(keys_url=f"{ubi_url}/receipts/public-key") as server:
         yield server
 
@@ -56,7 +56,7 @@ def _forget_breaker(settings: Any) -> None:
 
 
 @pytest.fixture
-def eris_settings(settings, eris, clean_db) -> Iterator[Any]:  # type: ignore[no-untyped-def]
+def eris_settings(settings, eris, clean_db) -> Iterator[Any]:
     configured = settings.replace(eris_url=eris.url, breaker_fail_max=3,
                                   breaker_reset_seconds=RESET_SECONDS, http_timeout=1.0)
     _forget_breaker(configured)
@@ -108,7 +108,7 @@ def fault(eris: ErisStandIn, **body: Any) -> None:
 
 
 def test_receipts_of_api_writes_are_delivered_once_each_and_verified(
-        client, tokens, eris, eris_settings, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+        client, tokens, eris, eris_settings, monkeypatch) -> None:
     writer = tokens(TENANT, "ubi:write:config")
     good = client.put(f"/v1/ubi/config/{TENANT}", headers=auth(writer),
                       json={"stale_after_seconds": 7200})
@@ -144,7 +144,7 @@ def test_receipts_of_api_writes_are_delivered_once_each_and_verified(
     assert len(found.json()["receipts"]) == 4
 
 
-def test_signal_receipts_with_any_text_verify_at_eris(eris, eris_settings) -> None:  # type: ignore[no-untyped-def]
+def test_signal_receipts_with_any_text_verify_at_eris(eris, eris_settings) -> None:
     """Non-ASCII text, nested keys out of order, numbers: ERIS's canonical form (written
     from SPEC §13 in the stand-in) and UBI's signer agree."""
     receipt_id = receipts.signal_receipt_id("sig-1", 3)
@@ -167,7 +167,7 @@ def test_signal_receipts_with_any_text_verify_at_eris(eris, eris_settings) -> No
     assert stored["decision"]["rationale"] == "Überstunden — 3σ über der Basis"
 
 
-def test_a_duplicate_counts_as_delivered(eris, eris_settings) -> None:  # type: ignore[no-untyped-def]
+def test_a_duplicate_counts_as_delivered(eris, eris_settings) -> None:
     [receipt_id] = write_config_receipts(1)
     payload = rows()[receipt_id].payload
     assert requests.post(f"{eris.url}/v1/evidence/receipts", json=payload,
@@ -180,7 +180,7 @@ def test_a_duplicate_counts_as_delivered(eris, eris_settings) -> None:  # type: 
 
 
 def test_eris_down_opens_the_breaker_and_receipts_wait_then_arrive_once(
-        eris, eris_settings, shared_clock) -> None:  # type: ignore[no-untyped-def]
+        eris, eris_settings, shared_clock) -> None:
     ids = write_config_receipts(6)
     fault(eris, mode="down")
     before_retry = emitted("retry")
@@ -200,7 +200,7 @@ def test_eris_down_opens_the_breaker_and_receipts_wait_then_arrive_once(
     from ubi.web.app import create_app
 
     ready = create_app(eris_settings).test_client().get("/v1/ubi/ready")
-    assert ready.status_code == 200
+    assert ready.status_code == 200 and ready.json is not None
     assert ready.json["status"] == "degraded" and ready.json["checks"]["eris"]["degraded"]
 
     shared_clock.advance(timedelta(hours=1))  # every receipt due again
@@ -222,11 +222,11 @@ def test_eris_down_opens_the_breaker_and_receipts_wait_then_arrive_once(
     assert sorted(seen["stored"]) == sorted(ids)
     assert sorted(a["receipt_id"] for a in seen["attempts"] if a["status"] == 201) == sorted(ids)
     assert {r.status for r in rows().values()} == {"delivered"}
-    assert create_app(eris_settings).test_client().get("/v1/ubi/ready").json[
-        "status"] == "ready"
+    back = create_app(eris_settings).test_client().get("/v1/ubi/ready").json
+    assert back is not None and back["status"] == "ready"
 
 
-def test_429_is_retried_after_its_retry_after(eris, eris_settings) -> None:  # type: ignore[no-untyped-def]
+def test_429_is_retried_after_its_retry_after(eris, eris_settings) -> None:
     [receipt_id] = write_config_receipts(1)
     fault(eris, mode="429", retry_after=600, next_n=1)
     start = clock.utcnow()
@@ -236,7 +236,7 @@ def test_429_is_retried_after_its_retry_after(eris, eris_settings) -> None:  # t
     assert eris_client.breaker_state(eris_settings) == "closed"  # an answer, not a failure
 
 
-def test_a_slow_eris_times_out_and_the_receipt_waits(eris, eris_settings) -> None:  # type: ignore[no-untyped-def]
+def test_a_slow_eris_times_out_and_the_receipt_waits(eris, eris_settings) -> None:
     [receipt_id] = write_config_receipts(1)
     fault(eris, mode="slow", delay=1.5, next_n=1)  # UBI_HTTP_TIMEOUT is 1 s here
     assert deliver(eris_settings).retry == 1
@@ -244,7 +244,7 @@ def test_a_slow_eris_times_out_and_the_receipt_waits(eris, eris_settings) -> Non
     assert row.status == "pending" and row.last_error == "timeout after 1 s"
 
 
-def test_a_refused_receipt_is_dead_at_once_listed_and_redriven(eris, eris_settings) -> None:  # type: ignore[no-untyped-def]
+def test_a_refused_receipt_is_dead_at_once_listed_and_redriven(eris, eris_settings) -> None:
     [receipt_id] = write_config_receipts(1)
     fault(eris, mode="400", next_n=1)
     before = emitted("dead")
@@ -272,7 +272,7 @@ def test_a_refused_receipt_is_dead_at_once_listed_and_redriven(eris, eris_settin
     assert runner.invoke(main, ["receipts", "retry", receipt_id]).exit_code == 1  # not dead
 
 
-def test_receipts_failing_for_24_hours_are_dead(eris, eris_settings, shared_clock) -> None:  # type: ignore[no-untyped-def]
+def test_receipts_failing_for_24_hours_are_dead(eris, eris_settings, shared_clock) -> None:
     [receipt_id] = write_config_receipts(1)
     fault(eris, mode="5xx", next_n=2)
     assert deliver(eris_settings).retry == 1
@@ -287,7 +287,7 @@ def test_receipts_failing_for_24_hours_are_dead(eris, eris_settings, shared_cloc
     assert deliver(eris_settings).delivered == 1
 
 
-def test_verify_checks_a_receipt_file_against_the_served_keys(ubi_url, clean_db, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_verify_checks_a_receipt_file_against_the_served_keys(ubi_url, clean_db, tmp_path) -> None:
     [receipt_id] = write_config_receipts(1)
     payload = rows()[receipt_id].payload
     good = tmp_path / "receipt.json"
@@ -303,7 +303,7 @@ def test_verify_checks_a_receipt_file_against_the_served_keys(ubi_url, clean_db,
     assert bad.exit_code == 1 and "does not verify" in bad.output
 
 
-def test_the_stand_in_rejects_a_bad_signature(eris, eris_settings) -> None:  # type: ignore[no-untyped-def]
+def test_the_stand_in_rejects_a_bad_signature(eris, eris_settings) -> None:
     [receipt_id] = write_config_receipts(1)
     payload = {**rows()[receipt_id].payload, "degraded": True}
     resp = requests.post(f"{eris.url}/v1/evidence/receipts", json=payload, timeout=5)
@@ -313,7 +313,7 @@ def test_the_stand_in_rejects_a_bad_signature(eris, eris_settings) -> None:  # t
 
 @pytest.mark.slow
 def test_a_worker_of_the_receipts_queue_runs_the_delivery(eris, eris_settings, broker,
-                                                          monkeypatch) -> None:  # type: ignore[no-untyped-def]
+                                                          monkeypatch) -> None:
     """The beat entry's message, consumed from the real ``receipts`` queue by a real worker."""
     import celeryconfig
     from tests.support.workers import running_worker

@@ -91,7 +91,7 @@ def test_retries_stop_24_hours_after_the_first_attempt() -> None:
 
 
 def test_a_signed_receipt_verifies_against_the_key_set_and_a_tampered_one_does_not(
-        settings) -> None:  # type: ignore[no-untyped-def]
+        settings) -> None:
     receipt = receipts.build_receipt(
         receipt_id=str(uuid.uuid4()), tenant_id="acme", resource_type="config",
         evaluation_point="config", config_version=2, snapshot_hash="sha256:" + "0" * 64,
@@ -104,11 +104,11 @@ def test_a_signed_receipt_verifies_against_the_key_set_and_a_tampered_one_does_n
     tampered = copy.deepcopy(receipt)
     tampered["result"]["version"] = 3
     assert receipts.verify_receipt(tampered, keys) == "signature does not verify"
-    assert receipts.verify_receipt(receipt, {"keys": {}}).startswith("unknown key id")
+    assert (receipts.verify_receipt(receipt, {"keys": {}}) or "").startswith("unknown key id")
     assert "signature" in (receipts.verify_receipt({**receipt, "signature": "x"}, keys) or "")
 
 
-def test_receipts_of_a_retired_key_still_verify_with_the_served_key_set(settings) -> None:  # type: ignore[no-untyped-def]
+def test_receipts_of_a_retired_key_still_verify_with_the_served_key_set(settings) -> None:
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -123,7 +123,8 @@ def test_receipts_of_a_retired_key_still_verify_with_the_served_key_set(settings
         evaluation_point="config", config_version=1, snapshot_hash="sha256:" + "1" * 64,
         inputs={}, decision={"status": "pass", "rationale": "ok", "badges": []}, result={},
         actor_type="human", repo_id="ubi:acme", timestamp=NOW, settings=old_settings)
-    assert receipts.verify_receipt(receipt, receipts.key_set(settings)).startswith("unknown")
+    assert (receipts.verify_receipt(receipt, receipts.key_set(settings)) or "").startswith(
+        "unknown")
     raw = base64.b64encode(old.public_key().public_bytes(
         serialization.Encoding.Raw, serialization.PublicFormat.Raw)).decode()
     rotated = load_settings({**os.environ, "UBI_RECEIPT_RETIRED_PUBLIC_KEYS": f" {raw} "})
