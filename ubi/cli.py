@@ -463,7 +463,10 @@ def worker(group: str, concurrency: int | None, celery_args: tuple[str, ...]) ->
         set_process_env("PROMETHEUS_MULTIPROC_DIR", str(metrics_dir))
         get_settings.cache_clear()
     queues = ",".join(settings.queue_name(q) for q in celeryconfig.WORKER_GROUPS[group])
-    argv = ["worker", "-Q", queues, "-n", f"{group}@%h", "-E", "--loglevel", settings.log_level]
+    # The node name carries the queue prefix: two deployments (or test runs) sharing a broker
+    # must not share a node's exclusive pidbox queue (RESOURCE_LOCKED, and nothing consumed).
+    argv = ["worker", "-Q", queues, "-n", settings.queue_name(f"{group}@%h"), "-E",
+            "--loglevel", settings.log_level]
     if concurrency:
         argv += ["--concurrency", str(concurrency)]
     app.worker_main([*argv, *celery_args])
