@@ -74,6 +74,16 @@ def test_an_attempt_is_recorded_on_its_row() -> None:
         "delivered", later, None, NOW)
 
 
+def test_held_back_by_an_open_breaker_is_no_attempt() -> None:
+    """No call was made: the receipt's backoff does not grow, and it is due again when the
+    breaker may let a probe by (after a long outage it is sent within one reset interval)."""
+    row = _row(first_attempt_at=NOW, attempts=12)
+    held = Outcome("retry", "circuit breaker open", retry_after=30.0, attempted=False)
+    assert receipts.record_outcome(row, held, NOW) == "retry"
+    assert (row.attempts, row.next_attempt_at) == (12, NOW + timedelta(seconds=30))
+    assert receipts.record_outcome(row, held, NOW + timedelta(hours=24)) == "dead"
+
+
 def test_a_permanent_refusal_is_dead_at_once_with_its_reason() -> None:
     row = _row()
     assert receipts.record_outcome(row, Outcome("permanent", "HTTP 400: bad"), NOW) == "dead"

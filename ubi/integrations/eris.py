@@ -49,6 +49,9 @@ class Outcome:
     reason: str = ""
     status_code: int | None = None
     retry_after: float | None = None
+    #: False when no call was made (the breaker is open): not an attempt of the receipt's, so
+    #: it does not lengthen its backoff; it is due again when the breaker may let a probe by.
+    attempted: bool = True
 
     @property
     def delivered(self) -> bool:
@@ -187,7 +190,9 @@ class ErisClient:
                 failed = cause.outcome
                 return Outcome("retry", f"{failed.reason}; circuit breaker opened",
                                failed.status_code, failed.retry_after)
-            return Outcome("retry", "circuit breaker open")
+            return Outcome("retry", "circuit breaker open",
+                           retry_after=float(self.settings.breaker_reset_seconds),
+                           attempted=False)
         except _Unavailable as exc:
             return exc.outcome
         return outcome_of(response.status_code, response.text,

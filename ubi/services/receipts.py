@@ -273,7 +273,8 @@ def record_outcome(row: ReceiptOutbox, outcome: Outcome, now: datetime,
                    rng: random.Random | None = None) -> str:
     """Apply one attempt's outcome to its outbox row; returns the status counted
     (``delivered``, ``duplicate``, ``retry`` or ``dead``)."""
-    row.attempts += 1
+    if outcome.attempted:
+        row.attempts += 1
     if row.first_attempt_at is None:
         row.first_attempt_at = now
     if outcome.delivered:
@@ -287,9 +288,12 @@ def record_outcome(row: ReceiptOutbox, outcome: Outcome, now: datetime,
             row.last_error = (f"undelivered {DELIVERY_WINDOW} after the first attempt; "
                               f"last: {outcome.reason}")[:2000]
         return "dead"
-    # The last retry lands on the deadline itself, so the window is tried to its end.
-    row.next_attempt_at = min(now + retry_delay(row.attempts, retry_after=outcome.retry_after,
-                                                rng=rng), deadline)
+    # The last retry lands on the deadline itself, so the window is tried to its end. Held
+    # back by an open breaker (no call made): due when the breaker may let a probe by, so a
+    # long outage does not leave receipts backing off for an hour once ERIS is back.
+    wait = (timedelta(seconds=outcome.retry_after or 0) if not outcome.attempted
+            else retry_delay(row.attempts, retry_after=outcome.retry_after, rng=rng))
+    row.next_attempt_at = min(now + wait, deadline)
     return "retry"
 
 
