@@ -40,12 +40,10 @@ RESEND_AFTER = timedelta(seconds=60)
 
 @dataclass(frozen=True)
 class Owed:
-    """A follow-up a transaction recorded: its outbox row and what the message would be."""
+    """A follow-up a transaction owes: the outbox row to send once it commits."""
 
     id: int
     task_name: str
-    dedupe_key: str | None
-    kwargs: dict[str, Any]
 
 
 def enqueue_followup(session: Session, task_name: str, *, tenant_id: str,
@@ -86,7 +84,7 @@ def enqueue_followup(session: Session, task_name: str, *, tenant_id: str,
     if row is not None and (row.inserted or row.dispatched_at is None):
         # A pending row whose send failed after its commit (a broker or database blip) is
         # sent by this commit's dispatch, not left to the drain.
-        owed.append(Owed(row.id, task_name, dedupe_key, kwargs))
+        owed.append(Owed(row.id, task_name))
     return row is not None and bool(row.inserted)
 
 

@@ -38,6 +38,7 @@ from ubi.integrations.eris import Outcome
 from ubi.models import ReceiptOutbox
 from ubi.models.session import dialect_insert, is_postgres
 from ubi.observability.metrics import RECEIPT_EMISSION
+from ubi.services.backoff import equal_jitter
 from ubi.services.keys import receipt_kid
 from ubi.settings import Settings, get_settings
 
@@ -262,11 +263,10 @@ def retry_delay(attempts: int, *, retry_after: float | None = None,
     """The wait before the next attempt after ``attempts`` failed ones: exponential with
     equal jitter (half fixed, half uniform), in [c/2, c] for c = min(cap, base * 2^(n-1));
     a longer ``retry_after`` (seconds, from ERIS) wins."""
-    ceiling = min(RETRY_CAP_SECONDS, RETRY_BASE_SECONDS * 2 ** max(0, attempts - 1))
-    seconds = ceiling / 2 + (rng or random).uniform(0, ceiling / 2)
+    wait = equal_jitter(attempts, base_s=RETRY_BASE_SECONDS, cap_s=RETRY_CAP_SECONDS, rng=rng)
     if retry_after is not None:
-        seconds = max(seconds, retry_after)
-    return timedelta(seconds=seconds)
+        wait = max(wait, timedelta(seconds=retry_after))
+    return wait
 
 
 def record_outcome(row: ReceiptOutbox, outcome: Outcome, now: datetime,

@@ -11,10 +11,9 @@ tenant can impose on consumers.
 from __future__ import annotations
 
 import logging
-import random
 from collections import Counter
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Protocol
 
 import sqlalchemy as sa
@@ -24,6 +23,7 @@ from ubi import clock
 from ubi.integrations.signal_stream import PublishResult
 from ubi.models import SignalOutbox
 from ubi.models.session import is_postgres
+from ubi.services.backoff import equal_jitter
 
 log = logging.getLogger("ubi.stream")
 
@@ -43,12 +43,6 @@ class DrainReport:
     published: int = 0
     failed: int = 0
     deferred: int = 0
-
-
-def backoff(attempts: int, rng: random.Random | None = None) -> timedelta:
-    """Exponential backoff with full jitter: uniform in [0, min(max, base * 2^attempts)]."""
-    ceiling = min(BACKOFF_MAX_SECONDS, BACKOFF_BASE_SECONDS * 2 ** max(0, attempts - 1))
-    return timedelta(seconds=(rng or random).uniform(ceiling / 2, ceiling))
 
 
 def drain_signal_outbox(session: Session, publisher: Publisher, *, limit: int = 2000,
@@ -77,7 +71,8 @@ def drain_signal_outbox(session: Session, publisher: Publisher, *, limit: int = 
             row.status, row.published_at, row.last_error = "published", now, None
             report.published += 1
         else:
-            row.next_attempt_at = now + backoff(row.attempts)
+            row.next_attempt_at = now + equal_jitter(
+                row.attempts, base_s=BACKOFF_BASE_SECONDS, cap_s=BACKOFF_MAX_SECONDS)
             row.last_error = result.error
             waiting.add(row.signal_id)
             report.failed += 1

@@ -7,11 +7,11 @@ from __future__ import annotations
 import json
 from collections import Counter, defaultdict
 from datetime import UTC, date, datetime, time, timedelta
-from typing import TypedDict
 
 import msgspec
 import pytest
 
+from tests.unit.simulation.sizes import SMALL
 from ubi.analytics.envelope import decode_envelopes, validate_item
 from ubi.analytics.taxonomy import CANONICAL_EVENT_TYPES, COLLABORATION_EVENT_TYPES
 from ubi.analytics.tenant_config import TenantConfig
@@ -24,19 +24,6 @@ from ubi.simulation.generator import (
     write_jsonl,
     write_truth,
 )
-
-
-class Size(TypedDict):
-    """``generate``'s size arguments."""
-
-    actors: int
-    teams: int
-    agents: int
-    weeks: int
-    instances: int
-
-
-SMALL: Size = {"actors": 24, "teams": 4, "agents": 3, "weeks": 6, "instances": 1}
 
 
 def local(env: dict) -> datetime:

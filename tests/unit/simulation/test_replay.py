@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import copy
 import re
-from typing import TypedDict
 
 import pytest
 
+from tests.unit.simulation.sizes import SMALL
 from ubi.simulation.generator import generate
 from ubi.simulation.replay import (
     analyse_envelopes,
@@ -15,19 +15,6 @@ from ubi.simulation.replay import (
     prepare_events,
     replay_envelopes,
 )
-
-
-class Size(TypedDict):
-    """``generate``'s size arguments."""
-
-    actors: int
-    teams: int
-    agents: int
-    weeks: int
-    instances: int
-
-
-SMALL: Size = {"actors": 24, "teams": 4, "agents": 3, "weeks": 6, "instances": 1}
 
 
 @pytest.fixture(scope="module")
