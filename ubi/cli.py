@@ -355,14 +355,14 @@ def devserver_web(host: str, port: int | None) -> None:
 def devserver_eris(host: str, port: int, keys_url: str | None, key_file: str | None) -> None:
     """A stand-in for ERIS (development and tests only) that verifies every receipt's
     signature, with fault injection (``POST /_faults``); see ubi/devservers/eris.py."""
-    from ubi.devservers.eris import ErisStandIn, serve
+    from ubi.devservers.eris import ErisStandIn
 
     if not keys_url and not key_file:
         raise click.UsageError("give --keys-url or --key-file (UBI's receipt public keys)")
     eris = ErisStandIn(keys_url=keys_url, key_file=key_file, host=host, port=port)
     click.echo(f"ERIS stand-in (development and tests only) listening on {eris.url}; point "
                f"UBI at it with UBI_ERIS_URL={eris.url}; Ctrl+C stops it")
-    serve(eris)
+    eris.serve()
 
 
 # --- evidence receipts -----------------------------------------------------------------------

@@ -21,6 +21,7 @@ from tests.support.servers import web_thread
 from ubi import clock
 from ubi.cli import main
 from ubi.devservers.eris import ErisStandIn
+from ubi.integrations import breakers
 from ubi.integrations import eris as eris_client
 from ubi.integrations.dependencies import redis_client
 from ubi.models import ReceiptOutbox, session_factory
@@ -48,7 +49,7 @@ def eris(ubi_url) -> Iterator[ErisStandIn]:
 
 
 def _forget_breaker(settings: Any) -> None:
-    eris_client.reset_breakers()
+    breakers.reset_breakers()
     client = redis_client(settings)
     assert client is not None
     for key in client.scan_iter(settings.queue_name("ubi:breaker:eris") + "*"):
@@ -129,8 +130,8 @@ def test_receipts_of_api_writes_are_delivered_once_each_and_verified(
                                                "dead": 0}
     assert receipt_tasks.deliver_receipts()["delivered"] == 0
     seen = received(eris)
-    assert sorted(a["receipt_id"] for a in seen["attempts"]) == sorted(seen["stored"])
-    assert all(a["status"] == 201 and a["verified"] for a in seen["attempts"])
+    assert sorted(a["receipt_id"] for a in seen["calls"]) == sorted(seen["stored"])
+    assert all(a["status"] == 201 and a["verified"] for a in seen["calls"])
     assert ids < set(seen["stored"]) and len(seen["stored"]) == 4
     stored = rows()
     assert {r.status for r in stored.values()} == {"delivered"}
@@ -161,7 +162,7 @@ def test_signal_receipts_with_any_text_verify_at_eris(eris, eris_settings) -> No
         receipts.enqueue_receipt(s, receipt, resource_id="sig-1:3", now=clock.utcnow())
         s.commit()
     assert deliver(eris_settings).delivered == 1
-    [attempt] = received(eris)["attempts"]
+    [attempt] = received(eris)["calls"]
     assert attempt["verified"] and attempt["receipt_id"] == receipt_id
     stored = requests.get(f"{eris.url}/v1/evidence/receipts/{receipt_id}", timeout=5).json()
     assert stored["decision"]["rationale"] == "Überstunden — 3σ über der Basis"
@@ -176,7 +177,7 @@ def test_a_duplicate_counts_as_delivered(eris, eris_settings) -> None:
     assert deliver(eris_settings).duplicate == 1
     assert rows()[receipt_id].status == "delivered"
     assert emitted("duplicate") - before == 1
-    assert [a["status"] for a in received(eris)["attempts"]] == [201, 409]
+    assert [a["status"] for a in received(eris)["calls"]] == [201, 409]
 
 
 def test_eris_down_opens_the_breaker_and_receipts_wait_then_arrive_once(
@@ -187,8 +188,8 @@ def test_eris_down_opens_the_breaker_and_receipts_wait_then_arrive_once(
 
     report = deliver(eris_settings)  # three failures open the breaker; the rest wait
     assert (report.retry, report.delivered) == (6, 0)
-    assert len(received(eris)["attempts"]) == 3
-    assert eris_client.breaker_state(eris_settings) == "open"
+    assert len(received(eris)["calls"]) == 3
+    assert breakers.breaker_state("eris", eris_settings) == "open"
     assert breaker_gauge() == 2.0
     assert emitted("retry") - before_retry == 6
     waiting = rows()
@@ -205,22 +206,22 @@ def test_eris_down_opens_the_breaker_and_receipts_wait_then_arrive_once(
 
     shared_clock.advance(timedelta(hours=1))  # every receipt due again
     assert deliver(eris_settings).retry == 6  # still open: ERIS sees nothing
-    assert len(received(eris)["attempts"]) == 3
+    assert len(received(eris)["calls"]) == 3
 
     time.sleep(RESET_SECONDS + 0.2)  # pybreaker's open interval runs on the system clock
     shared_clock.advance(timedelta(hours=1))
     deliver(eris_settings)  # one probe, which fails: open again
-    assert len(received(eris)["attempts"]) == 4
+    assert len(received(eris)["calls"]) == 4
 
     requests.delete(f"{eris.url}/_faults", timeout=5).raise_for_status()
     time.sleep(RESET_SECONDS + 0.2)
     shared_clock.advance(timedelta(hours=1))
     assert deliver(eris_settings).delivered == 6
-    assert eris_client.breaker_state(eris_settings) == "closed"
+    assert breakers.breaker_state("eris", eris_settings) == "closed"
     assert breaker_gauge() == 0.0
     seen = received(eris)
     assert sorted(seen["stored"]) == sorted(ids)
-    assert sorted(a["receipt_id"] for a in seen["attempts"] if a["status"] == 201) == sorted(ids)
+    assert sorted(a["receipt_id"] for a in seen["calls"] if a["status"] == 201) == sorted(ids)
     assert {r.status for r in rows().values()} == {"delivered"}
     back = create_app(eris_settings).test_client().get("/v1/ubi/ready").json
     assert back is not None and back["status"] == "ready"
@@ -233,7 +234,7 @@ def test_429_is_retried_after_its_retry_after(eris, eris_settings) -> None:
     assert deliver(eris_settings).retry == 1
     row = rows()[receipt_id]
     assert row.next_attempt_at >= start + timedelta(seconds=600)
-    assert eris_client.breaker_state(eris_settings) == "closed"  # an answer, not a failure
+    assert breakers.breaker_state("eris", eris_settings) == "closed"  # an answer, not a failure
 
 
 def test_a_slow_eris_times_out_and_the_receipt_waits(eris, eris_settings) -> None:

@@ -12,7 +12,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from ubi.integrations.eris import Outcome, outcome_of, retry_after_seconds
+from ubi.integrations.breakers import retry_after_seconds
+from ubi.integrations.eris import Outcome, outcome_of
 from ubi.models import ReceiptOutbox
 from ubi.services import receipts
 

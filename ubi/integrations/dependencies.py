@@ -75,22 +75,30 @@ def check_redis(settings: Settings) -> Check:
         return Check("redis", False, f"unreachable: {type(exc).__name__}")
 
 
-def check_eris(settings: Settings) -> Check:
-    from ubi.integrations.eris import breaker_state
+#: What waits while a service's breaker is open (``/ready`` says so, degraded, not down).
+_WAITING = {"eris": "receipts wait in the outbox",
+            "iam": "tokens are verified from cached answers only",
+            "governance": "retention applies the last known answers"}
+
+
+def check_breaker(service: str, settings: Settings) -> Check:
+    from ubi.integrations.breakers import breaker_state
 
     try:
-        state = breaker_state(settings)
+        state = breaker_state(service, settings)
     except Exception as exc:  # its state lives in Redis; the redis check names that outage
-        return Check("eris", True, f"circuit breaker state unknown: {type(exc).__name__}")
+        return Check(service, True, f"circuit breaker state unknown: {type(exc).__name__}")
     if state == "open":
-        return Check("eris", True, "circuit breaker open: receipts wait in the outbox",
+        return Check(service, True, f"circuit breaker open: {_WAITING[service]}",
                      degraded=True)
-    return Check("eris", True, f"circuit breaker {state}")
+    return Check(service, True, f"circuit breaker {state}")
 
 
 def readiness(settings: Settings | None = None) -> list[Check]:
     settings = settings or get_settings()
     checks = [check_database(settings), check_broker(settings), check_redis(settings)]
-    if settings.eris_url:
-        checks.append(check_eris(settings))
+    from ubi.integrations.breakers import SERVICES
+
+    checks += [check_breaker(service, settings) for service, url in SERVICES.items()
+               if getattr(settings, url)]
     return checks
