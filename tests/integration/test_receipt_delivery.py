@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -17,52 +16,20 @@ import sqlalchemy as sa
 from click.testing import CliRunner
 from prometheus_client import REGISTRY
 
-from tests.support.servers import web_thread
+from tests.integration.conftest import ERIS_RESET_SECONDS
 from ubi import clock
 from ubi.cli import main
 from ubi.devservers.eris import ErisStandIn
 from ubi.integrations import breakers
 from ubi.integrations import eris as eris_client
-from ubi.integrations.dependencies import redis_client
 from ubi.models import ReceiptOutbox, session_factory
 from ubi.services import configs, receipts
 
 TENANT = "eristest"
-RESET_SECONDS = 2.0
 
 
 def auth(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
-
-
-@pytest.fixture
-def ubi_url(app) -> Iterator[str]:
-    """UBI's API over real HTTP (the stand-in reads the key set from it)."""
-    with web_thread(app) as base:
-        yield base
-
-
-@pytest.fixture
-def eris(ubi_url) -> Iterator[ErisStandIn]:
-    with ErisStandIn(keys_url=f"{ubi_url}/receipts/public-key") as server:
-        yield server
-
-
-def _forget_breaker(settings: Any) -> None:
-    breakers.reset_breakers()
-    client = redis_client(settings)
-    assert client is not None
-    for key in client.scan_iter(settings.queue_name("ubi:breaker:eris") + "*"):
-        client.delete(key)
-
-
-@pytest.fixture
-def eris_settings(settings, eris, clean_db) -> Iterator[Any]:
-    configured = settings.replace(eris_url=eris.url, breaker_fail_max=3,
-                                  breaker_reset_seconds=RESET_SECONDS, http_timeout=1.0)
-    _forget_breaker(configured)
-    yield configured
-    _forget_breaker(configured)
 
 
 def deliver(settings: Any) -> receipts.DeliveryReport:
@@ -208,13 +175,13 @@ def test_eris_down_opens_the_breaker_and_receipts_wait_then_arrive_once(
     assert deliver(eris_settings).retry == 6  # still open: ERIS sees nothing
     assert len(received(eris)["calls"]) == 3
 
-    time.sleep(RESET_SECONDS + 0.2)  # pybreaker's open interval runs on the system clock
+    time.sleep(ERIS_RESET_SECONDS + 0.2)  # pybreaker's open interval runs on the system clock
     shared_clock.advance(timedelta(hours=1))
     deliver(eris_settings)  # one probe, which fails: open again
     assert len(received(eris)["calls"]) == 4
 
     requests.delete(f"{eris.url}/_faults", timeout=5).raise_for_status()
-    time.sleep(RESET_SECONDS + 0.2)
+    time.sleep(ERIS_RESET_SECONDS + 0.2)
     shared_clock.advance(timedelta(hours=1))
     assert deliver(eris_settings).delivered == 6
     assert breakers.breaker_state("eris", eris_settings) == "closed"

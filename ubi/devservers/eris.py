@@ -8,6 +8,10 @@ ERIS's API UBI uses, and checks what UBI sends it:
   duplicate: true}`` when that ``receipt_id`` is already stored, 400 ``{error, reason}`` for a
   body that is not a receipt or a signature that does not verify.
 - ``GET /v1/evidence/receipts/{id}``: the stored receipt, or 404.
+- ``POST /v1/evidence/blobs``: evidence of 1 KB or more ``{evidence_id, tenant_id,
+  evidence_type, expires_at, sha256, content}``, checked against its SHA-256 (of the content's
+  canonical JSON): 201 new, 409 when that ``evidence_id`` is stored, 400 with the reason;
+  ``GET /v1/evidence/blobs/{id}`` answers it by handle.
 - ``POST /v1/evidence/search``: ``{tenant_id?, resource_type?}`` → ``{receipts: [...]}``.
 - Fault injection (``ubi/devservers/standin.py``) on receipt submissions, plus mode ``400``
   that rejects the receipt with a reason.
@@ -29,6 +33,7 @@ http://127.0.0.1:8000/v1/ubi/receipts/public-key`` and point UBI at it with
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import re
 import urllib.request
@@ -42,6 +47,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from ubi.devservers.standin import SHARED_FAULT_MODES, Answer, StandIn
 
 RECEIPTS = "/v1/evidence/receipts"
+BLOBS = "/v1/evidence/blobs"
 SEARCH = "/v1/evidence/search"
 _SIGNATURE = re.compile(r"^sig-ed25519:([0-9a-f]{16}):([A-Za-z0-9+/=]+)$")
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
@@ -54,8 +60,6 @@ def canonical(body: dict[str, Any]) -> bytes:
 
 
 def _kid(key: Ed25519PublicKey) -> str:
-    import hashlib
-
     raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     return hashlib.sha256(raw).hexdigest()[:16]
 
@@ -82,6 +86,7 @@ class ErisStandIn(StandIn):
         self.keys_url, self.key_file = keys_url, key_file
         self.keys: dict[str, Ed25519PublicKey] = {}
         self.receipts: dict[str, dict[str, Any]] = {}
+        self.blobs: dict[str, dict[str, Any]] = {}
         super().__init__(host=host, port=port)
 
     # --- keys and verification ---
@@ -137,11 +142,13 @@ class ErisStandIn(StandIn):
 
     def received(self) -> dict[str, Any]:
         with self.lock:
-            return {"calls": list(self.calls), "stored": list(self.receipts)}
+            return {"calls": list(self.calls), "stored": list(self.receipts),
+                    "blobs": list(self.blobs)}
 
     def forget(self) -> None:
         super().forget()
         self.receipts.clear()
+        self.blobs.clear()
 
     # --- routes ---
 
@@ -157,9 +164,51 @@ class ErisStandIn(StandIn):
                              if all(r.get(k) == criteria[k] for k in ("tenant_id", "resource_type")
                                     if criteria.get(k) is not None)]
             return Answer(200, {"receipts": found_all})
+        if method == "GET" and path.startswith(BLOBS + "/"):
+            with self.lock:
+                blob = self.blobs.get(path[len(BLOBS) + 1:])
+            return Answer(200, blob) if blob is not None else Answer(404, {"error": "not_found"})
         if method == "POST" and path == RECEIPTS:
             return self._submit(body)
+        if method == "POST" and path == BLOBS:
+            return self._store_blob(body)
         return Answer(404, {"error": "not_found"})
+
+    @staticmethod
+    def check_blob(blob: Any) -> str | None:
+        """None when ``blob`` is a well-formed evidence blob, else the reason it is not."""
+        if not isinstance(blob, dict):
+            return "the body is not a JSON object"
+        for name in ("evidence_id", "tenant_id", "evidence_type", "expires_at", "sha256"):
+            if not isinstance(blob.get(name), str) or not blob[name]:
+                return f"{name}: missing"
+        if not _UUID.match(blob["evidence_id"]):
+            return "evidence_id: not a UUID"
+        if not isinstance(blob.get("content"), dict):
+            return "content: not a JSON object"
+        if hashlib.sha256(canonical(blob["content"])).hexdigest() != blob["sha256"]:
+            return "sha256: does not match the content"
+        return None
+
+    def _store_blob(self, blob: Any) -> Answer:
+        evidence_id = blob.get("evidence_id") if isinstance(blob, dict) else None
+        fault = self.take_fault()
+        mode = fault.mode if fault else None
+        answer = self.shared_fault(fault)
+        if answer is None:
+            reason = self.check_blob(blob)
+            if reason is not None:
+                answer = Answer(400, {"error": "invalid_evidence", "reason": reason})
+            else:
+                assert isinstance(blob, dict)
+                with self.lock:
+                    duplicate = blob["evidence_id"] in self.blobs
+                    self.blobs.setdefault(blob["evidence_id"], blob)
+                answer = Answer(409 if duplicate else 201,
+                                {"evidence_id": evidence_id, "duplicate": duplicate})
+        self.record(evidence_id=evidence_id, status=answer.status, fault=mode,
+                    verified=answer.status in (201, 409), reason=None)
+        return answer
 
     def _submit(self, receipt: Any) -> Answer:
         receipt_id = receipt.get("receipt_id") if isinstance(receipt, dict) else None

@@ -1,5 +1,7 @@
-"""The ERIS client (SPEC §13): ``POST {UBI_ERIS_URL}/v1/evidence/receipts`` through the ERIS
-circuit breaker (``ubi/integrations/breakers.py``), each answer mapped to one delivery outcome.
+"""The ERIS client (SPEC §5.6, §13): receipts to ``POST {UBI_ERIS_URL}/v1/evidence/receipts``
+and evidence blobs (evidence of 1 KB or more, ``ubi/services/evidence.py``) to ``POST
+/v1/evidence/blobs``, through the ERIS circuit breaker (``ubi/integrations/breakers.py``), each
+answer mapped to one delivery outcome.
 
 Outcomes: ``delivered`` (200/201), ``duplicate`` (409: ERIS has the receipt, so it counts as
 delivered), ``retry`` (5xx, 408, 429 with its ``Retry-After``, a timeout, a connection error,
@@ -19,6 +21,7 @@ from ubi.settings import Settings, get_settings
 
 SERVICE = "eris"
 RECEIPTS_PATH = "/v1/evidence/receipts"
+BLOBS_PATH = "/v1/evidence/blobs"
 
 OutcomeKind = Literal["delivered", "duplicate", "retry", "permanent"]
 
@@ -67,12 +70,15 @@ class ErisClient:
         if not self.settings.eris_url:
             raise ValueError("UBI_ERIS_URL is not set")
         self.url = self.settings.eris_url + RECEIPTS_PATH
+        self.blobs_url = self.settings.eris_url + BLOBS_PATH
         self.http = http or requests.Session()
 
-    def submit(self, receipt: dict[str, Any]) -> Outcome:
-        """One delivery attempt of ``receipt``."""
+    def submit(self, document: dict[str, Any], resource_type: str = "signal") -> Outcome:
+        """One delivery attempt of a receipt, or of an evidence blob (``resource_type``
+        ``evidence``); ERIS's duplicate answer to either counts as delivered."""
+        url = self.blobs_url if resource_type == "evidence" else self.url
         try:
-            response = breakers.call(SERVICE, self.http, "POST", self.url, json=receipt,
+            response = breakers.call(SERVICE, self.http, "POST", url, json=document,
                                      settings=self.settings)
         except breakers.Unavailable as exc:
             failed = exc.failure

@@ -15,7 +15,7 @@ import json
 import logging
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -48,6 +48,7 @@ from ubi.observability.metrics import ANOMALIES, BASELINE_DURATION, SIGNALS_GENE
 from ubi.services import anchors as baseline_anchors
 from ubi.services import (
     configs,
+    evidence,
     feature_refresh,
     focus_time,
     freshness,
@@ -460,13 +461,25 @@ def _signal_row(sig: Signal, meta: dict[str, tuple[str, str | None]],
 def _persist_signals(session: Session, analysis: TenantAnalysis, config: TenantConfig,
                      meta: dict[str, tuple[str, str | None]], correlation_id: str | None,
                      now: datetime, outcome: DetectOutcome) -> None:
-    changes: list[SignalChange] = list(analysis.signals.changes)
+    # Evidence of 1 KB or more goes to ERIS; every stored form of the signal keeps the handle.
+    stored_refs: dict[int, Any] = {}
+
+    def with_stored_evidence(sig: Signal) -> Signal:
+        refs = stored_refs.get(id(sig.evidence_refs))
+        if refs is None:
+            refs = stored_refs[id(sig.evidence_refs)] = evidence.externalise(
+                session, sig.tenant_id, sig.evidence_refs, now=now,
+                retention_days=config.retention_days)
+        return sig if refs is sig.evidence_refs else replace(sig, evidence_refs=refs)
+
+    changes: list[SignalChange] = [SignalChange(c.kind, with_stored_evidence(c.signal))
+                                   for c in analysis.signals.changes]
     latest: dict[str, Signal] = {}
     for change in changes:
         latest[change.signal.signal_id] = change.signal
     for sig in analysis.signals.touched:
         if sig.signal_id not in latest or latest[sig.signal_id].version <= sig.version:
-            latest[sig.signal_id] = sig
+            latest[sig.signal_id] = with_stored_evidence(sig)
     existing = {sid: v for sid, v in session.execute(sa.select(
         SignalRow.signal_id, SignalRow.version).where(
         SignalRow.signal_id.in_(list(latest)))).all()} if latest else {}
@@ -524,7 +537,8 @@ def _signal_receipt(session: Session, sig: Signal, kind: str, config: TenantConf
                   "badges": [sig.signal_type, sig.severity, sig.signal_class]},
         result={"signal_id": sig.signal_id, "version": sig.version, "status": sig.status,
                 "severity": sig.severity, "score": round(float(sig.score), 3)},
-        actor_type="service", repo_id=f"ubi:{sig.tenant_id}", timestamp=now)
+        actor_type="service", repo_id=f"ubi:{sig.tenant_id}", timestamp=now,
+        evidence_handles=evidence.handles_of(sig.evidence_refs))
     receipts.enqueue_receipt(session, receipt, resource_id=f"{sig.signal_id}:{sig.version}",
                              now=now)
 

@@ -298,7 +298,7 @@ def record_outcome(row: ReceiptOutbox, outcome: Outcome, now: datetime,
 
 
 class ReceiptSubmitter(Protocol):
-    def submit(self, receipt: dict[str, Any]) -> Outcome: ...
+    def submit(self, document: dict[str, Any], resource_type: str) -> Outcome: ...
 
 
 def deliver_due(session: Session, client: ReceiptSubmitter, *, now: datetime | None = None,
@@ -318,7 +318,7 @@ def deliver_due(session: Session, client: ReceiptSubmitter, *, now: datetime | N
     for row in session.execute(stmt).scalars():
         if time.monotonic() - started > budget_seconds:
             break
-        outcome = client.submit(row.payload)
+        outcome = client.submit(row.payload, row.resource_type)
         status = record_outcome(row, outcome, now)
         setattr(report, status, getattr(report, status) + 1)
         RECEIPT_EMISSION.labels(tenant_id=row.tenant_id, status=status).inc()
