@@ -1,4 +1,5 @@
-"""Evidence of 1 KB or more goes to ERIS and the signal keeps the handle (SPEC §5.6).
+"""What detection's persistence owes ERIS for a team signal: its receipt (SPEC §13) and, for
+evidence of 1 KB or more, the evidence, while the signal keeps the handle (SPEC §5.6).
 
 A team signal whose evidence is over the limit is persisted by detection's own persistence
 step: the stored row, its version snapshot, the stream's outbox payload and its receipt all
@@ -8,6 +9,7 @@ the ERIS stand-in, which checks its SHA-256 and answers it by handle.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
@@ -24,7 +26,7 @@ from ubi.analytics.tenant_config import TenantConfig
 from ubi.devservers.eris import ErisStandIn
 from ubi.models import ReceiptOutbox, SignalOutbox, SignalVersion, session_factory
 from ubi.models import Signal as SignalRow
-from ubi.services import detection, evidence
+from ubi.services import detection, evidence, receipts
 
 TENANT = "evidencetest"
 NOW = datetime(2026, 3, 4, 12, 0, tzinfo=UTC)
@@ -39,12 +41,12 @@ def big_evidence() -> dict[str, Any]:
     return found
 
 
-def team_signal(refs: dict[str, Any]) -> Signal:
+def team_signal(refs: dict[str, Any], severity: str = "WARN") -> Signal:
     day = day_number(NOW.date())
     return Signal(signal_id="5e6f0000-0000-5000-8000-000000000001", tenant_id=TENANT,
                   actor_scope="team", subject_id="team-a", dimension="delivery_flow",
                   signal_class="build_instability", signal_type="risk", score=0.8,
-                  severity="WARN", confidence=0.9, status="active",
+                  severity=severity, confidence=0.9, status="active",
                   reason="build_failure_rate 7d rose to 0.61", evidence_refs=refs,
                   features_snapshot={"build_failure_rate.7d": 0.61}, intent=None,
                   expected_outcome=None, created_at=NOW, updated_at=NOW, resolved_at=None,
@@ -108,3 +110,22 @@ def test_a_blob_whose_content_does_not_match_its_hash_is_refused(eris: ErisStand
             "sha256": "0" * 64, "content": refs}
     answer = requests.post(f"{eris.url}/v1/evidence/blobs", json=blob, timeout=5)
     assert answer.status_code == 400 and "sha256" in answer.json()["reason"]
+
+
+def test_a_team_critical_signal_has_a_signed_receipt_that_verifies_with_the_served_key(
+        client: Any, eris_settings: Any) -> None:
+    persist(team_signal(big_evidence(), severity="CRITICAL"))
+    with session_factory()() as s:
+        receipt: dict[str, Any] = s.execute(sa.select(ReceiptOutbox.payload).where(
+            ReceiptOutbox.resource_type == "signal")).scalar_one()
+    assert receipt["gate_id"] == "ubi" and receipt["schema_version"] == "1.0.0"
+    assert receipt["evaluation_point"] == "post-deploy" and receipt["resource_type"] == "signal"
+    assert receipt["decision"]["status"] == "warn"  # SPEC §13: never soft_block
+    assert receipt["decision"]["badges"] == ["risk", "CRITICAL", "build_instability"]
+    assert re.fullmatch(r"sha256:[0-9a-f]{64}", receipt["snapshot_hash"])
+    assert receipt["snapshot_hash"] == TenantConfig.default().snapshot_hash
+    assert receipt["result"]["signal_id"] == "5e6f0000-0000-5000-8000-000000000001"
+    served = client.get("/v1/ubi/receipts/public-key").json
+    assert receipts.verify_receipt(receipt, served) is None  # schema-valid and signed
+    tampered = {**receipt, "decision": {**receipt["decision"], "status": "pass"}}
+    assert receipts.verify_receipt(tampered, served) == "signature does not verify"
