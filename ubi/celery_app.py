@@ -31,6 +31,9 @@ BATCH_COMPRESSION = "zstd"
 app = Celery("ubi")
 app.config_from_object("celeryconfig")
 
+# Every task message's argsrepr/kwargsrepr headers become summaries without personal data.
+from ubi.tasks import summaries as _summaries  # noqa: E402,F401 - connects the signal
+
 
 @signals.setup_logging.connect
 def _setup_logging(**_: Any) -> None:

@@ -46,6 +46,15 @@ class DeadLetter:
         return d
 
 
+def _args_summary(headers: dict[str, Any]) -> str:
+    # Only headers UBI summarised are printed: an older message's argsrepr may hold a batch.
+    from ubi.tasks.summaries import REDACTED_HEADER
+
+    if not headers.get(REDACTED_HEADER):
+        return "(arguments not shown: the message predates redacted summaries)"
+    return f"args={headers.get('argsrepr', '?')} kwargs={headers.get('kwargsrepr', '?')}"[:500]
+
+
 def _parse(message: Any) -> DeadLetter:
     headers = dict(message.headers or {})
     deaths = headers.get("x-death") or []
@@ -57,8 +66,7 @@ def _parse(message: Any) -> DeadLetter:
     return DeadLetter(
         task_id=str(headers.get("id") or message.properties.get("correlation_id") or ""),
         task_name=str(headers.get("task") or "?"),
-        args_summary=(f"args={headers.get('argsrepr', '?')} "
-                      f"kwargs={headers.get('kwargsrepr', '?')}")[:500],
+        args_summary=_args_summary(headers),
         attempts=max(attempts, 1),
         reason=str(latest.get("reason", "?")),
         original_queue=str(first.get("queue", "?")),
