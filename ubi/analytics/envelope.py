@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from ubi.analytics import json_limits
 from ubi.analytics.taxonomy import ACTOR_TYPE_SYNONYMS, CANONICAL_EVENT_TYPES
 from ubi.analytics.tenant_config import TenantConfig
 
@@ -120,6 +121,10 @@ class BatchFormatError(ValueError):
     """The body as a whole is unusable (not JSON, not an object or array, no events)."""
 
 
+_TOO_DEEP = (f"the body nests JSON too deeply to read; an envelope nests at most "
+             f"{json_limits.MAX_DEPTH} levels")
+
+
 def split_batch(body: bytes) -> list[msgspec.Raw]:
     """The raw items of ``{"events": [...]}`` or of a bare array, without validating them."""
     stripped = body.lstrip()
@@ -134,10 +139,15 @@ def split_batch(body: bytes) -> list[msgspec.Raw]:
         raise BatchFormatError(f"expected {{\"events\": [...]}} or a JSON array: {exc}") from exc
     except msgspec.DecodeError as exc:
         raise BatchFormatError(f"body is not valid JSON: {exc}") from exc
+    except RecursionError as exc:
+        # Deeper than the decoder can walk even to find the items: the whole body is refused.
+        raise BatchFormatError(_TOO_DEEP) from exc
     try:
         msgspec.json.decode(body)
     except msgspec.DecodeError as exc:
         raise BatchFormatError(f"body is not valid JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise BatchFormatError(_TOO_DEEP) from exc
     raise BatchFormatError("expected a JSON object {\"events\": [...]} or a JSON array")
 
 
@@ -156,6 +166,18 @@ def canonical_event_type(signal_type: str, config: TenantConfig) -> str | None:
 def validate_item(raw: bytes, *, caller_tenant: str | None, privileged: bool,
                   config_for: Any, now: datetime) -> tuple[Envelope | None, ItemError | None]:
     """Validate one raw envelope: (envelope, None) or (None or partial, error)."""
+    if len(raw) > json_limits.MAX_ENVELOPE_BYTES:
+        return None, ItemError(VALIDATION_ERROR, f"an envelope is at most "
+                               f"{json_limits.MAX_ENVELOPE_BYTES} bytes of JSON; this one is "
+                               f"{len(raw)}")
+    try:  # the decoder passes invalid UTF-8 in unknown fields; the stored message cannot
+        raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return None, ItemError(SCHEMA_VIOLATION, f"not valid UTF-8 (byte {exc.start} of the "
+                               "envelope)")
+    if json_limits.too_deep(raw):
+        return None, ItemError(SCHEMA_VIOLATION, "an envelope nests JSON at most "
+                               f"{json_limits.MAX_DEPTH} levels deep")
     try:
         env = _decode_envelope.decode(raw)
     except msgspec.ValidationError as exc:

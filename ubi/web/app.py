@@ -13,6 +13,7 @@ from flask import Flask, Response, g, request, send_from_directory
 from flask_smorest import Api
 from werkzeug.exceptions import HTTPException
 
+from ubi.analytics import json_limits
 from ubi.observability import context
 from ubi.observability.logging import configure_logging
 from ubi.observability.metrics import API_DURATION
@@ -81,6 +82,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_error_handler(errors.ApiError, errors.handle_api_error)
     app.register_error_handler(Exception, errors.handle_unexpected)
     app.before_request(_start_request)
+    app.before_request(_bound_json_body)
     rate_limits.install(app, settings)  # after _start_request: its logs carry the request id
     app.after_request(_finish_request)
     app.teardown_request(_teardown_request)
@@ -105,6 +107,26 @@ def _start_request() -> None:
     context.clear()
     context.bind(request_id=g.request_id,
                  correlation_id=request.headers.get("X-Correlation-ID") or None)
+
+
+def _bound_json_body() -> None:
+    """Refuse a JSON body too large or nested too deeply before anything decodes it (event
+    batches are bounded per envelope by ingestion, which keeps a batch's good items)."""
+    if request.method not in ("POST", "PUT", "PATCH") or request.path == f"{API_PREFIX}/events":
+        return
+    mimetype = request.mimetype or ""
+    if not (mimetype == "application/json" or mimetype.endswith("+json")):
+        return
+    if (request.content_length or 0) > json_limits.MAX_BODY_BYTES:
+        raise errors.ApiError(413, f"a JSON body is at most {json_limits.MAX_BODY_BYTES} bytes",
+                              code="payload_too_large")
+    body = request.get_data(cache=True)
+    if len(body) > json_limits.MAX_BODY_BYTES:
+        raise errors.ApiError(413, f"a JSON body is at most {json_limits.MAX_BODY_BYTES} bytes",
+                              code="payload_too_large")
+    if json_limits.too_deep(body):
+        raise errors.ApiError(400, f"JSON nests at most {json_limits.MAX_DEPTH} levels deep",
+                              code="bad_request")
 
 
 def _finish_request(response: Response) -> Response:
