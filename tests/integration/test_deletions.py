@@ -351,3 +351,38 @@ def test_the_api_takes_privacy_admins_of_the_tenant(client, tokens, db_session, 
     deletions.run_deletion(job["job_id"])  # (a tenant without data: nothing to delete)
     got = client.get(url, headers=admin)
     assert got.json["status"] == "done" and got.json["counts"]["events"] == 0
+
+
+def test_a_whole_tenant_deletion_of_days_empties_their_partitions(db_session, settings
+                                                                   ) -> None:
+    """The retention job's call: a tenant's whole days. A day partition holding only that
+    tenant's rows is truncated, one shared with another tenant loses only the tenant's rows;
+    the keys stay as tombstones, and the days outside the range are untouched."""
+    from tests.support.envelopes import envelope
+    from ubi.store import partitions
+
+    days = [date(2026, 4, 1), date(2026, 4, 2), date(2026, 4, 3)]
+    solo = [envelope("solo", actor=f"p{i}", occurred_at=datetime.combine(
+        d, datetime.min.time(), tzinfo=UTC) + timedelta(hours=10 + i))
+        for d in days for i in range(3)]
+    shared = [envelope("other", actor="q", occurred_at=datetime(2026, 4, 2, 9, tzinfo=UTC))]
+    run_pipeline(settings, "solo", solo)
+    run_pipeline(settings, "other", shared)
+    assert set(days) <= partitions.existing_partitions(db_session)
+    with session_factory()() as s:
+        job_id = deletions.request_deletion(
+            s, tenant_id="solo", actor_id=None, time_from=datetime(2026, 4, 1, tzinfo=UTC),
+            time_to=datetime(2026, 4, 3, tzinfo=UTC), requested_by="retention",
+            reason="retention")
+        s.commit()
+    counts = deletions.run_deletion(job_id)
+    assert counts["events"] == counts["event_keys_tombstoned"] == 6
+    left = db_session.execute(sa.select(Event.tenant_id, Event.event_date)).all()
+    assert sorted(left) == [("other", days[1]), ("solo", days[2]), ("solo", days[2]),
+                            ("solo", days[2])]
+    rollups = db_session.execute(sa.select(daily_rollups.c.day).where(
+        daily_rollups.c.tenant_id == "solo")).scalars().all()
+    assert set(rollups) == {days[2]}
+    assert db_session.execute(sa.select(sa.func.count()).where(
+        EventKey.tenant_id == "solo", EventKey.actor_id == deletions.TOMBSTONE_ACTOR)
+    ).scalar_one() == 6

@@ -4,7 +4,7 @@ callback: its service token carries ``ubi:admin:privacy``) and the job's status.
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 import marshmallow as ma
@@ -113,7 +113,9 @@ class Deletions(MethodView):
                 session, tenant_id=tenant,
                 actor_id=pseudonymiser().pseudonym(tenant, actor) if actor else None,
                 time_from=_midnight(time_range.get("from_")),
-                time_to=_midnight(last + timedelta(days=1)) if last else None,
+                # (the last day there is has no midnight after it: open-ended)
+                time_to=_midnight(last + timedelta(days=1)) if last and last < date.max
+                else None,
                 requested_by=principal.sub, reason="privacy_request")
             owed = list(session.info.pop(OWED_KEY, []))
             job = session.get(DeletionJob, job_id)
