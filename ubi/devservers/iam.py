@@ -16,8 +16,9 @@ makes (SPEC §7):
   ``GET /_received`` lists every verify call (a SHA-256 of the token, never the token, the
   subject, the answer's status and the fault applied).
 
-Run it with ``ubi devserver iam --port 8200 --jwt-secret "$UBI_JWT_SECRET"`` and point UBI at it
-with ``UBI_IAM_URL=http://127.0.0.1:8200``. In production ``UBI_IAM_URL`` names the real IAM.
+Run it with ``ubi devserver iam --port 8200`` (HS256 with UBI's own secret by default, so
+``ubi token`` tokens verify) and point UBI at it with ``UBI_IAM_URL=http://127.0.0.1:8200``. In
+production ``UBI_IAM_URL`` names the real IAM.
 """
 
 from __future__ import annotations
