@@ -365,6 +365,46 @@ def devserver_eris(host: str, port: int, keys_url: str | None, key_file: str | N
     eris.serve()
 
 
+@devserver.command("iam")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=8200, show_default=True, help="0: any free port")
+@click.option("--jwt-secret", default=None,
+              help="HS256 secret the tokens are signed with (default: UBI's own, as "
+                   "`ubi token` signs with)")
+@click.option("--public-key-file", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="PEM public key of RS256/ES256 tokens (instead of --jwt-secret)")
+@click.option("--audience", default=None, help="required aud claim (default: not checked)")
+@click.option("--issuer", default=None, help="required iss claim (default: not checked)")
+@click.option("--ttl", type=float, default=60.0, show_default=True,
+              help="seconds ahead each answer's valid_until lies")
+def devserver_iam(host: str, port: int, jwt_secret: str | None, public_key_file: str | None,
+                  audience: str | None, issuer: str | None, ttl: float) -> None:
+    """A stand-in for the platform IAM's token verification (development and tests only),
+    with revocation (``POST /_revoked``) and fault injection (``POST /_faults``); see
+    ubi/devservers/iam.py."""
+    from pathlib import Path
+
+    from ubi.devservers.iam import IamStandIn
+
+    if not jwt_secret and not public_key_file:
+        from ubi.settings import get_settings
+
+        # UBI's secret (UBI_JWT_SECRET, or the one generated for the data dir), so tokens
+        # from `ubi token` verify at the stand-in as they do locally.
+        jwt_secret = get_settings().jwt_secret
+    if jwt_secret and public_key_file:
+        raise click.UsageError("give --jwt-secret or --public-key-file, not both")
+    if not jwt_secret and not public_key_file:
+        raise click.UsageError("give --jwt-secret or --public-key-file")
+    iam = IamStandIn(jwt_secret=jwt_secret,
+                     public_key_pem=Path(public_key_file).read_text() if public_key_file
+                     else None,
+                     audience=audience, issuer=issuer, ttl=ttl, host=host, port=port)
+    click.echo(f"IAM stand-in (development and tests only) listening on {iam.url}; point "
+               f"UBI at it with UBI_IAM_URL={iam.url}; Ctrl+C stops it")
+    iam.serve()
+
+
 # --- evidence receipts -----------------------------------------------------------------------
 
 @main.group()

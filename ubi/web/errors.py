@@ -8,6 +8,7 @@ never a 500; a dependency that is down is a 503 naming it.
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 import kombu.exceptions
@@ -49,13 +50,15 @@ class ApiError(Exception):
 
 
 class DependencyUnavailable(ApiError):
-    """A server UBI depends on is down: 503 naming it; the caller may retry."""
+    """A server UBI depends on is down: 503 naming it; the caller may retry, after
+    ``retry_after`` seconds when the dependency said how long (else 5)."""
 
-    def __init__(self, dependency: str, detail: str = ""):
+    def __init__(self, dependency: str, detail: str = "", *, retry_after: float | None = None):
         msg = f"{dependency} is unavailable" + (f": {detail}" if detail else "") + \
             "; retry later (the request had no effect)"
+        wait = 5 if retry_after is None else max(1, math.ceil(retry_after))
         super().__init__(503, msg, code="dependency_unavailable",
-                         errors={"dependency": dependency}, headers={"Retry-After": "5"})
+                         errors={"dependency": dependency}, headers={"Retry-After": str(wait)})
         self.dependency = dependency
 
 
@@ -142,7 +145,7 @@ class ErrorResponseDocs(BasePlugin):
         super().init_spec(spec)
         content = {"application/json": {"schema": ErrorSchema}}
         spec.components.response("DEPENDENCY_UNAVAILABLE", {
-            "description": "a server UBI depends on (database, broker, Redis) is down; the "
+            "description": "a server UBI depends on (database, broker, Redis, IAM) is down; the "
                            "body names it, the request had no effect: retry",
             "content": content,
             "headers": {"Retry-After": {"description": "seconds to wait before retrying",
