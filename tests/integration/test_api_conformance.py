@@ -39,6 +39,7 @@ from tests.support.pipeline import run_pipeline
 from tests.support.servers import web_thread
 from ubi import clock
 from ubi.models import Signal, session_factory
+from ubi.services import deletions
 from ubi.web.auth import ROLES, mint_token
 
 TENANT = "fuzzco"
@@ -60,7 +61,12 @@ def fuzz_tenant(database, broker, settings) -> Iterator[dict[str, Any]]:
         signal_ids = s.execute(sa.select(Signal.signal_id).where(
             Signal.tenant_id == TENANT).order_by(Signal.signal_id)).scalars().all()
     assert signal_ids, "the tenant needs signals for the signal routes to answer 200"
-    yield {"signal_ids": list(signal_ids)}
+    with session_factory()() as s:  # a deletion job to read (of no one's data: never run)
+        job_id = deletions.request_deletion(
+            s, tenant_id=TENANT, actor_id="0" * 64, time_from=None, time_to=None,
+            requested_by="schemathesis", reason="conformance")
+        s.commit()
+    yield {"signal_ids": list(signal_ids), "job_ids": [job_id]}
     resources.truncate_all(database)
     resources.purge_task_queues(BROKER_URL)
 
@@ -76,7 +82,8 @@ def api_base(fuzz_tenant, settings) -> Iterator[str]:
         yield base
 
 
-def schemathesis_config(token: str, signal_ids: list[str]) -> schemathesis.Config:
+def schemathesis_config(token: str, signal_ids: list[str],
+                        job_ids: list[str]) -> schemathesis.Config:
     known = 0.8  # how often a parameter below takes a known value rather than a generated one
     return schemathesis.Config.from_dict({
         "seed": SEED,
@@ -91,6 +98,7 @@ def schemathesis_config(token: str, signal_ids: list[str]) -> schemathesis.Confi
             "actors": {"values": ACTORS},
             "teams": {"values": ["alpha", "beta"]},
             "signals": {"values": signal_ids},
+            "jobs": {"values": job_ids},
         },
         "parameters": {
             "path.tenant_id": {"dictionary": "tenants", "probability": known},
@@ -100,6 +108,7 @@ def schemathesis_config(token: str, signal_ids: list[str]) -> schemathesis.Confi
             "query.actor_id": {"dictionary": "actors", "probability": known},
             "path.team_id": {"dictionary": "teams", "probability": known},
             "path.signal_id": {"dictionary": "signals", "probability": known},
+            "path.job_id": {"dictionary": "jobs", "probability": known},
         },
     })
 
@@ -140,7 +149,8 @@ class Findings:
 def test_every_operation_answers_as_documented(api_base, fuzz_tenant, settings) -> None:
     token = mint_token(sub="schemathesis", tenant_id=TENANT, roles=ROLES, settings=settings)
     schema = schemathesis.openapi.from_url(
-        f"{api_base}/openapi.json", config=schemathesis_config(token, fuzz_tenant["signal_ids"]))
+        f"{api_base}/openapi.json", config=schemathesis_config(token, fuzz_tenant["signal_ids"],
+                                   fuzz_tenant["job_ids"]))
     operations: set[str] = set()
     for op in schema.get_all_operations():
         assert isinstance(op, Ok), op.err()

@@ -155,6 +155,59 @@ def detect_tenant(session: Session, tenant_id: str, *, now: datetime | None = No
     return outcome
 
 
+def restate_days(session: Session, tenant_id: str, first_day: date, *,
+                 now: datetime | None = None) -> DetectOutcome:
+    """Recompute the scores of the tenant's evaluated days from ``first_day`` on, and its
+    baselines, from the data stored now (after a privacy deletion removed some of what they
+    were computed from). The caller holds the tenant's detect lock.
+
+    The same engine pass as ``detect_tenant``, seeded with the scores of the day before; its
+    anomalies and signals are not stored: those of evaluated days are final, and the deletion
+    removed the ones derived from the deleted events itself. Score rows of the restated days
+    that the pass does not produce (a subject with no data left) go.
+    """
+    now = now or clock.utcnow()
+    outcome = DetectOutcome(tenant_id)
+    state = session.get(IngestionState, tenant_id)
+    if state is None or state.last_evaluated_day is None:
+        return outcome
+    through = state.last_evaluated_day
+    first_day = max(first_day, state.first_evaluated_day or first_day)
+    if first_day > through:
+        return outcome
+    config = configs.load_config(session, tenant_id)
+    history = int(config.baseline_algorithm["history_days"])
+    lookback = history + max(WINDOWS.values())
+    base = load_previous_state(session, tenant_id, first_day - timedelta(days=1))
+    previous = PreviousState(anomalies={}, signals={}, scores=base.scores)
+    anchors = baseline_anchors.active(session, tenant_id)
+    session.execute(sa.delete(Score).where(Score.tenant_id == tenant_id,
+                                           Score.day >= first_day, Score.day <= through))
+    outcome.evaluated_from, outcome.evaluated_through = first_day, through
+    last: TenantAnalysis | None = None
+    chunk_start = first_day
+    while chunk_start <= through:
+        chunk_end = min(chunk_start + timedelta(days=CHUNK_DAYS - 1), through)
+        load_from = chunk_start - timedelta(days=lookback)
+        activity = load_activity(session, tenant_id, load_from, chunk_end)
+        if activity.n_subjects:
+            analysis = analyse_tenant(
+                activity, config, tenant_id=tenant_id,
+                incomplete_days=incomplete_days(session, tenant_id, load_from, chunk_end),
+                evaluate_from_day=day_number(chunk_start), previous=previous, now=now,
+                anchors=anchors)
+            outcome.scores += _upsert_scores(session, analysis, now)
+            next_state = analysis.next_state()
+            previous = PreviousState(anomalies={}, signals={}, scores=next_state.scores)
+            last = analysis
+        chunk_start = chunk_end + timedelta(days=1)
+    if last is not None:
+        outcome.baselines = upsert_baselines(session, last)
+    else:  # no data left at all: no normal to keep
+        session.execute(sa.delete(Baseline).where(Baseline.tenant_id == tenant_id))
+    return outcome
+
+
 def refresh_group_features(session: Session, tenant_id: str,
                            marks: list[feature_refresh.Mark], last_evaluated: date,
                            config: TenantConfig, *, now: datetime,
@@ -427,7 +480,7 @@ def signal_payload(sig: Signal, correlation_id: str | None) -> dict[str, Any]:
     }
 
 
-def routing_key(sig: Signal) -> str:
+def routing_key(sig: Signal | SignalRow) -> str:
     return f"{sig.tenant_id}.{sig.actor_scope}.{sig.dimension}.{sig.signal_type}.{sig.severity}"
 
 

@@ -59,6 +59,7 @@ from ubi.observability.metrics import EVENTS_PROCESSED
 from ubi.services import (
     audit,
     configs,
+    deletions,
     feature_refresh,
     focus_time,
     freshness,
@@ -372,6 +373,20 @@ def _store_tenant_events(session: Session, tenant_id: str, config: TenantConfig,
     timings["partitions"] = timings.get("partitions", 0.0) + time.perf_counter() - t
 
     t = time.perf_counter()
+    deleted = deletions.in_flight_filter(session, tenant_id, received_at)
+    if deleted is not None:
+        # A deletion was requested while this batch was in flight: its events in scope are
+        # not stored, and their keys become tombstones like those of the deleted events.
+        gone = [e for e in events if deleted(e)]
+        if gone:
+            bulk.insert_new_keys(session, table_of(EventKey), {
+                "event_id": [e.event_id for e in gone],
+                "event_date": [e.timestamp_utc.date() for e in gone],
+                "actor_id": [deletions.TOMBSTONE_ACTOR] * len(gone)},
+                key_columns=("tenant_id", "event_id"), constants={"tenant_id": tenant_id})
+            events = [e for e in events if not deleted(e)]
+            if not events:
+                return []
     new_keys = bulk.insert_new_keys(session, table_of(EventKey), {
         "event_id": [e.event_id for e in events],
         "event_date": [e.timestamp_utc.date() for e in events],

@@ -7,7 +7,7 @@ from typing import Any
 
 from ubi.celery_app import app
 from ubi.integrations.governance import GovernanceClient
-from ubi.services import followups, freshness, maintenance, retention
+from ubi.services import deletions, followups, freshness, maintenance, retention
 from ubi.settings import get_settings
 from ubi.store import partitions
 from ubi.tasks import names
@@ -60,6 +60,32 @@ def resolve_anomalies(self: UbiTask) -> int:
     """Resolve anomalies back within 1 std for ``resolution_hours`` (SPEC §5.3)."""
     return sum(maintenance.resolve_anomalies(self.session, t)
                for t in freshness.tenants(self.session))
+
+
+#: Seconds before trying a deletion again when the tenant's features or detect step runs.
+DELETION_BUSY_SECONDS = 5
+
+
+class RunDeletionTask(UbiTask):
+    def dead_lettered(self, reason: str, kwargs: dict[str, Any]) -> None:
+        deletions.mark_failed(str(kwargs.get("job_id")), reason)
+
+
+@app.task(base=RunDeletionTask, bind=True, name=names.RUN_DELETION,
+          followup_key="deletion:{job_id}")
+def run_deletion(self: UbiTask, *, job_id: str) -> dict[str, Any]:
+    """Execute a privacy deletion job (its state is in ``deletion_jobs``: a redelivered or
+    re-sent message runs a job left ``running`` again, and finds a ``done`` one done)."""
+    try:
+        counts = deletions.run_deletion(job_id, session=self.session)
+    except deletions.DeletionBusy as busy:
+        followups.enqueue_followup(self.session, names.RUN_DELETION, tenant_id=busy.tenant_id,
+                                   kwargs={"job_id": job_id}, dedupe_key=f"deletion:{job_id}",
+                                   correlation_id=job_id, delay_seconds=DELETION_BUSY_SECONDS)
+        return {"job_id": job_id, "busy": True}
+    except LookupError as exc:
+        raise PermanentTaskError(str(exc)) from exc
+    return {"job_id": job_id, "counts": counts}
 
 
 _governance_clients: dict[str, GovernanceClient] = {}

@@ -12,6 +12,7 @@ def register_blueprints(api: Api) -> None:
         events,
         exports,
         health,
+        privacy,
         profiles,
         receipts,
         signals,
@@ -19,5 +20,5 @@ def register_blueprints(api: Api) -> None:
 
     events.register_schemas(api.spec)
     for module in (health, events, configs, signals, profiles, exports, anchors,
-                   receipts):
+                   receipts, privacy):
         api.register_blueprint(module.blp, url_prefix="/v1/ubi")
