@@ -58,12 +58,27 @@ def ensure_partitions(session: Session, days: Iterable[date], *, today: date | N
     created = 0
     with engine.connect() as conn:
         for start, end in _runs(missing):
-            created += int(conn.execute(
-                sa.text("SELECT ubi_ensure_event_partitions(:a, :b)"), {"a": start, "b": end}
-            ).scalar_one())
-        conn.commit()
+            try:
+                created += _ensure(conn, start, end)
+            except sa.exc.IntegrityError:
+                # The default partition holds rows of a day in the run: a day whose partition
+                # retention dropped got a late event meanwhile (``drop_empty_partitions``).
+                # Such a day stays in the default partition; the others get theirs.
+                conn.rollback()
+                for day in (start + timedelta(days=i) for i in range((end - start).days + 1)):
+                    try:
+                        created += _ensure(conn, day, day)
+                    except sa.exc.IntegrityError:
+                        conn.rollback()
     with _known_lock:
         _known.update(missing)
+    return created
+
+
+def _ensure(conn: sa.Connection, first: date, last: date) -> int:
+    created = int(conn.execute(sa.text("SELECT ubi_ensure_event_partitions(:a, :b)"),
+                               {"a": first, "b": last}).scalar_one())
+    conn.commit()
     return created
 
 
