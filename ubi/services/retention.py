@@ -25,7 +25,6 @@ run yet, so its partitions go on the next day's run.
 
 from __future__ import annotations
 
-import importlib
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
@@ -39,7 +38,7 @@ from ubi.integrations.breakers import Unavailable
 from ubi.integrations.governance import Decision
 from ubi.models import DeletionJob, RetentionDecision
 from ubi.models.session import dialect_insert, is_postgres
-from ubi.services import audit, configs, freshness
+from ubi.services import audit, configs, deletions, freshness
 from ubi.services.tenant_locks import tenant_lock
 from ubi.store import partitions
 
@@ -79,8 +78,8 @@ class Evaluate(Protocol):
 
 
 class RequestDeletion(Protocol):
-    """``services.deletions.request_deletion``: records a deletion job in the caller's
-    transaction (with its audit entry and the task it owes) and returns its id."""
+    """``services.deletions.request_deletion`` (the default): records a deletion job in the
+    caller's transaction (with its audit entry and the task it owes) and returns its id."""
 
     def __call__(self, session: Session, *, tenant_id: str, actor_id: str | None,
                  time_from: datetime | None, time_to: datetime | None, requested_by: str,
@@ -168,12 +167,6 @@ def stored_months(session: Session, tenant_id: str) -> list[date]:
 
 # --- the run ---
 
-def _deletion_service() -> RequestDeletion:
-    # Imported when first needed: the deletion service is its own module (PR-UBI-03).
-    module = importlib.import_module("ubi.services.deletions")
-    return cast(RequestDeletion, module.request_deletion)
-
-
 def run_retention(session: Session, evaluate: Evaluate | None, *,
                   now: datetime | None = None,
                   request_deletion: RequestDeletion | None = None) -> RetentionReport:
@@ -230,7 +223,7 @@ def run_retention(session: Session, evaluate: Evaluate | None, *,
                 if (tenant_id, month_bounds(month)[0]) in pending:  # requested before, not done yet
                     chosen.applied_at = (row.applied_at if row is not None else None) or now
                 else:
-                    _apply(session, chosen, request_deletion or _deletion_service(), now)
+                    _apply(session, chosen, request_deletion or deletions.request_deletion, now)
             report.decisions.append(chosen)
 
     _store(session, report.decisions)
