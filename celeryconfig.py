@@ -167,6 +167,11 @@ beat_schedule = {
         "schedule": crontab(minute=15),
         "options": {"expires": 3000},
     },
+    "retention": {  # SPEC §8: daily, away from the nightly recompute
+        "task": names.APPLY_RETENTION,
+        "schedule": crontab(hour=1, minute=30),
+        "options": {"expires": 6 * 3600},
+    },
     "nightly-baselines": {
         "task": names.RECOMPUTE_ALL,
         "schedule": crontab(hour=3, minute=0),

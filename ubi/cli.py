@@ -405,6 +405,36 @@ def devserver_iam(host: str, port: int, jwt_secret: str | None, public_key_file:
     iam.serve()
 
 
+@devserver.command("governance")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=8300, show_default=True, help="0: any free port")
+@click.option("--policy", "policies", multiple=True, metavar="TENANT=MONTHS",
+              help="answer delete for TENANT's months at least MONTHS old (repeatable)")
+@click.option("--legal-hold", "holds", multiple=True, metavar="TENANT",
+              help="TENANT's data is under legal hold (repeatable)")
+def devserver_governance(host: str, port: int, policies: tuple[str, ...],
+                         holds: tuple[str, ...]) -> None:
+    """A stand-in for Data Governance (development and tests only): retention answers per
+    tenant as configured (``PUT /_policies/{tenant}``), deletion callbacks to UBI
+    (``POST /_callbacks/deletion``) and fault injection; see ubi/devservers/governance.py."""
+    from ubi.devservers.governance import GovernanceStandIn, Policy
+
+    configured: dict[str, Policy] = {}
+    for item in policies:
+        tenant_id, _, months = item.partition("=")
+        if not tenant_id or not months.isdigit():
+            raise click.UsageError(f"--policy {item!r}: expected TENANT=MONTHS")
+        configured[tenant_id] = Policy(delete_after_months=int(months),
+                                       policy_id=f"dev-{tenant_id}")
+    for tenant_id in holds:
+        configured.setdefault(tenant_id, Policy(policy_id=f"dev-{tenant_id}")).legal_hold = True
+    governance = GovernanceStandIn(policies=configured, host=host, port=port)
+    click.echo(f"Data Governance stand-in (development and tests only) listening on "
+               f"{governance.url}; point UBI at it with UBI_GOVERNANCE_URL={governance.url}; "
+               f"Ctrl+C stops it")
+    governance.serve()
+
+
 # --- evidence receipts -----------------------------------------------------------------------
 
 @main.group()

@@ -58,12 +58,27 @@ def ensure_partitions(session: Session, days: Iterable[date], *, today: date | N
     created = 0
     with engine.connect() as conn:
         for start, end in _runs(missing):
-            created += int(conn.execute(
-                sa.text("SELECT ubi_ensure_event_partitions(:a, :b)"), {"a": start, "b": end}
-            ).scalar_one())
-        conn.commit()
+            try:
+                created += _ensure(conn, start, end)
+            except sa.exc.IntegrityError:
+                # The default partition holds rows of a day in the run: a day whose partition
+                # retention dropped got a late event meanwhile (``drop_empty_partitions``).
+                # Such a day stays in the default partition; the others get theirs.
+                conn.rollback()
+                for day in (start + timedelta(days=i) for i in range((end - start).days + 1)):
+                    try:
+                        created += _ensure(conn, day, day)
+                    except sa.exc.IntegrityError:
+                        conn.rollback()
     with _known_lock:
         _known.update(missing)
+    return created
+
+
+def _ensure(conn: sa.Connection, first: date, last: date) -> int:
+    created = int(conn.execute(sa.text("SELECT ubi_ensure_event_partitions(:a, :b)"),
+                               {"a": first, "b": last}).scalar_one())
+    conn.commit()
     return created
 
 
@@ -82,6 +97,48 @@ def drop_partitions_before(session: Session, before: date) -> int:
                                   {"d": before}).scalar_one())
     with _known_lock:
         _known.difference_update({d for d in _known if d < before})
+    return dropped
+
+
+def partition_name(day: date) -> str:
+    return f"events_p{day:%Y%m%d}"
+
+
+def drop_empty_partitions(session: Session, days: Iterable[date], *,
+                          lock_timeout_ms: int = 2000) -> list[date]:
+    """Drop the daily partitions of ``days`` that hold no row of any tenant; returns the days
+    dropped. In the caller's transaction: it locks ``events`` exclusively (so no row can
+    arrive between the check and the drop) until the caller commits, so call it last. When
+    the lock is not granted within ``lock_timeout_ms`` nothing is dropped (the next run
+    tries again) and the caller's transaction goes on."""
+    if not is_postgres(session):
+        return []
+    wanted = sorted(set(days) & existing_partitions(session))
+    if not wanted:
+        return []
+    dropped: list[date] = []
+    previous: str = session.execute(sa.text("SELECT current_setting('lock_timeout')")).scalar_one()
+    try:
+        with session.begin_nested():
+            session.execute(sa.text("SELECT set_config('lock_timeout', :v, true)"),
+                            {"v": f"{int(lock_timeout_ms)}ms"})
+            session.execute(sa.text(
+                "SELECT pg_advisory_xact_lock(hashtext('ubi_event_partitions'))"))
+            # The parent first, as inserts take it: locking a partition first could deadlock.
+            session.execute(sa.text("LOCK TABLE events IN ACCESS EXCLUSIVE MODE"))
+            for day in wanted:
+                name = partition_name(day)  # built from a date: safe to quote into the DDL
+                if session.execute(sa.text(f'SELECT NOT EXISTS (SELECT 1 FROM "{name}")')
+                                   ).scalar_one():
+                    session.execute(sa.text(f'DROP TABLE "{name}"'))
+                    dropped.append(day)
+    except sa.exc.OperationalError as exc:
+        if getattr(exc.orig, "sqlstate", None) != "55P03":  # lock_not_available
+            raise
+        return []  # the savepoint's rollback restored lock_timeout
+    session.execute(sa.text("SELECT set_config('lock_timeout', :v, true)"), {"v": previous})
+    with _known_lock:
+        _known.difference_update(dropped)
     return dropped
 
 

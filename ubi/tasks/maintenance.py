@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from ubi.celery_app import app
-from ubi.services import deletions, followups, freshness, maintenance
+from ubi.integrations.governance import GovernanceClient
+from ubi.services import deletions, followups, freshness, maintenance, retention
+from ubi.settings import get_settings
 from ubi.store import partitions
 from ubi.tasks import names
 from ubi.tasks.base import PermanentTaskError, UbiTask, dispatch_followups
@@ -83,3 +86,24 @@ def run_deletion(self: UbiTask, *, job_id: str) -> dict[str, Any]:
     except LookupError as exc:
         raise PermanentTaskError(str(exc)) from exc
     return {"job_id": job_id, "counts": counts}
+
+
+_governance_clients: dict[str, GovernanceClient] = {}
+_governance_lock = threading.Lock()
+
+
+def _governance(url: str) -> GovernanceClient:
+    with _governance_lock:  # one connection pool per worker process and URL
+        client = _governance_clients.get(url)
+        if client is None:
+            client = _governance_clients[url] = GovernanceClient(get_settings())
+        return client
+
+
+@app.task(base=UbiTask, bind=True, name=names.APPLY_RETENTION)
+def apply_retention(self: UbiTask) -> dict[str, Any]:
+    """Daily retention (SPEC §8): ask Data Governance per tenant and month of stored data and
+    request the deletions it answers (without ``UBI_GOVERNANCE_URL``: ``retention_days``)."""
+    url = get_settings().governance_url
+    evaluate = _governance(url).evaluate if url else None
+    return retention.run_retention(self.session, evaluate).summary()
