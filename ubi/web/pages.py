@@ -120,6 +120,13 @@ def _error_page(status: int, message: str) -> tuple[str, int]:
 
 # --- sign-in ---------------------------------------------------------------------------------
 
+def sign_in_link(base_url: str, token: str) -> str:
+    """A development sign-in link (``ubi token --url``, ``ubi demo --serve``): opening it
+    keeps ``token`` in the session cookie. A token in an address can end up in logs and
+    history; in production sign in with the form."""
+    return f"{base_url.rstrip('/')}{PREFIX}/sign-in?{urlencode({'token': token})}"
+
+
 def _local_next(target: str | None) -> str:
     """Where to go after a sign-in or a post: a page of this site only (no open redirect)."""
     if target and target.startswith(PREFIX + "/") and not target.startswith("//") \
