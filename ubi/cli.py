@@ -183,16 +183,28 @@ def keys_generate(kind: str) -> None:
 @click.option("--ttl", default=3600, show_default=True, help="seconds")
 @click.option("--key", "key_file", type=click.Path(exists=True, dir_okay=False),
               help="PEM private key (RS256/ES256); default: HS256 with UBI_JWT_SECRET")
+@click.option("--url", "as_url", is_flag=True,
+              help="print a sign-in link for the pages (/ui) instead of the bare token")
+@click.option("--base-url", default=None,
+              help="where the pages are served (with --url); default http://127.0.0.1:$PORT")
 def token(tenant_id: str | None, roles: tuple[str, ...], sub: str, ttl: int,
-          key_file: str | None) -> None:
+          key_file: str | None, as_url: bool, base_url: str | None) -> None:
     """Mint a development token for a tenant and roles."""
+    from ubi.settings import get_settings
     from ubi.web.auth import mint_token
 
     if not tenant_id and not (set(roles) & PRIVILEGED_ROLES):
         raise click.UsageError("--tenant is required unless a privileged role is granted")
     pem = open(key_file).read() if key_file else None  # noqa: SIM115 - short-lived CLI
-    click.echo(mint_token(sub=sub, tenant_id=tenant_id, roles=roles or ROLES,
-                          ttl=timedelta(seconds=ttl), private_key_pem=pem))
+    minted = mint_token(sub=sub, tenant_id=tenant_id, roles=roles or ROLES,
+                        ttl=timedelta(seconds=ttl), private_key_pem=pem)
+    if as_url:
+        from ubi.web.pages import sign_in_link
+
+        base = base_url or f"http://127.0.0.1:{get_settings().port}"
+        click.echo(sign_in_link(base, minted))
+    else:
+        click.echo(minted)
 
 
 # --- consistency checks ----------------------------------------------------------------------
@@ -310,6 +322,7 @@ def devserver_web(host: str, port: int | None) -> None:
     """The API on a development server, one log line per request (use gunicorn in
     production: see the Procfile)."""
     import logging
+    import re
 
     from werkzeug.serving import WSGIRequestHandler, make_server
 
@@ -324,9 +337,11 @@ def devserver_web(host: str, port: int | None) -> None:
 
         def log_request(self, code: Any = "-", size: Any = "-") -> None:
             status = getattr(code, "value", code)  # an HTTPStatus for errors werkzeug sends
-            request_log.info("%s %s %s", self.command, self.path, status,
+            # The pages' sign-in link carries a token: never into the log.
+            path = re.sub(r"([?&]token=)[^&]*", r"\1[redacted]", self.path)
+            request_log.info("%s %s %s", self.command, path, status,
                              extra={"ubi": {"client": self.address_string(),
-                                            "method": self.command, "path": self.path,
+                                            "method": self.command, "path": path,
                                             "status": status}})
 
     settings = get_settings()
@@ -336,7 +351,9 @@ def devserver_web(host: str, port: int | None) -> None:
                          threaded=True, request_handler=RequestLog)
     shown_host = f"[{host}]" if ":" in host else host
     click.echo(f"UBI API listening on http://{shown_host}:{server.server_port}{API_PREFIX} "
-               f"(Swagger UI at {API_PREFIX}/docs); Ctrl+C stops it")
+               f"(Swagger UI at {API_PREFIX}/docs), pages for people at "
+               f"http://{shown_host}:{server.server_port}/ui (sign in with a link from "
+               "`ubi token --tenant T --url`); Ctrl+C stops it")
     try:
         server.serve_forever()
     except KeyboardInterrupt:
@@ -607,8 +624,13 @@ def bench(name: str, bench_args: tuple[str, ...]) -> None:
 @click.option("--html", "html_path", type=click.Path(dir_okay=False),
               help="also write an HTML report (per-team score timelines and signals)")
 @click.option("--no-progress", is_flag=True, help="no progress bars")
+@click.option("--serve", is_flag=True,
+              help="then keep the web server running on the demo's data and print a sign-in "
+                   "link to its pages (Ctrl+C stops it)")
+@click.option("--port", type=int, default=None,
+              help="port of --serve (default: $PORT or 8000; 0: any free port)")
 def demo(seed: int, actors: int, weeks: int, real_file: str | None, as_json: bool,
-         html_path: str | None, no_progress: bool) -> None:
+         html_path: str | None, no_progress: bool, serve: bool, port: int | None) -> None:
     """The main job end to end: a realistic organisation's events through UBI (embedded
     default unless servers are configured), the signals found, and a scorecard."""
     from ubi.demo.runner import prepare_environment
@@ -647,6 +669,14 @@ def demo(seed: int, actors: int, weeks: int, real_file: str | None, as_json: boo
         echo(f"HTML report: {html_path}")
     if not ok:
         echo("(the scorecard misses a target, or stored features differ: see above)")
+    if serve:
+        from ubi.demo.runner import serve_pages
+
+        serve_pages(settings, result.tenant_id, port=settings.port if port is None else port,
+                    echo=click.echo)
+    elif not as_json:
+        echo("See it as a tech lead would: `ubi demo --serve` keeps the pages running on "
+             "this data.")
 
 
 @main.command("generate")

@@ -65,3 +65,18 @@ def test_help_texts_promise_nothing_that_is_not_there() -> None:
     listed = devserver.output.split("Commands:", 1)[1].splitlines()
     # the stand-ins of the outside services (issue 20)
     assert [ln.split()[0] for ln in listed if ln.strip()] == ["eris", "governance", "iam", "web"]
+
+
+def test_token_url_prints_a_sign_in_link_that_signs_in(tmp_path: Path) -> None:
+    from urllib.parse import parse_qs, urlsplit
+
+    from ubi.settings import get_settings
+    from ubi.web.auth import verifier
+
+    result = CliRunner().invoke(main, ["token", "--tenant", "acme", "--url", "--role",
+                                       "ubi:read:team", "--base-url", "http://ui.test:9000/"])
+    assert result.exit_code == 0, result.output
+    link = urlsplit(result.output.strip())
+    assert (link.scheme, link.netloc, link.path) == ("http", "ui.test:9000", "/ui/sign-in")
+    principal = verifier(get_settings()).verify(parse_qs(link.query)["token"][0])
+    assert (principal.tenant_id, principal.roles) == ("acme", frozenset({"ubi:read:team"}))

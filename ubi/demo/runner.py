@@ -82,6 +82,38 @@ def local_api(settings: Settings) -> Iterator[str]:
         thread.join(timeout=10)
 
 
+def serve_pages(settings: Settings, tenant_id: str, *, port: int, echo: Echo,
+                host: str = "127.0.0.1") -> None:
+    """``ubi demo --serve``: the web server on the demo's data until Ctrl+C, with a sign-in
+    link to the tenant's pages for a reader of every scope."""
+    from werkzeug.serving import WSGIRequestHandler, make_server
+
+    from ubi.web.app import create_app
+    from ubi.web.auth import mint_token
+    from ubi.web.pages import sign_in_link
+
+    class Quiet(WSGIRequestHandler):
+        """No line per request: the person reads the link, not the server's log."""
+
+        def log_request(self, code: Any = "-", size: Any = "-") -> None:
+            pass
+
+    server = make_server(host, port, create_app(settings), threaded=True,
+                         request_handler=Quiet)
+    token = mint_token(sub="demo-lead", tenant_id=tenant_id,
+                       roles=("ubi:read:actor", "ubi:read:team", "ubi:read:tenant"),
+                       settings=settings, ttl=timedelta(hours=8))
+    link = sign_in_link(f"http://{host}:{server.server_port}", token)
+    echo(f"\nThe pages on this data: open {link}")
+    echo("(a sign-in link valid for 8 hours; Ctrl+C stops the server)")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
 def post_batches(base: str, token: str, lines: list[bytes], *, progress: bool = True,
                  desc: str = "ingesting") -> IngestSummary:
     """POST the envelopes (raw JSON lines) in batches of 1,000; retry a 503 like a client."""

@@ -58,3 +58,13 @@ def record_feedback(session: Session, signal: Signal, *, reader: str, verdict: s
             "verdict": row.verdict, "note": row.note, "created_at": row.created_at,
             "updated_at": row.updated_at, "anchored_features": anchored,
             "suggested_config_versions": [v.version for v in suggested]}
+
+
+def verdicts_of(session: Session, reader: str, signal_ids: list[str]) -> dict[str, str]:
+    """``reader``'s stored verdict on each of ``signal_ids`` that has one (the pages show it
+    next to the buttons, so a verdict just given is visible at once)."""
+    if not signal_ids:
+        return {}
+    rows = session.execute(sa.select(SignalFeedback.signal_id, SignalFeedback.verdict).where(
+        SignalFeedback.submitted_by == reader, SignalFeedback.signal_id.in_(signal_ids)))
+    return {signal_id: verdict for signal_id, verdict in rows}

@@ -1,4 +1,5 @@
-"""Flask application factory: the thin HTTP API of SPEC §6 under ``/v1/ubi``."""
+"""Flask application factory: the thin HTTP API of SPEC §6 under ``/v1/ubi``, and the pages
+for people under ``/ui`` (``ubi/web/pages.py``)."""
 
 from __future__ import annotations
 
@@ -78,6 +79,10 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     register_blueprints(api)
     _serve_swagger_ui(app)
+    from ubi.web.pages import bp as pages
+
+    # A plain Flask blueprint: the pages for people are no part of the OpenAPI document.
+    app.register_blueprint(pages)
 
     app.register_error_handler(errors.ApiError, errors.handle_api_error)
     app.register_error_handler(Exception, errors.handle_unexpected)

@@ -113,3 +113,4 @@ def test_ci_leaves_starting_servers_to_the_test_command() -> None:
     test_command = dev[dev.index("  test)"):]
     assert test_command.index("start_test_servers") < test_command.index("pytest")
     assert "install_docker_compose" in test_command
+    assert "install_chromium" in test_command.split("pytest")[0]

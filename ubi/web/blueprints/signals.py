@@ -8,6 +8,7 @@ import marshmallow as ma
 from flask import Response
 from flask.views import MethodView
 from flask_smorest import Blueprint
+from sqlalchemy.orm import Session
 
 from ubi import clock
 from ubi.analytics.taxonomy import DIMENSIONS, SEVERITIES, SIGNAL_TYPES
@@ -199,16 +200,25 @@ class SignalFeedback(MethodView):
         caller and signal; posting again changes it)."""
         principal = current_principal()
         with session_scope() as session:
-            known = len(signal_id) <= 64 and not UNSTORABLE_TEXT.search(signal_id)
-            signal = session.get(Signal, signal_id) if known else None
-            # Another tenant's signal is unknown to this caller: nothing about it may leak.
-            if signal is None or not principal.may_access_tenant(signal.tenant_id):
-                raise ApiError(404, f"no signal {signal_id}", code="not_found")
-            config = configs.load_config(session, signal.tenant_id)
-            if not config.signal_class_enabled(signal.signal_class):
-                raise ApiError(404, f"no signal {signal_id}", code="not_found")
-            principal.require(READ_ROLE[signal.actor_scope])
-            reading_tenant(session, signal.tenant_id, "signals/feedback")
+            signal = feedback_target(session, signal_id, "signals/feedback")
             return feedback.record_feedback(session, signal, reader=principal.sub,
                                             verdict=body["verdict"], note=body.get("note"),
                                             now=clock.utcnow())
+
+
+def feedback_target(session: Session, signal_id: str, endpoint: str) -> Signal:
+    """The signal the caller gives feedback on (the API's and the pages'): 404 when it is
+    unknown to the caller (another tenant's, or of a class the tenant disabled), 403 without
+    the read role of its scope; a privileged caller's read of another tenant is audited."""
+    principal = current_principal()
+    known = len(signal_id) <= 64 and not UNSTORABLE_TEXT.search(signal_id)
+    signal = session.get(Signal, signal_id) if known else None
+    # Another tenant's signal is unknown to this caller: nothing about it may leak.
+    if signal is None or not principal.may_access_tenant(signal.tenant_id):
+        raise ApiError(404, f"no signal {signal_id}", code="not_found")
+    config = configs.load_config(session, signal.tenant_id)
+    if not config.signal_class_enabled(signal.signal_class):
+        raise ApiError(404, f"no signal {signal_id}", code="not_found")
+    principal.require(READ_ROLE[signal.actor_scope])
+    reading_tenant(session, signal.tenant_id, endpoint)
+    return signal
