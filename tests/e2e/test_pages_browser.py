@@ -12,7 +12,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -77,6 +77,14 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def until(driver: Any, condition: Callable[[Any], Any], timeout: float = 20.0) -> Any:
+    """Wait for what a form post's navigation brings (a click may return before the browser
+    has followed the POST and its redirect, more so on a loaded machine)."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(driver, timeout).until(condition)
 
 
 @pytest.fixture(scope="module")
@@ -189,7 +197,7 @@ def test_a_tech_lead_reads_the_pages_and_marks_a_false_positive(demo: Demo, brow
 
     # False positive, in one click, without JavaScript: stored and shown at once.
     card.find_element(By.CSS_SELECTOR, "button[value=false_positive]").click()
-    notice = driver.find_element(By.CSS_SELECTOR, "p.notice")
+    notice = until(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "p.notice"))[0]
     assert notice.text.startswith("Feedback stored: false positive")
     card = driver.find_element(By.ID, f"signal-{signal_id}")
     assert "Your verdict: False positive" in card.find_element(By.CSS_SELECTOR,
@@ -201,7 +209,7 @@ def test_a_tech_lead_reads_the_pages_and_marks_a_false_positive(demo: Demo, brow
 
     # The sign-in form (after signing out) is checked too.
     driver.find_element(By.CSS_SELECTOR, "header form button").click()
-    assert urlsplit(driver.current_url).path == "/ui/sign-in"
+    until(driver, lambda d: urlsplit(d.current_url).path == "/ui/sign-in")
     problems["sign-in"] = serious_violations(driver)
     seen += requested_urls(driver)
     time.sleep(0.2)
