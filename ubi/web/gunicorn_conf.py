@@ -18,6 +18,11 @@ timeout = 60
 graceful_timeout = 30
 keepalive = 5
 accesslog = "-"
+# The path without its query string: queries can carry an original actor id
+# (``/signals/recent?actor_id=``) or a token (``/ui/sign-in?token=``), which are never logged
+# (SPEC §8); the request id joins an access line to the app's own JSON log lines.
+access_log_format = ('%(h)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(M)sms "%(a)s" '
+                     '%({x-request-id}o)s')
 # Metrics of every worker process are aggregated from files in this directory (SPEC §11).
 _metrics_dir = _settings.prometheus_multiproc_dir or str(_settings.data_dir / "metrics")
 set_process_env("PROMETHEUS_MULTIPROC_DIR", _metrics_dir)
