@@ -162,6 +162,11 @@ beat_schedule = {
         "schedule": crontab(minute="5,35"),  # after a day's end + grace (01:00), and a sweep
         "options": {"expires": 1500},
     },
+    "expire-unqueued-batches": {
+        "task": names.EXPIRE_UNQUEUED_BATCHES,
+        "schedule": crontab(minute="*/10"),
+        "options": {"expires": 540},
+    },
     "resolve-anomalies": {
         "task": names.RESOLVE_ANOMALIES,
         "schedule": crontab(minute=15),

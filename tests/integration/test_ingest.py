@@ -245,3 +245,55 @@ def test_queue_size_gauge_is_the_stores_backlog(client, settings, db_session) ->
                            pseudonymiser=Pseudonymiser(settings.pseudonym_secret))
         s.commit()
     assert gauge() == {"acme": 0.0}
+
+
+def test_a_batch_never_published_is_marked_failed_and_still_stored_if_it_arrives(
+        client, tokens, settings, db_session, shared_clock) -> None:
+    """The web committed a batch and died before publishing it (the client got no 202): the
+    sweep marks it failed with the reason after the bound, visible in ``GET /batches/{id}``
+    and counted; a message that turns up after all is still stored."""
+    import json
+    from datetime import timedelta
+
+    from prometheus_client import REGISTRY
+
+    from ubi import clock
+    from ubi.models import session_factory
+    from ubi.services import ingest
+    from ubi.tasks.maintenance import expire_unqueued_batches
+
+    def unqueued() -> float:
+        return REGISTRY.get_sample_value("ubi_batches_unqueued_total",
+                                         {"tenant_id": "acme"}) or 0.0
+
+    before = unqueued()
+    items = [envelope(actor=f"dev{i}") for i in range(3)]
+    with session_factory()() as s:  # what the view commits before it publishes
+        accepted = ingest.accept_batch(s, json.dumps(items).encode(), caller_tenant="acme",
+                                       privileged=False, max_batch=settings.max_batch)
+        s.commit()
+    assert accepted.message is not None
+    reader = {"Authorization": f"Bearer {tokens('acme', 'ubi:write:events')}"}
+
+    shared_clock.advance(ingest.UNQUEUED_BATCH_BOUND - timedelta(minutes=1))
+    assert expire_unqueued_batches.apply().get() == {}  # within the bound: left alone
+    shared_clock.advance(timedelta(minutes=2))
+    assert expire_unqueued_batches.apply().get() == {"acme": 1}
+    status = client.get(f"/v1/ubi/batches/{accepted.batch_id}", headers=reader).json
+    assert status["status"] == "failed" and status["error"].startswith("not queued: no ingest")
+    assert unqueued() == before + 1
+    assert expire_unqueued_batches.apply().get() == {}  # counted once
+
+    # The message arrives after all: the batch is stored and done.
+    with session_factory()() as s:
+        assert ingest.claim_batch(s, accepted.batch_id, "acme", None, clock.utcnow())
+        s.commit()
+    with session_factory()() as s:
+        ingest.store_batch(s, batch_id=accepted.batch_id, tenant_id="acme",
+                           events_json=accepted.message["events_json"],
+                           received_at=clock.utcnow(), correlation_id=None,
+                           pseudonymiser=Pseudonymiser(settings.pseudonym_secret))
+        s.commit()
+    status = client.get(f"/v1/ubi/batches/{accepted.batch_id}", headers=reader).json
+    assert (status["status"], status["counts"]["inserted"]) == ("done", 3)
+    assert _count(db_session, Event) == 3

@@ -46,6 +46,10 @@ RATE_LIMIT_FAIL_OPEN = Counter(
     "ubi_rate_limit_fail_open_total", "Requests let through without a rate-limit check because "
     "the limiter's storage (Redis) failed: on this request (error) or a moment before (paused)",
     ["tenant_id", "reason"])
+BATCHES_UNQUEUED = Counter(
+    "ubi_batches_unqueued_total", "Batches marked failed because they stayed queued past the "
+    "bound: never published (the web stopped between commit and publish; no 202 was given)",
+    ["tenant_id"])
 
 #: Circuit breakers of outside services: 0 closed, 1 half-open, 2 open. The state itself is
 #: shared through Redis (every process sees one breaker); each process sets the gauge when it

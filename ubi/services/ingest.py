@@ -55,7 +55,7 @@ from ubi.models import (
     utcnow,
 )
 from ubi.models.session import dialect_insert, is_postgres
-from ubi.observability.metrics import EVENTS_PROCESSED
+from ubi.observability.metrics import BATCHES_UNQUEUED, EVENTS_PROCESSED
 from ubi.services import (
     audit,
     configs,
@@ -223,6 +223,35 @@ def mark_publish_failed(session: Session, batch_id: str, error: str) -> None:
     """The broker refused the batch: nothing was accepted, the client must retry."""
     session.execute(sa.update(Batch).where(Batch.batch_id == batch_id).values(
         status="failed", error=f"not queued: {error}"[:2000], finished_at=utcnow()))
+
+
+#: A batch still ``queued`` this long after it was accepted was almost certainly never
+#: published: the web process stopped between its commit and the publish, so the client got
+#: no 202 and sends it again (its events are de-duplicated by id). Far beyond any backlog the
+#: ingest workers are sized for; a message that arrives later is still stored (``claim_batch``
+#: takes any batch that is not done) and the batch becomes ``done``.
+UNQUEUED_BATCH_BOUND = timedelta(hours=1)
+UNQUEUED_REASON = ("not queued: no ingest worker started it within {bound}; the web process "
+                   "most likely stopped before publishing it, so the client got no 202 and "
+                   "retries (if the message arrives after all, the batch is still stored)")
+
+
+def expire_unqueued_batches(session: Session, *, now: datetime | None = None,
+                            bound: timedelta = UNQUEUED_BATCH_BOUND) -> dict[str, int]:
+    """Mark batches left ``queued`` longer than ``bound`` failed, with the reason; returns
+    how many per tenant (counted in ``ubi_batches_unqueued_total``)."""
+    now = now or clock.utcnow()
+    expired = session.execute(
+        sa.update(Batch).where(Batch.status == "queued", Batch.created_at < now - bound)
+        .values(status="failed", error=UNQUEUED_REASON.format(bound=bound), finished_at=now)
+        .returning(Batch.tenant_id, Batch.batch_id)).all()
+    counts = Counter(tenant_id for tenant_id, _ in expired)
+    for tenant_id, batch_id in expired:
+        log.warning("batch %s never left queued: marked failed", batch_id,
+                    extra={"ubi": {"tenant_id": tenant_id, "batch_id": batch_id}})
+    for tenant_id, n in counts.items():
+        BATCHES_UNQUEUED.labels(tenant_id=tenant_id).inc(n)
+    return dict(counts)
 
 
 def mark_batch_failed(session: Session, batch_id: str, error: str) -> None:

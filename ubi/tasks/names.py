@@ -21,9 +21,11 @@ CLOSE_DAYS = "ubi.tasks.maintenance.close_days"
 RESOLVE_ANOMALIES = "ubi.tasks.maintenance.resolve_anomalies"
 RUN_DELETION = "ubi.tasks.maintenance.run_deletion"
 APPLY_RETENTION = "ubi.tasks.maintenance.apply_retention"
+EXPIRE_UNQUEUED_BATCHES = "ubi.tasks.maintenance.expire_unqueued_batches"
 
 ALL: frozenset[str] = frozenset({
     INGEST_BATCH, COMPUTE_FEATURES, DETECT_TENANT, RECOMPUTE_ALL, RECOMPUTE_TENANT,
     DRAIN_SIGNAL_OUTBOX, DELIVER_RECEIPTS, ENSURE_EVENT_PARTITIONS, DRAIN_TASK_OUTBOX, PROBE,
     TRACK_STALENESS, CLOSE_DAYS, RESOLVE_ANOMALIES, RUN_DELETION, APPLY_RETENTION,
+    EXPIRE_UNQUEUED_BATCHES,
 })
