@@ -12,7 +12,48 @@ import click
 from ubi.web.auth import PRIVILEGED_ROLES, ROLES
 
 
-@click.group()
+def _one_line(exc: BaseException) -> str | None:
+    """What went wrong, and how to fix it, for the errors a command meets in its settings or
+    its servers; None for anything else (a bug keeps its traceback)."""
+    from ubi.settings import SettingsError
+
+    if isinstance(exc, SettingsError):
+        return f"{exc} (the settings are listed in the README)"
+    first = (str(getattr(exc, "orig", None) or exc).strip().splitlines() or [""])[0]
+    import sqlalchemy.exc
+
+    if isinstance(exc, sqlalchemy.exc.OperationalError | sqlalchemy.exc.InterfaceError):
+        from ubi.settings import get_settings
+
+        url = sqlalchemy.engine.make_url(get_settings().database_url)
+        return (f"the database at {url.render_as_string(hide_password=True)} cannot be used: "
+                f"{first} (check DATABASE_URL and that PostgreSQL is running)")
+    import kombu.exceptions
+    import redis.exceptions
+
+    if isinstance(exc, kombu.exceptions.OperationalError | ConnectionRefusedError):
+        return f"the broker cannot be reached: {first} (check CELERY_BROKER_URL and RabbitMQ)"
+    if isinstance(exc, redis.exceptions.ConnectionError):
+        return f"Redis cannot be reached: {first} (check REDIS_URL and Redis)"
+    return None
+
+
+class _Commands(click.Group):
+    """Settings and server errors end a command with one line and a non-zero exit."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except Exception as exc:
+            line = _one_line(exc)
+            if line is None:
+                raise
+            raise click.ClickException(line) from exc
+
+
+@click.group(cls=_Commands)
 def main() -> None:
     """UBI — User Behaviour Intelligence."""
 
@@ -22,6 +63,9 @@ def main() -> None:
 @main.group()
 def db() -> None:
     """Database schema (Alembic)."""
+    from ubi.settings import without_secrets
+
+    without_secrets()  # migrations need the database URL only
 
 
 @db.command("upgrade")
@@ -57,6 +101,9 @@ def db_current() -> None:
 @main.group()
 def broker() -> None:
     """RabbitMQ topology."""
+    from ubi.settings import without_secrets
+
+    without_secrets()  # the topology needs the broker URL and queue prefix only
 
 
 @broker.command("declare")

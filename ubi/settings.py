@@ -254,8 +254,11 @@ def _generated_secrets(data_dir: Path) -> dict[str, str]:
     return values
 
 
-def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
-    """Build settings from an environment mapping (default: the process environment)."""
+def load_settings(environ: Mapping[str, str] | None = None, *,
+                  require_secrets: bool = True) -> Settings:
+    """Build settings from an environment mapping (default: the process environment).
+    ``require_secrets`` False: the pseudonym secret and the signing key may be missing (they
+    are then empty), for commands that use neither (``without_secrets``)."""
     env = dict(os.environ if environ is None else environ)
     data_dir = Path(_str(env, "UBI_DATA_DIR") or ".ubi").expanduser().resolve()
     database_url = _str(env, "DATABASE_URL")
@@ -272,7 +275,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     if needs or not jwt_configured:
         if embedded_broker or dev_mode:
             generated = _generated_secrets(data_dir)
-        elif needs:
+        elif needs and require_secrets:
             raise SettingsError(
                 f"{', '.join(needs)} must be set outside the embedded default "
                 "(generate a signing key with `ubi keys generate`)")
@@ -382,10 +385,21 @@ def clock_file() -> Path | None:
     return _clock_file(os.environ)
 
 
+_secrets_required = True
+
+
+def without_secrets() -> None:
+    """This process uses no secret (schema migrations, broker topology): its settings load
+    without ``UBI_PSEUDONYM_SECRET`` and ``UBI_RECEIPT_SIGNING_KEY``."""
+    global _secrets_required
+    _secrets_required = False
+    get_settings.cache_clear()
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     """The settings of this process (built once from the environment)."""
-    return load_settings()
+    return load_settings(require_secrets=_secrets_required)
 
 
 def set_process_env(name: str, value: str) -> None:
