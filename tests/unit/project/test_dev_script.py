@@ -113,4 +113,43 @@ def test_ci_leaves_starting_servers_to_the_test_command() -> None:
     test_command = dev[dev.index("  test)"):]
     assert test_command.index("start_test_servers") < test_command.index("pytest")
     assert "install_docker_compose" in test_command
+    assert "install_prometheus" in test_command.split("pytest")[0]
     assert "install_chromium" in test_command.split("pytest")[0]
+
+
+def _install_prometheus(tmp_path: Path, promtool_there: bool) -> tuple[int, list[str]]:
+    """``install_prometheus`` with stand-ins: apt-get "installs" promtool, systemctl records."""
+    sh, bash = shutil.which("sh"), shutil.which("bash")
+    assert sh is not None and bash is not None
+    path = tmp_path / "bin"
+    path.mkdir()
+    log = 'echo "${0##*/} $*" >> "$STUBS/calls.log"'
+    (path / "apt-get").write_text(f'#!{sh}\n{log}\nprintf "#!{sh}\\n" > "$STUBS/bin/promtool"\n'
+                                  'chmod +x "$STUBS/bin/promtool"\n')
+    (path / "systemctl").write_text(f"#!{sh}\n{log}\n")
+    chmod = shutil.which("chmod")
+    assert chmod is not None
+    (path / "chmod").symlink_to(chmod)
+    if promtool_there:
+        (path / "promtool").write_text(f"#!{sh}\n")
+    for stub in ("apt-get", "systemctl", "promtool"):
+        if (path / stub).exists():
+            (path / stub).chmod(0o755)
+    env = {"PATH": str(path), "STUBS": str(tmp_path)}
+    result = subprocess.run([bash, "-c", 'source "$1" && install_prometheus', "bash", str(DEV)],
+                            env=env, capture_output=True, text=True, timeout=60)
+    log_file = tmp_path / "calls.log"
+    return result.returncode, log_file.read_text().splitlines() if log_file.exists() else []
+
+
+def test_install_prometheus_wants_promtool_only_and_stops_the_server_it_brought(
+        tmp_path: Path) -> None:
+    code, calls = _install_prometheus(tmp_path, promtool_there=False)
+    assert code == 0
+    assert calls[0].startswith("apt-get install") and calls[0].endswith("prometheus")
+    assert "--no-install-recommends" in calls[0]
+    assert calls[1:] == ["systemctl disable --now prometheus"]
+
+
+def test_install_prometheus_leaves_an_installed_prometheus_alone(tmp_path: Path) -> None:
+    assert _install_prometheus(tmp_path, promtool_there=True) == (0, [])
