@@ -129,3 +129,21 @@ def test_a_team_critical_signal_has_a_signed_receipt_that_verifies_with_the_serv
     assert receipts.verify_receipt(receipt, served) is None  # schema-valid and signed
     tampered = {**receipt, "decision": {**receipt["decision"], "status": "pass"}}
     assert receipts.verify_receipt(tampered, served) == "signature does not verify"
+
+
+def test_a_deleted_signal_takes_its_evidence_not_yet_at_eris_with_it(eris_settings: Any) -> None:
+    from ubi.services import deletions
+
+    persist(team_signal(big_evidence()))
+    with session_factory()() as s:
+        job = deletions.request_deletion(s, tenant_id=TENANT, actor_id=None, time_from=None,
+                                         time_to=None, requested_by="test", reason="test")
+        s.commit()
+    counts = deletions.run_deletion(job)
+    with session_factory()() as s:
+        kinds = s.execute(sa.select(ReceiptOutbox.resource_type)).scalars().all()
+        final: dict[str, Any] = s.execute(sa.select(SignalOutbox.payload).where(
+            SignalOutbox.version == 2)).scalar_one()
+    assert kinds == [] and counts["receipt_outbox"] == 2  # its receipt and its evidence
+    assert (final["status"], final["reason"], final["evidence_refs"]) == (
+        "resolved", "deleted", {})

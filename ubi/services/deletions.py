@@ -65,7 +65,7 @@ from ubi.models import (
     table_of,
 )
 from ubi.models.session import dialect_insert, is_postgres
-from ubi.services import audit, detection, feature_refresh, features, focus_time
+from ubi.services import audit, detection, evidence, feature_refresh, features, focus_time
 from ubi.services.followups import enqueue_followup
 from ubi.services.tenant_locks import tenant_lock
 from ubi.store import bulk, partitions
@@ -303,8 +303,9 @@ def _delete(session: Session, scope: Scope, job_id: str, now: datetime) -> dict[
 def _delete_events(session: Session, scope: Scope) -> int:
     """Remove the events in scope: whole daily partitions that hold only this tenant's rows
     are truncated (a whole-tenant deletion, PostgreSQL), the rest is one bulk DELETE.
-    Partitions are emptied, not dropped: ingestion assumes a day's partition, once made,
-    stays (a late event would otherwise land in the default partition and block it)."""
+    Partitions are emptied, not dropped, here; the retention job drops the empty ones of
+    expired days (``partitions.drop_empty_partitions``), where a late event for such a day is
+    handled by ingestion (it lands in the default partition)."""
     t = scope.tenant_id
     removed = 0
     if scope.actor_id is None and is_postgres(session):
@@ -373,6 +374,12 @@ def _delete_signals(session: Session, signals: list[Signal], job_id: str,
             sa.func.substr(ReceiptOutbox.resource_id, 1, 36).in_(chunk)))
         session.execute(sa.delete(Signal).where(Signal.signal_id.in_(chunk)),
                         execution_options={"synchronize_session": False})
+    # Their evidence not yet at ERIS (1 KB or more, held by handle) is not sent any more.
+    blobs = [h["evidence_id"] for s in signals for h in evidence.handles_of(s.evidence_refs or {})]
+    for part in bulk.chunks(blobs, 1000):
+        counts["receipt_outbox"] += _execute(session, sa.delete(ReceiptOutbox).where(
+            ReceiptOutbox.resource_type == evidence.RESOURCE_TYPE,
+            ReceiptOutbox.status != "delivered", ReceiptOutbox.receipt_id.in_(list(part))))
     for part in bulk.chunks(finals, 1000):
         session.execute(dialect_insert(session, SignalOutbox.__table__).values(list(part))
                         .on_conflict_do_nothing(index_elements=["signal_id", "version"]))
