@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any
 
 import pybreaker
+import redis
 import requests
 
 from ubi.observability.metrics import CIRCUIT_BREAKER_STATE
@@ -95,6 +97,11 @@ class _GaugeListener(pybreaker.CircuitBreakerListener):
 
 
 _breakers: dict[tuple[Any, ...], pybreaker.CircuitBreaker] = {}
+#: Breakers of this process alone, used while their Redis state cannot be set up.
+_local_breakers: dict[tuple[Any, ...], pybreaker.CircuitBreaker] = {}
+_redis_retry_at: dict[tuple[Any, ...], float] = {}
+#: While Redis is down, a breaker looks for it again after this pause (not on every call).
+REDIS_RETRY_SECONDS = 5.0
 _breakers_lock = threading.Lock()
 
 
@@ -107,20 +114,41 @@ def breaker(service: str, settings: Settings | None = None) -> pybreaker.Circuit
            settings.breaker_reset_seconds, settings.redis_url, settings.queue_prefix)
     with _breakers_lock:
         found = _breakers.get(key)
-        if found is None:
-            from ubi.integrations.dependencies import redis_client
+        if found is not None:
+            return found
+        from ubi.integrations.dependencies import redis_client
 
-            storage: pybreaker.CircuitBreakerStorage | None = None
-            client = redis_client(settings)
-            if client is not None:
+        client = redis_client(settings)
+        if client is None:  # the embedded default: per process
+            found = _breakers[key] = _new_breaker(service, settings, None)
+            return found
+        if time.monotonic() >= _redis_retry_at.get(key, 0.0):
+            try:
                 storage = pybreaker.CircuitRedisStorage(
                     pybreaker.STATE_CLOSED, client,
                     namespace=settings.queue_name(f"ubi:breaker:{service}"))
-            found = _breakers[key] = pybreaker.CircuitBreaker(
-                fail_max=settings.breaker_fail_max,
-                reset_timeout=settings.breaker_reset_seconds,
-                listeners=[_GaugeListener(service)], state_storage=storage, name=service)
-        return found
+            except redis.RedisError as exc:
+                # Redis is down: this process counts failures on its own until Redis is
+                # back (looked for again after a pause, not on every call). The breaker only
+                # spares the service; nothing depends on Redis for correctness here.
+                _redis_retry_at[key] = time.monotonic() + REDIS_RETRY_SECONDS
+                log.warning("%s circuit breaker state not shared (Redis: %s)", service,
+                            type(exc).__name__)
+            else:
+                found = _breakers[key] = _new_breaker(service, settings, storage)
+                _local_breakers.pop(key, None)
+                return found
+        local = _local_breakers.get(key)
+        if local is None:
+            local = _local_breakers[key] = _new_breaker(service, settings, None)
+        return local
+
+
+def _new_breaker(service: str, settings: Settings,
+                 storage: pybreaker.CircuitBreakerStorage | None) -> pybreaker.CircuitBreaker:
+    return pybreaker.CircuitBreaker(
+        fail_max=settings.breaker_fail_max, reset_timeout=settings.breaker_reset_seconds,
+        listeners=[_GaugeListener(service)], state_storage=storage, name=service)
 
 
 def breaker_state(service: str, settings: Settings | None = None) -> str:
@@ -134,6 +162,8 @@ def reset_breakers() -> None:
     """Forget every breaker of this process (tests; the Redis state is the caller's)."""
     with _breakers_lock:
         _breakers.clear()
+        _local_breakers.clear()
+        _redis_retry_at.clear()
 
 
 def _request(http: requests.Session, method: str, url: str, timeout: float,
