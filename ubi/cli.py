@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from datetime import timedelta
 from typing import Any
@@ -596,6 +597,10 @@ def worker(group: str, concurrency: int | None, celery_args: tuple[str, ...]) ->
         metrics_dir.mkdir(parents=True, exist_ok=True)
         set_process_env("PROMETHEUS_MULTIPROC_DIR", str(metrics_dir))
         get_settings.cache_clear()
+    from ubi.store.connections import check_budget
+
+    # Each prefork child has its own pool (Celery's default concurrency: the CPU count).
+    check_budget(f"worker {group}", concurrency or os.cpu_count() or 1, settings)
     queues = ",".join(settings.queue_name(q) for q in celeryconfig.WORKER_GROUPS[group])
     # The node name carries the queue prefix: two deployments (or test runs) sharing a broker
     # must not share a node's exclusive pidbox queue (RESOURCE_LOCKED, and nothing consumed).
@@ -610,7 +615,6 @@ def worker(group: str, concurrency: int | None, celery_args: tuple[str, ...]) ->
 @click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
 def beat(celery_args: tuple[str, ...]) -> None:
     """Celery beat, guarded by a Redis lock so only one instance ever schedules."""
-    import os
     import signal
 
     from ubi.celery_app import app

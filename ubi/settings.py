@@ -67,6 +67,9 @@ ENV_VARS: tuple[EnvVar, ...] = (
     EnvVar("UBI_LOG_LEVEL", "log level", "`INFO`"),
     EnvVar("UBI_LOG_FORMAT", "`json` or `text`", "`json`"),
     EnvVar("UBI_HTTP_TIMEOUT", "seconds for calls to outside services", "5"),
+    EnvVar("UBI_DB_POOL_SIZE", "PostgreSQL connections each process keeps open", "5"),
+    EnvVar("UBI_DB_MAX_OVERFLOW", "connections a process may open beyond its pool when busy",
+           "10"),
     EnvVar("UBI_BREAKER_FAIL_MAX", "consecutive failures of an outside service (ERIS) that "
            "open its circuit breaker", "5"),
     EnvVar("UBI_BREAKER_RESET_SECONDS", "seconds an open breaker waits before one probe call",
@@ -136,10 +139,14 @@ class Settings:
     #: Public halves (base64 of the raw 32 bytes) of retired receipt signing keys: served
     #: next to the current key so receipts they signed still verify (SPEC §13).
     receipt_retired_public_keys: tuple[str, ...] = ()
-    #: Circuit breakers of outside services (``ubi/integrations/eris.py``): consecutive
+    #: Circuit breakers of outside services (``ubi/integrations/breakers.py``): consecutive
     #: failures that open one, and seconds it stays open before a single probe call.
     breaker_fail_max: int = 5
     breaker_reset_seconds: float = 30.0
+    #: Per-process pool (every gunicorn worker and Celery child has its own); their sum over
+    #: a deployment is its connection budget (``ubi/store/connections.py``).
+    db_pool_size: int = 5
+    db_max_overflow: int = 10
     #: Seconds over which a task retries transient errors, with backoff (``ubi/tasks/base``).
     task_retry_window: float = 900.0
     #: Allocations between two young-generation garbage collections in service processes
@@ -301,6 +308,11 @@ def load_settings(environ: Mapping[str, str] | None = None, *,
     if gc_threshold < 0:
         raise SettingsError("UBI_GC_THRESHOLD must be 0 (Python's default) or more")
     rate_limit_enabled = _bool(env, "UBI_RATE_LIMIT_ENABLED", True)
+    db_pool_size = _int(env, "UBI_DB_POOL_SIZE", 5)
+    db_max_overflow = _int(env, "UBI_DB_MAX_OVERFLOW", 10)
+    if db_pool_size < 1 or db_max_overflow < 0:
+        raise SettingsError("UBI_DB_POOL_SIZE must be at least 1 and UBI_DB_MAX_OVERFLOW at "
+                            "least 0")
     retired_keys = tuple(k.strip() for k in (_str(env, "UBI_RECEIPT_RETIRED_PUBLIC_KEYS")
                                              or "").split(",") if k.strip())
     for key in retired_keys:
@@ -341,6 +353,7 @@ def load_settings(environ: Mapping[str, str] | None = None, *,
         log_level_set=_str(env, "UBI_LOG_LEVEL") is not None,
         log_format=log_format,
         http_timeout=_float(env, "UBI_HTTP_TIMEOUT", 5.0),
+        db_pool_size=db_pool_size, db_max_overflow=db_max_overflow,
         broker_connect_timeout=_float(env, "UBI_BROKER_CONNECT_TIMEOUT", 3.0),
         port=_int(env, "PORT", 8000),
         receipt_retired_public_keys=retired_keys,

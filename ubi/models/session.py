@@ -58,7 +58,10 @@ def get_engine(settings: Settings | None = None) -> Engine:
     with _lock:
         engine = _engines.get(url)
         if engine is None:
-            engine = _engines[url] = create_db_engine(url)
+            engine = _engines[url] = create_db_engine(
+                url, **({} if url.startswith("sqlite") else {
+                    "pool_size": settings.db_pool_size,
+                    "max_overflow": settings.db_max_overflow}))
             _factories[url] = sessionmaker(bind=engine, expire_on_commit=False)
         return engine
 

@@ -30,6 +30,9 @@ get_settings.cache_clear()  # workers import the app after fork and must see the
 
 
 def on_starting(server: Any) -> None:
+    from ubi.store.connections import check_budget
+
+    check_budget("web", workers, _settings)
     path = Path(_metrics_dir)
     if path.exists() and not _settings.prometheus_multiproc_dir:
         shutil.rmtree(path)  # our own default dir: stale files of a previous run go
