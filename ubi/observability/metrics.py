@@ -2,12 +2,18 @@
 
 When ``PROMETHEUS_MULTIPROC_DIR`` is set (gunicorn and Celery workers), each process writes
 its samples to files there and ``GET /v1/ubi/metrics`` aggregates them; otherwise the process's
-own registry is exposed (the embedded demo).
+own registry is exposed (the embedded demo). Every family declared here is on the page from
+process start, with HELP and TYPE even before it has samples. The backlog gauges
+(``ubi_queue_size``, the outbox depths and ages) are read from the store when the page is
+scraped.
 """
 
 from __future__ import annotations
 
+import glob
+import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -20,6 +26,8 @@ from prometheus_client import (
 )
 from prometheus_client import multiprocess as _mp
 from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.metrics import MetricWrapperBase
+from prometheus_client.metrics_core import Metric
 
 from ubi.settings import get_settings
 
@@ -70,6 +78,12 @@ CIRCUIT_BREAKER_STATE = Gauge(
     "1 half-open, 2 open", ["service"], multiprocess_mode="mostrecent")
 
 
+#: Every family of this module, on the page from process start (``exposition``).
+DECLARED: tuple[MetricWrapperBase, ...] = (
+    EVENTS_PROCESSED, SIGNALS_GENERATED, ANOMALIES, RECEIPT_EMISSION, FEATURE_DURATION,
+    BASELINE_DURATION, API_DURATION, RATE_LIMITED, RATE_LIMIT_FAIL_OPEN, CIRCUIT_BREAKER_STATE)
+
+
 def apportion(measured: Mapping[str, float], total: float) -> dict[str, float]:
     """Each part's ``measured`` seconds plus its share, in proportion to them, of what
     ``total`` spent beyond their sum (equal shares when nothing was measured): the results
@@ -81,36 +95,74 @@ def apportion(measured: Mapping[str, float], total: float) -> dict[str, float]:
     return {k: rest / len(measured) for k in measured}
 
 
-class _QueueSize:
-    """``ubi_queue_size``, read from the batches table when the page is scraped: the store
-    knows the backlog of every process at once, where per-process gauges would each hold
-    the value they last saw (and the highest stale one would win)."""
+@dataclass(frozen=True)
+class Backlog:
+    """What the store holds undone when the page is scraped: accepted, unprocessed events
+    per tenant (``ubi_queue_size``) and, per outbox, its undelivered rows and the age in
+    seconds of the oldest (0 when none)."""
 
-    def __init__(self, pending: dict[str, int]) -> None:
-        self.pending = pending
+    pending_events: dict[str, int]
+    outboxes: dict[str, tuple[int, float]]
+
+
+class _StoreGauges:
+    """The backlog gauges, read from the store at scrape time: the store knows the backlog of
+    every process at once, where per-process gauges would each hold the value they last saw
+    (and the highest stale one would win). Without a ``Backlog`` (the store could not be
+    read) the families are still described, without samples."""
+
+    def __init__(self, backlog: Backlog | None) -> None:
+        self.backlog = backlog
 
     def collect(self) -> list[GaugeMetricFamily]:
-        family = GaugeMetricFamily("ubi_queue_size", "Events accepted and not yet processed",
-                                   labels=["tenant_id"])
-        for tenant_id, events in sorted(self.pending.items()):
-            family.add_metric([tenant_id], float(events))
-        return [family]
+        queue = GaugeMetricFamily("ubi_queue_size", "Events accepted and not yet processed",
+                                  labels=["tenant_id"])
+        depth = GaugeMetricFamily(
+            "ubi_outbox_depth", "Outbox rows not delivered yet: task (follow-up tasks not "
+            "sent to the broker), signal (signal versions not published on the stream), "
+            "receipt (receipts pending delivery to ERIS; dead ones are not counted)",
+            labels=["outbox"])
+        age = GaugeMetricFamily(
+            "ubi_outbox_oldest_age_seconds", "Age of the oldest undelivered row of the outbox "
+            "(0 when it is empty)", labels=["outbox"])
+        if self.backlog is not None:
+            for tenant_id, events in sorted(self.backlog.pending_events.items()):
+                queue.add_metric([tenant_id], float(events))
+            for outbox, (rows, oldest) in sorted(self.backlog.outboxes.items()):
+                depth.add_metric([outbox], float(rows))
+                age.add_metric([outbox], oldest)
+        return [queue, depth, age]
 
 
-def exposition(queue_size: dict[str, int] | None = None) -> tuple[bytes, str]:
-    """The metrics page body and its content type; ``queue_size`` (pending events per
-    tenant) is left out when the store could not be read."""
-    if get_settings().prometheus_multiproc_dir:
-        registry = CollectorRegistry()
-        _mp.MultiProcessCollector(registry)
+def exposition(backlog: Backlog | None = None) -> tuple[bytes, str]:
+    """The metrics page body and its content type; the backlog families have no samples when
+    ``backlog`` is None (the store could not be read)."""
+    settings = get_settings()
+    registry = CollectorRegistry(auto_describe=False)
+    if settings.prometheus_multiproc_dir:
+        files = glob.glob(os.path.join(settings.prometheus_multiproc_dir, "*.db"))
+        families = list(_mp.MultiProcessCollector.merge(files, accumulate=True))
+        # A labelled metric writes nothing to the files before its first use: the families
+        # without samples yet are described (HELP and TYPE), so every one is there from start.
+        present = {f.name for f in families}
+        families += [f for m in DECLARED for f in m.describe() if f.name not in present]
+        registry.register(_Fixed(families))
         body = generate_latest(registry)
     else:
-        body = generate_latest(REGISTRY)
-    if queue_size is not None:
-        extra = CollectorRegistry(auto_describe=False)
-        extra.register(_QueueSize(queue_size))
-        body += generate_latest(extra)
-    return body, CONTENT_TYPE_LATEST
+        body = generate_latest(REGISTRY)  # declared families are described there already
+    extra = CollectorRegistry(auto_describe=False)
+    extra.register(_StoreGauges(backlog))
+    return body + generate_latest(extra), CONTENT_TYPE_LATEST
+
+
+class _Fixed:
+    """Families collected once (the merge is read once per scrape)."""
+
+    def __init__(self, families: list[Metric]) -> None:
+        self.families = families
+
+    def collect(self) -> list[Metric]:
+        return self.families
 
 
 def mark_process_dead(pid: int) -> None:
