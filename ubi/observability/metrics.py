@@ -1,19 +1,21 @@
 """Prometheus metrics of SPEC §11, gathered across processes (prometheus-client multiprocess).
 
-When ``PROMETHEUS_MULTIPROC_DIR`` is set (gunicorn and Celery workers), each process writes
-its samples to files there and ``GET /v1/ubi/metrics`` aggregates them; otherwise the process's
-own registry is exposed (the embedded demo). Every family declared here is on the page from
-process start, with HELP and TYPE even before it has samples. The backlog gauges
-(``ubi_queue_size``, the outbox depths and ages) are read from the store when the page is
-scraped.
+Each process group (gunicorn's ``web``, each ``ubi worker GROUP``) writes its processes' samples
+to its own directory under ``UBI_METRICS_DIR`` (``observability.multiproc``); ``GET
+/v1/ubi/metrics`` merges every group directory found there, so the web shows what the workers
+on its host recorded. Every family declared here is on the page from process start, with
+HELP and TYPE even before it has samples. The backlog gauges (``ubi_queue_size``, the outbox
+depths and ages) are read from the store when the page is scraped. Without a group directory
+(the embedded demo, ``ubi devserver``) the process's own registry is exposed.
 """
 
 from __future__ import annotations
 
 import glob
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -134,14 +136,31 @@ class _StoreGauges:
         return [queue, depth, age]
 
 
+class _Groups:
+    """Every process group's directory under ``root`` merged into one set of families: one
+    ``MultiProcessCollector`` per directory would repeat each family once per group."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def collect(self) -> Iterable[Metric]:
+        for attempt in range(3):
+            files = glob.glob(os.path.join(self.root, "*", "*.db"))
+            try:
+                return _mp.MultiProcessCollector.merge(files, accumulate=True)
+            except FileNotFoundError:  # a group restarting emptied its directory meanwhile
+                if attempt == 2:
+                    raise
+        return []
+
+
 def exposition(backlog: Backlog | None = None) -> tuple[bytes, str]:
     """The metrics page body and its content type; the backlog families have no samples when
     ``backlog`` is None (the store could not be read)."""
     settings = get_settings()
     registry = CollectorRegistry(auto_describe=False)
     if settings.prometheus_multiproc_dir:
-        files = glob.glob(os.path.join(settings.prometheus_multiproc_dir, "*.db"))
-        families = list(_mp.MultiProcessCollector.merge(files, accumulate=True))
+        families = list(_Groups(settings.metrics_dir).collect())
         # A labelled metric writes nothing to the files before its first use: the families
         # without samples yet are described (HELP and TYPE), so every one is there from start.
         present = {f.name for f in families}
@@ -166,6 +185,8 @@ class _Fixed:
 
 
 def mark_process_dead(pid: int) -> None:
-    """gunicorn ``child_exit`` hook: drop a dead worker's live gauges."""
-    if get_settings().prometheus_multiproc_dir:
-        _mp.mark_process_dead(pid)
+    """A dead process's live gauges go (gunicorn ``child_exit``, Celery
+    ``worker_process_shutdown``); its counters and histograms stay in the totals."""
+    path = get_settings().prometheus_multiproc_dir
+    if path:
+        _mp.mark_process_dead(pid, path)
