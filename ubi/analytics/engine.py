@@ -78,11 +78,13 @@ _DIRECTION = np.array([f.health_direction for f in FEATURES], dtype=np.float64)
 
 
 def tenant_features(activity: DailyActivity, config: TenantConfig, *, tenant_id: str,
-                    incomplete_days: np.ndarray | None, from_day: int) -> list[FeatureTable]:
+                    incomplete_days: np.ndarray | None, from_day: int,
+                    timings: dict[str, float] | None = None) -> list[FeatureTable]:
     """The stored feature rows of every scope and window for the days from ``from_day`` (UTC
     day number) to the last loaded day, exactly as ``analyse_tenant`` computes them, without
     baselines, detection or rules (a features refresh, the full recompute, the consistency
-    check). Load ``max(WINDOWS)`` - 1 days before ``from_day`` so every window is whole."""
+    check). Load ``max(WINDOWS)`` - 1 days before ``from_day`` so every window is whole.
+    ``timings``: seconds per feature name, over every scope and window (``compute_features``)."""
     n_d = activity.n_days
     e0 = int(from_day) - day_number(activity.start_day)
     if not 0 <= e0 < n_d:
@@ -94,7 +96,8 @@ def tenant_features(activity: DailyActivity, config: TenantConfig, *, tenant_id:
     for sc in scope_list(activity, config, tenant_id):
         prepared = prepare_activity(sc.activity)
         for window in config.windows:
-            cube, eligible = scope_cube(activity, sc, window, config, incomplete, prepared)
+            cube, eligible = scope_cube(activity, sc, window, config, incomplete, prepared,
+                                        timings)
             tables.append(feature_table(tenant_id, sc, window, cube, eligible, e0, day_nums))
     return tables
 

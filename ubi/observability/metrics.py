@@ -45,9 +45,11 @@ RECEIPT_EMISSION = Counter(
 #: Features are computed vectorised, all of a window at once: per features run, each feature's
 #: sample is the time of the statements computing it (over the run's windows) plus a share of
 #: the run's common work in proportion to it, so the samples of one run add up to the run.
+#: Detection's own feature cubes (part of evaluating days) are not observed.
 FEATURE_DURATION = Histogram(
     "ubi_feature_computation_duration_seconds",
-    "Time a features run spent on one feature, over all its windows: the vectorised "
+    "Time a features run (the features step after ingestion, or the full recompute) spent "
+    "on one feature, over all its windows (and scopes, in the full recompute): the vectorised "
     "statements computing that feature (measured), plus the run's common work (loading the "
     "activity, shared inputs, building and writing the rows) apportioned in proportion to the "
     "measured times; one sample per feature and run, the samples of a run add up to its "

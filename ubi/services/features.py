@@ -309,16 +309,22 @@ def recompute_features(session: Session, tenant_id: str, *, now: datetime | None
         return outcome
     first = kept_from if everything else max(kept_from, marks[0][0])
     last = max(now.date(), first)
+    run_started = time.perf_counter()
+    timings: dict[str, float] = {}
     config = configs.load_config(session, tenant_id)
     start = first - timedelta(days=max(WINDOWS.values()) - 1)
     focus_time.refresh_pending(session, tenant_id)
     activity = load_activity(session, tenant_id, start, last)
     incomplete = incomplete_days(session, tenant_id, start, last)
     tables = tenant_features(activity, config, tenant_id=tenant_id,
-                             incomplete_days=incomplete, from_day=day_number(first))
+                             incomplete_days=incomplete, from_day=day_number(first),
+                             timings=timings)
     rows = table_rows(tables, scopes=SCOPES, correlation_id=None, now=now)
     outcome.first_day, outcome.last_day = first, last
     outcome.rows = upsert_features(session, rows)
+    # As in the features step: measured per feature (every scope), common work apportioned.
+    for name, seconds in apportion(timings, time.perf_counter() - run_started).items():
+        FEATURE_DURATION.labels(tenant_id, name).observe(seconds)
     wanted = {r["feature_id"] for r in rows}
     stored = session.execute(sa.select(Feature.feature_id).where(
         Feature.tenant_id == tenant_id, Feature.day >= first)).scalars()
