@@ -34,8 +34,11 @@ from prometheus_client.metrics_core import Metric
 from ubi.settings import get_settings
 
 EVENTS_PROCESSED = Counter(
-    "ubi_events_processed_total", "Events by outcome (accepted, stored, duplicate, rejected, "
-    "dropped_*)", ["tenant_id", "event_type", "status"])
+    "ubi_events_processed_total", "Posted items by outcome, each counted once: rejected and "
+    "duplicate when the API accepts a batch; stored, duplicate (already stored, or deleted "
+    "while in flight), counted (a signal kind that is counted, not stored; event_type is the "
+    "kind) and dropped (a type unknown or not enabled for the tenant) by the ingest worker",
+    ["tenant_id", "event_type", "status"])
 SIGNALS_GENERATED = Counter(
     "ubi_signals_generated_total", "Signals created", ["tenant_id", "dimension", "signal_type"])
 ANOMALIES = Counter(
