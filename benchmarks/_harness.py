@@ -7,7 +7,7 @@ or an error:
   ``ubi.services.schema.upgrade``), dropped ``WITH (FORCE)`` at the end;
 - a queue-name prefix ``bench<id>.`` and the broker topology ``ubi broker declare`` declared
   under it, deleted at the end;
-- a temporary directory (data dir, ``PROMETHEUS_MULTIPROC_DIR``, the processes' logs);
+- a temporary directory (data dir, ``UBI_METRICS_DIR``, the processes' logs);
 - the processes it started (gunicorn, ``ubi worker ...``), each in its own session so that it
   and its children are stopped by its process-group id.
 
@@ -205,7 +205,7 @@ class BenchStack:
                 "UBI_PSEUDONYM_SECRET": "bench-pseudonym-" + uuid.uuid4().hex,
                 "UBI_RECEIPT_SIGNING_KEY": signing_key_pem(),
                 "UBI_JWT_SECRET": "bench-jwt-" + uuid.uuid4().hex + uuid.uuid4().hex,
-                "PROMETHEUS_MULTIPROC_DIR": str(metrics),
+                "UBI_METRICS_DIR": str(metrics),
                 "UBI_LOG_LEVEL": self.log_level,
                 "UBI_LOG_FORMAT": "json",
                 **self.extra_env,

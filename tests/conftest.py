@@ -69,7 +69,8 @@ def pytest_configure(config: pytest.Config) -> None:
 
     slow_tests.register(config)  # names each `slow` test on the terminal as it starts
     for name in ("UBI_IAM_URL", "UBI_ERIS_URL", "UBI_GOVERNANCE_URL", "UBI_JWT_PUBLIC_KEY",
-                 "UBI_JWT_JWKS_FILE", "CELERY_RESULT_BACKEND", "PROMETHEUS_MULTIPROC_DIR"):
+                 "UBI_JWT_JWKS_FILE", "CELERY_RESULT_BACKEND", "PROMETHEUS_MULTIPROC_DIR",
+                 "UBI_METRICS_DIR"):
         os.environ.pop(name, None)
     os.environ.update(_test_env())
 

@@ -59,3 +59,14 @@ def _fork_safe_db(**_: Any) -> None:
 
     dispose_engines()
     tune_gc()
+
+
+@signals.worker_process_shutdown.connect
+def _metrics_of_a_dead_child(pid: int | None = None, **_: Any) -> None:
+    # A prefork child that exits drops its live gauges (gunicorn's child_exit does the same for
+    # the web); its counters and histograms stay in the group's totals.
+    import os
+
+    from ubi.observability.metrics import mark_process_dead
+
+    mark_process_dead(pid or os.getpid())

@@ -583,20 +583,18 @@ def worker(group: str, concurrency: int | None, celery_args: tuple[str, ...]) ->
     """A Celery worker for one queue GROUP (ingest, pipeline, baselines, delivery,
     maintenance); extra arguments go to ``celery worker``."""
     import celeryconfig
-    from ubi.celery_app import app
-    from ubi.settings import get_settings, set_process_env
+    from ubi.observability.multiproc import prepare_group
+    from ubi.settings import get_settings
 
     if group not in celeryconfig.WORKER_GROUPS:
         raise click.UsageError(f"unknown group {group!r}: {sorted(celeryconfig.WORKER_GROUPS)}")
-    settings = get_settings()
-    if settings.embedded_broker:
+    if get_settings().embedded_broker:
         raise click.ClickException("set CELERY_BROKER_URL: the embedded default runs tasks "
                                    "in-process and has no workers")
-    if not settings.prometheus_multiproc_dir:
-        metrics_dir = settings.data_dir / "metrics"
-        metrics_dir.mkdir(parents=True, exist_ok=True)
-        set_process_env("PROMETHEUS_MULTIPROC_DIR", str(metrics_dir))
-        get_settings.cache_clear()
+    # Before the app and its tasks import prometheus_client (multiproc's docstring).
+    prepare_group(group)
+    settings = get_settings()
+    from ubi.celery_app import app
     from ubi.store.connections import check_budget
 
     # Each prefork child has its own pool (Celery's default concurrency: the CPU count).
@@ -617,10 +615,15 @@ def beat(celery_args: tuple[str, ...]) -> None:
     """Celery beat, guarded by a Redis lock so only one instance ever schedules."""
     import signal
 
+    from ubi.observability.multiproc import no_group
+    from ubi.settings import get_settings
+
+    # Beat only schedules (it records no SPEC §11 metric) and nothing scrapes it: no metrics
+    # directory, so it can never write into another group's (an inherited one is dropped).
+    no_group()
     from ubi.celery_app import app
     from ubi.integrations.beat_lock import BeatLock
     from ubi.integrations.dependencies import redis_client
-    from ubi.settings import get_settings
 
     settings = get_settings()
     client = redis_client(settings)

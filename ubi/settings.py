@@ -61,8 +61,11 @@ ENV_VARS: tuple[EnvVar, ...] = (
            "retired receipt signing keys, still served by `GET /receipts/public-key` until "
            "their receipts expire", "none"),
     EnvVar("UBI_MAX_BATCH", "largest accepted batch", "5000"),
-    EnvVar("PROMETHEUS_MULTIPROC_DIR", "multiprocess metrics directory",
-           "set by the process start"),
+    EnvVar("UBI_METRICS_DIR", "multiprocess metrics: one subdirectory per process group (web and "
+           "each worker group), never shared between containers; the web's metrics page "
+           "merges them all", "`UBI_DATA_DIR/metrics`"),
+    EnvVar("PROMETHEUS_MULTIPROC_DIR", "multiprocess metrics directory of this process group",
+           "set by the process start (`UBI_METRICS_DIR/<group>`)"),
     EnvVar("UBI_QUEUE_PREFIX", "prefix for queue and exchange names", "empty"),
     EnvVar("UBI_LOG_LEVEL", "log level", "`INFO`"),
     EnvVar("UBI_LOG_FORMAT", "`json` or `text`", "`json`"),
@@ -126,6 +129,8 @@ class Settings:
     pseudonym_secret: bytes
     receipt_signing_key: str
     max_batch: int
+    #: Set by a process group's start (``observability.multiproc``): this process records
+    #: its metrics there.
     prometheus_multiproc_dir: str | None
     queue_prefix: str
     log_level: str
@@ -166,6 +171,8 @@ class Settings:
     rate_limit_ingest_token: str = RATE_LIMIT_INGEST_TOKEN
     rate_limit_read_tenant: str = RATE_LIMIT_READ_TENANT
     rate_limit_read_token: str = RATE_LIMIT_READ_TOKEN
+    #: Parent of every process group's metrics directory (``observability.multiproc``).
+    metrics_dir: Path = Path(".ubi/metrics")
 
     @property
     def embedded(self) -> bool:
@@ -348,6 +355,8 @@ def load_settings(environ: Mapping[str, str] | None = None, *,
         receipt_signing_key=secret("UBI_RECEIPT_SIGNING_KEY") or "",
         max_batch=max_batch,
         prometheus_multiproc_dir=multiproc,
+        metrics_dir=Path(_str(env, "UBI_METRICS_DIR") or data_dir / "metrics").expanduser()
+        .resolve(),
         queue_prefix=_str(env, "UBI_QUEUE_PREFIX") or "",
         log_level=(_str(env, "UBI_LOG_LEVEL") or "INFO").upper(),
         log_level_set=_str(env, "UBI_LOG_LEVEL") is not None,

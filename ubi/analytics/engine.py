@@ -30,6 +30,7 @@ as ``analyse_tenant``), ``analyse_tenant(..., baselines_only=True)`` the baselin
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from datetime import datetime
 
@@ -77,11 +78,13 @@ _DIRECTION = np.array([f.health_direction for f in FEATURES], dtype=np.float64)
 
 
 def tenant_features(activity: DailyActivity, config: TenantConfig, *, tenant_id: str,
-                    incomplete_days: np.ndarray | None, from_day: int) -> list[FeatureTable]:
+                    incomplete_days: np.ndarray | None, from_day: int,
+                    timings: dict[str, float] | None = None) -> list[FeatureTable]:
     """The stored feature rows of every scope and window for the days from ``from_day`` (UTC
     day number) to the last loaded day, exactly as ``analyse_tenant`` computes them, without
     baselines, detection or rules (a features refresh, the full recompute, the consistency
-    check). Load ``max(WINDOWS)`` - 1 days before ``from_day`` so every window is whole."""
+    check). Load ``max(WINDOWS)`` - 1 days before ``from_day`` so every window is whole.
+    ``timings``: seconds per feature name, over every scope and window (``compute_features``)."""
     n_d = activity.n_days
     e0 = int(from_day) - day_number(activity.start_day)
     if not 0 <= e0 < n_d:
@@ -93,7 +96,8 @@ def tenant_features(activity: DailyActivity, config: TenantConfig, *, tenant_id:
     for sc in scope_list(activity, config, tenant_id):
         prepared = prepare_activity(sc.activity)
         for window in config.windows:
-            cube, eligible = scope_cube(activity, sc, window, config, incomplete, prepared)
+            cube, eligible = scope_cube(activity, sc, window, config, incomplete, prepared,
+                                        timings)
             tables.append(feature_table(tenant_id, sc, window, cube, eligible, e0, day_nums))
     return tables
 
@@ -153,6 +157,7 @@ def analyse_tenant(activity: DailyActivity, config: TenantConfig, *, tenant_id: 
     # One set of baseline buffers per scope, reused window after window (see Workspace).
     workspaces = {sc.name: Workspace() for sc in scopes}
     prepared = {sc.name: prepare_activity(sc.activity) for sc in scopes}
+    baseline_s = dict.fromkeys((sc.name for sc in scopes), 0.0)
 
     for window in config.windows:
         w = WINDOWS[window]
@@ -161,8 +166,10 @@ def analyse_tenant(activity: DailyActivity, config: TenantConfig, *, tenant_id: 
                                                          incomplete, quiet, prepared[sc.name],
                                                          anchors)
             _, allow_high, allow_low, allow_low_int = masks
+            t0 = time.perf_counter()
             running = compute_baselines(xs, ok, workday, params, day_major=True,
                                         workspace=workspaces[sc.name])
+            baseline_s[sc.name] += time.perf_counter() - t0
             del xs, ok
             stats["outliers_excluded"] += int(running.final.n_outliers.sum())
             stats["level_shifts"] += int(running.final.n_level_shifts.sum())
@@ -240,7 +247,8 @@ def analyse_tenant(activity: DailyActivity, config: TenantConfig, *, tenant_id: 
     return TenantAnalysis(tenant_id=tenant_id, evaluated_days=[int(d) for d in day_nums[e0:]],
                           features=features, baselines=baselines, anomalies=anomalies,
                           scores=score_tables, signals=signals,
-                          quiet_days=[int(d) for d in day_nums[quiet]], stats=stats)
+                          quiet_days=[int(d) for d in day_nums[quiet]], stats=stats,
+                          baseline_seconds=baseline_s)
 
 
 def _analyse_baselines(activity: DailyActivity, config: TenantConfig, tenant_id: str,
@@ -254,12 +262,15 @@ def _analyse_baselines(activity: DailyActivity, config: TenantConfig, tenant_id:
     stats = {"outliers_excluded": 0, "level_shifts": 0, "anomalous_values": 0}
     workspaces = {sc.name: Workspace() for sc in scopes}
     prepared = {sc.name: prepare_activity(sc.activity) for sc in scopes}
+    baseline_s = dict.fromkeys((sc.name for sc in scopes), 0.0)
     for window in config.windows:
         for sc in scopes:
+            t0 = time.perf_counter()
             cube, _, _, xs, ok = scope_window(activity, sc, window, config, incomplete, quiet,
                                               prepared[sc.name], anchors)
             final = final_baselines(xs, ok, workday, params, day_major=True,
                                     workspace=workspaces[sc.name])
+            baseline_s[sc.name] += time.perf_counter() - t0
             del xs, ok
             stats["outliers_excluded"] += int(final.n_outliers.sum())
             stats["level_shifts"] += int(final.n_level_shifts.sum())
@@ -269,7 +280,8 @@ def _analyse_baselines(activity: DailyActivity, config: TenantConfig, tenant_id:
     return TenantAnalysis(tenant_id=tenant_id, evaluated_days=[int(d) for d in day_nums[e0:]],
                           features=[], baselines=baselines, anomalies=AnomalyChanges(),
                           scores=[], signals=SignalChanges(),
-                          quiet_days=[int(d) for d in day_nums[quiet]], stats=stats)
+                          quiet_days=[int(d) for d in day_nums[quiet]], stats=stats,
+                          baseline_seconds=baseline_s)
 
 
 

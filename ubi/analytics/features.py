@@ -11,6 +11,7 @@ NaN means "null / not applicable": a rate whose denominator is zero, a ratio wit
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from datetime import date
 
@@ -172,13 +173,19 @@ def window_confidence(n_subjects: int, n_days: int, w: int,
 
 def compute_features(activity: DailyActivity, window: str, config: TenantConfig,
                      incomplete_days: np.ndarray | None = None,
-                     prepared: PreparedActivity | None = None) -> FeatureCube:
+                     prepared: PreparedActivity | None = None,
+                     timings: dict[str, float] | None = None) -> FeatureCube:
     """Every SPEC §5.1 feature of every subject for ``window`` on every loaded day.
 
     ``incomplete_days``: bool [D] (tenant-wide) or [S, D]; only feeds ``confidence`` — the values
     are what was received. Working hours were applied when the rollups were built (ingestion
     classifies each event with the tenant's config), so ``config`` is only consulted for the
     window list. ``prepared``: ``prepare_activity(activity)``, to share sorting across windows.
+
+    ``timings``: seconds spent on each feature are added to it (features are computed together,
+    so each gets the time of the statements since the previous feature was stored: an input
+    several share counts to the first that uses it; the inputs read up front, the
+    denominators and the confidence are not counted to any).
     """
     if window not in WINDOWS:
         raise ValueError(f"unknown window {window!r}")
@@ -192,8 +199,15 @@ def compute_features(activity: DailyActivity, window: str, config: TenantConfig,
     def roll(name: str) -> np.ndarray:
         return rolling_sum(activity.counter(name), w)
 
+    mark = 0.0
+
     def put(name: str, arr: np.ndarray) -> None:
+        nonlocal mark
         values[:, :, FEATURE_INDEX[name]] = arr
+        if timings is not None:
+            now = time.perf_counter()
+            timings[name] = timings.get(name, 0.0) + now - mark
+            mark = now
 
     events = roll("event_count")
     commits = roll("n_commit_created")
@@ -201,6 +215,7 @@ def compute_features(activity: DailyActivity, window: str, config: TenantConfig,
     test_failed, test_ok = roll("n_test_failed"), roll("n_test_passed")
     llm_submitted = roll("n_llm_request_submitted")
 
+    mark = time.perf_counter()  # the shared inputs above are nobody's
     put("event_count", events)
     put("commit_count", commits)
     if w > 1:  # active_days is not defined on the 24h window

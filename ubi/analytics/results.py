@@ -261,6 +261,7 @@ class TenantAnalysis:
     ``evaluated_days``: UTC day numbers evaluated (incomplete days included: they get features
     but no anomalies or signals). ``quiet_days``: day numbers read as quiet. ``stats``: counts
     the service logs and exports as metrics (outliers excluded, level shifts accepted, ...).
+    ``baseline_seconds``: time per actor scope, measured (a timer, not the clock).
     """
 
     tenant_id: str
@@ -272,6 +273,10 @@ class TenantAnalysis:
     signals: SignalChanges
     quiet_days: list[int]
     stats: dict[str, int]
+    #: Seconds spent computing each actor scope's baselines (the scope's baseline recursion
+    #: over every window; in a baselines-only run also the scope's cubes, which serve nothing
+    #: else there): ``ubi_baseline_recompute_duration_seconds``.
+    baseline_seconds: dict[str, float] = field(default_factory=dict)
 
     def next_state(self) -> PreviousState:
         """The ``previous`` argument of the next run."""

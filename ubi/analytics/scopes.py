@@ -114,11 +114,11 @@ def scope_list(activity: DailyActivity, config: TenantConfig, tenant_id: str) ->
 
 
 def scope_cube(activity: DailyActivity, sc: Scope, window: str, config: TenantConfig,
-               incomplete: np.ndarray, prepared: PreparedActivity
-               ) -> tuple[FeatureCube, np.ndarray]:
+               incomplete: np.ndarray, prepared: PreparedActivity,
+               timings: dict[str, float] | None = None) -> tuple[FeatureCube, np.ndarray]:
     """The feature cube of one scope and window (groups below ``min_team_size`` blanked) and
-    the eligibility mask [S, D]."""
-    cube = compute_features(sc.activity, window, config, incomplete, prepared)
+    the eligibility mask [S, D]; ``timings`` as ``compute_features``'."""
+    cube = compute_features(sc.activity, window, config, incomplete, prepared, timings)
     if sc.aggregate is not None:
         eligible = eligible_groups(activity, sc.aggregate, window, config)
         cube.values[~eligible] = np.nan

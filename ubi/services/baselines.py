@@ -21,7 +21,7 @@ from ubi.analytics.calendar import day_number
 from ubi.analytics.engine import analyse_tenant
 from ubi.analytics.taxonomy import WINDOWS
 from ubi.models import IngestionState
-from ubi.observability.metrics import BASELINE_DURATION
+from ubi.observability.metrics import BASELINE_DURATION, apportion
 from ubi.services import anchors, configs, focus_time
 from ubi.services.detection import upsert_baselines
 from ubi.services.tenant_locks import tenant_lock
@@ -72,5 +72,8 @@ def recompute_baselines(session: Session, tenant_id: str, *,
     if state is not None:
         state.last_baseline_recompute_at = now
     outcome.write_s = time.perf_counter() - t2
-    BASELINE_DURATION.labels(tenant_id, "all").observe(time.perf_counter() - t0)
+    # Per actor scope: its measured baselines, plus loading and writing apportioned by them.
+    for scope, seconds in apportion(analysis.baseline_seconds,
+                                    time.perf_counter() - t0).items():
+        BASELINE_DURATION.labels(tenant_id, scope).observe(seconds)
     return outcome

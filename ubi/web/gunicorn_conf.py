@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import shutil
-from pathlib import Path
 from typing import Any
 
-from ubi.settings import get_settings, set_process_env
+from ubi.observability.multiproc import prepare_group
+from ubi.settings import get_settings
 
 _settings = get_settings()
 
@@ -23,20 +22,15 @@ accesslog = "-"
 # (SPEC §8); the request id joins an access line to the app's own JSON log lines.
 access_log_format = ('%(h)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(M)sms "%(a)s" '
                      '%({x-request-id}o)s')
-# Metrics of every worker process are aggregated from files in this directory (SPEC §11).
-_metrics_dir = _settings.prometheus_multiproc_dir or str(_settings.data_dir / "metrics")
-set_process_env("PROMETHEUS_MULTIPROC_DIR", _metrics_dir)
-get_settings.cache_clear()  # workers import the app after fork and must see the directory
 
 
 def on_starting(server: Any) -> None:
+    # The web group's metrics directory, emptied once in the master (not on a reload), before
+    # any worker forks and imports prometheus_client: they inherit it (SPEC §11, multiproc).
+    prepare_group("web")
     from ubi.store.connections import check_budget
 
     check_budget("web", workers, _settings)
-    path = Path(_metrics_dir)
-    if path.exists() and not _settings.prometheus_multiproc_dir:
-        shutil.rmtree(path)  # our own default dir: stale files of a previous run go
-    path.mkdir(parents=True, exist_ok=True)
 
 
 def post_fork(server: Any, worker: Any) -> None:

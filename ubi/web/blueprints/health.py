@@ -15,7 +15,7 @@ from ubi import __version__
 from ubi.integrations.dependencies import readiness
 from ubi.models import session_scope
 from ubi.observability.metrics import exposition
-from ubi.services.ingest import pending_by_tenant
+from ubi.services.backlog import read_backlog
 from ubi.web.errors import ErrorSchema
 
 log = logging.getLogger("ubi.web.health")
@@ -76,13 +76,14 @@ class Ready(MethodView):
 class Metrics(MethodView):
     @blp.response(200, description="Prometheus text exposition")
     def get(self) -> Response:
-        """Prometheus metrics of every web and worker process (SPEC §11)."""
+        """Prometheus metrics of every web and worker process (SPEC §11), and the backlog
+        read from the store: pending events per tenant, each outbox's depth and oldest age."""
         cfg = current_app.config["UBI_SETTINGS"]
         try:
             with session_scope(cfg) as session:
-                pending = pending_by_tenant(session)
-        except SQLAlchemyError as exc:  # the page still answers; the gauge is left out
-            log.warning("ubi_queue_size not exported: %s", exc)
-            pending = None
-        body, content_type = exposition(pending)
+                backlog = read_backlog(session)
+        except SQLAlchemyError as exc:  # the page still answers; those gauges have no samples
+            log.warning("ubi_queue_size and ubi_outbox_* not exported: %s", exc)
+            backlog = None
+        body, content_type = exposition(backlog)
         return Response(body, mimetype=None, content_type=content_type)
