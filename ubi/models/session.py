@@ -59,6 +59,9 @@ def get_engine(settings: Settings | None = None) -> Engine:
         engine = _engines.get(url)
         if engine is None:
             engine = _engines[url] = create_db_engine(url)
+            from ubi.observability import tracing
+
+            tracing.trace_engine(engine)  # a no-op with tracing off
             _factories[url] = sessionmaker(bind=engine, expire_on_commit=False)
         return engine
 
@@ -81,6 +84,12 @@ def session_scope(settings: Settings | None = None) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+def existing_engines() -> list[Engine]:
+    """The engines made so far (tracing instruments them when it is turned on later)."""
+    with _lock:
+        return list(_engines.values())
 
 
 def dispose_engines() -> None:
