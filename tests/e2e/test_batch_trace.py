@@ -62,6 +62,13 @@ SCRIPT = textwrap.dedent("""
     resp = client.post("/v1/ubi/events", json={"events": this_morning},
                        headers={**headers, "X-Correlation-ID": sys.argv[1]})
     assert resp.status_code == 202, resp.get_data(as_text=True)
+    batch_spans = exporter.get_finished_spans()
+    # Reads naming an original actor id in the path and in the query.
+    exporter.clear()
+    for url in ("/v1/ubi/actors/eng03/profile", "/v1/ubi/signals/recent?actor_id=eng03"):
+        assert client.get(url, headers=headers).status_code == 200, url
+    read_spans = [{"name": s.name, "attributes": {k: str(v) for k, v in s.attributes.items()}}
+                  for s in exporter.get_finished_spans() if s.kind.name == "SERVER"]
     spans = [{
         "name": s.name, "trace_id": format(s.context.trace_id, "032x"),
         "span_id": format(s.context.span_id, "016x"),
@@ -70,8 +77,9 @@ SCRIPT = textwrap.dedent("""
         "status": s.status.status_code.name,
         "attributes": {k: str(v) for k, v in (s.attributes or {}).items()},
         "events": [str(dict(e.attributes or {})) for e in s.events],
-    } for s in exporter.get_finished_spans()]
+    } for s in batch_spans]
     print(json.dumps({"batch_id": resp.json["batch_id"], "spans": spans,
+                      "read_spans": read_spans,
                       "raw": sorted({e["actor_id"] for e in events}
                                     | {str(v) for e in events
                                        for v in e.get("payload", {}).values()})}))
@@ -146,6 +154,13 @@ def test_one_batch_is_one_trace_from_request_to_published_signal(tmp_path: Path)
         leaked = [r for r in raw if r in text]
         assert not leaked, (s["name"], leaked)
         assert "events_json" not in text and "db.statement.parameters" not in text
+
+    # Nor in the spans of reads that name an actor in their path or query: the route's
+    # template stands for both.
+    assert [s["name"] for s in out["read_spans"]] == [
+        "GET /v1/ubi/actors/<path:actor_id>/profile", "GET /v1/ubi/signals/recent"]
+    for s in out["read_spans"]:
+        assert "eng03" not in json.dumps(s), s
 
     # The batch's log lines: the ones inside a span carry its trace id, and every one from
     # the request to the publish names the one correlation id.

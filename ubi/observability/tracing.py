@@ -128,22 +128,21 @@ def instrument_app(app: Any) -> None:
         return
     from opentelemetry.instrumentation.flask import FlaskInstrumentor
 
-    FlaskInstrumentor.instrument_app(app, request_hook=_scrub_request_span,
+    FlaskInstrumentor.instrument_app(app, response_hook=_scrub_request_span,
                                      excluded_urls="/v1/ubi/metrics,/v1/ubi/health")
 
 
-def _scrub_request_span(span: Any, environ: Mapping[str, Any]) -> None:
+def _scrub_request_span(span: Any, _status: str, _headers: Any) -> None:
     """Replace the path and query a request came with by its route's template: both can carry
-    an original actor id or a token (the same rule as the access log's)."""
+    an original actor id or a token (the same rule as the access log's). At the response: the
+    instrumentation sets the request's attributes again after its request hook."""
     if not span.is_recording():
         return
-    from flask import request
-
-    rule = request.url_rule.rule if request.url_rule is not None else "(unmatched)"
-    host = environ.get("HTTP_HOST") or environ.get("SERVER_NAME", "")
     attributes = getattr(span, "attributes", None) or {}
+    rule = str(attributes.get("http.route") or "(unmatched)")
     span.set_attribute("http.target", rule)
-    span.set_attribute("http.url", f"{environ.get('wsgi.url_scheme', 'http')}://{host}{rule}")
+    scheme, host = attributes.get("http.scheme", "http"), attributes.get("http.host", "")
+    span.set_attribute("http.url", f"{scheme}://{host}{rule}")
     for key in ("url.path", "url.full"):
         if key in attributes:
             span.set_attribute(key, rule)
