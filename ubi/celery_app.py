@@ -70,3 +70,34 @@ def _metrics_of_a_dead_child(pid: int | None = None, **_: Any) -> None:
     from ubi.observability.metrics import mark_process_dead
 
     mark_process_dead(pid or os.getpid())
+
+
+#: This worker's group (``ubi worker GROUP`` names its node ``<prefix>GROUP@host``), found in
+#: the main process and inherited by each forked child.
+_worker_group: str | None = None
+
+
+@signals.worker_init.connect
+def _tracing_in_worker(sender: Any = None, **_: Any) -> None:
+    from celery.concurrency import get_implementation
+    from celery.concurrency.prefork import TaskPool as PreforkPool
+
+    from ubi.observability import tracing
+    from ubi.settings import get_settings
+
+    global _worker_group
+    node = str(getattr(sender, "hostname", "") or "").split("@", 1)[0]
+    prefix = get_settings().queue_prefix
+    _worker_group = (node[len(prefix):] if prefix and node.startswith(prefix) else node) or None
+    pool = get_implementation(getattr(sender, "pool_cls", None) or "prefork")
+    if not (isinstance(pool, type) and issubclass(pool, PreforkPool)):
+        # No fork to wait for (solo, threads): this process runs the tasks.
+        tracing.configure(tracing.worker_service_name(_worker_group))
+
+
+@signals.worker_process_init.connect
+def _tracing_in_child(**_: Any) -> None:
+    # After the fork: the span processor's export thread must be this process's own.
+    from ubi.observability import tracing
+
+    tracing.configure(tracing.worker_service_name(_worker_group))

@@ -173,6 +173,9 @@ class Settings:
     rate_limit_read_token: str = RATE_LIMIT_READ_TOKEN
     #: Parent of every process group's metrics directory (``observability.multiproc``).
     metrics_dir: Path = Path(".ubi/metrics")
+    #: Where spans go over OTLP/HTTP (``ubi/observability/tracing.py``); None = tracing off.
+    #: The OpenTelemetry SDK reads its own ``OTEL_*`` variables; this one only says whether.
+    otel_endpoint: str | None = None
 
     @property
     def embedded(self) -> bool:
@@ -382,6 +385,9 @@ def load_settings(environ: Mapping[str, str] | None = None, *,
                                            RATE_LIMIT_READ_TENANT),
         rate_limit_read_token=_rate_limit(env, "UBI_RATE_LIMIT_READ_TOKEN",
                                           RATE_LIMIT_READ_TOKEN),
+        otel_endpoint=None if _bool(env, "OTEL_SDK_DISABLED", False) else (
+            _str(env, "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+            or _str(env, "OTEL_EXPORTER_OTLP_ENDPOINT")),
     )
 
 

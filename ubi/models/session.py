@@ -62,6 +62,9 @@ def get_engine(settings: Settings | None = None) -> Engine:
                 url, **({} if url.startswith("sqlite") else {
                     "pool_size": settings.db_pool_size,
                     "max_overflow": settings.db_max_overflow}))
+            from ubi.observability import tracing
+
+            tracing.trace_engine(engine)  # a no-op with tracing off
             _factories[url] = sessionmaker(bind=engine, expire_on_commit=False)
         return engine
 
@@ -84,6 +87,12 @@ def session_scope(settings: Settings | None = None) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+def existing_engines() -> list[Engine]:
+    """The engines made so far (tracing instruments them when it is turned on later)."""
+    with _lock:
+        return list(_engines.values())
 
 
 def dispose_engines() -> None:

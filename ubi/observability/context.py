@@ -8,6 +8,8 @@ from contextvars import ContextVar
 from typing import Any
 
 LOG_FIELDS = ("request_id", "correlation_id", "tenant_id", "batch_id", "task_id")
+#: Added to a log line emitted inside a span (``tracing.log_ids``), next to the ids above.
+TRACE_FIELDS = ("trace_id", "span_id")
 _context: ContextVar[dict[str, Any] | None] = ContextVar("ubi_log_context", default=None)
 
 

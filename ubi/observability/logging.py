@@ -1,4 +1,5 @@
-"""Structured JSON logs carrying the ids of ``ubi.observability.context``."""
+"""Structured JSON logs carrying the ids of ``ubi.observability.context`` and, inside a span,
+the trace's (``ubi.observability.tracing``)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import logging
 import sys
 from datetime import UTC, datetime
 
-from ubi.observability import context
+from ubi.observability import context, tracing
 from ubi.settings import get_settings
 
 _configured = False
@@ -24,6 +25,8 @@ class JsonFormatter(logging.Formatter):
             "message": record.getMessage(),
         }
         entry.update(context.current())
+        # Inside a span: its ids, so a log line leads to its trace and back.
+        entry.update(tracing.log_ids())
         extra = getattr(record, "ubi", None)
         if isinstance(extra, dict):
             entry.update(extra)
@@ -34,7 +37,8 @@ class JsonFormatter(logging.Formatter):
 
 class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        ids = " ".join(f"{k}={v}" for k, v in context.current().items())
+        ids = " ".join(f"{k}={v}" for k, v in
+                       {**context.current(), **tracing.log_ids()}.items())
         base = super().format(record)
         return f"{base} {ids}" if ids else base
 

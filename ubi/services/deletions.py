@@ -65,6 +65,7 @@ from ubi.models import (
     table_of,
 )
 from ubi.models.session import dialect_insert, is_postgres
+from ubi.observability import tracing
 from ubi.services import audit, detection, evidence, feature_refresh, features, focus_time
 from ubi.services.followups import enqueue_followup
 from ubi.services.tenant_locks import tenant_lock
@@ -353,8 +354,8 @@ def _delete_signals(session: Session, signals: list[Signal], job_id: str,
         finals.append({
             "signal_id": s.signal_id, "version": s.version + 1, "tenant_id": s.tenant_id,
             "routing_key": detection.routing_key(s), "payload": payload,
-            "headers": {"tenant_id": s.tenant_id, "correlation_id": job_id,
-                        "schema_version": detection.STREAM_SCHEMA_VERSION},
+            "headers": tracing.inject({"tenant_id": s.tenant_id, "correlation_id": job_id,
+                                       "schema_version": detection.STREAM_SCHEMA_VERSION}),
             "status": "pending", "attempts": 0, "next_attempt_at": now, "created_at": now})
     for part in bulk.chunks(ids, 1000):
         chunk = list(part)

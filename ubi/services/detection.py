@@ -43,6 +43,7 @@ from ubi.models import (
 )
 from ubi.models import Signal as SignalRow
 from ubi.models.session import dialect_insert, is_postgres
+from ubi.observability import tracing
 from ubi.observability.metrics import ANOMALIES, BASELINE_DURATION, SIGNALS_GENERATED
 from ubi.services import anchors as baseline_anchors
 from ubi.services import (
@@ -555,8 +556,10 @@ def _persist_signals(session: Session, analysis: TenantAnalysis, config: TenantC
         outbox_rows.append({
             "signal_id": sig.signal_id, "version": sig.version, "tenant_id": sig.tenant_id,
             "routing_key": routing_key(sig), "payload": payload,
-            "headers": {"tenant_id": sig.tenant_id, "correlation_id": correlation_id,
-                        "schema_version": STREAM_SCHEMA_VERSION},
+            # With the run's traceparent (tracing on): the publish span continues this trace.
+            "headers": tracing.inject({"tenant_id": sig.tenant_id,
+                                       "correlation_id": correlation_id,
+                                       "schema_version": STREAM_SCHEMA_VERSION}),
             "status": "pending", "attempts": 0, "next_attempt_at": now, "created_at": now})
         if change.kind == "created":
             SIGNALS_GENERATED.labels(sig.tenant_id, sig.dimension, sig.signal_type).inc()

@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session
 
 from ubi.models import TaskOutbox, session_factory, utcnow
 from ubi.models.session import dialect_insert
+from ubi.observability import tracing
 
 #: ``session.info`` key of the follow-ups the session's transaction owes (``Owed``).
 OWED_KEY = "ubi_task_outbox_owed"
@@ -55,6 +56,10 @@ def enqueue_followup(session: Session, task_name: str, *, tenant_id: str,
     ``dedupe_key`` absorbed it (that task will read this transaction's work); if that row was
     never sent, this transaction's dispatch sends it."""
     now = utcnow()
+    traceparent = tracing.current_traceparent()
+    if traceparent is not None:
+        # The follow-up joins this transaction's trace whoever sends it (``tasks.base``).
+        kwargs = {**kwargs, tracing.TRACEPARENT_KWARG: traceparent}
     values = {"tenant_id": tenant_id, "task_name": task_name, "kwargs": kwargs,
               "dedupe_key": dedupe_key, "correlation_id": correlation_id, "created_at": now,
               "attempts": 0,

@@ -17,12 +17,14 @@ from datetime import datetime
 from typing import Protocol
 
 import sqlalchemy as sa
+from opentelemetry.trace import SpanKind, Status, StatusCode
 from sqlalchemy.orm import Session
 
 from ubi import clock
 from ubi.integrations.signal_stream import PublishResult
 from ubi.models import SignalOutbox
 from ubi.models.session import is_postgres
+from ubi.observability import context, tracing
 from ubi.services.backoff import equal_jitter
 
 log = logging.getLogger("ubi.stream")
@@ -63,9 +65,7 @@ def drain_signal_outbox(session: Session, publisher: Publisher, *, limit: int = 
             report.deferred += 1  # an earlier version waits for a retry, or over the quota
             continue
         per_tenant[row.tenant_id] += 1
-        result = publisher.publish(message_id=f"{row.signal_id}:{row.version}",
-                                   routing_key=row.routing_key, payload=row.payload,
-                                   headers=row.headers)
+        result = _publish(publisher, row)
         row.attempts += 1
         if result.ok:
             row.status, row.published_at, row.last_error = "published", now, None
@@ -79,3 +79,24 @@ def drain_signal_outbox(session: Session, publisher: Publisher, *, limit: int = 
             log.warning("signal not published yet: %s", result.error,
                         extra={"ubi": {"signal_id": row.signal_id, "version": row.version}})
     return report
+
+
+def _publish(publisher: Publisher, row: SignalOutbox) -> PublishResult:
+    """One row's publish: a span continuing the trace that wrote the row (its headers'
+    ``traceparent``), logs naming the row's correlation id, and the message carrying this
+    span's ``traceparent`` to the stream's consumers."""
+    headers = dict(row.headers or {})
+    with context.bound(tenant_id=row.tenant_id, correlation_id=headers.get("correlation_id")), \
+            tracing.span("ubi.signal.publish", parent_headers=headers, kind=SpanKind.PRODUCER,
+                         attributes={"ubi.tenant_id": row.tenant_id,
+                                     "ubi.signal_id": row.signal_id,
+                                     "ubi.signal_version": row.version,
+                                     "messaging.rabbitmq.destination.routing_key":
+                                         row.routing_key}) as span:
+        headers = tracing.inject(headers)
+        result = publisher.publish(message_id=f"{row.signal_id}:{row.version}",
+                                   routing_key=row.routing_key, payload=row.payload,
+                                   headers=headers)
+        if not result.ok:
+            span.set_status(Status(StatusCode.ERROR, result.error))
+    return result

@@ -36,7 +36,7 @@ from celery.exceptions import Reject, Retry
 from sqlalchemy.orm import Session
 
 from ubi.models.session import session_factory
-from ubi.observability import context
+from ubi.observability import context, tracing
 from ubi.services import followups
 from ubi.services.followups import (
     OWED_KEY,
@@ -248,7 +248,10 @@ def dispatch_followups(app: Any, owed: list[Owed] | None = None, *,
         rows = claim_pending(session, ids=None if owed is None else sorted({o.id for o in owed}),
                              older_than=older)
         for row in rows:
-            error = _send(app, row.task_name, row.kwargs, followups.countdown(row))
+            kwargs = dict(row.kwargs)
+            # Sent inside the trace of the transaction that owed it (a drain's too).
+            with tracing.restored(kwargs.pop(tracing.TRACEPARENT_KWARG, None)):
+                error = _send(app, row.task_name, kwargs, followups.countdown(row))
             if error is not None:
                 mark_failed(row, error)
                 continue

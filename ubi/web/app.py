@@ -15,7 +15,7 @@ from flask_smorest import Api
 from werkzeug.exceptions import HTTPException
 
 from ubi.analytics import json_limits
-from ubi.observability import context
+from ubi.observability import context, tracing
 from ubi.observability.logging import configure_logging
 from ubi.observability.metrics import API_DURATION
 from ubi.settings import Settings, get_settings
@@ -44,7 +44,11 @@ def create_app(settings: Settings | None = None) -> Flask:
     """Build the web app for ``settings`` (default: the process environment)."""
     settings = settings or get_settings()
     configure_logging()
+    tracing.configure(tracing.SERVICE_WEB)
     app = Flask("ubi")
+    # First, so that the request's span is current in every hook after it (their logs carry
+    # its trace id).
+    tracing.instrument_app(app)
     app.config.update(
         UBI_SETTINGS=settings,
         API_TITLE="UBI — User Behaviour Intelligence",

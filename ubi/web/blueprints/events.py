@@ -12,9 +12,11 @@ import msgspec
 from flask import Response, g, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
+from opentelemetry.trace import SpanKind
 
 from ubi.analytics.envelope import BatchFormatError, Envelope
 from ubi.models import session_scope
+from ubi.observability import context, tracing
 from ubi.services import ingest
 from ubi.web.auth import current_principal, requires
 from ubi.web.blueprints.common import AUTH, UNSTORABLE_TEXT, settings
@@ -137,8 +139,17 @@ class Events(MethodView):
         if accepted.message is not None:
             from ubi.tasks.ingest import ingest_batch
 
+            # The rest of this request's logs, and the publish, name the batch and its
+            # correlation id (the client's, else the batch id), as its tasks' logs do.
+            context.bind(batch_id=accepted.batch_id,
+                         tenant_id=accepted.message.get("tenant_id"),
+                         correlation_id=accepted.message.get("correlation_id"))
             try:
-                ingest_batch.apply_async(kwargs=accepted.message, task_id=accepted.batch_id)
+                with tracing.span("ubi.ingest.publish", kind=SpanKind.PRODUCER, attributes={
+                        "ubi.batch_id": accepted.batch_id,
+                        "ubi.tenant_id": str(accepted.message.get("tenant_id"))}):
+                    ingest_batch.apply_async(kwargs=accepted.message,
+                                             task_id=accepted.batch_id)
             except BROKER_ERRORS as exc:
                 log.warning("batch %s not queued: %s", accepted.batch_id, exc)
                 with session_scope(cfg) as session:
