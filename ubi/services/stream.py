@@ -1,41 +1,62 @@
-"""Draining the signal outbox to the stream (SPEC §12): at-least-once, in version order.
+"""Draining the signal outbox to the stream (SPEC §12): at-least-once, in version order,
+fair between tenants.
 
-Rows are claimed with ``FOR UPDATE SKIP LOCKED`` (several publishers never send the same row at
-once), published with confirms, and marked published only after the broker confirmed. A
-failed publish (broker down, no binding, a full bounded queue) stays pending and is retried
-with exponential backoff and jitter; later versions of the same signal wait for it, so
-consumers see versions in order. A per-tenant quota per drain bounds the publish rate one
-tenant can impose on consumers.
+One drain, one transaction:
+
+1. Each tenant with due rows takes tokens from its bucket (``stream_rate_buckets``: ``rate``
+   messages/s, up to ``burst``; shared by every publishing process, rows locked in tenant
+   order), and claims at most that many of its oldest due rows with ``FOR UPDATE SKIP
+   LOCKED``. A noisy tenant's backlog therefore neither starves the others in the claim nor
+   floods the consumers past its rate.
+2. Rows of a signal class or type the tenant has disabled are marked ``suppressed`` and never
+   published (SPEC §5.5), except a deletion's final version, which tells consumers to forget
+   what they were sent while the class was enabled.
+3. The rest go out in rounds: round *k* holds the *k*-th claimed version of each signal, and a
+   signal whose earlier version is still pending elsewhere (backing off, or claimed by another
+   drain) waits. Each round is one pipelined publish with confirms (``SignalPublisher.
+   publish_batch``); a version failed (broker down, returned, nacked) keeps the signal's later
+   versions back, so consumers see one signal's versions in increasing order.
+4. Confirmed rows are marked published; failed ones stay pending with exponential backoff and
+   jitter. Nothing is marked published that the broker did not confirm.
 """
 
 from __future__ import annotations
 
+import json
 import logging
-from collections import Counter
-from dataclasses import dataclass
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol, cast
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from ubi import clock
-from ubi.integrations.signal_stream import PublishResult
-from ubi.models import SignalOutbox
-from ubi.models.session import is_postgres
+from ubi.analytics.taxonomy import SIGNAL_CLASS_BY_NAME
+from ubi.integrations.signal_stream import OutgoingMessage, PublishResult
+from ubi.models import SignalOutbox, StreamRateBucket
+from ubi.models.session import dialect_insert, is_postgres
+from ubi.services import configs
 from ubi.services.backoff import equal_jitter
+from ubi.services.deletions import DELETED_REASON
+from ubi.store import bulk
 
 log = logging.getLogger("ubi.stream")
 
-#: Messages one tenant may publish per drain (beat drains every few seconds).
-TENANT_QUOTA_PER_DRAIN = 500
+#: Per-tenant publish rate (messages/s) and burst: a tenant with a backlog is drained at this
+#: pace whatever the others do; the burst covers a detect run of a large tenant at once.
+TENANT_RATE_PER_S = 2_000.0
+TENANT_BURST = 20_000.0
+#: Rows one drain claims at most, over all tenants.
+DRAIN_LIMIT = 20_000
 BACKOFF_BASE_SECONDS = 2.0
 BACKOFF_MAX_SECONDS = 600.0
 
 
 class Publisher(Protocol):
-    def publish(self, *, message_id: str, routing_key: str, payload: dict,
-                headers: dict) -> PublishResult: ...
+    def publish_batch(self, messages: Sequence[OutgoingMessage]) -> list[PublishResult]: ...
 
 
 @dataclass
@@ -43,39 +64,175 @@ class DrainReport:
     published: int = 0
     failed: int = 0
     deferred: int = 0
+    suppressed: int = 0
+    #: Tenants with due rows left unclaimed because their bucket was empty.
+    rate_limited: list[str] = field(default_factory=list)
 
 
-def drain_signal_outbox(session: Session, publisher: Publisher, *, limit: int = 2000,
-                        now: datetime | None = None) -> DrainReport:
-    """Publish due outbox rows (one transaction; call again until nothing is due)."""
+@dataclass
+class _Row:
+    id: int
+    signal_id: str
+    version: int
+    tenant_id: str
+    routing_key: str
+    body: str
+    headers: dict[str, Any]
+    attempts: int
+
+
+def drain_signal_outbox(session: Session, publisher: Publisher, *, limit: int = DRAIN_LIMIT,
+                        now: datetime | None = None, rate_per_s: float = TENANT_RATE_PER_S,
+                        burst: float = TENANT_BURST) -> DrainReport:
+    """Publish due outbox rows (one transaction, the caller commits; call again until nothing
+    is due)."""
     now = now or clock.utcnow()
     report = DrainReport()
-    waiting = set(session.execute(sa.select(SignalOutbox.signal_id).where(
-        SignalOutbox.status == "pending", SignalOutbox.next_attempt_at > now)).scalars())
-    stmt = sa.select(SignalOutbox).where(
-        SignalOutbox.status == "pending", SignalOutbox.next_attempt_at <= now).order_by(
-        SignalOutbox.id).limit(limit)
+    due = sa.and_(SignalOutbox.status == "pending", SignalOutbox.next_attempt_at <= now)
+    tenants = sorted(session.execute(sa.select(SignalOutbox.tenant_id).where(due).distinct())
+                     .scalars())
+    if not tenants:
+        return report
+    tokens = _take_tokens(session, tenants, now, rate_per_s, burst)
+    share = max(1, limit // len(tenants))
+    rows: list[_Row] = []
+    for tenant in tenants:
+        n = min(int(tokens[tenant]), share)
+        if n <= 0:
+            report.rate_limited.append(tenant)
+            continue
+        rows += _claim(session, due, tenant, n)
+    rows = _suppress_disabled(session, rows, report)
+    attempted = _publish_in_rounds(session, publisher, rows, now, report)
+    for tenant, n in attempted.items():
+        tokens[tenant] -= n
+    _store_tokens(session, tokens, now)
+    if report.failed:
+        log.warning("%d signal versions not published yet", report.failed)
+    return report
+
+
+def _claim(session: Session, due: Any, tenant: str, n: int) -> list[_Row]:
+    o = SignalOutbox
+    stmt = sa.select(o.id, o.signal_id, o.version, o.tenant_id, o.routing_key,
+                     sa.cast(o.payload, sa.Text), o.headers, o.attempts).where(
+        due, o.tenant_id == tenant).order_by(o.id).limit(n)
     if is_postgres(session):
         stmt = stmt.with_for_update(skip_locked=True)
-    per_tenant: Counter[str] = Counter()
-    for row in session.execute(stmt).scalars():
-        if row.signal_id in waiting or per_tenant[row.tenant_id] >= TENANT_QUOTA_PER_DRAIN:
-            report.deferred += 1  # an earlier version waits for a retry, or over the quota
-            continue
-        per_tenant[row.tenant_id] += 1
-        result = publisher.publish(message_id=f"{row.signal_id}:{row.version}",
-                                   routing_key=row.routing_key, payload=row.payload,
-                                   headers=row.headers)
-        row.attempts += 1
-        if result.ok:
-            row.status, row.published_at, row.last_error = "published", now, None
-            report.published += 1
+    return [_Row(*cast(tuple[Any, ...], r)) for r in session.execute(stmt).all()]
+
+
+def _suppress_disabled(session: Session, rows: list[_Row],
+                       report: DrainReport) -> list[_Row]:
+    enabled: dict[tuple[str, str], bool] = {}  # (tenant, class) -> enabled, for this drain
+    keep, suppressed = [], []
+    for row in rows:
+        words = row.routing_key.split(".")
+        cls = words[4] if len(words) == 6 else ""
+        ok = enabled.get((row.tenant_id, cls))
+        if ok is None:
+            # A key this version did not write (no class word) is published: the broker
+            # decides where it goes.
+            ok = enabled[(row.tenant_id, cls)] = cls not in SIGNAL_CLASS_BY_NAME or \
+                configs.load_config(session, row.tenant_id).signal_class_enabled(cls)
+        if ok or json.loads(row.body).get("reason") == DELETED_REASON:
+            keep.append(row)
         else:
-            row.next_attempt_at = now + equal_jitter(
-                row.attempts, base_s=BACKOFF_BASE_SECONDS, cap_s=BACKOFF_MAX_SECONDS)
-            row.last_error = result.error
-            waiting.add(row.signal_id)
-            report.failed += 1
-            log.warning("signal not published yet: %s", result.error,
-                        extra={"ubi": {"signal_id": row.signal_id, "version": row.version}})
-    return report
+            suppressed.append(row.id)
+    for part in bulk.chunks(suppressed, 5000):
+        session.execute(sa.update(SignalOutbox).where(SignalOutbox.id.in_(list(part))).values(
+            status="suppressed", last_error="signal class disabled by the tenant"),
+            execution_options={"synchronize_session": False})
+    report.suppressed += len(suppressed)
+    return keep
+
+
+def _blocked_signals(session: Session, rows: list[_Row]) -> set[str]:
+    """Signals whose oldest pending version is not among ``rows`` (backing off, or claimed by
+    another drain): their claimed versions must wait."""
+    first: dict[str, int] = {}
+    for row in rows:
+        first.setdefault(row.signal_id, row.id)
+    blocked = set()
+    for part in bulk.chunks(list(first), 5000):
+        stmt = sa.select(SignalOutbox.signal_id, sa.func.min(SignalOutbox.id)).where(
+            SignalOutbox.status == "pending", SignalOutbox.signal_id.in_(list(part))
+        ).group_by(SignalOutbox.signal_id)
+        blocked |= {sid for sid, oldest in session.execute(stmt).all() if oldest < first[sid]}
+    return blocked
+
+
+def _publish_in_rounds(session: Session, publisher: Publisher, rows: list[_Row], now: datetime,
+                       report: DrainReport) -> dict[str, int]:
+    blocked = _blocked_signals(session, rows)
+    rounds: list[list[_Row]] = []
+    depth: dict[str, int] = defaultdict(int)
+    for row in sorted(rows, key=lambda r: r.id):
+        k = depth[row.signal_id]
+        depth[row.signal_id] += 1
+        if k == len(rounds):
+            rounds.append([])
+        rounds[k].append(row)
+    attempted: dict[str, int] = defaultdict(int)
+    for batch in rounds:
+        ready = [r for r in batch if r.signal_id not in blocked]
+        report.deferred += len(batch) - len(ready)
+        if not ready:
+            continue
+        results = publisher.publish_batch([
+            OutgoingMessage(f"{r.signal_id}:{r.version}", r.routing_key, r.body.encode(),
+                            r.headers) for r in ready])
+        published, failures = [], []
+        for row, result in zip(ready, results, strict=True):
+            attempted[row.tenant_id] += 1
+            if result.ok:
+                published.append(row.id)
+                continue
+            blocked.add(row.signal_id)
+            attempts = row.attempts + 1
+            failures.append({"id": row.id, "attempts": attempts, "last_error": result.error,
+                             "next_attempt_at": now + equal_jitter(
+                                 attempts, base_s=BACKOFF_BASE_SECONDS,
+                                 cap_s=BACKOFF_MAX_SECONDS)})
+        for part in bulk.chunks(published, 5000):
+            session.execute(
+                sa.update(SignalOutbox).where(SignalOutbox.id.in_(list(part))).values(
+                    status="published", published_at=now, last_error=None,
+                    attempts=SignalOutbox.attempts + 1),
+                execution_options={"synchronize_session": False})
+        if failures:
+            session.execute(sa.update(SignalOutbox), failures)
+            log.warning("signal versions not published yet: %s", failures[0]["last_error"],
+                        extra={"ubi": {"failed": len(failures)}})
+        report.published += len(published)
+        report.failed += len(failures)
+    return attempted
+
+
+def _take_tokens(session: Session, tenants: list[str], now: datetime, rate_per_s: float,
+                 burst: float) -> dict[str, float]:
+    """Each tenant's tokens now (refilled since its last drain); locks the buckets, in
+    tenant order, until the drain commits."""
+    stmt = sa.select(StreamRateBucket).where(StreamRateBucket.tenant_id.in_(tenants)).order_by(
+        StreamRateBucket.tenant_id)
+    if is_postgres(session):
+        stmt = stmt.with_for_update()
+    buckets = {b.tenant_id: b for b in session.execute(stmt).scalars()}
+    tokens = {}
+    for tenant in tenants:
+        b = buckets.get(tenant)
+        if b is None:
+            tokens[tenant] = burst
+        else:
+            elapsed = max(0.0, (now - b.updated_at).total_seconds())
+            tokens[tenant] = min(burst, b.tokens + elapsed * rate_per_s)
+    return tokens
+
+
+def _store_tokens(session: Session, tokens: dict[str, float], now: datetime) -> None:
+    rows = [{"tenant_id": t, "tokens": max(0.0, v), "updated_at": now}
+            for t, v in tokens.items()]
+    stmt = dialect_insert(session, StreamRateBucket.__table__).values(rows)
+    session.execute(stmt.on_conflict_do_update(
+        index_elements=["tenant_id"],
+        set_={"tokens": stmt.excluded.tokens, "updated_at": stmt.excluded.updated_at}))
