@@ -8,7 +8,7 @@ Subscriptions (issue 22) are rows, declared on the broker by ``ubi broker declar
 worker start; the two defaults are seeded here and can be removed like any other. The routing
 key gains the signal class (SPEC §12: ``<tenant>.<scope>.<dimension>.<type>.<class>.
 <severity>``), so pending outbox rows are rewritten from their payload: with the old key they
-would match no binding.
+would match no binding. The drain claims each tenant's oldest pending rows: an index for it.
 """
 
 from __future__ import annotations
@@ -58,6 +58,9 @@ def upgrade() -> None:
         sa.Column("tokens", sa.Float, nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
     )
+    op.create_index("ix_signal_outbox_tenant_pending", "signal_outbox", ["tenant_id", "id"],
+                    postgresql_where=sa.text("status = 'pending'"),
+                    sqlite_where=sa.text("status = 'pending'"))
     now = datetime.now(UTC)
     if op.get_bind().dialect.name == "sqlite":
         now = now.replace(tzinfo=None)
@@ -74,5 +77,6 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     _rewrite_keys("tenant_id", ("actor_scope", "dimension", "signal_type", "severity"))
+    op.drop_index("ix_signal_outbox_tenant_pending", table_name="signal_outbox")
     op.drop_table("stream_rate_buckets")
     op.drop_table("stream_subscriptions")

@@ -26,10 +26,12 @@ import json
 import logging
 from collections import defaultdict
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol, cast
+from typing import Any, Protocol
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
@@ -51,6 +53,8 @@ TENANT_RATE_PER_S = 2_000.0
 TENANT_BURST = 20_000.0
 #: Rows one drain claims at most, over all tenants.
 DRAIN_LIMIT = 20_000
+#: Messages per publish call: one is confirmed while the one before is marked published.
+PUBLISH_CHUNK = 2_500
 BACKOFF_BASE_SECONDS = 2.0
 BACKOFF_MAX_SECONDS = 600.0
 
@@ -114,12 +118,15 @@ def drain_signal_outbox(session: Session, publisher: Publisher, *, limit: int = 
 
 def _claim(session: Session, due: Any, tenant: str, n: int) -> list[_Row]:
     o = SignalOutbox
+    # The body goes out as the stored JSON text; decoding it here only to encode it again
+    # was a fifth of the drain's time.
     stmt = sa.select(o.id, o.signal_id, o.version, o.tenant_id, o.routing_key,
-                     sa.cast(o.payload, sa.Text), o.headers, o.attempts).where(
-        due, o.tenant_id == tenant).order_by(o.id).limit(n)
+                     sa.cast(o.payload, sa.Text), sa.cast(o.headers, sa.Text),
+                     o.attempts).where(due, o.tenant_id == tenant).order_by(o.id).limit(n)
     if is_postgres(session):
         stmt = stmt.with_for_update(skip_locked=True)
-    return [_Row(*cast(tuple[Any, ...], r)) for r in session.execute(stmt).all()]
+    return [_Row(i, sid, v, t, rk, body, orjson.loads(headers), attempts)
+            for i, sid, v, t, rk, body, headers, attempts in session.execute(stmt).all()]
 
 
 def _suppress_disabled(session: Session, rows: list[_Row],
@@ -148,17 +155,21 @@ def _suppress_disabled(session: Session, rows: list[_Row],
 
 
 def _blocked_signals(session: Session, rows: list[_Row]) -> set[str]:
-    """Signals whose oldest pending version is not among ``rows`` (backing off, or claimed by
-    another drain): their claimed versions must wait."""
-    first: dict[str, int] = {}
+    """Signals with a pending version older than their first claimed one (backing off, or
+    claimed by another drain): their claimed versions must wait."""
+    first: dict[str, _Row] = {}
     for row in rows:
-        first.setdefault(row.signal_id, row.id)
+        first.setdefault(row.signal_id, row)
+    # Versions start at 1: only a signal whose first claimed version is later can be blocked.
+    later = [r for r in first.values() if r.version > 1]
     blocked = set()
-    for part in bulk.chunks(list(first), 5000):
+    for part in bulk.chunks(later, 5000):
         stmt = sa.select(SignalOutbox.signal_id, sa.func.min(SignalOutbox.id)).where(
-            SignalOutbox.status == "pending", SignalOutbox.signal_id.in_(list(part))
+            SignalOutbox.status == "pending",
+            SignalOutbox.signal_id.in_([r.signal_id for r in part])
         ).group_by(SignalOutbox.signal_id)
-        blocked |= {sid for sid, oldest in session.execute(stmt).all() if oldest < first[sid]}
+        blocked |= {sid for sid, oldest in session.execute(stmt).all()
+                    if oldest < first[sid].id}
     return blocked
 
 
@@ -174,39 +185,57 @@ def _publish_in_rounds(session: Session, publisher: Publisher, rows: list[_Row],
             rounds.append([])
         rounds[k].append(row)
     attempted: dict[str, int] = defaultdict(int)
-    for batch in rounds:
-        ready = [r for r in batch if r.signal_id not in blocked]
-        report.deferred += len(batch) - len(ready)
-        if not ready:
-            continue
-        results = publisher.publish_batch([
-            OutgoingMessage(f"{r.signal_id}:{r.version}", r.routing_key, r.body.encode(),
-                            r.headers) for r in ready])
-        published, failures = [], []
-        for row, result in zip(ready, results, strict=True):
-            attempted[row.tenant_id] += 1
-            if result.ok:
-                published.append(row.id)
-                continue
-            blocked.add(row.signal_id)
-            attempts = row.attempts + 1
-            failures.append({"id": row.id, "attempts": attempts, "last_error": result.error,
-                             "next_attempt_at": now + equal_jitter(
-                                 attempts, base_s=BACKOFF_BASE_SECONDS,
-                                 cap_s=BACKOFF_MAX_SECONDS)})
-        for part in bulk.chunks(published, 5000):
-            session.execute(
-                sa.update(SignalOutbox).where(SignalOutbox.id.in_(list(part))).values(
-                    status="published", published_at=now, last_error=None,
-                    attempts=SignalOutbox.attempts + 1),
-                execution_options={"synchronize_session": False})
-        if failures:
-            session.execute(sa.update(SignalOutbox), failures)
-            log.warning("signal versions not published yet: %s", failures[0]["last_error"],
-                        extra={"ubi": {"failed": len(failures)}})
-        report.published += len(published)
-        report.failed += len(failures)
+    # A round holds one version per signal, so its chunks are independent: while the broker
+    # confirms one chunk (a thread waits on the socket), the previous chunk's rows are
+    # marked in the database.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ubi-publish") as pool:
+        for batch in rounds:
+            ready = [r for r in batch if r.signal_id not in blocked]
+            report.deferred += len(batch) - len(ready)
+            previous: tuple[Sequence[_Row], Future[list[PublishResult]]] | None = None
+            for chunk in bulk.chunks(ready, PUBLISH_CHUNK):
+                sent = pool.submit(publisher.publish_batch, [
+                    OutgoingMessage(f"{r.signal_id}:{r.version}", r.routing_key,
+                                    r.body.encode(), r.headers) for r in chunk])
+                if previous is not None:
+                    _record(session, previous[0], previous[1].result(), now, blocked,
+                            attempted, report)
+                previous = (chunk, sent)
+            if previous is not None:
+                _record(session, previous[0], previous[1].result(), now, blocked, attempted,
+                        report)
     return attempted
+
+
+def _record(session: Session, rows: Sequence[_Row], results: list[PublishResult],
+            now: datetime, blocked: set[str], attempted: dict[str, int],
+            report: DrainReport) -> None:
+    """Mark confirmed rows published; schedule the failed ones' retry and hold their signals'
+    later versions back."""
+    published, failures = [], []
+    for row, result in zip(rows, results, strict=True):
+        attempted[row.tenant_id] += 1
+        if result.ok:
+            published.append(row.id)
+            continue
+        blocked.add(row.signal_id)
+        attempts = row.attempts + 1
+        failures.append({"id": row.id, "attempts": attempts, "last_error": result.error,
+                         "next_attempt_at": now + equal_jitter(
+                             attempts, base_s=BACKOFF_BASE_SECONDS,
+                             cap_s=BACKOFF_MAX_SECONDS)})
+    if published:
+        session.execute(
+            sa.update(SignalOutbox).where(SignalOutbox.id.in_(published)).values(
+                status="published", published_at=now, last_error=None,
+                attempts=SignalOutbox.attempts + 1),
+            execution_options={"synchronize_session": False})
+    if failures:
+        session.execute(sa.update(SignalOutbox), failures)
+        log.warning("signal versions not published yet: %s", failures[0]["last_error"],
+                    extra={"ubi": {"failed": len(failures)}})
+    report.published += len(published)
+    report.failed += len(failures)
 
 
 def _take_tokens(session: Session, tenants: list[str], now: datetime, rate_per_s: float,
