@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections import defaultdict
-from collections.abc import Sequence
+from collections import defaultdict, deque
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -99,15 +99,27 @@ def drain_signal_outbox(session: Session, publisher: Publisher, *, limit: int = 
         return report
     tokens = _take_tokens(session, tenants, now, rate_per_s, burst)
     share = max(1, limit // len(tenants))
-    rows: list[_Row] = []
-    for tenant in tenants:
-        n = min(int(tokens[tenant]), share)
-        if n <= 0:
-            report.rate_limited.append(tenant)
-            continue
-        rows += _claim(session, due, tenant, n)
-    rows = _suppress_disabled(session, rows, report)
-    attempted = _publish_in_rounds(session, publisher, rows, now, report)
+    attempted: dict[str, int] = defaultdict(int)
+    unclaimed, claimed = deque(tenants), deque[list[_Row]]()
+
+    def claim_next() -> bool:
+        while unclaimed:
+            tenant = unclaimed.popleft()
+            n = min(int(tokens[tenant]), share)
+            if n <= 0:
+                report.rate_limited.append(tenant)
+                continue
+            claimed.append(_suppress_disabled(session, _claim(session, due, tenant, n), report))
+            return True
+        return False
+
+    # A tenant's signals are its own, so tenants are independent: the next tenant's rows are
+    # claimed while the broker confirms a chunk (the database and the broker work at once).
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ubi-publish") as pool:
+        pipe = _Pipeline(session, publisher, pool, now, report, attempted, claim_next)
+        while claimed or claim_next():
+            _publish_in_rounds(session, pipe, claimed.popleft(), report)
+        pipe.settle()
     for tenant, n in attempted.items():
         tokens[tenant] -= n
     _store_tokens(session, tokens, now)
@@ -173,8 +185,43 @@ def _blocked_signals(session: Session, rows: list[_Row]) -> set[str]:
     return blocked
 
 
-def _publish_in_rounds(session: Session, publisher: Publisher, rows: list[_Row], now: datetime,
-                       report: DrainReport) -> dict[str, int]:
+class _Pipeline:
+    """Publishes chunks on a worker thread, one at a time; a chunk's rows are recorded once
+    the next chunk was handed over (or at ``settle``), and the next tenant is claimed while
+    one is in flight, so the database work overlaps the broker's confirms."""
+
+    def __init__(self, session: Session, publisher: Publisher, pool: ThreadPoolExecutor,
+                 now: datetime, report: DrainReport, attempted: dict[str, int],
+                 meanwhile: Callable[[], bool]):
+        self.session, self.publisher, self.pool = session, publisher, pool
+        self.now, self.report, self.attempted = now, report, attempted
+        #: Database work to do while a chunk is being confirmed (claiming the next tenant).
+        self.meanwhile = meanwhile
+        self.inflight: tuple[Sequence[_Row], Future[list[PublishResult]], set[str]] | None = None
+
+    def submit(self, rows: Sequence[_Row], blocked: set[str]) -> None:
+        sent = self.pool.submit(self.publisher.publish_batch, [
+            OutgoingMessage(f"{r.signal_id}:{r.version}", r.routing_key, r.body.encode(),
+                            r.headers) for r in rows])
+        self.settle()
+        self.inflight = (rows, sent, blocked)
+
+    def settle(self) -> None:
+        """Wait for the chunk in flight and record its outcome."""
+        if self.inflight is not None:
+            if not self.inflight[1].done():
+                self.meanwhile()
+            rows, sent, blocked = self.inflight
+            self.inflight = None
+            _record(self.session, rows, sent.result(), self.now, blocked, self.attempted,
+                    self.report)
+
+
+def _publish_in_rounds(session: Session, pipe: _Pipeline, rows: list[_Row],
+                       report: DrainReport) -> None:
+    """One tenant's claimed rows: round *k* holds the *k*-th version of each signal, and a
+    round starts once the previous one is recorded (a failed version holds its signal's later
+    ones back). A round has one version per signal, so its chunks are independent."""
     blocked = _blocked_signals(session, rows)
     rounds: list[list[_Row]] = []
     depth: dict[str, int] = defaultdict(int)
@@ -184,27 +231,13 @@ def _publish_in_rounds(session: Session, publisher: Publisher, rows: list[_Row],
         if k == len(rounds):
             rounds.append([])
         rounds[k].append(row)
-    attempted: dict[str, int] = defaultdict(int)
-    # A round holds one version per signal, so its chunks are independent: while the broker
-    # confirms one chunk (a thread waits on the socket), the previous chunk's rows are
-    # marked in the database.
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ubi-publish") as pool:
-        for batch in rounds:
-            ready = [r for r in batch if r.signal_id not in blocked]
-            report.deferred += len(batch) - len(ready)
-            previous: tuple[Sequence[_Row], Future[list[PublishResult]]] | None = None
-            for chunk in bulk.chunks(ready, PUBLISH_CHUNK):
-                sent = pool.submit(publisher.publish_batch, [
-                    OutgoingMessage(f"{r.signal_id}:{r.version}", r.routing_key,
-                                    r.body.encode(), r.headers) for r in chunk])
-                if previous is not None:
-                    _record(session, previous[0], previous[1].result(), now, blocked,
-                            attempted, report)
-                previous = (chunk, sent)
-            if previous is not None:
-                _record(session, previous[0], previous[1].result(), now, blocked, attempted,
-                        report)
-    return attempted
+    for k, batch in enumerate(rounds):
+        if k:
+            pipe.settle()
+        ready = [r for r in batch if r.signal_id not in blocked]
+        report.deferred += len(batch) - len(ready)
+        for chunk in bulk.chunks(ready, PUBLISH_CHUNK):
+            pipe.submit(chunk, blocked)
 
 
 def _record(session: Session, rows: Sequence[_Row], results: list[PublishResult],
