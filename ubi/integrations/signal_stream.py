@@ -176,43 +176,54 @@ class SignalPublisher:
         if self.settings.embedded_broker:
             return self._publish_in_process(messages)
         with self._lock:
-            self._results = [None] * len(messages)
-            self._ids = [m.message_id for m in messages]
-            self._unsettled.clear()
-            self._returned.clear()
-            failure: str | None = None
-            try:
-                channel = self._open()
-                amqp_conn = channel.connection
-                plain, buffered = amqp_conn.frame_writer, self._buffered_writer
-                for index, m in enumerate(messages):
-                    if len(self._unsettled) >= self.window:
-                        self._flush()
-                        self._wait(self.window // 2)
-                    amqp_conn.frame_writer = buffered
-                    try:
-                        channel.basic_publish(
-                            Message(m.body, content_type="application/json",
-                                    content_encoding="utf-8", delivery_mode=2,
-                                    message_id=m.message_id, application_headers=m.headers),
-                            exchange=self.exchange.name, routing_key=m.routing_key,
-                            mandatory=True)
-                    finally:
-                        amqp_conn.frame_writer = plain
-                    self._unsettled[self._next_tag] = index
-                    self._next_tag += 1
-                    if len(self._frames) >= FLUSH_BYTES:
-                        self._flush()
-                self._flush()
-                self._wait(0)
-            except (OperationalError, OSError, ConnectionError, TimeoutError, AMQPError) as exc:
-                failure = f"broker: {type(exc).__name__}: {exc}"[:500]
-                self._reset()  # late confirms on this channel would name the wrong tags
-            results = [r if r is not None else PublishResult(False, failure or "unconfirmed")
-                       for r in self._results]
-            self._unsettled.clear()
-            self._results, self._ids = [], []
+            reused = self._channel is not None
+            results, broken = self._publish_once(messages)
+            if broken and reused and not any(r.ok for r in results):
+                # A connection idle since the last drain may have been closed by the broker
+                # or a firewall: one try on a fresh one (a duplicate at worst).
+                results, _ = self._publish_once(messages)
             return results
+
+    def _publish_once(self, messages: Sequence[OutgoingMessage]
+                      ) -> tuple[list[PublishResult], bool]:
+        """Publish on the current connection; the results and whether the connection broke."""
+        self._results = [None] * len(messages)
+        self._ids = [m.message_id for m in messages]
+        self._unsettled.clear()
+        self._returned.clear()
+        failure: str | None = None
+        try:
+            channel = self._open()
+            amqp_conn = channel.connection
+            plain, buffered = amqp_conn.frame_writer, self._buffered_writer
+            for index, m in enumerate(messages):
+                if len(self._unsettled) >= self.window:
+                    self._flush()
+                    self._wait(self.window // 2)
+                amqp_conn.frame_writer = buffered
+                try:
+                    channel.basic_publish(
+                        Message(m.body, content_type="application/json",
+                                content_encoding="utf-8", delivery_mode=2,
+                                message_id=m.message_id, application_headers=m.headers),
+                        exchange=self.exchange.name, routing_key=m.routing_key,
+                        mandatory=True)
+                finally:
+                    amqp_conn.frame_writer = plain
+                self._unsettled[self._next_tag] = index
+                self._next_tag += 1
+                if len(self._frames) >= FLUSH_BYTES:
+                    self._flush()
+            self._flush()
+            self._wait(0)
+        except (OperationalError, OSError, ConnectionError, TimeoutError, AMQPError) as exc:
+            failure = f"broker: {type(exc).__name__}: {exc}"[:500]
+            self._reset()  # late confirms on this channel would name the wrong tags
+        results = [r if r is not None else PublishResult(False, failure or "unconfirmed")
+                   for r in self._results]
+        self._unsettled.clear()
+        self._results, self._ids = [], []
+        return results, failure is not None
 
     def _publish_in_process(self, messages: Sequence[OutgoingMessage]) -> list[PublishResult]:
         # The embedded default (kombu's memory transport, no consumers): no confirms exist.
