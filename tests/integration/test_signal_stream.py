@@ -19,15 +19,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-import jsonschema
 import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 from kombu import Connection, Exchange
 
+from tests.support import stream_messages
 from tests.support.organisation import organisation_events
 from tests.support.tcp_proxy import TcpProxy
-from ubi import schemas
 from ubi.analytics.privacy import Pseudonymiser
 from ubi.analytics.tenant_config import TenantConfig
 from ubi.cli import main as cli
@@ -40,8 +39,6 @@ from ubi.services import configs, detection, features, ingest, stream, subscript
 
 pytestmark = pytest.mark.timeout(120)
 ROOT = Path(__file__).resolve().parents[2]
-VALIDATOR = jsonschema.Draft202012Validator(
-    schemas.load(), format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
 
 
 @dataclass
@@ -62,18 +59,8 @@ def _take(broker_url: str, queue: str, limit: int | None = None) -> list[Receive
             m = channel.basic_get(queue, no_ack=True)
             if m is None:
                 break
-            headers = dict(m.properties.get("application_headers") or {})
-            doc = schemas.signal_message(
-                m.properties.get("message_id"), m.delivery_info["routing_key"],
-                m.properties.get("content_type"), m.properties.get("delivery_mode"),
-                headers, m.body)
-            VALIDATOR.validate(doc)
-            body = doc["body"]
-            assert doc["message_id"] == f"{body['signal_id']}:{body['version']}"
-            assert headers["tenant_id"] == body["tenant_id"]
-            assert doc["routing_key"] == routing.routing_key(
-                body["tenant_id"], body["actor_scope"], body["dimension"], body["signal_type"],
-                body["signal_class"], body["severity"])
+            doc = stream_messages.validated(m)
+            body, headers = doc["body"], doc["headers"]
             out.append(Received(doc["message_id"], doc["routing_key"], body, headers,
                                 bool(m.delivery_info.get("redelivered"))))
         channel.close()
