@@ -115,10 +115,19 @@ def drain_signal_outbox(session: Session, publisher: Publisher, *, limit: int = 
 
     # A tenant's signals are its own, so tenants are independent: the next tenant's rows are
     # claimed while the broker confirms a chunk (the database and the broker work at once).
+    # Rounds go tenant after tenant (round 0 of each, then round 1 of each, ...), so a round
+    # rarely waits for its tenant's previous one.
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ubi-publish") as pool:
         pipe = _Pipeline(session, publisher, pool, now, report, attempted, claim_next)
+        plans = []
         while claimed or claim_next():
-            _publish_in_rounds(session, pipe, claimed.popleft(), report)
+            plan = _rounds(session, claimed.popleft())
+            plans.append(plan)
+            _submit_round(pipe, plan, 0, report)
+        for k in range(1, max((len(p.rounds) for p in plans), default=0)):
+            for plan in plans:
+                if k < len(plan.rounds):
+                    _submit_round(pipe, plan, k, report)
         pipe.settle()
     for tenant, n in attempted.items():
         tokens[tenant] -= n
@@ -217,12 +226,17 @@ class _Pipeline:
                     self.report)
 
 
-def _publish_in_rounds(session: Session, pipe: _Pipeline, rows: list[_Row],
-                       report: DrainReport) -> None:
-    """One tenant's claimed rows: round *k* holds the *k*-th version of each signal, and a
-    round starts once the previous one is recorded (a failed version holds its signal's later
-    ones back). A round has one version per signal, so its chunks are independent."""
-    blocked = _blocked_signals(session, rows)
+@dataclass
+class _Plan:
+    """One tenant's claimed rows in rounds: round *k* holds the *k*-th version of each signal.
+    ``blocked``: signals whose earlier version is pending or failed (their later versions
+    wait)."""
+
+    rounds: list[list[_Row]]
+    blocked: set[str]
+
+
+def _rounds(session: Session, rows: list[_Row]) -> _Plan:
     rounds: list[list[_Row]] = []
     depth: dict[str, int] = defaultdict(int)
     for row in sorted(rows, key=lambda r: r.id):
@@ -231,13 +245,18 @@ def _publish_in_rounds(session: Session, pipe: _Pipeline, rows: list[_Row],
         if k == len(rounds):
             rounds.append([])
         rounds[k].append(row)
-    for k, batch in enumerate(rounds):
-        if k:
-            pipe.settle()
-        ready = [r for r in batch if r.signal_id not in blocked]
-        report.deferred += len(batch) - len(ready)
-        for chunk in bulk.chunks(ready, PUBLISH_CHUNK):
-            pipe.submit(chunk, blocked)
+    return _Plan(rounds, _blocked_signals(session, rows))
+
+
+def _submit_round(pipe: _Pipeline, plan: _Plan, k: int, report: DrainReport) -> None:
+    """Hand round ``k`` over, in chunks (one version per signal: the chunks are independent),
+    once round ``k - 1`` of the same tenant is recorded."""
+    if pipe.inflight is not None and pipe.inflight[2] is plan.blocked:
+        pipe.settle()  # its previous round's last chunk: its failures decide what waits
+    ready = [r for r in plan.rounds[k] if r.signal_id not in plan.blocked]
+    report.deferred += len(plan.rounds[k]) - len(ready)
+    for chunk in bulk.chunks(ready, PUBLISH_CHUNK):
+        pipe.submit(chunk, plan.blocked)
 
 
 def _record(session: Session, rows: Sequence[_Row], results: list[PublishResult],
