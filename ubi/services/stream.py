@@ -11,13 +11,16 @@ One drain, one transaction:
 2. Rows of a signal class or type the tenant has disabled are marked ``suppressed`` and never
    published (SPEC §5.5), except a deletion's final version, which tells consumers to forget
    what they were sent while the class was enabled.
-3. The rest go out in rounds: round *k* holds the *k*-th claimed version of each signal, and a
-   signal whose earlier version is still pending elsewhere (backing off, or claimed by another
-   drain) waits. Each round is one pipelined publish with confirms (``SignalPublisher.
-   publish_batch``); a version failed (broker down, returned, nacked) keeps the signal's later
-   versions back, so consumers see one signal's versions in increasing order.
+3. The rest go out in rounds: round *k* holds a tenant's *k*-th claimed version of each
+   signal, and a signal whose earlier version is still pending elsewhere (backing off, or
+   claimed by another drain) waits. A round is published in chunks with pipelined confirms
+   (``SignalPublisher.publish_batch``) on a worker thread; round *k* of a tenant starts once
+   its round *k - 1* is recorded, and a version that failed (broker down, returned, nacked)
+   keeps its signal's later versions back, so consumers see one signal's versions in
+   increasing order.
 4. Confirmed rows are marked published; failed ones stay pending with exponential backoff and
-   jitter. Nothing is marked published that the broker did not confirm.
+   jitter. Nothing is marked published that the broker did not confirm. The database work
+   (claiming the next tenant, marking a chunk) runs while the broker confirms the next chunk.
 """
 
 from __future__ import annotations
