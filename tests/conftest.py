@@ -110,8 +110,9 @@ def database(settings) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def broker(settings) -> Iterator[str]:
-    """This run's exchanges and queues, declared; deleted at the end of the session."""
+def broker(settings, database) -> Iterator[str]:
+    """This run's exchanges and queues (the stream's subscriptions are the database's),
+    declared; deleted at the end of the session."""
     from tests.support import resources
     from ubi.integrations.broker import declare_topology
 

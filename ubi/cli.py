@@ -109,7 +109,8 @@ def broker() -> None:
 
 @broker.command("declare")
 def broker_declare() -> None:
-    """Declare exchanges, queues, the dead-letter exchange and queues (idempotent)."""
+    """Declare exchanges, queues, the dead-letter exchange and queues, and the stream's
+    subscriptions (idempotent)."""
     from ubi.integrations.broker import declare_topology
     from ubi.settings import get_settings
 
@@ -120,6 +121,8 @@ def broker_declare() -> None:
         return
     declared = declare_topology()
     click.echo(json.dumps(declared, indent=2))
+    if declared.get("subscriptions_error"):  # the deploy step must not pass silently
+        raise click.ClickException(declared["subscriptions_error"])
 
 
 # --- dead-letter queue -----------------------------------------------------------------------
@@ -190,6 +193,144 @@ def dlq_retry(task_id: str | None, all_messages: bool) -> None:
 def dlq_purge() -> None:
     """Drop every dead letter."""
     click.echo(f"purged: {_dlq().purge()}")
+
+
+# --- signal stream ---------------------------------------------------------------------------
+
+@main.group()
+def subscriptions() -> None:
+    """Named subscriptions of the signal stream (queues bound by filters; SPEC §12)."""
+
+
+def _values(items: tuple[str, ...]) -> tuple[str, ...]:
+    # Each option may repeat and take comma-separated values.
+    return tuple(v.strip() for item in items for v in item.split(",") if v.strip())
+
+
+@subscriptions.command("add")
+@click.argument("name")
+@click.option("--tenant", "tenants", multiple=True, help="tenant id(s); default any")
+@click.option("--scope", "scopes", multiple=True, help="actor, team, cohort, tenant")
+@click.option("--dimension", "dimensions", multiple=True)
+@click.option("--type", "types", multiple=True, help="risk, opportunity, informational")
+@click.option("--class", "classes", multiple=True, help="signal class (rule name)")
+@click.option("--min-severity", default="INFO", show_default=True,
+              type=click.Choice(["INFO", "WARN", "CRITICAL"]))
+@click.option("--overflow", default="park", show_default=True,
+              type=click.Choice(["park", "reject"]),
+              help="park: a full queue parks its oldest messages in NAME.parking; reject: "
+                   "the publish is refused and retried from the outbox (docs/stream.md)")
+@click.option("--max-length", default=100_000, show_default=True, type=int)
+def subscriptions_add(name: str, tenants: tuple[str, ...], scopes: tuple[str, ...],
+                      dimensions: tuple[str, ...], types: tuple[str, ...],
+                      classes: tuple[str, ...], min_severity: str, overflow: str,
+                      max_length: int) -> None:
+    """Add subscription NAME and declare its queue (the queue name carries the prefix)."""
+    from ubi.integrations.routing import SubscriptionSpec
+    from ubi.models import session_factory
+    from ubi.services import subscriptions as subs
+
+    spec = SubscriptionSpec(
+        name=name, tenants=_values(tenants), actor_scopes=_values(scopes),
+        dimensions=_values(dimensions), signal_types=_values(types),
+        signal_classes=_values(classes), min_severity=min_severity, overflow=overflow,
+        max_length=max_length)
+    with session_factory()() as session:
+        try:
+            queues = subs.add_subscription(session, spec)
+        except subs.SubscriptionError as exc:
+            raise click.ClickException(str(exc)) from exc
+    click.echo(json.dumps({**subs.describe(spec), "declared": queues}, indent=2))
+
+
+@subscriptions.command("list")
+@click.option("--json", "as_json", is_flag=True)
+def subscriptions_list(as_json: bool) -> None:
+    """Subscriptions with their bindings and queue depths."""
+    from ubi.integrations.broker import parking_queue_name
+    from ubi.models import session_factory
+    from ubi.services import subscriptions as subs
+    from ubi.settings import get_settings
+
+    settings = get_settings()
+    with session_factory()() as session:
+        specs = subs.list_subscriptions(session)
+    queues = [settings.queue_name(s.name) for s in specs]
+    depths = subs.queue_depths(settings, queues + [parking_queue_name(q) for q in queues])
+    described = [subs.describe(s, settings, depths) for s in specs]
+    if as_json:
+        click.echo(json.dumps(described, indent=2))
+        return
+    for d in described:
+        parked = f" parked={d['parked']}" if "parked" in d else ""
+        click.echo(f"{d['name']}  queue={d['queue']} depth={d['depth']}{parked} "
+                   f"overflow={d['overflow']} max={d['max_length']}\n    "
+                   f"bindings: {' '.join(d['bindings'][:8])}"
+                   f"{' ...' if len(d['bindings']) > 8 else ''}")
+
+
+@subscriptions.command("remove")
+@click.argument("name")
+@click.option("--force", is_flag=True, help="also when its queue still holds messages")
+def subscriptions_remove(name: str, force: bool) -> None:
+    """Remove subscription NAME: its row, queue and parking queue."""
+    from ubi.models import session_factory
+    from ubi.services import subscriptions as subs
+
+    with session_factory()() as session:
+        try:
+            dropped = subs.remove_subscription(session, name, force=force)
+        except subs.SubscriptionError as exc:
+            raise click.ClickException(str(exc)) from exc
+    click.echo(f"removed {name} ({dropped} messages dropped)")
+
+
+@main.group()
+def stream() -> None:
+    """The signal stream."""
+
+
+@stream.group("dlq")
+def stream_dlq() -> None:
+    """Dead letters of the stream: ubi.signals.dlq, or a subscription's parking queue."""
+
+
+def _signal_letters(parking: str | None) -> Any:
+    from ubi.integrations.broker import SIGNAL_DLQ, parking_queue_name
+    from ubi.integrations.signal_dlq import SignalDeadLetters
+
+    return SignalDeadLetters(queue=parking_queue_name(parking) if parking else SIGNAL_DLQ)
+
+
+@stream_dlq.command("list")
+@click.option("--parking", metavar="SUBSCRIPTION", help="the subscription's parking queue")
+@click.option("--limit", default=100, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def stream_dlq_list(parking: str | None, limit: int, as_json: bool) -> None:
+    """Dead-lettered signal messages: message id, tenant, routing key, reason, queue."""
+    letters = _signal_letters(parking).list(limit=limit)
+    if as_json:
+        click.echo(json.dumps([x.as_dict() for x in letters], indent=2))
+        return
+    if not letters:
+        click.echo("no dead letters")
+    for x in letters:
+        click.echo(f"{x.message_id}  tenant={x.tenant_id} key={x.routing_key} "
+                   f"reason={x.reason} queue={x.queue} redrives={x.redrives}")
+
+
+@stream_dlq.command("retry")
+@click.argument("message_id", required=False)
+@click.option("--all", "all_messages", is_flag=True, help="re-drive every letter")
+@click.option("--parking", metavar="SUBSCRIPTION", help="the subscription's parking queue")
+@click.option("--limit", type=int, help="at most this many (e.g. the room left in the queue)")
+def stream_dlq_retry(message_id: str | None, all_messages: bool, parking: str | None,
+                     limit: int | None) -> None:
+    """Re-drive a letter (or all) to the subscription queue it died in, only that one."""
+    if not message_id and not all_messages:
+        raise click.UsageError("give a MESSAGE_ID or --all")
+    done = _signal_letters(parking).retry(message_id, all_messages=all_messages, limit=limit)
+    click.echo(f"re-driven: {len(done)}")
 
 
 # --- keys and tokens -------------------------------------------------------------------------
@@ -649,8 +790,9 @@ def beat(celery_args: tuple[str, ...]) -> None:
 @click.argument("name")
 @click.argument("bench_args", nargs=-1, type=click.UNPROCESSED)
 def bench(name: str, bench_args: tuple[str, ...]) -> None:
-    """Run a benchmark of ``benchmarks/`` (analytics, api, ingest, pipeline, baselines); it
-    prints its figures (``--json`` for one JSON object). Benchmarks live in the checkout."""
+    """Run a benchmark of ``benchmarks/`` (analytics, api, ingest, pipeline, baselines,
+    stream); it prints its figures (``--json`` for one JSON object). Benchmarks live in the
+    checkout."""
     import importlib
     import re
 

@@ -68,3 +68,14 @@ def test_api_benchmark_loads_a_tiny_tenant_and_reports_latency_and_plans() -> No
         assert all("Execution Time" in p["plan"] for p in plans[1:])
     assert f["slowest_endpoint"] in ("profile", "team_summary", "signal_query")
     assert f["settings"]["rate_limits"] == "off" and not f["kept"]
+
+
+@pytest.mark.slow
+def test_stream_benchmark_drains_everything_and_loses_nothing() -> None:
+    f = bench("stream", "--signals", "1500", "--tenants", "3", "--baseline", "100",
+              "--overflow", "park", "--bound", "200", timeout=180)
+    for key in ("signals_per_s", "one_at_a_time_per_s", "lost", "speedup"):
+        assert key in f, key
+    assert f["published"] == f["signals"] == f["received_mmm"] == 1500
+    assert f["lost"] == 0 and f["duplicates"] == 0
+    assert f["bounded_depth"] == 200 and f["parked"] == 1300 and f["held_back"] == 0

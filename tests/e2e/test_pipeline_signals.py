@@ -54,7 +54,7 @@ def test_after_hours_surge_raises_burnout_for_that_actor_only(
     outbox = db_session.execute(sa.select(SignalOutbox).where(
         SignalOutbox.signal_id == signal.signal_id)).scalars().all()
     assert outbox
-    assert outbox[0].routing_key == f"acme.actor.flow.risk.{outbox[0].payload['severity']}"
+    assert outbox[0].routing_key == f"acme.actor.flow.risk.burnout_risk.{signal.severity}"
     # Features, baselines and scores were stored for every scope along the way.
     scopes = set(db_session.execute(sa.select(Feature.actor_scope).distinct()).scalars())
     assert {"actor", "team", "tenant", "cohort"} <= scopes

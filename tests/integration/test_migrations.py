@@ -248,3 +248,46 @@ def test_local_days_are_filled_from_the_stored_events(backend, scratch_db, tmp_p
             "daily_rollups")}
     finally:
         engine.dispose()
+
+
+@pytest.mark.parametrize("backend", ["postgresql", "sqlite"])
+def test_pending_signals_get_the_class_in_their_routing_key(backend, scratch_db,
+                                                            tmp_path) -> None:
+    """Migration 0013: pending outbox rows are rewritten to the six-word routing key (a dot
+    in a tenant id escaped), published ones are left alone; the defaults are seeded."""
+    settings = scratch_db if backend == "postgresql" else scratch_db.replace(
+        database_url=f"sqlite:///{tmp_path / 'ubi.db'}")
+    schema.upgrade(settings, "0012")
+    engine = create_db_engine(settings.database_url)
+    now = datetime(2026, 12, 1, tzinfo=UTC)
+    try:
+        with engine.begin() as conn:
+            for sid, tenant, status in (("s1", "acme.eu", "pending"), ("s2", "acme", "published")):
+                payload = {"tenant_id": tenant, "actor_scope": "team", "dimension": "flow",
+                           "signal_type": "risk", "signal_class": "context_thrash",
+                           "severity": "WARN"}
+                conn.execute(sa.insert(sa.table(
+                    "signal_outbox", sa.column("signal_id"), sa.column("version"),
+                    sa.column("tenant_id"), sa.column("routing_key"),
+                    sa.column("payload", sa.JSON), sa.column("headers", sa.JSON),
+                    sa.column("status"), sa.column("attempts"),
+                    sa.column("next_attempt_at"), sa.column("created_at"))).values(
+                    signal_id=sid, version=1, tenant_id=tenant,
+                    routing_key=f"{tenant}.team.flow.risk.WARN", payload=payload, headers={},
+                    status=status, attempts=0, next_attempt_at=now, created_at=now))
+        schema.upgrade(settings)
+        with engine.connect() as conn:
+            keys: dict[str, str] = dict(conn.execute(sa.text(
+                "SELECT signal_id, routing_key FROM signal_outbox")).all())
+            names: set[str] = set(conn.execute(sa.text(
+                "SELECT name FROM stream_subscriptions")).scalars())
+        assert keys == {"s1": "acme%2Eeu.team.flow.risk.context_thrash.WARN",
+                        "s2": "acme.team.flow.risk.WARN"}
+        assert names == {"ubi.signals.mmm", "ubi.signals.detection"}
+        schema.downgrade(settings, "0012")
+        with engine.connect() as conn:
+            keys = dict(conn.execute(sa.text(
+                "SELECT signal_id, routing_key FROM signal_outbox")).all())
+        assert keys["s1"] == "acme.eu.team.flow.risk.WARN"
+    finally:
+        engine.dispose()

@@ -15,13 +15,19 @@ __all__ = ["create_database", "database_exists", "delete_broker_objects", "drop_
            "purge_task_queues", "queue_exists", "truncate_all"]
 
 
+#: Configuration a migration seeds (the stream's default subscriptions): kept, like the schema.
+SEEDED_TABLES = frozenset({"stream_subscriptions"})
+
+
 def truncate_all(database_url: str) -> None:
-    """Empty every table of the schema (partitions included), keeping the schema."""
+    """Empty every table of the schema (partitions included), keeping the schema and the
+    seeded configuration (a test that adds a subscription removes it)."""
     from ubi.models import get_engine
     from ubi.services.configs import invalidate
 
     engine = get_engine()
-    names = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+    names = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables
+                      if t.name not in SEEDED_TABLES)
     with engine.begin() as conn:
         conn.execute(sa.text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
     invalidate()

@@ -1,66 +1,155 @@
 """RabbitMQ topology: the deploy step behind ``ubi broker declare`` (also run at worker start).
 
 Declares the task exchange and the seven quorum queues with their dead-letter arguments, the
-dead-letter exchange and ``ubi.tasks.dlq``, and the signal stream's exchange, default
-subscriptions and ``ubi.signals.dlq``. Queue arguments are immutable once declared, so they
-are chosen once, here and in ``celeryconfig``.
+dead-letter exchange and ``ubi.tasks.dlq``, and the signal stream's exchange, the
+subscriptions configured in ``stream_subscriptions`` (``ubi subscriptions``; the two defaults
+are rows like any other), their parking queues, and ``ubi.signals.dlq``. Queue arguments are
+immutable once declared, so they are chosen once, here and in ``celeryconfig``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 from typing import Any
 
+from amqp.exceptions import NotFound
 from celery import Celery
-from kombu import Connection, Exchange, Queue
+from kombu import Connection, Exchange, Queue, binding
 from kombu.transport.native_delayed_delivery import (
     bind_queue_to_native_delayed_delivery_exchange,
     declare_native_delayed_delivery_exchanges_and_queues,
 )
 
+from ubi.integrations.routing import SubscriptionSpec, binding_keys
 from ubi.settings import Settings, get_settings
 
 SIGNAL_EXCHANGE = "ubi.behavioural_signals"
+#: Headers exchange: it routes a dead letter by why it died (``x-first-death-reason``).
 SIGNAL_DLX = "ubi.signals.dlx"
 SIGNAL_DLQ = "ubi.signals.dlq"
-#: Bounded subscription queues: a full queue rejects publishes (the outbox retries later).
-SUBSCRIPTION_MAX_LENGTH = 100_000
-SEVERITIES_AT_LEAST = {"INFO": ("INFO", "WARN", "CRITICAL"), "WARN": ("WARN", "CRITICAL"),
-                       "CRITICAL": ("CRITICAL",)}
+PARKING_SUFFIX = ".parking"
+#: A parking queue holds this many times its subscription's bound, then drops its oldest.
+PARKING_FACTOR = 10
+#: Consumer rejections, expiries and deliveries past the limit go to ``ubi.signals.dlq``;
+#: overflow (``maxlen``) goes to the overflowing subscription's parking queue.
+DLQ_REASONS = ("rejected", "expired", "delivery_limit")
+SUBSCRIPTION_DELIVERY_LIMIT = 10
 
 
-def signal_topology(settings: Settings) -> tuple[Exchange, list[Queue], Queue]:
-    """The signal stream's exchange, default subscription queues and their DLQ (SPEC §12)."""
+def parking_queue_name(queue: str) -> str:
+    return queue + PARKING_SUFFIX
+
+
+def subscription_queues(settings: Settings, spec: SubscriptionSpec
+                        ) -> tuple[Queue, Queue | None]:
+    """A subscription's queue (bound by its filters) and, with ``park``, its parking queue.
+
+    ``park``: ``x-overflow: drop-head``: a full queue keeps taking publishes (the publisher
+    is never nacked for it, so it holds back no one) and dead-letters its oldest messages,
+    which the DLX routes to this subscription's parking queue alone. ``reject``:
+    ``reject-publish``, the publish is nacked and the outbox retries it (holds back the
+    other subscribers of those routing keys while full). docs/stream.md explains the choice.
+    """
     p = settings.queue_name
     exchange = Exchange(p(SIGNAL_EXCHANGE), type="topic", durable=True)
-    dlx = Exchange(p(SIGNAL_DLX), type="fanout", durable=True)
-    args = {"x-queue-type": "quorum", "x-dead-letter-exchange": dlx.name,
-            "x-dead-letter-strategy": "at-least-once", "x-overflow": "reject-publish",
-            "x-max-length": SUBSCRIPTION_MAX_LENGTH, "x-delivery-limit": 10}
-    # routing key: <tenant>.<scope>.<dimension>.<type>.<severity>
-    mmm = Queue(p("ubi.signals.mmm"), exchange=exchange, routing_key="#", durable=True,
-                queue_arguments=dict(args))
-    detection_bindings = [f"*.*.*.*.{sev}" for sev in SEVERITIES_AT_LEAST["WARN"]]
-    from kombu import binding
+    name = p(spec.name)
+    args: dict[str, Any] = {
+        "x-queue-type": "quorum", "x-dead-letter-exchange": p(SIGNAL_DLX),
+        "x-max-length": spec.max_length, "x-delivery-limit": SUBSCRIPTION_DELIVERY_LIMIT}
+    if spec.overflow == "reject":
+        args.update({"x-overflow": "reject-publish", "x-dead-letter-strategy": "at-least-once"})
+    else:  # RabbitMQ dead-letters drop-head overflow at most once (no at-least-once for it)
+        args.update({"x-overflow": "drop-head", "x-dead-letter-strategy": "at-most-once"})
+    queue = Queue(name, durable=True, auto_delete=False, queue_arguments=args, bindings=[
+        binding(exchange, routing_key=rk) for rk in binding_keys(spec)])
+    if spec.overflow != "park":
+        return queue, None
+    dlx = Exchange(p(SIGNAL_DLX), type="headers", durable=True)
+    parking = Queue(parking_queue_name(name), durable=True, auto_delete=False, queue_arguments={
+        "x-queue-type": "quorum", "x-max-length": spec.max_length * PARKING_FACTOR,
+        "x-overflow": "drop-head"}, bindings=[binding(dlx, arguments={
+            "x-match": "all-with-x", "x-first-death-reason": "maxlen",
+            "x-first-death-queue": name})])
+    return queue, parking
 
-    detection = Queue(p("ubi.signals.detection"), durable=True, queue_arguments=dict(args),
-                      bindings=[binding(exchange, routing_key=rk) for rk in detection_bindings])
-    dlq = Queue(p(SIGNAL_DLQ), exchange=dlx, routing_key="", durable=True,
-                queue_arguments={"x-queue-type": "quorum"})
-    return exchange, [mmm, detection], dlq
+
+def signal_topology(settings: Settings) -> tuple[Exchange, Exchange, Queue]:
+    """The signal stream's exchange, its dead-letter exchange and ``ubi.signals.dlq``."""
+    p = settings.queue_name
+    exchange = Exchange(p(SIGNAL_EXCHANGE), type="topic", durable=True)
+    dlx = Exchange(p(SIGNAL_DLX), type="headers", durable=True)
+    dlq = Queue(p(SIGNAL_DLQ), durable=True, auto_delete=False,
+                queue_arguments={"x-queue-type": "quorum"},
+                bindings=[binding(dlx, arguments={"x-match": "all-with-x",
+                                                  "x-first-death-reason": reason})
+                          for reason in DLQ_REASONS])
+    return exchange, dlx, dlq
+
+
+def declare_subscription(channel: Any, settings: Settings, spec: SubscriptionSpec
+                         ) -> list[str]:
+    """Declare one subscription's queues and bindings (idempotent); their names."""
+    names = []
+    for queue in subscription_queues(settings, spec):
+        if queue is not None:
+            queue.bind(channel).declare()
+            names.append(queue.name)
+    return names
+
+
+class QueueNotEmpty(RuntimeError):
+    """A subscription queue still holds messages (and deleting was not forced)."""
+
+
+def delete_subscription(settings: Settings, name: str, *, if_empty: bool = True) -> int:
+    """Delete a subscription's queue and parking queue; the messages they held. With
+    ``if_empty``, refuse (``QueueNotEmpty``) while the queue holds ready messages (quorum
+    queues do not support ``if-empty`` on delete, so it is checked just before)."""
+    queue = settings.queue_name(name)
+    removed = 0
+    with Connection(settings.broker_url,
+                    connect_timeout=settings.broker_connect_timeout) as conn:
+        for target in (queue, parking_queue_name(queue)):
+            channel = conn.channel()
+            try:
+                _, count, _ = channel.queue_declare(target, passive=True)
+                if if_empty and target == queue and count:
+                    raise QueueNotEmpty(f"{target} holds {count} messages")
+                removed += int(channel.queue_delete(target) or 0)
+            except NotFound:
+                pass
+            finally:
+                with contextlib.suppress(Exception):
+                    channel.close()
+    return removed
 
 
 def declare_topology(app: Celery | None = None, settings: Settings | None = None,
-                     connection: Connection | None = None) -> dict[str, Any]:
-    """Declare every exchange and queue UBI relies on; idempotent. Returns what was declared."""
+                     connection: Connection | None = None,
+                     subscriptions: list[SubscriptionSpec] | None = None) -> dict[str, Any]:
+    """Declare every exchange and queue UBI relies on; idempotent. Returns what was declared.
+
+    ``subscriptions``: the stream's subscriptions; by default the ``stream_subscriptions``
+    rows of the settings' database."""
     import celeryconfig
 
     settings = settings or get_settings()
+    problem = None
+    if subscriptions is None:
+        try:
+            subscriptions = load_subscriptions(settings)
+        except Exception as exc:  # a worker still starts: the deploy step declared them
+            problem = f"subscriptions not declared: {type(exc).__name__}: {exc}"[:500]
+            logging.getLogger("ubi.broker").warning("%s", problem)
+            subscriptions = []
     own = connection is None
     if connection is None:
         connection = Connection(settings.broker_url,
                                 connect_timeout=settings.broker_connect_timeout)
     declared: dict[str, Any] = {"exchanges": [], "queues": []}
+    if problem:
+        declared["subscriptions_error"] = problem
     try:
         channel = connection.channel()
         try:
@@ -71,20 +160,50 @@ def declare_topology(app: Celery | None = None, settings: Settings | None = None
                 queue.bind(channel).declare()
                 declared["queues"].append(queue.name)
             _route_countdowns(connection)
-            exchange, subscriptions, dlq = signal_topology(settings)
-            exchange.bind(channel).declare()
-            declared["exchanges"].append(exchange.name)
-            dlq.exchange.bind(channel).declare()
-            declared["exchanges"].append(dlq.exchange.name)
-            for queue in (*subscriptions, dlq):
-                queue.bind(channel).declare()
-                declared["queues"].append(queue.name)
+            stream = declare_stream(channel, settings, subscriptions)
+            declared["exchanges"] += stream["exchanges"]
+            declared["queues"] += stream["queues"]
         finally:
             channel.close()
     finally:
         if own:
             connection.release()
     return declared
+
+
+def declare_stream(channel: Any, settings: Settings, subscriptions: list[SubscriptionSpec]
+                   ) -> dict[str, list[str]]:
+    """The signal stream's part of the topology: exchange, DLX, DLQ, the subscriptions."""
+    exchange, dlx, dlq = signal_topology(settings)
+    for ex in (exchange, dlx):
+        ex.bind(channel).declare()
+    dlq.bind(channel).declare()
+    queues = [dlq.name]
+    for spec in subscriptions:
+        queues += declare_subscription(channel, settings, spec)
+    return {"exchanges": [exchange.name, dlx.name], "queues": queues}
+
+
+def load_subscriptions(settings: Settings) -> list[SubscriptionSpec]:
+    """The subscriptions configured in the settings' database (``ubi subscriptions``)."""
+    import sqlalchemy as sa
+
+    from ubi.models import StreamSubscription
+    from ubi.models.session import session_scope
+
+    with session_scope(settings) as session:
+        rows = session.execute(sa.select(StreamSubscription).order_by(
+            StreamSubscription.name)).scalars()
+        return [spec_of(row) for row in rows]
+
+
+def spec_of(row: Any) -> SubscriptionSpec:
+    """A ``StreamSubscription`` row as the spec the topology is declared from."""
+    return SubscriptionSpec(
+        name=row.name, tenants=tuple(row.tenants), actor_scopes=tuple(row.actor_scopes),
+        dimensions=tuple(row.dimensions), signal_types=tuple(row.signal_types),
+        signal_classes=tuple(row.signal_classes), min_severity=row.min_severity,
+        overflow=row.overflow, max_length=row.max_length)
 
 
 def _route_countdowns(connection: Connection) -> None:

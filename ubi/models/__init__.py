@@ -22,6 +22,7 @@ from ubi.models.intelligence import (
 )
 from ubi.models.outbox import ReceiptOutbox, SignalOutbox, TaskOutbox
 from ubi.models.session import dialect_insert, get_engine, session_factory, session_scope
+from ubi.models.stream import StreamRateBucket, StreamSubscription
 from ubi.models.tenancy import (
     Batch,
     DirtySubject,
@@ -36,7 +37,7 @@ __all__ = [
     "DailyWorkItem", "DeletionJob", "DirtySubject", "Event", "EventKey", "Feature",
     "FeatureRefresh", "IngestionState",
     "ReceiptOutbox", "RetentionDecision", "Score", "Signal", "SignalFeedback", "SignalOutbox",
-    "SignalVersion", "TaskOutbox", "TenantConfigVersion", "TenantDay", "daily_focus",
-    "daily_rollups", "dialect_insert", "get_engine", "session_factory", "session_scope",
-    "table_of", "utcnow",
+    "SignalVersion", "StreamRateBucket", "StreamSubscription", "TaskOutbox",
+    "TenantConfigVersion", "TenantDay", "daily_focus", "daily_rollups", "dialect_insert",
+    "get_engine", "session_factory", "session_scope", "table_of", "utcnow",
 ]

@@ -57,6 +57,10 @@ class SignalOutbox(Base):
     __table_args__ = (
         sa.UniqueConstraint("signal_id", "version", name="uq_signal_outbox_version"),
         sa.Index("ix_signal_outbox_pending", "status", "next_attempt_at"),
+        # The drain claims each tenant's oldest pending rows (``services.stream``).
+        sa.Index("ix_signal_outbox_tenant_pending", "tenant_id", "id",
+                 postgresql_where=sa.text("status = 'pending'"),
+                 sqlite_where=sa.text("status = 'pending'")),
     )
 
     id: Mapped[int] = mapped_column(sa.BigInteger().with_variant(sa.Integer, "sqlite"),

@@ -32,6 +32,7 @@ from ubi.analytics.results import BaselineTable, PreviousState, TenantAnalysis
 from ubi.analytics.signal_lifecycle import Signal, SignalChange
 from ubi.analytics.taxonomy import FEATURES, SEVERITY_RANK, WINDOWS
 from ubi.analytics.tenant_config import TenantConfig
+from ubi.integrations import routing
 from ubi.models import (
     Anomaly,
     Baseline,
@@ -483,7 +484,9 @@ def signal_payload(sig: Signal, correlation_id: str | None) -> dict[str, Any]:
 
 
 def routing_key(sig: Signal | SignalRow) -> str:
-    return f"{sig.tenant_id}.{sig.actor_scope}.{sig.dimension}.{sig.signal_type}.{sig.severity}"
+    """The stream's routing key of a signal version (SPEC §12, ``integrations.routing``)."""
+    return routing.routing_key(sig.tenant_id, sig.actor_scope, sig.dimension, sig.signal_type,
+                               sig.signal_class, sig.severity)
 
 
 def _signal_row(sig: Signal, meta: dict[str, tuple[str, str | None]],

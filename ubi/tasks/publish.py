@@ -17,4 +17,5 @@ def drain_signal_outbox(self: UbiTask) -> dict[str, Any]:
     """Publish the signal versions waiting in the outbox (beat, and after each detect run)."""
     report = stream.drain_signal_outbox(self.session, publisher())
     return {"published": report.published, "failed": report.failed,
-            "deferred": report.deferred}
+            "deferred": report.deferred, "suppressed": report.suppressed,
+            "rate_limited": report.rate_limited}
