@@ -291,3 +291,37 @@ def test_pending_signals_get_the_class_in_their_routing_key(backend, scratch_db,
         assert keys["s1"] == "acme.eu.team.flow.risk.WARN"
     finally:
         engine.dispose()
+
+
+def _key_columns(url: str) -> dict[str, list[list[str]]]:
+    """Each table's primary key and unique keys (constraints and indexes), as reflected."""
+    engine = create_db_engine(url)
+    try:
+        inspector = sa.inspect(engine)
+        out: dict[str, list[list[str]]] = {}
+        for table in ("anomalies", "signal_versions", "signal_outbox", "signal_feedback"):
+            keys = [inspector.get_pk_constraint(table)["constrained_columns"]]
+            keys += [list(u["column_names"]) for u in inspector.get_unique_constraints(table)]
+            keys += [[str(c) for c in i["column_names"]]
+                     for i in inspector.get_indexes(table) if i["unique"]]
+            out[table] = sorted(keys)
+        return out
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("backend", ["postgresql", "sqlite"])
+def test_keys_lead_with_the_tenant_and_back(backend, scratch_db, tmp_path) -> None:
+    """Migration 0014: the keys of anomalies and signal versions, outbox and feedback lead
+    with tenant_id (built concurrently on PostgreSQL); a downgrade restores the old ones."""
+    settings = (scratch_db if backend == "postgresql" else scratch_db.replace(
+        database_url=f"sqlite:///{tmp_path / 'ubi.sqlite3'}"))
+    schema.upgrade(settings, "0013")
+    before = _key_columns(settings.database_url)
+    schema.upgrade(settings, "0014")
+    after = _key_columns(settings.database_url)
+    # signal_outbox keeps its surrogate id (tests/unit/test_tenant_keys.py says why)
+    assert all(cols[0] == "tenant_id" for keys in after.values() for cols in keys
+               if cols != ["id"]), after
+    schema.downgrade(settings, "0013")
+    assert _key_columns(settings.database_url) == before

@@ -79,8 +79,9 @@ class Anomaly(Base):
         sa.Index("ix_anomalies_tenant_detected", "tenant_id", "detected_at"),
     )
 
+    # Keys lead with the tenant (Citus distribution column, docs/architecture.md).
+    tenant_id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
     anomaly_id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
-    tenant_id: Mapped[str] = mapped_column(sa.String(64))
     actor_scope: Mapped[str] = mapped_column(sa.String(8))
     subject_id: Mapped[str] = mapped_column(sa.String(256))
     feature_name: Mapped[str] = mapped_column(sa.String(64))
@@ -176,9 +177,9 @@ class SignalVersion(Base):
 
     __tablename__ = "signal_versions"
 
+    tenant_id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
     signal_id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
     version: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
-    tenant_id: Mapped[str] = mapped_column(sa.String(64))
     change: Mapped[str] = mapped_column(sa.String(16))  # created|updated|resolved
     snapshot: Mapped[dict[str, Any]] = mapped_column(JSONType)
     changed_at: Mapped[datetime] = mapped_column(UTCDateTime)
@@ -189,12 +190,12 @@ class SignalFeedback(Base):
 
     __tablename__ = "signal_feedback"
     __table_args__ = (sa.Index("ix_signal_feedback_tenant_created", "tenant_id", "created_at"),
-                      sa.Index("uq_signal_feedback_reader", "signal_id", "submitted_by",
-                               unique=True))
+                      sa.Index("uq_signal_feedback_reader", "tenant_id", "signal_id",
+                               "submitted_by", unique=True))
 
+    tenant_id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
     feedback_id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
     signal_id: Mapped[str] = mapped_column(sa.String(36))
-    tenant_id: Mapped[str] = mapped_column(sa.String(64))
     signal_class: Mapped[str] = mapped_column(sa.String(64))
     dimension: Mapped[str] = mapped_column(sa.String(32))
     verdict: Mapped[str] = mapped_column(sa.String(16))

@@ -55,7 +55,7 @@ class SignalOutbox(Base):
 
     __tablename__ = "signal_outbox"
     __table_args__ = (
-        sa.UniqueConstraint("signal_id", "version", name="uq_signal_outbox_version"),
+        sa.UniqueConstraint("tenant_id", "signal_id", "version", name="uq_signal_outbox_version"),
         sa.Index("ix_signal_outbox_pending", "status", "next_attempt_at"),
         # The drain claims each tenant's oldest pending rows (``services.stream``).
         sa.Index("ix_signal_outbox_tenant_pending", "tenant_id", "id",

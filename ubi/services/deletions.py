@@ -357,16 +357,17 @@ def _delete_signals(session: Session, signals: list[Signal], job_id: str,
             "headers": tracing.inject({"tenant_id": s.tenant_id, "correlation_id": job_id,
                                        "schema_version": detection.STREAM_SCHEMA_VERSION}),
             "status": "pending", "attempts": 0, "next_attempt_at": now, "created_at": now})
+    t = signals[0].tenant_id  # one job's signals are one tenant's (keys lead with it)
     for part in bulk.chunks(ids, 1000):
         chunk = list(part)
         counts["signal_versions"] += _execute(session, sa.delete(SignalVersion).where(
-            SignalVersion.signal_id.in_(chunk)))
+            SignalVersion.tenant_id == t, SignalVersion.signal_id.in_(chunk)))
         # Earlier versions still pending (and the published ones' copies) go: the final
         # version replaces whatever a consumer has not been sent yet.
         counts["signal_outbox"] += _execute(session, sa.delete(SignalOutbox).where(
-            SignalOutbox.signal_id.in_(chunk)))
+            SignalOutbox.tenant_id == t, SignalOutbox.signal_id.in_(chunk)))
         counts["signal_feedback"] += _execute(session, sa.delete(SignalFeedback).where(
-            SignalFeedback.signal_id.in_(chunk)))
+            SignalFeedback.tenant_id == t, SignalFeedback.signal_id.in_(chunk)))
         counts["baseline_anchors"] += _execute(session, sa.delete(BaselineAnchor).where(
             BaselineAnchor.signal_id.in_(chunk)))
         # Receipts name a signal version as "<signal_id>:<version>"; delivered ones are ERIS's.
@@ -383,7 +384,8 @@ def _delete_signals(session: Session, signals: list[Signal], job_id: str,
             ReceiptOutbox.status != "delivered", ReceiptOutbox.receipt_id.in_(list(part))))
     for part in bulk.chunks(finals, 1000):
         session.execute(dialect_insert(session, SignalOutbox.__table__).values(list(part))
-                        .on_conflict_do_nothing(index_elements=["signal_id", "version"]))
+                        .on_conflict_do_nothing(
+                            index_elements=["tenant_id", "signal_id", "version"]))
     enqueue_followup(session, names.DRAIN_SIGNAL_OUTBOX, tenant_id=signals[0].tenant_id,
                      kwargs={}, dedupe_key="publish", correlation_id=job_id)
     return counts

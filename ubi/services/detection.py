@@ -457,7 +457,7 @@ def _persist_anomalies(session: Session, analysis: TenantAnalysis, correlation_i
     for active in (False, True):
         upsert(session, table_of(Anomaly),
                [r for r in rows.values() if (r["status"] == "active") is active],
-               ["anomaly_id"])
+               ["tenant_id", "anomaly_id"])
     for a in changes.created:
         ANOMALIES.labels(analysis.tenant_id, a.dimension, a.severity).inc()
     outcome.anomalies_created += len(changes.created)
@@ -569,8 +569,9 @@ def _persist_signals(session: Session, analysis: TenantAnalysis, config: TenantC
         if sig.actor_scope in ("team", "tenant") and \
                 SEVERITY_RANK[sig.severity] >= SEVERITY_RANK["WARN"]:
             _signal_receipt(session, sig, change.kind, config, now)
-    for table, rows, keys in ((SignalVersion.__table__, version_rows, ["signal_id", "version"]),
-                              (SignalOutbox.__table__, outbox_rows, ["signal_id", "version"])):
+    keys = ["tenant_id", "signal_id", "version"]
+    for table, rows in ((SignalVersion.__table__, version_rows),
+                        (SignalOutbox.__table__, outbox_rows)):
         for part in bulk.chunks(rows, 1000):
             stmt = dialect_insert(session, table).values(list(part))
             session.execute(stmt.on_conflict_do_nothing(index_elements=keys))

@@ -32,6 +32,7 @@ def record_feedback(session: Session, signal: Signal, *, reader: str, verdict: s
     if verdict not in VERDICTS:
         raise ValueError(f"verdict must be one of {', '.join(VERDICTS)}")
     before = session.execute(sa.select(SignalFeedback.verdict).where(
+        SignalFeedback.tenant_id == signal.tenant_id,
         SignalFeedback.signal_id == signal.signal_id,
         SignalFeedback.submitted_by == reader)).scalar_one_or_none()
     table = SignalFeedback.__table__
@@ -41,10 +42,11 @@ def record_feedback(session: Session, signal: Signal, *, reader: str, verdict: s
         note=(note or None) and note[:NOTE_MAX], submitted_by=reader, created_at=now,
         updated_at=now)
     session.execute(stmt.on_conflict_do_update(
-        index_elements=["signal_id", "submitted_by"],
+        index_elements=["tenant_id", "signal_id", "submitted_by"],
         set_={"verdict": stmt.excluded.verdict, "note": stmt.excluded.note,
               "updated_at": stmt.excluded.updated_at}))
     row = session.execute(sa.select(SignalFeedback).where(
+        SignalFeedback.tenant_id == signal.tenant_id,
         SignalFeedback.signal_id == signal.signal_id,
         SignalFeedback.submitted_by == reader)).scalar_one()
     anchored: list[str] = []
