@@ -16,6 +16,9 @@ EXEMPT = {
                    "table of the coordinator",
     "audit_log": "records global acts (tenant_id null) as well as tenants' ones; append-only "
                  "by a surrogate id, on Citus a local table of the coordinator",
+    "stream_subscriptions": "the deployment's subscriptions to the signal stream, by name "
+                            "(one may filter on several tenants or none): configuration, on "
+                            "Citus a reference table",
 }
 
 #: Per-tenant tables whose keys do not lead with tenant_id yet, and why it was not cheap.
