@@ -421,20 +421,52 @@ def check_features(tenant_id: str, as_json: bool) -> None:
 
 @main.command("recompute")
 @click.option("--tenant", "tenant_id", required=True)
-def recompute(tenant_id: str) -> None:
-    """The full recompute of TENANT now (what the nightly run does, for every stored day):
-    every feature of every scope from the stored rollups, then the baselines."""
-    from ubi.models import session_scope
-    from ubi.services import baselines, features
+@click.option("--from", "first_day", type=click.DateTime(["%Y-%m-%d"]), default=None,
+              help="First UTC day (default: the tenant's first stored day).")
+@click.option("--to", "last_day", type=click.DateTime(["%Y-%m-%d"]), default=None,
+              help="Last UTC day (default: today).")
+@click.option("--wait", is_flag=True, help="Wait for the run's outcome and print it.")
+@click.option("--timeout", type=float, default=3600.0, show_default=True,
+              help="Seconds --wait waits.")
+def recompute(tenant_id: str, first_day: Any, last_day: Any, wait: bool,
+              timeout: float) -> None:
+    """Replay TENANT's days from its stored data on the workers (onboarding with history,
+    repair): features of every scope, the scores of evaluated days, detection of the closed
+    days not evaluated yet, then the baselines. Prints the run's id (a task on the baselines
+    queue; on the embedded default it runs here)."""
+    import uuid
 
-    with session_scope() as session:
-        feats = features.recompute_features(session, tenant_id, everything=True)
-        base = baselines.recompute_baselines(session, tenant_id)
-    if feats.busy or base.busy:
-        raise click.ClickException("the tenant is busy (a features or detect run holds it); "
-                                   "try again in a moment")
-    click.echo(f"{tenant_id}: {feats.rows} feature rows from {feats.first_day} to "
-               f"{feats.last_day} ({feats.deleted} removed), {base.baselines} baselines")
+    from ubi.celery_app import app
+    from ubi.tasks.baselines import recompute_range
+
+    first = first_day.date() if first_day else None
+    last = last_day.date() if last_day else None
+    if first and last and last < first:
+        raise click.UsageError("--to is before --from")
+    run_id = str(uuid.uuid4())
+    result = recompute_range.apply_async(kwargs={
+        "tenant_id": tenant_id, "first_day": first.isoformat() if first else None,
+        "last_day": last.isoformat() if last else None, "run_id": run_id}, task_id=run_id)
+    click.echo(run_id)
+    if not wait:
+        return
+    if app.conf.task_always_eager:
+        outcome = result.get()
+    else:
+        from celery.backends.base import DisabledBackend
+        from celery.exceptions import TimeoutError as CeleryTimeout
+
+        if isinstance(app.backend, DisabledBackend):
+            raise click.ClickException("--wait needs a result backend (set REDIS_URL or "
+                                       "CELERY_RESULT_BACKEND); the run goes on regardless")
+        try:
+            outcome = app.AsyncResult(run_id).get(timeout=timeout, interval=0.5)
+        except CeleryTimeout:
+            raise click.ClickException(f"run {run_id} not finished after {timeout:g} s; it "
+                                       "goes on: are baselines workers running?") from None
+        except Exception as exc:
+            raise click.ClickException(f"run {run_id} failed: {exc}") from None
+    click.echo(json.dumps(outcome, sort_keys=True))
 
 
 # --- shared clock (development and tests) -----------------------------------------------------

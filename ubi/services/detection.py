@@ -81,6 +81,8 @@ class DetectOutcome:
     scores: int = 0
     signal_versions: int = 0
     busy: bool = False
+    #: A backfill is still arriving (``freshness.backfill_arriving``): nothing evaluated yet.
+    waiting: bool = False
     stats: dict[str, int] = field(default_factory=dict)
 
 
@@ -103,9 +105,14 @@ def detect_tenant(session: Session, tenant_id: str, *, now: datetime | None = No
         refresh_group_features(session, tenant_id, refresh_marks, state.last_evaluated_day,
                                config, now=now, correlation_id=correlation_id,
                                outcome=outcome)
+    automatic = through is None and evaluate_from is None
     through = through or freshness.closed_through(session, state, now)
     if through is None:
         return outcome
+    if automatic and freshness.backfill_arriving(session, state, now):
+        outcome.waiting = True  # the task looks again; the last batch stored owes a run too
+        return outcome
+    first_evaluation = state.last_evaluated_day is None
     history = int(config.baseline_algorithm["history_days"])
     if evaluate_from is not None and state.last_evaluated_day is not None:
         # Evaluated days are final: re-reading them would need the state as it was then.
@@ -152,6 +159,12 @@ def detect_tenant(session: Session, tenant_id: str, *, now: datetime | None = No
                             [m for m in refresh_marks if m[0] <= through])
     state.last_baseline_recompute_at = now
     state.updated_at = now
+    if first_evaluation and feature_refresh.any_pending(session, tenant_id, feature_refresh.ALL):
+        # A new tenant's history arrived after ``late_event_days``: its features are owed the
+        # full recompute now, not at night (one pending run per tenant, the nightly's key).
+        enqueue_followup(session, names.RECOMPUTE_TENANT, tenant_id=tenant_id,
+                         kwargs={"tenant_id": tenant_id}, dedupe_key=f"baselines:{tenant_id}",
+                         correlation_id=correlation_id)
     log.info("tenant evaluated", extra={"ubi": {
         "from": str(evaluate_from), "through": str(through), "features": outcome.features,
         "anomalies": outcome.anomalies_created, "signal_versions": outcome.signal_versions}})
@@ -159,10 +172,11 @@ def detect_tenant(session: Session, tenant_id: str, *, now: datetime | None = No
 
 
 def restate_days(session: Session, tenant_id: str, first_day: date, *,
-                 now: datetime | None = None) -> DetectOutcome:
-    """Recompute the scores of the tenant's evaluated days from ``first_day`` on, and its
-    baselines, from the data stored now (after a privacy deletion removed some of what they
-    were computed from). The caller holds the tenant's detect lock.
+                 now: datetime | None = None, through: date | None = None) -> DetectOutcome:
+    """Recompute the scores of the tenant's evaluated days from ``first_day`` on (through
+    ``through``, else the last evaluated day), and its baselines, from the data stored now
+    (after a privacy deletion removed some of what they were computed from, or for ``ubi
+    recompute``). The caller holds the tenant's detect lock.
 
     The same engine pass as ``detect_tenant``, seeded with the scores of the day before; its
     anomalies and signals are not stored: those of evaluated days are final, and the deletion
@@ -174,7 +188,7 @@ def restate_days(session: Session, tenant_id: str, first_day: date, *,
     state = session.get(IngestionState, tenant_id)
     if state is None or state.last_evaluated_day is None:
         return outcome
-    through = state.last_evaluated_day
+    through = min(through or state.last_evaluated_day, state.last_evaluated_day)
     first_day = max(first_day, state.first_evaluated_day or first_day)
     if first_day > through:
         return outcome

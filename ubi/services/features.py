@@ -287,11 +287,13 @@ class RecomputeFeaturesOutcome:
 
 
 def recompute_features(session: Session, tenant_id: str, *, now: datetime | None = None,
-                       everything: bool = False) -> RecomputeFeaturesOutcome:
+                       everything: bool = False, first_day: date | None = None,
+                       last_day: date | None = None) -> RecomputeFeaturesOutcome:
     """The full recompute of features (SPEC §3): every feature of every scope, from the first
     day an event arrived for after ``late_event_days`` (``everything``: from the first stored
-    or evaluated day) to today, from the stored rollups; rows that must not exist go. Holds the
-    features and detect locks of the tenant, so no other writer of features runs meanwhile."""
+    or evaluated day; ``first_day``: from that day) to today (or ``last_day``), from the
+    stored rollups; rows of the range that must not exist go. Holds the features and detect
+    locks of the tenant, so no other writer of features runs meanwhile."""
     now = now or clock.utcnow()
     outcome = RecomputeFeaturesOutcome(tenant_id)
     if not (tenant_lock(session, "features", tenant_id)
@@ -304,11 +306,19 @@ def recompute_features(session: Session, tenant_id: str, *, now: datetime | None
         Feature.tenant_id == tenant_id)).scalar_one()
     kept_from = min((d for d in (stored_from, state.first_evaluated_day if state else None)
                      if d is not None), default=None)
-    if kept_from is None or (not marks and not everything):
+    if first_day is None and (kept_from is None or (not marks and not everything)):
         feature_refresh.release(session, tenant_id, feature_refresh.ALL, marks)
         return outcome
-    first = kept_from if everything else max(kept_from, marks[0][0])
-    last = max(now.date(), first)
+    if first_day is not None:
+        first = first_day
+    else:
+        assert kept_from is not None
+        first = kept_from if everything else max(kept_from, marks[0][0])
+    last = last_day if last_day is not None else max(now.date(), first)
+    if last < first:
+        return outcome
+    # Only the marks of the days recomputed are covered.
+    marks = [m for m in marks if (first_day is None or m[0] >= first) and m[0] <= last]
     run_started = time.perf_counter()
     timings: dict[str, float] = {}
     config = configs.load_config(session, tenant_id)
@@ -327,7 +337,7 @@ def recompute_features(session: Session, tenant_id: str, *, now: datetime | None
         FEATURE_DURATION.labels(tenant_id, name).observe(seconds)
     wanted = {r["feature_id"] for r in rows}
     stored = session.execute(sa.select(Feature.feature_id).where(
-        Feature.tenant_id == tenant_id, Feature.day >= first)).scalars()
+        Feature.tenant_id == tenant_id, Feature.day >= first, Feature.day <= last)).scalars()
     outcome.deleted = delete_features(session, tenant_id, [f for f in stored if f not in wanted])
     feature_refresh.release(session, tenant_id, feature_refresh.ALL, marks)
     log.info("features recomputed", extra={"ubi": {

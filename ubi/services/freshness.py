@@ -30,7 +30,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from ubi import clock
-from ubi.models import IngestionState, TenantDay, daily_rollups
+from ubi.models import Batch, IngestionState, TenantDay, daily_rollups
 from ubi.models.session import dialect_insert
 from ubi.services import configs, feature_refresh
 
@@ -40,6 +40,9 @@ log = logging.getLogger("ubi.freshness")
 CLOSE_GRACE = timedelta(hours=1)
 #: Weeks of history read to learn when a tenant normally has traffic.
 TRAFFIC_WEEKS = 4
+#: How long a batch accepted and not yet stored holds back the evaluation of a backfill: one
+#: stuck longer (a dead-lettered batch, a web process that died before its publish) does not.
+PENDING_BATCH_BOUND = timedelta(minutes=15)
 _HOUR = timedelta(hours=1)
 _WEEK_HOURS = 7 * 24
 
@@ -114,6 +117,27 @@ def detection_due(session: Session, tenant_id: str, *, now: datetime | None = No
     if state.last_evaluated_day is None or state.last_evaluated_day < through:
         return True
     return feature_refresh.any_pending(session, tenant_id, feature_refresh.GROUPS)
+
+
+def batches_pending(session: Session, tenant_id: str, now: datetime) -> bool:
+    """True while the tenant has batches accepted within ``PENDING_BATCH_BOUND`` and not yet
+    stored: a backfill still arriving, possibly out of order across ingest workers."""
+    return session.execute(sa.select(sa.literal(1)).where(
+        Batch.tenant_id == tenant_id, Batch.status.in_(("queued", "processing")),
+        Batch.created_at >= now - PENDING_BATCH_BOUND).limit(1)).first() is not None
+
+
+def backfill_arriving(session: Session, state: IngestionState, now: datetime) -> bool:
+    """True when detection should not evaluate yet: the tenant's first evaluation, or a
+    replay of past days (not a live stream), while more of its accepted batches are still to
+    be stored. Evaluated days are final, so evaluating a day whose events are in a batch still
+    queued, or a first run that starts after the first days of history that arrive later, would
+    lose those events for good (a new tenant posting its history in any order, over several
+    ingest workers)."""
+    live = arrives_as_it_happens(state.newest_event_at, state.newest_event_received_at)
+    if state.last_evaluated_day is not None and live:
+        return False
+    return batches_pending(session, state.tenant_id, now)
 
 
 def _traffic_days(session: Session, tenant_id: str, today: date) -> dict[date, int]:

@@ -11,6 +11,7 @@ COMPUTE_FEATURES = "ubi.tasks.features.compute_features"
 DETECT_TENANT = "ubi.tasks.detect.detect_tenant"
 RECOMPUTE_ALL = "ubi.tasks.baselines.recompute_all"
 RECOMPUTE_TENANT = "ubi.tasks.baselines.recompute_tenant"
+RECOMPUTE_RANGE = "ubi.tasks.baselines.recompute_range"
 DRAIN_SIGNAL_OUTBOX = "ubi.tasks.publish.drain_signal_outbox"
 DELIVER_RECEIPTS = "ubi.tasks.receipts.deliver_receipts"
 ENSURE_EVENT_PARTITIONS = "ubi.tasks.maintenance.ensure_event_partitions"
@@ -24,7 +25,7 @@ APPLY_RETENTION = "ubi.tasks.maintenance.apply_retention"
 EXPIRE_UNQUEUED_BATCHES = "ubi.tasks.maintenance.expire_unqueued_batches"
 
 ALL: frozenset[str] = frozenset({
-    INGEST_BATCH, COMPUTE_FEATURES, DETECT_TENANT, RECOMPUTE_ALL, RECOMPUTE_TENANT,
+    INGEST_BATCH, COMPUTE_FEATURES, DETECT_TENANT, RECOMPUTE_ALL, RECOMPUTE_TENANT, RECOMPUTE_RANGE,
     DRAIN_SIGNAL_OUTBOX, DELIVER_RECEIPTS, ENSURE_EVENT_PARTITIONS, DRAIN_TASK_OUTBOX, PROBE,
     TRACK_STALENESS, CLOSE_DAYS, RESOLVE_ANOMALIES, RUN_DELETION, APPLY_RETENTION,
     EXPIRE_UNQUEUED_BATCHES,
