@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import math
 import random
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NoReturn
@@ -119,6 +120,10 @@ def _quietly(action: Callable[[], object]) -> None:
         log.debug("session cleanup failed: %s", exc)
 
 
+#: The session of the task run on this thread (``UbiTask.session``).
+_runs = threading.local()
+
+
 class UbiTask(Task):
     """Base of every UBI task (see module docstring)."""
 
@@ -128,7 +133,6 @@ class UbiTask(Task):
     #: Transient errors only (``RETRY_POLICY``); every other failure dead-letters at once.
     max_retries = RETRY_POLICY.max_retries
 
-    _session: Session | None = None
     #: A coalescing task's follow-up key, formatted with its kwargs ("features:{tenant_id}"):
     #: the task marks its pending outbox row started before it reads its work
     #: (``followups.mark_started``), so commits from then on owe a run of their own.
@@ -136,9 +140,12 @@ class UbiTask(Task):
 
     @property
     def session(self) -> Session:
-        if self._session is None:
+        # The run's session belongs to the thread running it: a task object is shared by
+        # every thread of a threads (or gevent) pool, so it cannot hold the session itself.
+        session: Session | None = getattr(_runs, "session", None)
+        if session is None:
             raise RuntimeError("task session used outside a task run")
-        return self._session
+        return session
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         ids = {k: kwargs.get(k) for k in ("tenant_id", "correlation_id", "batch_id")}
@@ -160,9 +167,9 @@ class UbiTask(Task):
 
     def _run_in_transaction(self, args: tuple[Any, ...], kwargs: dict[str, Any]
                             ) -> tuple[Any, list[Owed]]:
-        previous = self._session
+        previous = getattr(_runs, "session", None)  # an eager task run inside another's
         session = session_factory()()
-        self._session = session
+        _runs.session = session
         try:
             result = super().__call__(*args, **kwargs)
             session.commit()
@@ -172,7 +179,7 @@ class UbiTask(Task):
             raise
         finally:
             _quietly(session.close)
-            self._session = previous
+            _runs.session = previous
 
     def _fail(self, exc: Exception, kwargs: dict[str, Any]) -> NoReturn:
         """Retry a transient error while the window lasts; dead-letter everything else."""
