@@ -29,6 +29,13 @@ def truncate_all(database_url: str) -> None:
     names = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables
                       if t.name not in SEEDED_TABLES)
     with engine.begin() as conn:
+        # Work an earlier test left running (a worker thread past its shutdown timeout) would
+        # hold locks the TRUNCATE waits for while itself waiting, in Python, on a connection
+        # queued behind the TRUNCATE: a wait PostgreSQL cannot see as a deadlock. End it.
+        conn.execute(sa.text(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+            "AND state IS DISTINCT FROM 'idle' AND backend_type = 'client backend'"))
         conn.execute(sa.text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
     invalidate()
 
