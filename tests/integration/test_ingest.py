@@ -297,3 +297,23 @@ def test_a_batch_never_published_is_marked_failed_and_still_stored_if_it_arrives
     status = client.get(f"/v1/ubi/batches/{accepted.batch_id}", headers=reader).json
     assert (status["status"], status["counts"]["inserted"]) == ("done", 3)
     assert _count(db_session, Event) == 3
+
+
+def test_an_open_ingestion_gap_is_on_the_metrics_page(client, db_session, shared_clock) -> None:
+    """``ubi_ingestion_gap_seconds{tenant_id}`` (the alert UbiIngestionGap reads it) is the
+    age of the tenant's open gap, read from the store at scrape time; 0 without one."""
+    import re
+    from datetime import timedelta
+
+    from ubi import clock
+    from ubi.models import IngestionState
+
+    now = clock.utcnow()
+    for tenant_id, since in (("acme", now - timedelta(minutes=10)), ("beta", None)):
+        db_session.add(IngestionState(tenant_id=tenant_id, gap_open_since=since, events_total=0,
+                                      pending_events=0, updated_at=now))
+    db_session.commit()
+    page = client.get("/v1/ubi/metrics").data.decode()
+    gaps = {t: float(v) for t, v in re.findall(
+        r'^ubi_ingestion_gap_seconds\{tenant_id="([^"]+)"\} (\S+)$', page, re.M)}
+    assert gaps["beta"] == 0.0 and 600.0 <= gaps["acme"] < 660.0

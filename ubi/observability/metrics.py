@@ -14,7 +14,7 @@ from __future__ import annotations
 import glob
 import os
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from prometheus_client import (
@@ -114,6 +114,8 @@ class Backlog:
 
     pending_events: dict[str, int]
     outboxes: dict[str, tuple[int, float]]
+    #: Seconds each tenant's ingestion gap (SPEC §9) has been open; 0 when it has none.
+    gaps: dict[str, float] = field(default_factory=dict)
 
 
 class _StoreGauges:
@@ -136,13 +138,19 @@ class _StoreGauges:
         age = GaugeMetricFamily(
             "ubi_outbox_oldest_age_seconds", "Age of the oldest undelivered row of the outbox "
             "(0 when it is empty)", labels=["outbox"])
+        gap = GaugeMetricFamily(
+            "ubi_ingestion_gap_seconds", "How long the tenant's ingestion gap (SPEC §9: no "
+            "events in hours that usually have them) has been open; 0 when it has none",
+            labels=["tenant_id"])
         if self.backlog is not None:
             for tenant_id, events in sorted(self.backlog.pending_events.items()):
                 queue.add_metric([tenant_id], float(events))
             for outbox, (rows, oldest) in sorted(self.backlog.outboxes.items()):
                 depth.add_metric([outbox], float(rows))
                 age.add_metric([outbox], oldest)
-        return [queue, depth, age]
+            for tenant_id, seconds in sorted(self.backlog.gaps.items()):
+                gap.add_metric([tenant_id], seconds)
+        return [queue, depth, age, gap]
 
 
 class _Groups:

@@ -1,5 +1,6 @@
-"""What the store holds undone, for the metrics page (SPEC §11): pending events per tenant
-and each outbox's undelivered rows, read when the page is scraped."""
+"""What the store holds undone, for the metrics page (SPEC §11): pending events per tenant,
+each outbox's undelivered rows and each tenant's open ingestion gap, read when the page is
+scraped."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from ubi import clock
-from ubi.models import ReceiptOutbox, SignalOutbox, TaskOutbox
+from ubi.models import IngestionState, ReceiptOutbox, SignalOutbox, TaskOutbox
 from ubi.observability.metrics import Backlog
 from ubi.services.ingest import pending_by_tenant
 
@@ -41,5 +42,15 @@ def outbox_backlog(session: Session, now: datetime | None = None
     return out
 
 
+def ingestion_gaps(session: Session, now: datetime | None = None) -> dict[str, float]:
+    """Per tenant: seconds its ingestion gap has been open (``track_staleness`` opens and
+    closes gaps, SPEC §9), 0 when none; one query."""
+    now = now or clock.utcnow()
+    return {tenant_id: max(0.0, (now - since).total_seconds()) if since is not None else 0.0
+            for tenant_id, since in session.execute(sa.select(
+                IngestionState.tenant_id, IngestionState.gap_open_since)).all()}
+
+
 def read_backlog(session: Session) -> Backlog:
-    return Backlog(pending_events=pending_by_tenant(session), outboxes=outbox_backlog(session))
+    return Backlog(pending_events=pending_by_tenant(session), outboxes=outbox_backlog(session),
+                   gaps=ingestion_gaps(session))

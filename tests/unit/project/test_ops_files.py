@@ -203,7 +203,7 @@ def test_alerts_cover_what_issue_23_asks_for() -> None:
     assert "ubi_outbox_oldest_age_seconds" in exprs["UbiOutboxStale"]
     assert 'status="dead"' in exprs["UbiReceiptsDead"]
     assert "ubi_circuit_breaker_state) == 2" in exprs["UbiCircuitBreakerOpen"]
-    assert "ubi_events_processed_total" in exprs["UbiIngestionGap"]
+    assert "ubi_ingestion_gap_seconds" in exprs["UbiIngestionGap"]
 
 
 # --- compose serves what the files expect -----------------------------------------------------
