@@ -430,6 +430,12 @@ def get_settings() -> Settings:
     return load_settings(require_secrets=_secrets_required)
 
 
+def unset_process_env(*names: str) -> None:
+    """Remove variables this process would otherwise pass on to its children."""
+    for name in names:
+        os.environ.pop(name, None)
+
+
 def set_process_env(name: str, value: str) -> None:
     """Export a variable to child processes (gunicorn/celery children need the metrics dir)."""
     os.environ[name] = value

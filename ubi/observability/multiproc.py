@@ -22,7 +22,7 @@ import re
 import shutil
 from pathlib import Path
 
-from ubi.settings import get_settings, set_process_env
+from ubi.settings import get_settings, set_process_env, unset_process_env
 
 _GROUP = re.compile(r"[a-z][a-z0-9_-]*")
 
@@ -67,6 +67,5 @@ _held: list[int] = []
 def no_group() -> None:
     """A process that records nothing worth scraping (beat): in-process metrics only, even
     when it inherited a group's directory; call before anything imports prometheus_client."""
-    os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    os.environ.pop("prometheus_multiproc_dir", None)
+    unset_process_env("PROMETHEUS_MULTIPROC_DIR", "prometheus_multiproc_dir")
     get_settings.cache_clear()
