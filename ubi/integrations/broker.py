@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from abc import ABC, abstractmethod
+from collections.abc import Callable
 from typing import Any
 
 from amqp.exceptions import NotFound
@@ -35,6 +37,12 @@ PARKING_FACTOR = 10
 #: overflow (``maxlen``) goes to the overflowing subscription's parking queue.
 DLQ_REASONS = ("rejected", "expired", "delivery_limit")
 SUBSCRIPTION_DELIVERY_LIMIT = 10
+#: A re-driven dead letter counts its re-drives here; its death headers are dropped (a later
+#: death is recorded afresh).
+REDRIVE_HEADER = "x-ubi-redrives"
+DEATH_HEADERS = ("x-death", "x-first-death-exchange", "x-first-death-queue",
+                 "x-first-death-reason", "x-last-death-exchange", "x-last-death-queue",
+                 "x-last-death-reason", "x-delivery-count")
 
 
 def parking_queue_name(queue: str) -> str:
@@ -232,3 +240,85 @@ def delete_broker_objects(broker_url: str, declared: dict[str, Any]) -> None:
                 channel.exchange_delete(exchange)
         with contextlib.suppress(Exception):
             channel.close()
+
+
+class DeadLetters(ABC):
+    """One dead-letter queue read and re-driven the same way, whatever dies into it (the task
+    DLQ, ``ubi.signals.dlq``, a parking queue).
+
+    Reading takes messages without acknowledging them and closes the channel, which returns
+    them to the queue. A re-drive publishes a copy with confirms and ``mandatory`` and
+    acknowledges the dead-letter copy only after the broker confirmed, so a failure leaves the
+    message where it was; the kind of queue decides where the copy goes (:meth:`republish`).
+    """
+
+    def __init__(self, settings: Settings | None, queue: str):
+        self.settings = settings or get_settings()
+        self.queue_name = self.settings.queue_name(queue)
+
+    def connection(self) -> Connection:
+        return Connection(self.settings.broker_url,
+                          connect_timeout=self.settings.broker_connect_timeout,
+                          transport_options={"confirm_publish": True})
+
+    def peek(self, limit: int) -> list[Any]:
+        """Up to ``limit`` raw messages from the head, all left in the queue."""
+        found: list[Any] = []
+        with self.connection() as conn:
+            channel = conn.channel()
+            try:
+                for _ in range(limit):
+                    raw = channel.basic_get(self.queue_name, no_ack=False)
+                    if raw is None:
+                        break
+                    found.append(raw)
+            finally:
+                channel.close()  # unacknowledged messages return to the queue
+        return found
+
+    def redrive(self, chosen: Callable[[Any], str | None], *, one: bool,
+                limit: int | None = None) -> list[str]:
+        """Re-drive the messages ``chosen`` names (it returns their id, or None to leave one),
+        the first only when ``one``; the ids re-driven."""
+        done: list[str] = []
+        with self.connection() as conn:
+            channel = conn.channel()
+            publish = conn.channel()
+            try:
+                while limit is None or len(done) < limit:
+                    raw = channel.basic_get(self.queue_name, no_ack=False)
+                    if raw is None:
+                        break
+                    name = chosen(raw)
+                    if name is None:
+                        continue  # left unacknowledged: returns to the queue on close
+                    self.republish(publish, raw)  # py-amqp waits for the confirm
+                    channel.basic_ack(raw.delivery_info["delivery_tag"])
+                    done.append(name)
+                    if one:
+                        break
+            finally:
+                publish.close()
+                channel.close()
+        return done
+
+    @abstractmethod
+    def republish(self, channel: Any, raw: Any) -> None:
+        """Publish the copy of ``raw`` that goes back (each kind knows where it came from)."""
+
+    def purge(self) -> int:
+        with self.connection() as conn:
+            channel = conn.channel()
+            try:
+                return int(channel.queue_purge(self.queue_name) or 0)
+            finally:
+                channel.close()
+
+    def depth(self) -> int:
+        with self.connection() as conn:
+            channel = conn.channel()
+            try:
+                _, count, _ = channel.queue_declare(self.queue_name, passive=True)
+                return int(count)
+            finally:
+                channel.close()

@@ -15,11 +15,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from kombu import Connection, Exchange, Producer
+from amqp import Message
 
-from ubi.settings import Settings, get_settings
-
-REDRIVE_HEADER = "x-ubi-redrives"
+from ubi.integrations.broker import DEATH_HEADERS, REDRIVE_HEADER, DeadLetters
+from ubi.settings import Settings
 
 
 @dataclass
@@ -79,34 +78,17 @@ def _parse(message: Any) -> DeadLetter:
     )
 
 
-class DeadLetterQueue:
+class DeadLetterQueue(DeadLetters):
     """Operations on ``<prefix>ubi.tasks.dlq``."""
 
     def __init__(self, settings: Settings | None = None, known_tasks: set[str] | None = None,
                  exception_lookup: Any = None):
-        self.settings = settings or get_settings()
-        self.queue_name = self.settings.queue_name("ubi.tasks.dlq")
+        super().__init__(settings, "ubi.tasks.dlq")
         self.known_tasks = known_tasks
         self.exception_lookup = exception_lookup
 
-    def _connection(self) -> Connection:
-        return Connection(self.settings.broker_url,
-                          connect_timeout=self.settings.broker_connect_timeout,
-                          transport_options={"confirm_publish": True})
-
     def list(self, limit: int = 100) -> list[DeadLetter]:
-        items: list[DeadLetter] = []
-        with self._connection() as conn:
-            channel = conn.channel()
-            try:
-                for _ in range(limit):
-                    message = channel.basic_get(self.queue_name, no_ack=False)
-                    if message is None:
-                        break
-                    items.append(self._with_exception(_parse(_Wrapped(message))))
-            finally:
-                channel.close()  # unacknowledged messages return to the queue
-        return items
+        return [self._with_exception(_parse(_Wrapped(raw))) for raw in self.peek(limit)]
 
     def show(self, task_id: str) -> DeadLetter | None:
         return next((d for d in self.list(limit=10_000) if d.task_id == task_id), None)
@@ -116,63 +98,27 @@ class DeadLetterQueue:
         """Re-drive one message (by task id) or all; returns the task ids re-driven."""
         if not all_messages and not task_id:
             raise ValueError("name a task id or ask for all")
-        redriven: list[str] = []
-        with self._connection() as conn:
-            channel = conn.channel()
-            try:
-                while True:
-                    raw = channel.basic_get(self.queue_name, no_ack=False)
-                    if raw is None:
-                        break
-                    message = _Wrapped(raw)
-                    letter = _parse(message)
-                    if not all_messages and letter.task_id != task_id:
-                        continue  # left unacknowledged: returns to the queue on close
-                    if self.known_tasks is not None and letter.task_name not in self.known_tasks:
-                        raise ValueError(f"refusing to re-drive unknown task {letter.task_name!r}")
-                    headers = dict(letter.headers)
-                    headers.pop("x-death", None)
-                    headers.pop("x-first-death-exchange", None)
-                    headers.pop("x-first-death-queue", None)
-                    headers.pop("x-first-death-reason", None)
-                    headers.pop("x-delivery-count", None)
-                    headers[REDRIVE_HEADER] = letter.redrives + 1
-                    props = dict(raw.properties)
-                    props.pop("application_headers", None)
-                    producer = Producer(conn.channel())
-                    producer.publish(
-                        raw.body, exchange=Exchange(letter.original_exchange),
-                        routing_key=letter.original_routing_key, headers=headers,
-                        content_type=props.get("content_type"),
-                        content_encoding=props.get("content_encoding"),
-                        delivery_mode=2, mandatory=True, serializer=None,
-                        correlation_id=props.get("correlation_id"),
-                        reply_to=props.get("reply_to"), priority=props.get("priority"),
-                        retry=False)
-                    channel.basic_ack(raw.delivery_info["delivery_tag"])
-                    redriven.append(letter.task_id)
-                    if not all_messages:
-                        break
-            finally:
-                channel.close()
-        return redriven
 
-    def purge(self) -> int:
-        with self._connection() as conn:
-            channel = conn.channel()
-            try:
-                return int(channel.queue_purge(self.queue_name) or 0)
-            finally:
-                channel.close()
+        def chosen(raw: Any) -> str | None:
+            letter = _parse(_Wrapped(raw))
+            if not all_messages and letter.task_id != task_id:
+                return None
+            if self.known_tasks is not None and letter.task_name not in self.known_tasks:
+                raise ValueError(f"refusing to re-drive unknown task {letter.task_name!r}")
+            return letter.task_id
 
-    def depth(self) -> int:
-        with self._connection() as conn:
-            channel = conn.channel()
-            try:
-                _, count, _ = channel.queue_declare(self.queue_name, passive=True)
-                return int(count)
-            finally:
-                channel.close()
+        return self.redrive(chosen, one=not all_messages)
+
+    def republish(self, channel: Any, raw: Any) -> None:
+        # To the exchange and routing key of its first death, unchanged but for the headers.
+        letter = _parse(_Wrapped(raw))
+        headers = {k: v for k, v in letter.headers.items() if k not in DEATH_HEADERS}
+        headers[REDRIVE_HEADER] = letter.redrives + 1
+        props = {k: v for k, v in raw.properties.items() if k != "application_headers"}
+        props["delivery_mode"] = 2
+        channel.basic_publish(Message(raw.body, application_headers=headers, **props),
+                              exchange=letter.original_exchange,
+                              routing_key=letter.original_routing_key, mandatory=True)
 
     def _with_exception(self, letter: DeadLetter) -> DeadLetter:
         if self.exception_lookup is not None and letter.task_id:

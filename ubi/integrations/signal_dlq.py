@@ -18,15 +18,9 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from amqp import Message
-from kombu import Connection
 
-from ubi.integrations.broker import SIGNAL_DLQ
-from ubi.settings import Settings, get_settings
-
-REDRIVE_HEADER = "x-ubi-redrives"
-_DEATH_HEADERS = ("x-death", "x-first-death-exchange", "x-first-death-queue",
-                  "x-first-death-reason", "x-last-death-exchange", "x-last-death-queue",
-                  "x-last-death-reason", "x-delivery-count")
+from ubi.integrations.broker import DEATH_HEADERS, REDRIVE_HEADER, SIGNAL_DLQ, DeadLetters
+from ubi.settings import Settings
 
 
 @dataclass
@@ -58,32 +52,15 @@ def _letter(raw: Any) -> SignalLetter:
         redrives=int(headers.get(REDRIVE_HEADER) or 0))
 
 
-class SignalDeadLetters:
+class SignalDeadLetters(DeadLetters):
     """Operations on one dead-letter queue of the stream (by default ``ubi.signals.dlq``;
     ``queue`` names a parking queue, unprefixed)."""
 
     def __init__(self, settings: Settings | None = None, queue: str = SIGNAL_DLQ):
-        self.settings = settings or get_settings()
-        self.queue_name = self.settings.queue_name(queue)
-
-    def _connection(self) -> Connection:
-        return Connection(self.settings.broker_url,
-                          connect_timeout=self.settings.broker_connect_timeout,
-                          transport_options={"confirm_publish": True})
+        super().__init__(settings, queue)
 
     def list(self, limit: int = 100) -> list[SignalLetter]:
-        letters: list[SignalLetter] = []
-        with self._connection() as conn:
-            channel = conn.channel()
-            try:
-                for _ in range(limit):
-                    raw = channel.basic_get(self.queue_name, no_ack=False)
-                    if raw is None:
-                        break
-                    letters.append(_letter(raw))
-            finally:
-                channel.close()  # unacknowledged messages return to the queue
-        return letters
+        return [_letter(raw) for raw in self.peek(limit)]
 
     def retry(self, message_id: str | None = None, *, all_messages: bool = False,
               limit: int | None = None) -> builtins.list[str]:
@@ -91,46 +68,25 @@ class SignalDeadLetters:
         died in; the message ids re-driven."""
         if not all_messages and not message_id:
             raise ValueError("name a message id or ask for all")
-        done: list[str] = []
-        with self._connection() as conn:
-            channel = conn.channel()
-            publish = conn.channel()
-            try:
-                while limit is None or len(done) < limit:
-                    raw = channel.basic_get(self.queue_name, no_ack=False)
-                    if raw is None:
-                        break
-                    letter = _letter(raw)
-                    if not all_messages and letter.message_id != message_id:
-                        continue  # left unacknowledged: returns to the queue on close
-                    if not letter.queue:
-                        raise ValueError(f"{letter.message_id}: no queue it died in")
-                    props = dict(raw.properties)
-                    headers = {k: v for k, v in (props.pop("application_headers", None)
-                                                 or {}).items() if k not in _DEATH_HEADERS}
-                    headers[REDRIVE_HEADER] = letter.redrives + 1
-                    # The default exchange with BCC = that queue: it reaches that queue only,
-                    # and consumers still see the original routing key (RabbitMQ removes BCC).
-                    headers["BCC"] = [letter.queue]
-                    # py-amqp waits for the confirm (and raises on a return or a nack).
-                    publish.basic_publish(Message(raw.body, application_headers=headers,
-                                                  **props),
-                                          exchange="", routing_key=letter.routing_key,
-                                          mandatory=True)
-                    channel.basic_ack(raw.delivery_info["delivery_tag"])
-                    done.append(letter.message_id)
-                    if not all_messages:
-                        break
-            finally:
-                publish.close()
-                channel.close()
-        return done
 
-    def depth(self) -> int:
-        with self._connection() as conn:
-            channel = conn.channel()
-            try:
-                _, count, _ = channel.queue_declare(self.queue_name, passive=True)
-                return int(count)
-            finally:
-                channel.close()
+        def chosen(raw: Any) -> str | None:
+            letter = _letter(raw)
+            if not all_messages and letter.message_id != message_id:
+                return None
+            if not letter.queue:
+                raise ValueError(f"{letter.message_id}: no queue it died in")
+            return letter.message_id
+
+        return self.redrive(chosen, one=not all_messages, limit=limit)
+
+    def republish(self, channel: Any, raw: Any) -> None:
+        letter = _letter(raw)
+        props = dict(raw.properties)
+        headers = {k: v for k, v in (props.pop("application_headers", None)
+                                     or {}).items() if k not in DEATH_HEADERS}
+        headers[REDRIVE_HEADER] = letter.redrives + 1
+        # The default exchange with BCC = that queue: it reaches that queue only, and
+        # consumers still see the original routing key (RabbitMQ removes BCC).
+        headers["BCC"] = [letter.queue]
+        channel.basic_publish(Message(raw.body, application_headers=headers, **props),
+                              exchange="", routing_key=letter.routing_key, mandatory=True)
