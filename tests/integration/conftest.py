@@ -1,8 +1,9 @@
-"""Fixtures for tests that need a running ingest worker or the ERIS stand-in."""
+"""Fixtures for tests that need a running ingest worker or an outside service's stand-in."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -36,18 +37,30 @@ def eris(ubi_url) -> Iterator[ErisStandIn]:
         yield server
 
 
-def _forget_breaker(settings: Any) -> None:
+def forget_breaker(settings: Any, service: str, *patterns: str) -> None:
+    """No breaker state of ``service``, nor Redis keys under ``patterns``, left behind."""
     breakers.reset_breakers()
     client = redis_client(settings)
     assert client is not None
-    for key in client.scan_iter(settings.queue_name("ubi:breaker:eris") + "*"):
-        client.delete(key)
+    for pattern in (settings.queue_name(f"ubi:breaker:{service}"), *patterns):
+        for key in client.scan_iter(pattern + "*"):
+            client.delete(key)
+
+
+@contextmanager
+def standin_settings(settings: Any, service: str, url: str, *, reset_seconds: float,
+                     forget: tuple[str, ...] = ()) -> Iterator[Any]:
+    """Settings pointing ``service`` at a stand-in, with a fast breaker (three failures open
+    it) and nothing of another test's breaker, or Redis keys under ``forget``, around it."""
+    configured = settings.replace(**{breakers.SERVICES[service]: url}, breaker_fail_max=3,
+                                  breaker_reset_seconds=reset_seconds, http_timeout=1.0)
+    forget_breaker(configured, service, *forget)
+    yield configured
+    forget_breaker(configured, service, *forget)
 
 
 @pytest.fixture
 def eris_settings(settings, eris, clean_db) -> Iterator[Any]:
-    configured = settings.replace(eris_url=eris.url, breaker_fail_max=3,
-                                  breaker_reset_seconds=ERIS_RESET_SECONDS, http_timeout=1.0)
-    _forget_breaker(configured)
-    yield configured
-    _forget_breaker(configured)
+    with standin_settings(settings, "eris", eris.url,
+                          reset_seconds=ERIS_RESET_SECONDS) as configured:
+        yield configured

@@ -11,6 +11,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
@@ -21,6 +22,7 @@ from flask.testing import FlaskClient
 from prometheus_client import REGISTRY
 
 from tests.conftest import SUITE_NOW
+from tests.integration.conftest import standin_settings
 from ubi import clock
 from ubi.devservers.iam import IamStandIn
 from ubi.integrations import breakers
@@ -43,25 +45,21 @@ def iam(settings) -> Iterator[IamStandIn]:
         yield server
 
 
-def _forget(settings: Any) -> None:
-    """No breaker, cached answer or hold-off left over from another test."""
-    breakers.reset_breakers()
+@contextmanager
+def iam_standin(settings: Any, url: str) -> Iterator[Any]:
+    """Settings for the IAM stand-in at ``url``; no breaker, cached answer or hold-off of
+    another test around it."""
     auth._verifier_for.cache_clear()
-    client = redis_client(settings)
-    assert client is not None
-    for pattern in (settings.queue_name("ubi:breaker:iam") + "*",
-                    iam_client.cache_prefix(settings) + "*"):
-        for key in client.scan_iter(pattern):
-            client.delete(key)
+    with standin_settings(settings, "iam", url, reset_seconds=RESET_SECONDS,
+                          forget=(iam_client.cache_prefix(settings),)) as configured:
+        yield configured
+    auth._verifier_for.cache_clear()
 
 
 @pytest.fixture
 def iam_settings(settings, iam) -> Iterator[Any]:
-    configured = settings.replace(iam_url=iam.url, breaker_fail_max=3,
-                                  breaker_reset_seconds=RESET_SECONDS, http_timeout=1.0)
-    _forget(configured)
-    yield configured
-    _forget(configured)
+    with iam_standin(settings, iam.url) as configured:
+        yield configured
 
 
 @pytest.fixture
@@ -168,18 +166,14 @@ def test_a_cached_answer_serves_while_iam_is_down_until_it_expires(
 def test_the_cache_never_trusts_an_answer_for_more_than_60_seconds(
         database, settings, mint, shared_clock) -> None:
     shared_clock.now = SUITE_NOW
-    with IamStandIn(jwt_secret=settings.jwt_secret, ttl=3600) as lenient:
-        configured = settings.replace(iam_url=lenient.url)
-        _forget(configured)
-        try:
-            api = create_app(configured).test_client()
-            token = mint()
-            assert get(api, token).status_code == 200
-            fault(lenient, mode="down")
-            shared_clock.advance(timedelta(seconds=60))
-            assert_iam_unavailable(get(api, token))
-        finally:
-            _forget(configured)
+    with (IamStandIn(jwt_secret=settings.jwt_secret, ttl=3600) as lenient,
+          iam_standin(settings, lenient.url) as configured):
+        api = create_app(configured).test_client()
+        token = mint()
+        assert get(api, token).status_code == 200
+        fault(lenient, mode="down")
+        shared_clock.advance(timedelta(seconds=60))
+        assert_iam_unavailable(get(api, token))
 
 
 def test_a_429_from_iam_is_honoured_until_its_retry_after(

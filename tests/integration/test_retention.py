@@ -20,13 +20,13 @@ import sqlalchemy as sa
 from click.testing import CliRunner
 from prometheus_client import REGISTRY
 
+from tests.integration.conftest import forget_breaker, standin_settings
 from tests.support.envelopes import envelope
 from ubi import clock
 from ubi.analytics.privacy import Pseudonymiser
 from ubi.cli import main
 from ubi.devservers.governance import GovernanceStandIn, Policy
 from ubi.integrations import breakers
-from ubi.integrations.dependencies import redis_client
 from ubi.integrations.governance import GovernanceClient
 from ubi.models import AuditEntry, DeletionJob, Event, RetentionDecision, session_factory
 from ubi.models.events import daily_rollups
@@ -58,14 +58,6 @@ def store_events(tenant_id: str, days: list[date], settings: Any) -> None:
         s.commit()
 
 
-def _forget_breaker(settings: Any) -> None:
-    breakers.reset_breakers()
-    client = redis_client(settings)
-    assert client is not None
-    for key in client.scan_iter(settings.queue_name("ubi:breaker:governance") + "*"):
-        client.delete(key)
-
-
 @pytest.fixture
 def governance() -> Iterator[GovernanceStandIn]:
     with GovernanceStandIn() as server:
@@ -74,11 +66,9 @@ def governance() -> Iterator[GovernanceStandIn]:
 
 @pytest.fixture
 def gov_settings(settings, governance, clean_db) -> Iterator[Any]:
-    configured = settings.replace(governance_url=governance.url, breaker_fail_max=3,
-                                  breaker_reset_seconds=RESET_SECONDS, http_timeout=1.0)
-    _forget_breaker(configured)
-    yield configured
-    _forget_breaker(configured)
+    with standin_settings(settings, "governance", governance.url,
+                          reset_seconds=RESET_SECONDS) as configured:
+        yield configured
 
 
 @pytest.fixture
@@ -298,7 +288,7 @@ def test_governance_down_and_nothing_known_retention_days_applies(
 
     # Governance back: its answers replace the fallback's, and apply.
     requests.delete(f"{governance.url}/_faults", timeout=5).raise_for_status()
-    _forget_breaker(gov_settings)
+    forget_breaker(gov_settings, "governance")
     policy(governance, delete_after_months=12, policy_id="pol-12")
     run(gov_settings)
     assert job_months() == [date(2025, 1, 1), date(2025, 2, 1), date(2025, 5, 1)]
