@@ -8,8 +8,13 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import CLOCK_FILE
+from tests.support import resources
+from tests.support.organisation import NOW, acme_like
+from tests.support.pipeline import run_pipeline
 from tests.support.servers import web_thread
 from tests.support.workers import running_worker
+from ubi import clock
 from ubi.devservers.eris import ErisStandIn
 from ubi.integrations import breakers
 from ubi.integrations.dependencies import redis_client
@@ -22,6 +27,17 @@ ERIS_RESET_SECONDS = 2.0
 def ingest_worker(database, broker) -> Iterator[object]:
     with running_worker("ingest") as worker:
         yield worker
+
+
+@pytest.fixture(scope="module")
+def acme(database, settings) -> Iterator[str]:
+    """Tenant ``acme`` (16 actors, a surge on eng03, a team of four) through the pipeline up
+    to Wednesday ``NOW``; the module's tests read and change it, the next module gets anew."""
+    # (A module fixture runs before the per-test clock is set: it sets its own.)
+    clock.set_shared_clock(CLOCK_FILE, NOW, ticking=False)
+    run_pipeline(settings, "acme", acme_like("acme", end_day=NOW.date(), until=NOW))
+    yield "acme"
+    resources.truncate_all(database)
 
 
 @pytest.fixture

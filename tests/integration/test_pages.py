@@ -1,22 +1,17 @@
-"""The pages for people (issue 21) through Flask's test client, on a tenant the real pipeline
-filled: the read API's organisation (16 people in three teams, the third of 4 under
-min_team_size, one working late in the last week), stored, computed and evaluated by the
-services the workers run, once for the module."""
+"""The pages for people (issue 21) through Flask's test client, on the tenant the real pipeline
+filled (the ``acme`` fixture): the read API's organisation (16 people in three teams, the
+third of 4 under min_team_size, one working late in the last week), stored, computed and
+evaluated by the services the workers run, once for the module."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
-from tests.conftest import CLOCK_FILE
-from tests.integration.test_read_api import NOW, acme_like
-from tests.support import resources
-from tests.support.pipeline import run_pipeline
-from ubi import clock
+from tests.support.organisation import NOW
 from ubi.analytics.privacy import Pseudonymiser
 from ubi.models import Signal, SignalFeedback, session_factory
 
@@ -24,15 +19,6 @@ ALL_READ = ("ubi:read:actor", "ubi:read:team", "ubi:read:tenant")
 TEAM_READ = ("ubi:read:team", "ubi:read:tenant")
 HEX64 = re.compile(r"[0-9a-f]{64}")
 CSRF = re.compile(r'name="csrf_token" value="([A-Za-z0-9_-]*)"')
-
-
-@pytest.fixture(scope="module")
-def filled(database, settings) -> Iterator[str]:
-    # (A module fixture runs before the per-test clock is set: it sets its own.)
-    clock.set_shared_clock(CLOCK_FILE, NOW, ticking=False)
-    run_pipeline(settings, "acme", acme_like("acme", end_day=NOW.date(), until=NOW))
-    yield "acme"
-    resources.truncate_all(database)
 
 
 @pytest.fixture(autouse=True)
@@ -63,7 +49,7 @@ def stored_signals(tenant: str) -> list[Signal]:
                     .scalars())
 
 
-def test_the_overview_shows_the_teams_scores_and_active_signals(client, tokens, filled
+def test_the_overview_shows_the_teams_scores_and_active_signals(client, tokens, acme
                                                                ) -> None:
     sign_in(client, tokens("acme", *TEAM_READ))
     resp = client.get("/ui/tenants/acme")
@@ -87,7 +73,7 @@ def test_the_overview_shows_the_teams_scores_and_active_signals(client, tokens, 
     assert client.get("/ui/").headers["Location"].endswith("/ui/tenants/acme")
 
 
-def test_the_team_page_shows_timelines_signals_and_their_reasons(client, tokens, filled
+def test_the_team_page_shows_timelines_signals_and_their_reasons(client, tokens, acme
                                                                 ) -> None:
     # eng03, who works late in the last week, is in team beta: its signals are there.
     sign_in(client, tokens("acme", *ALL_READ))
@@ -124,7 +110,7 @@ def _team_reader_pages(client: Any) -> list[str]:
 
 
 def test_a_reader_without_ubi_read_actor_sees_no_actor_id_or_pseudonym(client, tokens,
-                                                                       settings, filled
+                                                                       settings, acme
                                                                        ) -> None:
     sign_in(client, tokens("acme", *TEAM_READ))
     alias = Pseudonymiser(settings.pseudonym_secret)
@@ -142,7 +128,7 @@ def test_a_reader_without_ubi_read_actor_sees_no_actor_id_or_pseudonym(client, t
     assert client.get("/ui/tenants/acme/actor?actor_id=eng03").status_code == 403
 
 
-def test_a_team_under_min_team_size_renders_like_an_unknown_team(client, tokens, filled
+def test_a_team_under_min_team_size_renders_like_an_unknown_team(client, tokens, acme
                                                                 ) -> None:
     sign_in(client, tokens("acme", *TEAM_READ))
     tiny = client.get("/ui/tenants/acme/teams/tiny")
@@ -152,7 +138,7 @@ def test_a_team_under_min_team_size_renders_like_an_unknown_team(client, tokens,
     assert b"Not enough people to show" in tiny.get_data()
 
 
-def test_another_tenants_pages_are_forbidden(client, tokens, filled) -> None:
+def test_another_tenants_pages_are_forbidden(client, tokens, acme) -> None:
     sign_in(client, tokens("globex", *ALL_READ))
     for url in ("/ui/tenants/acme", "/ui/tenants/acme/teams/alpha",
                 "/ui/tenants/acme/actor?actor_id=eng03"):
@@ -161,7 +147,7 @@ def test_another_tenants_pages_are_forbidden(client, tokens, filled) -> None:
         assert "alpha" not in resp.get_data(as_text=True)
 
 
-def test_without_a_session_the_pages_send_to_the_sign_in(client, tokens, filled) -> None:
+def test_without_a_session_the_pages_send_to_the_sign_in(client, tokens, acme) -> None:
     resp = client.get("/ui/tenants/acme/teams/alpha")
     assert resp.status_code == 303
     assert resp.headers["Location"].startswith("/ui/sign-in?next=")
@@ -174,7 +160,7 @@ def test_without_a_session_the_pages_send_to_the_sign_in(client, tokens, filled)
 
 
 def test_the_session_cookie_is_httponly_samesite_strict_and_secure_over_https(
-        client, tokens, filled) -> None:
+        client, tokens, acme) -> None:
     token = tokens("acme", *TEAM_READ)
     local = client.get(f"/ui/sign-in?token={token}").headers.getlist("Set-Cookie")
     cookie = next(c for c in local if c.startswith("ubi_session="))
@@ -187,7 +173,7 @@ def test_the_session_cookie_is_httponly_samesite_strict_and_secure_over_https(
         assert "Secure" in cookie and "HttpOnly" in cookie, base
 
 
-def test_the_sign_in_form_needs_its_csrf_token(client, tokens, filled) -> None:
+def test_the_sign_in_form_needs_its_csrf_token(client, tokens, acme) -> None:
     token = tokens("acme", *TEAM_READ)
     form = html(client, "/ui/sign-in")
     refused = client.post("/ui/sign-in", data={"token": token})
@@ -197,7 +183,7 @@ def test_the_sign_in_form_needs_its_csrf_token(client, tokens, filled) -> None:
     assert html(client, "/ui/tenants/acme").count("Teams") >= 1
 
 
-def test_a_post_without_the_csrf_token_is_refused(client, tokens, filled) -> None:
+def test_a_post_without_the_csrf_token_is_refused(client, tokens, acme) -> None:
     sign_in(client, tokens("acme", *ALL_READ))
     sig = next(s for s in stored_signals("acme") if s.status == "active")
     url = f"/ui/signals/{sig.signal_id}/feedback"
@@ -215,7 +201,7 @@ def test_a_post_without_the_csrf_token_is_refused(client, tokens, filled) -> Non
                        ).status_code == 403
 
 
-def test_feedback_from_the_page_is_stored_and_shown_at_once(client, tokens, filled) -> None:
+def test_feedback_from_the_page_is_stored_and_shown_at_once(client, tokens, acme) -> None:
     sign_in(client, tokens("acme", *ALL_READ, sub="lead-1"))
     page = html(client, "/ui/tenants/acme/teams/beta")
     sig_id = re.findall(r'<article class="signal [^"]*" id="signal-([^"]+)"', page)[0]
@@ -243,7 +229,7 @@ def test_feedback_from_the_page_is_stored_and_shown_at_once(client, tokens, fill
         s.commit()
 
 
-def test_the_actor_page_is_for_actor_readers_of_tenants_that_allow_it(client, tokens, filled
+def test_the_actor_page_is_for_actor_readers_of_tenants_that_allow_it(client, tokens, acme
                                                                      ) -> None:
     sign_in(client, tokens("acme", *ALL_READ))
     page = html(client, "/ui/tenants/acme/actor?actor_id=eng03")
@@ -251,7 +237,7 @@ def test_the_actor_page_is_for_actor_readers_of_tenants_that_allow_it(client, to
     assert html(client, "/ui/tenants/acme/actor?actor_id=nobody", 404)
 
 
-def test_the_pages_are_not_in_the_openapi_document(client, filled) -> None:
+def test_the_pages_are_not_in_the_openapi_document(client, acme) -> None:
     spec = client.get("/v1/ubi/openapi.json").json
     assert not [p for p in spec["paths"] if "/ui" in p]
     assert client.get("/ui/static/ubi.css").status_code == 200

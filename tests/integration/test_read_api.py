@@ -9,18 +9,15 @@ import csv
 import io
 import json
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
-from tests.conftest import CLOCK_FILE
-from tests.support import resources
-from tests.support.organisation import organisation_events
+from tests.support.organisation import NOW, acme_like
 from tests.support.pipeline import run_pipeline
-from ubi import clock
 from ubi.analytics.privacy import Pseudonymiser
 from ubi.analytics.taxonomy import FEATURES
 from ubi.models import (
@@ -34,7 +31,6 @@ from ubi.models import (
 )
 from ubi.services import baselines, configs
 
-NOW = datetime(2026, 6, 17, 12, tzinfo=UTC)  # a Wednesday noon: yesterday is evaluated
 YESTERDAY = NOW.date() - timedelta(days=1)
 PSEUDONYM = re.compile(r"[0-9a-f]{64}")
 NEW_ROUTES = [
@@ -48,15 +44,6 @@ NEW_ROUTES = [
     ("get", "/v1/ubi/config/acme/versions"),
     ("get", "/v1/ubi/export?tenant_id=acme&from=2026-06-01&to=2026-06-16"),
 ]
-
-
-@pytest.fixture(scope="module")
-def acme(database, settings) -> Iterator[str]:
-    # (A module fixture runs before the per-test clock is set: it sets its own.)
-    clock.set_shared_clock(CLOCK_FILE, NOW, ticking=False)
-    run_pipeline(settings, "acme", acme_like("acme", end_day=NOW.date(), until=NOW))
-    yield "acme"
-    resources.truncate_all(database)
 
 
 @pytest.fixture(autouse=True)
@@ -295,15 +282,6 @@ def test_feedback_is_one_changeable_verdict_per_reader(client, tokens, acme) -> 
     assert elsewhere.status_code == 404  # another tenant's signal is unknown
     bad = client.post(url, headers=auth(lead), json={"verdict": "meh"})
     assert bad.status_code == 422 and "verdict" in bad.json["errors"]
-
-
-def acme_like(tenant: str, *, end_day: date, until: datetime, **kw: Any) -> list[dict[str, Any]]:
-    events = organisation_events(tenant, end_day=end_day, until=until, actors=16,
-                                 surge_actor="eng03", **kw)
-    for e in events:  # eng12..eng15: a team of four
-        if int(e["actor_id"][3:]) >= 12:
-            e["resource"]["team_id"] = "tiny"
-    return events
 
 
 def test_disabled_classes_are_neither_stored_nor_returned(client, tokens, settings, acme,

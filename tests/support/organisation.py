@@ -58,3 +58,18 @@ def organisation_events(tenant: str, *, end_day: date, days: int = 21, actors: i
 
 def utc_day(dt: datetime) -> date:
     return dt.astimezone(UTC).date()
+
+
+#: A Wednesday noon: yesterday is evaluated (the read API's and the pages' tenant ``acme``).
+NOW = datetime(2026, 6, 17, 12, tzinfo=UTC)
+
+
+def acme_like(tenant: str, *, end_day: date, until: datetime, **kw: Any) -> list[dict[str, Any]]:
+    """The organisation with 16 actors, a surge on eng03, and eng12..eng15 a team of four
+    (below ``min_team_size``)."""
+    events = organisation_events(tenant, end_day=end_day, until=until, actors=16,
+                                 surge_actor="eng03", **kw)
+    for e in events:
+        if int(e["actor_id"][3:]) >= 12:
+            e["resource"]["team_id"] = "tiny"
+    return events
