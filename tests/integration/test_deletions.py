@@ -41,7 +41,7 @@ from ubi.models import (
     daily_rollups,
     session_factory,
 )
-from ubi.services import deletions, feature_check, ingest, stream
+from ubi.services import batches, deletions, feature_check, ingest, stream
 
 A, B = "del-a", "del-b"
 ACTOR = "eng03"
@@ -241,7 +241,7 @@ def test_a_resent_deleted_event_is_not_stored_again(deleted, settings) -> None:
     with session_factory()() as s:
         before = s.execute(sa.select(sa.func.count()).select_from(Event).where(
             Event.tenant_id == A)).scalar_one()
-        accepted = ingest.accept_batch(s, json.dumps({"events": [copy]}).encode(),
+        accepted = batches.accept_batch(s, json.dumps({"events": [copy]}).encode(),
                                        caller_tenant=A, privileged=False, max_batch=10)
         assert accepted.results[0]["status"] == "duplicate"
         outcome = ingest.store_batch(s, batch_id=str(uuid.uuid4()), tenant_id=A,

@@ -219,7 +219,7 @@ def test_queue_size_gauge_is_the_stores_backlog(client, settings, db_session) ->
 
     from ubi import clock
     from ubi.models import session_factory
-    from ubi.services import ingest
+    from ubi.services import batches, ingest
 
     def gauge() -> dict[str, float]:
         page = client.get("/v1/ubi/metrics").data.decode()
@@ -228,7 +228,7 @@ def test_queue_size_gauge_is_the_stores_backlog(client, settings, db_session) ->
 
     items = [envelope(actor=f"dev{i}") for i in range(5)]
     with session_factory()() as s:  # accepted as the API does, not yet processed
-        accepted = ingest.accept_batch(s, json.dumps(items).encode(), caller_tenant="acme",
+        accepted = batches.accept_batch(s, json.dumps(items).encode(), caller_tenant="acme",
                                        privileged=False, max_batch=settings.max_batch)
         s.commit()
     assert gauge() == {"acme": 5.0}
@@ -259,7 +259,7 @@ def test_a_batch_never_published_is_marked_failed_and_still_stored_if_it_arrives
 
     from ubi import clock
     from ubi.models import session_factory
-    from ubi.services import ingest
+    from ubi.services import batches, ingest
     from ubi.tasks.maintenance import expire_unqueued_batches
 
     def unqueued() -> float:
@@ -269,13 +269,13 @@ def test_a_batch_never_published_is_marked_failed_and_still_stored_if_it_arrives
     before = unqueued()
     items = [envelope(actor=f"dev{i}") for i in range(3)]
     with session_factory()() as s:  # what the view commits before it publishes
-        accepted = ingest.accept_batch(s, json.dumps(items).encode(), caller_tenant="acme",
+        accepted = batches.accept_batch(s, json.dumps(items).encode(), caller_tenant="acme",
                                        privileged=False, max_batch=settings.max_batch)
         s.commit()
     assert accepted.message is not None
     reader = {"Authorization": f"Bearer {tokens('acme', 'ubi:write:events')}"}
 
-    shared_clock.advance(ingest.UNQUEUED_BATCH_BOUND - timedelta(minutes=1))
+    shared_clock.advance(batches.UNQUEUED_BATCH_BOUND - timedelta(minutes=1))
     assert expire_unqueued_batches.apply().get() == {}  # within the bound: left alone
     shared_clock.advance(timedelta(minutes=2))
     assert expire_unqueued_batches.apply().get() == {"acme": 1}

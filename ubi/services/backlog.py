@@ -12,7 +12,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 from ubi import clock
 from ubi.models import IngestionState, ReceiptOutbox, SignalOutbox, TaskOutbox
 from ubi.observability.metrics import Backlog
-from ubi.services.ingest import pending_by_tenant
+from ubi.services.batches import pending_by_tenant
 
 #: Per outbox (``ubi_outbox_*{outbox}``): its table's creation time and the condition of an
 #: undelivered row, which its pending index serves (``ix_task_outbox_pending`` on

@@ -1,37 +1,29 @@
-"""Ingestion (SPEC §3, §8, §9): accepting batches at the API and storing them exactly once.
+"""Storing a batch (SPEC §3, §8, §9), the ingest worker's use case: exactly once.
 
-``accept_batch`` runs in the web process: it validates every envelope (msgspec), rejects the
-bad ones with their index and code, drops known duplicates, records the batch and hands ONE
-message to the broker with publisher confirms. ``store_batch`` runs in the ingest worker: in
-one transaction it inserts the new events (the idempotency ledger decides what is new), adds
-their counts to the daily rollups, records dirty (actor, day) pairs for the features step,
-updates the tenant's freshness, and marks the batch done. A redelivered message finds the
-batch done (or every key taken) and changes nothing.
+The web side (accepting a batch and queueing it) is ``services/batches``. ``store_batch`` runs
+in the ingest worker: in one transaction it inserts the new events (the idempotency ledger
+decides what is new), adds their counts to the daily rollups, records dirty (actor, day) pairs
+for the features step, updates the tenant's freshness, and marks the batch done. A redelivered
+message finds the batch done (or every key taken) and changes nothing.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-import uuid
 from collections import Counter, defaultdict
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
-import msgspec
 import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from ubi import clock
 from ubi.analytics.envelope import (
-    BatchFormatError,
     Envelope,
     decode_envelopes,
-    split_batch,
-    validate_item,
 )
 from ubi.analytics.events import BehaviouralEvent, map_envelopes
 from ubi.analytics.privacy import DropAccount, Pseudonymiser
@@ -55,7 +47,7 @@ from ubi.models import (
     utcnow,
 )
 from ubi.models.session import dialect_insert, is_postgres
-from ubi.observability.metrics import BATCHES_UNQUEUED, EVENTS_PROCESSED
+from ubi.observability.metrics import EVENTS_PROCESSED
 from ubi.services import (
     audit,
     configs,
@@ -71,208 +63,6 @@ from ubi.tasks import names
 log = logging.getLogger("ubi.ingest")
 
 
-
-class BatchTooLarge(ValueError):
-    pass
-
-
-@dataclass
-class AcceptedBatch:
-    """What the API answers (SPEC §3): ``batch_id``, ``results`` and ``summary``."""
-
-    batch_id: str
-    results: list[dict[str, Any]]
-    summary: dict[str, int]
-    #: The message to publish, or None when nothing needs processing.
-    message: dict[str, Any] | None = None
-    tenant_counts: dict[str, int] = field(default_factory=dict)
-
-    def body(self) -> dict[str, Any]:
-        return {"batch_id": self.batch_id, "results": self.results, "summary": self.summary}
-
-
-def _known_ids(session: Session, tenant_id: str, ids: list[str]) -> set[str]:
-    """Which of ``ids`` the tenant has already stored (the idempotency ledger)."""
-    if is_postgres(session):  # one array parameter, not one bind parameter per id
-        return set(session.connection().exec_driver_sql(
-            "SELECT event_id FROM event_keys WHERE tenant_id = %(t)s "
-            "AND event_id = ANY(%(ids)b::varchar[])", {"t": tenant_id, "ids": ids}).scalars())
-    known: set[str] = set()
-    for part in bulk.chunks(ids, 5000):
-        known.update(session.execute(
-            sa.select(EventKey.event_id).where(EventKey.tenant_id == tenant_id,
-                                               EventKey.event_id.in_(list(part)))).scalars())
-    return known
-
-
-def accept_batch(session: Session, body: bytes, *, caller_tenant: str | None,
-                   privileged: bool, max_batch: int, now: datetime | None = None,
-                   request_id: str | None = None, correlation_id: str | None = None,
-                   submitted_by: str | None = None) -> AcceptedBatch:
-    """Validate a request body, decide each item's fate and record the batch (no commit).
-
-    The caller commits, then publishes ``message`` (if any) with confirms; a failed publish is
-    recorded with ``mark_publish_failed`` and answered 503.
-    """
-    raws = split_batch(body)
-    if not raws:
-        raise BatchFormatError("the batch contains no events")
-    if len(raws) > max_batch:
-        raise BatchTooLarge(f"{len(raws)} events in one batch; the limit is {max_batch}")
-    now = now or clock.utcnow()
-    results: list[dict[str, Any]] = []
-    accepted: list[tuple[int, Envelope, bytes]] = []
-    seen: set[tuple[str, str]] = set()
-
-    tenant_configs: dict[str, TenantConfig] = {}
-
-    def config_for(tenant_id: str) -> TenantConfig:
-        config = tenant_configs.get(tenant_id)
-        if config is None:  # once per tenant and batch, not per item
-            config = tenant_configs[tenant_id] = configs.load_config(session, tenant_id)
-        return config
-
-    for index, raw in enumerate(raws):
-        env, error = validate_item(bytes(raw), caller_tenant=caller_tenant,
-                                   privileged=privileged, config_for=config_for, now=now)
-        signal_id = env.signal_id if env is not None else _peek_signal_id(raw)
-        if error is not None:
-            results.append({"index": index, "signal_id": signal_id, "status": "rejected",
-                            "error_code": error.code, "error_message": error.message})
-            tenant_label = env.tenant_id if env is not None and (
-                privileged or env.tenant_id == caller_tenant) else caller_tenant or "-"
-            EVENTS_PROCESSED.labels(tenant_label, type_label(env.signal_type) if env else "-",
-                                    "rejected").inc()
-            continue
-        assert env is not None
-        key = (env.tenant_id, env.signal_id)
-        if key in seen:
-            results.append({"index": index, "signal_id": signal_id, "status": "duplicate"})
-            EVENTS_PROCESSED.labels(env.tenant_id, "-", "duplicate").inc()
-            continue
-        seen.add(key)
-        results.append({"index": index, "signal_id": signal_id, "status": "accepted"})
-        accepted.append((index, env, bytes(raw)))
-
-    by_tenant: dict[str, list[str]] = defaultdict(list)
-    for _, env, _ in accepted:
-        by_tenant[env.tenant_id].append(env.signal_id)
-    known: set[tuple[str, str]] = set()
-    for tenant_id, ids in by_tenant.items():
-        known.update((tenant_id, i) for i in _known_ids(session, tenant_id, ids))
-    kept: list[bytes] = []
-    tenant_counts: Counter[str] = Counter()
-    for index, env, item in accepted:
-        if (env.tenant_id, env.signal_id) in known:
-            results[index]["status"] = "duplicate"
-            EVENTS_PROCESSED.labels(env.tenant_id, "-", "duplicate").inc()
-        else:
-            kept.append(item)
-            tenant_counts[env.tenant_id] += 1
-    statuses = Counter(r["status"] for r in results)
-    summary = {"total": len(results), "accepted": statuses["accepted"],
-               "duplicates": statuses["duplicate"], "rejected": statuses["rejected"]}
-    batch_id = str(uuid.uuid4())
-    batch_tenant = caller_tenant or (next(iter(tenant_counts)) if len(tenant_counts) == 1
-                                     else "*")
-    message = None
-    if kept:
-        message = {
-            "batch_id": batch_id, "tenant_id": batch_tenant,
-            "events_json": (b"[" + b",".join(kept) + b"]").decode(),
-            "received_at": now.isoformat(), "correlation_id": correlation_id or batch_id,
-            "request_id": request_id,
-        }
-    # Every item's result already holds only what applies to it (a null signal_id included).
-    accepted_batch = AcceptedBatch(batch_id, results, summary, message, dict(tenant_counts))
-    _record_batch(session, accepted_batch, batch_tenant, now, request_id, correlation_id,
-                  submitted_by)
-    return accepted_batch
-
-
-def type_label(signal_type: str) -> str:
-    """The ``event_type`` label of ``ubi_events_processed_total``: a canonical type, or
-    ``other`` (the label set stays bounded whatever types producers send)."""
-    return signal_type if signal_type in EVENT_TYPE_INDEX else "other"
-
-
-def _peek_signal_id(raw: msgspec.Raw) -> str | None:
-    try:
-        value = msgspec.json.decode(raw)
-    except msgspec.DecodeError:
-        return None
-    sid = value.get("signal_id") if isinstance(value, dict) else None
-    return sid if isinstance(sid, str) else None
-
-
-def _record_batch(session: Session, accepted: AcceptedBatch, tenant_id: str, now: datetime,
-                  request_id: str | None, correlation_id: str | None,
-                  submitted_by: str | None) -> None:
-    s = accepted.summary
-    session.add(Batch(
-        batch_id=accepted.batch_id, tenant_id=tenant_id,
-        status="queued" if accepted.message else "done",
-        submitted_by=submitted_by, request_id=request_id,
-        correlation_id=correlation_id or accepted.batch_id, total=s["total"],
-        accepted=s["accepted"], rejected=s["rejected"], duplicates=s["duplicates"],
-        inserted=0, stored_duplicates=0, counted_only=0, dropped={}, attempts=0,
-        created_at=now, finished_at=None if accepted.message else now))
-
-
-def mark_publish_failed(session: Session, batch_id: str, error: str) -> None:
-    """The broker refused the batch: nothing was accepted, the client must retry."""
-    session.execute(sa.update(Batch).where(Batch.batch_id == batch_id).values(
-        status="failed", error=f"not queued: {error}"[:2000], finished_at=utcnow()))
-
-
-#: A batch still ``queued`` this long after it was accepted was almost certainly never
-#: published: the web process stopped between its commit and the publish, so the client got
-#: no 202 and sends it again (its events are de-duplicated by id). Far beyond any backlog the
-#: ingest workers are sized for; a message that arrives later is still stored (``claim_batch``
-#: takes any batch that is not done) and the batch becomes ``done``.
-UNQUEUED_BATCH_BOUND = timedelta(hours=1)
-UNQUEUED_REASON = ("not queued: no ingest worker started it within {bound}; the web process "
-                   "most likely stopped before publishing it, so the client got no 202 and "
-                   "retries (if the message arrives after all, the batch is still stored)")
-
-
-def expire_unqueued_batches(session: Session, *, now: datetime | None = None,
-                            bound: timedelta = UNQUEUED_BATCH_BOUND) -> dict[str, int]:
-    """Mark batches left ``queued`` longer than ``bound`` failed, with the reason; returns
-    how many per tenant (counted in ``ubi_batches_unqueued_total``)."""
-    now = now or clock.utcnow()
-    expired = session.execute(
-        sa.update(Batch).where(Batch.status == "queued", Batch.created_at < now - bound)
-        .values(status="failed", error=UNQUEUED_REASON.format(bound=bound), finished_at=now)
-        .returning(Batch.tenant_id, Batch.batch_id)).all()
-    counts = Counter(tenant_id for tenant_id, _ in expired)
-    for tenant_id, batch_id in expired:
-        log.warning("batch %s never left queued: marked failed", batch_id,
-                    extra={"ubi": {"tenant_id": tenant_id, "batch_id": batch_id}})
-    for tenant_id, n in counts.items():
-        BATCHES_UNQUEUED.labels(tenant_id=tenant_id).inc(n)
-    return dict(counts)
-
-
-def mark_batch_failed(session: Session, batch_id: str, error: str) -> None:
-    """The batch's message is dead-lettered; say so in its status (a stored batch stays
-    ``done``: only a redelivered copy of its message failed)."""
-    session.execute(sa.update(Batch).where(Batch.batch_id == batch_id,
-                                           Batch.status != "done").values(
-        status="failed", error=error[:2000], finished_at=utcnow()))
-
-
-def pending_by_tenant(session: Session) -> dict[str, int]:
-    """Events accepted and not yet processed, per tenant (SPEC §11 ``ubi_queue_size``): every
-    tenant that ever stored events or has a batch in flight, 0 when it has none pending."""
-    pending = dict.fromkeys(session.execute(sa.select(IngestionState.tenant_id)).scalars(), 0)
-    pending.update({t: int(n) for t, n in session.execute(
-        sa.select(Batch.tenant_id, sa.func.sum(Batch.accepted))
-        .where(Batch.status.in_(("queued", "processing"))).group_by(Batch.tenant_id))})
-    return pending
-
-
-# --- worker side ----------------------------------------------------------------------------
 
 @dataclass
 class StoreOutcome:
@@ -551,21 +341,7 @@ def _audit_drops(session: Session, tenant_id: str, batch_id: str, correlation_id
                  "dropped_events": dict(dropped)})
 
 
-def batch_status(session: Session, batch_id: str) -> Batch | None:
-    return session.get(Batch, batch_id)
-
-
-def describe_batch(batch: Batch) -> dict[str, Any]:
-    return {
-        "batch_id": batch.batch_id, "tenant_id": batch.tenant_id, "status": batch.status,
-        "created_at": batch.created_at, "started_at": batch.started_at,
-        "finished_at": batch.finished_at, "attempts": batch.attempts, "error": batch.error,
-        "counts": {"total": batch.total, "accepted": batch.accepted,
-                   "rejected": batch.rejected, "duplicates": batch.duplicates,
-                   "inserted": batch.inserted, "stored_duplicates": batch.stored_duplicates,
-                   "counted_only": batch.counted_only},
-        "dropped": batch.dropped or {},
-    }
-
-
-PublishFn = Callable[[dict[str, Any]], None]
+def type_label(signal_type: str) -> str:
+    """The ``event_type`` label of ``ubi_events_processed_total``: a canonical type, or
+    ``other`` (the label set stays bounded whatever types producers send)."""
+    return signal_type if signal_type in EVENT_TYPE_INDEX else "other"

@@ -11,7 +11,7 @@ import msgspec
 from ubi.analytics.privacy import Pseudonymiser
 from ubi.celery_app import BATCH_COMPRESSION, BATCH_SERIALIZER, app
 from ubi.models import session_scope
-from ubi.services import ingest
+from ubi.services import batches, ingest
 from ubi.settings import get_settings
 from ubi.tasks import names
 from ubi.tasks.base import PermanentTaskError, UbiTask
@@ -32,7 +32,7 @@ class BatchTask(UbiTask):
         batch_id = kwargs.get("batch_id")
         if batch_id:
             with session_scope() as session:
-                ingest.mark_batch_failed(session, str(batch_id), reason)
+                batches.mark_batch_failed(session, str(batch_id), reason)
 
 
 @app.task(base=BatchTask, bind=True, name=names.INGEST_BATCH,

@@ -7,7 +7,7 @@ from typing import Any
 
 from ubi.celery_app import app
 from ubi.integrations.governance import GovernanceClient
-from ubi.services import deletions, followups, freshness, ingest, maintenance, retention
+from ubi.services import batches, deletions, followups, freshness, maintenance, retention
 from ubi.settings import get_settings
 from ubi.store import partitions
 from ubi.tasks import names
@@ -112,4 +112,4 @@ def apply_retention(self: UbiTask) -> dict[str, Any]:
 @app.task(base=UbiTask, bind=True, name=names.EXPIRE_UNQUEUED_BATCHES)
 def expire_unqueued_batches(self: UbiTask) -> dict[str, int]:
     """Batches the web committed but never published are marked failed (SPEC §9)."""
-    return ingest.expire_unqueued_batches(self.session)
+    return batches.expire_unqueued_batches(self.session)

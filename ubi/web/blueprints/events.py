@@ -5,19 +5,15 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import amqp.exceptions
-import kombu.exceptions
 import marshmallow as ma
 import msgspec
 from flask import Response, g, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
-from opentelemetry.trace import SpanKind
 
 from ubi.analytics.envelope import BatchFormatError, Envelope
 from ubi.models import session_scope
-from ubi.observability import context, tracing
-from ubi.services import ingest
+from ubi.services import batches
 from ubi.web.auth import current_principal, requires
 from ubi.web.blueprints.common import AUTH, UNSTORABLE_TEXT, settings
 from ubi.web.errors import ApiError, DependencyUnavailable, ErrorSchema
@@ -25,10 +21,6 @@ from ubi.web.msgspec_schemas import openapi_components
 
 log = logging.getLogger("ubi.web.events")
 blp = Blueprint("events", __name__, description="Event ingestion")
-
-#: Failures of the broker while publishing: the batch was not queued.
-BROKER_ERRORS = (kombu.exceptions.OperationalError, amqp.exceptions.ConnectionError,
-                 ConnectionError, OSError, TimeoutError)
 
 
 class ItemResultSchema(ma.Schema):
@@ -126,7 +118,7 @@ class Events(MethodView):
         body = request.get_data(cache=False)
         with session_scope(cfg) as session:
             try:
-                accepted = ingest.accept_batch(
+                accepted = batches.accept_batch(
                     session, body, caller_tenant=principal.tenant_id,
                     privileged=principal.privileged, max_batch=cfg.max_batch,
                     request_id=g.get("request_id"),
@@ -134,27 +126,12 @@ class Events(MethodView):
                     submitted_by=principal.sub)
             except BatchFormatError as exc:
                 raise ApiError(400, str(exc), code="bad_request") from exc
-            except ingest.BatchTooLarge as exc:
+            except batches.BatchTooLarge as exc:
                 raise ApiError(413, str(exc), code="payload_too_large") from exc
-        if accepted.message is not None:
-            from ubi.tasks.ingest import ingest_batch
-
-            # The rest of this request's logs, and the publish, name the batch and its
-            # correlation id (the client's, else the batch id), as its tasks' logs do.
-            context.bind(batch_id=accepted.batch_id,
-                         tenant_id=accepted.message.get("tenant_id"),
-                         correlation_id=accepted.message.get("correlation_id"))
-            try:
-                with tracing.span("ubi.ingest.publish", kind=SpanKind.PRODUCER, attributes={
-                        "ubi.batch_id": accepted.batch_id,
-                        "ubi.tenant_id": str(accepted.message.get("tenant_id"))}):
-                    ingest_batch.apply_async(kwargs=accepted.message,
-                                             task_id=accepted.batch_id)
-            except BROKER_ERRORS as exc:
-                log.warning("batch %s not queued: %s", accepted.batch_id, exc)
-                with session_scope(cfg) as session:
-                    ingest.mark_publish_failed(session, accepted.batch_id, repr(exc))
-                raise DependencyUnavailable("broker", "the batch was not accepted") from exc
+        try:
+            batches.queue_batch(accepted, cfg)
+        except batches.BrokerUnavailable as exc:
+            raise DependencyUnavailable("broker", "the batch was not accepted") from exc
         # Encoded here (the schema above documents it): a marshmallow dump of a thousand
         # item results cost more than validating them.
         return Response(msgspec.json.encode(accepted.body()), status=202,
@@ -175,8 +152,8 @@ class BatchStatus(MethodView):
         with session_scope(settings()) as session:
             # (An id that cannot be stored names no batch; the database would refuse it.)
             storable = not UNSTORABLE_TEXT.search(batch_id)
-            batch = ingest.batch_status(session, batch_id) if storable else None
+            batch = batches.batch_status(session, batch_id) if storable else None
             # Another tenant's batch is reported as unknown: ids must not leak across tenants.
             if batch is None or not principal.may_access_tenant(batch.tenant_id):
                 raise ApiError(404, f"no batch {batch_id}", code="not_found")
-            return ingest.describe_batch(batch)
+            return batches.describe_batch(batch)
