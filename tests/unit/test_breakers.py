@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pybreaker
 import pytest
 import requests
 
@@ -44,6 +45,7 @@ def test_a_shared_breaker_stays_open_at_least_its_reset_interval(settings) -> No
     # 53.988 s with a one-second interval half-opened 12 ms later (a flaky CI run saw it).
     shared = settings.replace(eris_url="http://127.0.0.1:1", breaker_reset_seconds=1.0)
     storage = breakers.breaker("eris", shared)._state_storage
+    assert isinstance(storage, pybreaker.CircuitRedisStorage)  # shared through Redis
     try:
         storage.opened_at = datetime(2026, 12, 7, 11, 17, 53, 988000, tzinfo=UTC)
         assert storage.opened_at == datetime(2026, 12, 7, 11, 17, 54, tzinfo=UTC)
