@@ -318,6 +318,8 @@ def scraped(database: str, broker: str, settings: Any,
             page = requests.get(f"{base}/metrics", timeout=10).text
             yield Scraped(at_start, page, _db_outcomes(TENANT), metrics_dir,
                           time.monotonic() - started, base, flower_url)
+            for proc in workers:  # their warm shutdown overlaps Flower's and gunicorn's
+                proc.proc.terminate()
     finally:
         for proc in workers:  # all at once: each may take its time to shut down
             proc.proc.terminate()
