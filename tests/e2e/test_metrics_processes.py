@@ -161,8 +161,10 @@ def _scrape_config(targets: dict[str, str], rules_dir: Path) -> dict[str, Any]:
         if name in targets:
             job["static_configs"] = [{"targets": [targets[name]]}]
     config["scrape_configs"] = [job for name, job in jobs.items() if name in targets]
-    config["global"].update(scrape_interval="1s", scrape_timeout="1s",
-                            evaluation_interval="1s")
+    # Short, but room for a slow page on a busy machine: a failed scrape marks every series
+    # of its target stale, and the queries would find nothing.
+    config["global"].update(scrape_interval="2s", scrape_timeout="2s",
+                            evaluation_interval="2s")
     # rule files are relative to the config file, which is written elsewhere
     config["rule_files"] = [str(rules_dir / f) for f in config.get("rule_files", [])]
     return config
