@@ -14,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,21 +22,28 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import requests
 import sqlalchemy as sa
+import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import BROKER_URL, CLOCK_FILE, SUITE_NOW
+from tests.conftest import BROKER_URL, CLOCK_FILE, PROJECT_ROOT, QUEUE_PREFIX, SUITE_NOW
 from tests.support.envelopes import envelope
 from tests.support.servers import WorkerProcess, free_port
 from tests.support.waiting import wait_until
 from ubi import clock
 from ubi.analytics.taxonomy import ACTOR_SCOPES, FEATURE_NAMES
 from ubi.models import Batch, DirtySubject, Event, IngestionState, session_factory
+from ubi.tasks import names
 
 TENANT = "metered"
+OPS_PROMETHEUS = PROJECT_ROOT / "ops" / "prometheus"
+#: Jobs of the ops scrape config this test cannot run: celery-exporter is its own image
+#: (docker-compose.yml), not a dependency of UBI.
+NOT_RUN_HERE = {"celery-exporter"}
 
 #: SPEC §11: family (as the parser names it: counters without ``_total``) -> (type, labels).
 SPEC_FAMILIES: dict[str, tuple[str, set[str]]] = {
@@ -95,6 +103,123 @@ def gunicorn(metrics_dir: Path) -> Iterator[str]:
         log.close()
 
 
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+@contextmanager
+def flower() -> Iterator[str]:
+    """Flower as the Procfile runs it (``celery -A ubi.celery_app flower``), on the test's
+    broker and a free loopback port; yields its base URL once its event receiver consumes
+    (a probe event, sent under this run's prefix, shows on its metrics page)."""
+    port = free_port()
+    log = tempfile.TemporaryFile()  # noqa: SIM115 - read when it fails to start
+    # As in compose: Flower is no metrics group (its own registry is its page).
+    env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "ubi.celery_app", "flower",
+         f"--port={port}", "--address=127.0.0.1"],
+        env=env, cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=log)
+    base = f"http://127.0.0.1:{port}"
+    probe = f"{QUEUE_PREFIX}probe@{uuid.uuid4().hex[:8]}"
+    try:
+        from ubi.celery_app import app
+
+        def consumes() -> bool:
+            if proc.poll() is not None:
+                return True  # it gave up: the check below says why
+            # Flower binds its event queue some time after it answers HTTP: probe until one
+            # event arrives, so none of the workload's is missed.
+            with app.events.default_dispatcher(hostname=probe) as dispatcher:
+                dispatcher.send("worker-online")
+            try:
+                return probe in requests.get(f"{base}/metrics", timeout=5).text
+            except requests.RequestException:  # not listening yet
+                return False
+        if not wait_until(consumes, timeout=30, interval=0.5) or proc.poll() is not None:
+            log.seek(0)
+            raise RuntimeError(f"flower did not start: {log.read().decode()[-3000:]}")
+        yield base
+    finally:
+        _stop(proc)
+        log.close()
+
+
+def _scrape_config(targets: dict[str, str], rules_dir: Path) -> dict[str, Any]:
+    """The repository's scrape config with each job's compose target replaced by ``targets``
+    (job -> host:port) and a short interval; jobs not run here are left out, everything else
+    (paths, rule files) kept."""
+    config: dict[str, Any] = yaml.safe_load((OPS_PROMETHEUS / "prometheus.yml").read_text())
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    assert set(jobs) - set(targets) == NOT_RUN_HERE, "a job of ops/prometheus is not scraped"
+    for name, job in jobs.items():
+        if name in targets:
+            job["static_configs"] = [{"targets": [targets[name]]}]
+    config["scrape_configs"] = [job for name, job in jobs.items() if name in targets]
+    # Short, but room for a slow page on a busy machine: a failed scrape marks every series
+    # of its target stale, and the queries would find nothing.
+    config["global"].update(scrape_interval="2s", scrape_timeout="2s",
+                            evaluation_interval="2s")
+    # rule files are relative to the config file, which is written elsewhere
+    config["rule_files"] = [str(rules_dir / f) for f in config.get("rule_files", [])]
+    return config
+
+
+@contextmanager
+def prometheus(targets: dict[str, str], workdir: Path) -> Iterator[str]:
+    """Debian's ``prometheus`` on a free loopback port with the repository's scrape config
+    (``_scrape_config``) and a storage directory of its own; yields its base URL once every
+    target is up."""
+    binary = shutil.which("prometheus")
+    if binary is None:
+        pytest.skip("prometheus is not installed (Debian's prometheus package; ./dev test "
+                    "installs it)")
+    port = free_port()
+    address = f"127.0.0.1:{port}"
+    config = workdir / "prometheus.yml"
+    config.write_text(yaml.safe_dump(
+        _scrape_config({**targets, "prometheus": address}, OPS_PROMETHEUS)))
+    log = tempfile.TemporaryFile()  # noqa: SIM115 - read when it fails
+    proc = subprocess.Popen(
+        [binary, f"--config.file={config}", f"--storage.tsdb.path={workdir / 'data'}",
+         f"--web.listen-address={address}"],
+        stdout=subprocess.DEVNULL, stderr=log)
+    base = f"http://{address}"
+    try:
+        def all_up() -> bool:
+            if proc.poll() is not None:
+                return True  # it gave up: the check below says why
+            try:
+                resp = requests.get(f"{base}/api/v1/targets", timeout=5)
+            except requests.RequestException:  # not listening yet
+                return False
+            active = resp.json()["data"]["activeTargets"] if resp.ok else []
+            return len(active) == len(targets) + 1 and all(
+                t["health"] == "up" for t in active)
+        if not wait_until(all_up, timeout=30, interval=0.5) or proc.poll() is not None:
+            log.seek(0)
+            targets_now = requests.get(f"{base}/api/v1/targets", timeout=5).text \
+                if proc.poll() is None else ""
+            raise RuntimeError(f"prometheus: targets not up: {targets_now[-2000:]}\n"
+                               f"{log.read().decode()[-3000:]}")
+        yield base
+    finally:
+        _stop(proc)
+        log.close()
+
+
+def _query(base: str, promql: str) -> list[dict[str, Any]]:
+    resp = requests.get(f"{base}/api/v1/query", params={"query": promql}, timeout=10)
+    assert resp.ok and resp.json()["status"] == "success", (promql, resp.text)
+    result: list[dict[str, Any]] = resp.json()["data"]["result"]
+    return result
+
+
 @dataclass
 class Scraped:
     """The metrics pages of one run of the workload, and what the database says of it."""
@@ -104,6 +229,9 @@ class Scraped:
     outcomes: Counter[str]
     metrics_dir: Path
     seconds: float
+    #: The web's API and Flower, both still running while the module's tests run.
+    base: str
+    flower: str
 
 
 def _db_outcomes(tenant: str) -> Counter[str]:
@@ -126,9 +254,10 @@ def _db_outcomes(tenant: str) -> Counter[str]:
 @pytest.fixture(scope="module")
 def scraped(database: str, broker: str, settings: Any,
             tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scraped]:
-    """gunicorn and prefork workers (ingest, pipeline) on their own metrics directories;
-    a small workload through the API, stored by the ingest worker, then features and the
-    evaluation of yesterday on the pipeline worker; the page before and after."""
+    """gunicorn and prefork workers (ingest, pipeline) on their own metrics directories, and
+    Flower; a small workload through the API, stored by the ingest worker, then features and
+    the evaluation of yesterday on the pipeline worker; the page before and after. The
+    processes keep running until the module's tests are done (Prometheus scrapes them)."""
     from tests.support import resources
     from tests.support.clock import TestClock
     from ubi.tasks.detect import detect_tenant
@@ -147,7 +276,7 @@ def scraped(database: str, broker: str, settings: Any,
                              UBI_METRICS_DIR=str(metrics_dir))
                for group in ("ingest", "pipeline")]
     try:
-        with gunicorn(metrics_dir) as base:
+        with flower() as flower_url, gunicorn(metrics_dir) as base:
             at_start = requests.get(f"{base}/metrics", timeout=10).text
 
             def post(items: list[dict[str, Any]]) -> None:
@@ -189,8 +318,10 @@ def scraped(database: str, broker: str, settings: Any,
                     return state is not None and state.last_evaluated_day == yesterday
             assert wait_until(evaluated, timeout=30), workers[1].log_tail()
             page = requests.get(f"{base}/metrics", timeout=10).text
-        yield Scraped(at_start, page, _db_outcomes(TENANT), metrics_dir,
-                      time.monotonic() - started)
+            yield Scraped(at_start, page, _db_outcomes(TENANT), metrics_dir,
+                          time.monotonic() - started, base, flower_url)
+            for proc in workers:  # their warm shutdown overlaps Flower's and gunicorn's
+                proc.proc.terminate()
     finally:
         for proc in workers:  # all at once: each may take its time to shut down
             proc.proc.terminate()
@@ -273,3 +404,59 @@ def test_promtool_accepts_the_page(scraped: Scraped) -> None:
     check = subprocess.run([promtool, "check", "metrics"], input=scraped.page, text=True,
                            capture_output=True, timeout=30)
     assert check.returncode == 0, check.stdout + check.stderr
+
+
+@pytest.mark.slow
+def test_a_real_prometheus_scrapes_the_web_and_flower(
+        scraped: Scraped, tmp_path: Path) -> None:
+    """The repository's scrape config, its targets rewritten to this test's processes: every
+    ``ubi_*`` series of the page reaches Prometheus's query API with the workload's values,
+    Flower's task events of this run's workers too, and the alert rules load."""
+    started = time.monotonic()
+    with prometheus({"ubi-web": urlsplit(scraped.base).netloc,
+                     "flower": urlsplit(scraped.flower).netloc}, tmp_path) as prom:
+        up = {r["metric"]["job"]: r["value"][1] for r in _query(prom, "up")}
+        assert up == {"ubi-web": "1", "flower": "1", "prometheus": "1"}
+
+        # Every series name of the web's page is in Prometheus, and nothing else of UBI's.
+        page = requests.get(f"{scraped.base}/metrics", timeout=10).text
+        on_page = {s.name for f in text_string_to_metric_families(page) for s in f.samples
+                   if s.name.startswith("ubi_")}
+        stored = {r["metric"]["__name__"] for r in _query(
+            prom, 'group by (__name__) ({job="ubi-web", __name__=~"ubi_.+"})')}
+        assert stored == on_page
+        for name, (kind, labels) in SPEC_FAMILIES.items():
+            series = f"{name}_total" if kind == "counter" else (
+                f"{name}_count" if kind == "histogram" else name)
+            for result in _query(prom, series):
+                assert set(result["metric"]) - {"__name__", "job", "instance"} == labels, name
+
+        # OB-UBI-01 through Prometheus: what the database holds, by status.
+        processed = {r["metric"]["status"]: int(float(r["value"][1])) for r in _query(
+            prom, f'sum by (status) (ubi_events_processed_total{{tenant_id="{TENANT}"}})')}
+        assert processed == {k: scraped.outcomes[k] for k in processed}
+        assert sum(processed.values()) == scraped.outcomes["total"] == 53
+        (queued,) = _query(prom, f'ubi_queue_size{{tenant_id="{TENANT}"}}')
+        assert queued["value"][1] == "0"
+        features = _query(prom, "count(count by (feature_name) "
+                                "(ubi_feature_computation_duration_seconds_count > 0))")
+        assert int(features[0]["value"][1]) == len(FEATURE_NAMES)
+
+        # Flower saw this run's workers (their node names carry the queue prefix) finish
+        # the two ingest batches and the pipeline's tasks.
+        succeeded = {(r["metric"]["worker"].split("@")[0], r["metric"]["task"]):
+                     int(float(r["value"][1])) for r in _query(
+            prom, f'sum by (worker, task) (flower_events_total{{job="flower", '
+                  f'type="task-succeeded", worker=~"{QUEUE_PREFIX}.+"}})')}
+        assert succeeded[(f"{QUEUE_PREFIX}ingest", names.INGEST_BATCH)] == 2, succeeded
+        assert {w for w, _ in succeeded} == {f"{QUEUE_PREFIX}ingest",
+                                             f"{QUEUE_PREFIX}pipeline"}, succeeded
+
+        # The alert rules of ops/prometheus loaded, every one of them.
+        rules = requests.get(f"{prom}/api/v1/rules", timeout=10).json()["data"]["groups"]
+        loaded = {r["name"] for g in rules for r in g["rules"] if r["type"] == "alerting"}
+        expected = {r["alert"] for g in yaml.safe_load(
+            (OPS_PROMETHEUS / "alerts.yml").read_text())["groups"]
+            for r in g["rules"] if "alert" in r}
+        assert loaded == expected
+    assert time.monotonic() - started < 30

@@ -118,21 +118,24 @@ def test_ci_leaves_starting_servers_to_the_test_command() -> None:
 
 
 def _install_prometheus(tmp_path: Path, promtool_there: bool) -> tuple[int, list[str]]:
-    """``install_prometheus`` with stand-ins: apt-get "installs" promtool, systemctl records."""
+    """``install_prometheus`` with stand-ins: apt-get "installs" promtool and prometheus,
+    systemctl records."""
     sh, bash = shutil.which("sh"), shutil.which("bash")
     assert sh is not None and bash is not None
     path = tmp_path / "bin"
     path.mkdir()
     log = 'echo "${0##*/} $*" >> "$STUBS/calls.log"'
-    (path / "apt-get").write_text(f'#!{sh}\n{log}\nprintf "#!{sh}\\n" > "$STUBS/bin/promtool"\n'
-                                  'chmod +x "$STUBS/bin/promtool"\n')
+    (path / "apt-get").write_text(
+        f'#!{sh}\n{log}\nfor b in promtool prometheus; do printf "#!{sh}\\n" > "$STUBS/bin/$b"; '
+        'chmod +x "$STUBS/bin/$b"; done\n')
     (path / "systemctl").write_text(f"#!{sh}\n{log}\n")
     chmod = shutil.which("chmod")
     assert chmod is not None
     (path / "chmod").symlink_to(chmod)
-    if promtool_there:
+    if promtool_there:  # the package's two binaries
         (path / "promtool").write_text(f"#!{sh}\n")
-    for stub in ("apt-get", "systemctl", "promtool"):
+        (path / "prometheus").write_text(f"#!{sh}\n")
+    for stub in ("apt-get", "systemctl", "promtool", "prometheus"):
         if (path / stub).exists():
             (path / stub).chmod(0o755)
     env = {"PATH": str(path), "STUBS": str(tmp_path)}
@@ -142,7 +145,7 @@ def _install_prometheus(tmp_path: Path, promtool_there: bool) -> tuple[int, list
     return result.returncode, log_file.read_text().splitlines() if log_file.exists() else []
 
 
-def test_install_prometheus_wants_promtool_only_and_stops_the_server_it_brought(
+def test_install_prometheus_installs_the_binaries_and_stops_the_server_it_brought(
         tmp_path: Path) -> None:
     code, calls = _install_prometheus(tmp_path, promtool_there=False)
     assert code == 0
