@@ -28,8 +28,9 @@ def drain_task_outbox(self: UbiTask) -> int:
 
 @app.task(base=UbiTask, bind=True, name=names.PROBE)
 def probe(self: UbiTask, fail: bool = False, note: str = "") -> dict[str, Any]:
-    """Canary used by ``ubi broker check`` and the test suite: succeeds, or fails permanently
-    so the message must reach ``ubi.tasks.dlq`` (proves the dead-letter wiring)."""
+    """Canary of the test suite and of an operator checking a deployment (``celery -A
+    ubi.celery_app call ubi.tasks.maintenance.probe``): succeeds, or fails permanently so the
+    message must reach ``ubi.tasks.dlq`` (proves the dead-letter wiring)."""
     if fail:
         raise PermanentTaskError(f"probe asked to fail ({note})")
     return {"ok": True, "note": note}
