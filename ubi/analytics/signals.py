@@ -19,7 +19,9 @@ feature means beyond one (effective) std of the mean ("flat" within it, as reaso
                              the 7d value anomalous-high while ``distinct_collaborators`` 7d is
                              below baseline, persisting
 ``rework_loop``              ``build_failure_rate`` / ``test_failure_rate`` / ``rework_ratio``
-                             anomalous-high (24h or 7d, see ``RULE_WINDOWS``), persisting
+                             anomalous-high (24h or 7d, see ``RULE_WINDOWS``), persisting;
+                             ``rework_ratio`` only while ``commit_count`` of its window is not
+                             below baseline (fewer commits raise it with no more failures)
 ``context_thrash``           ``context_switch_rate`` anomalous-high (24h / 7d), persisting,
                              while ``pr_throughput`` 7d is not above baseline (no usable
                              baseline counts as "not above")
@@ -134,9 +136,12 @@ PERCENTILE_TRIGGERS: dict[str, tuple[str, str]] = {
     "agent_usage_optimisation": ("llm_requests_per_work_item", "7d"),
 }
 #: Supporting features the rules compare with their baselines (not triggers).
+#: (``commit_count`` only discounts a trigger, see ``_rework_masks``: a volume figure
+#: never raises a signal.)
 CONTEXT_FEATURES: dict[str, tuple[str, ...]] = {
+    "24h": ("commit_count",),
     "7d": ("pr_throughput", "distinct_collaborators", "after_hours_ratio",
-           "llm_requests_per_work_item", "active_days"),
+           "llm_requests_per_work_item", "active_days", "commit_count"),
     "28d": ("reviews_given",),
 }
 
@@ -441,6 +446,25 @@ def _persistent_triggers(inputs: RuleInputs, p: _Persistent, s: int, lday: int
     return out
 
 
+#: A ratio's trigger discounted when its denominator fell: (ratio, denominator feature).
+RATIO_DENOMINATORS: dict[str, str] = {"rework_ratio": "commit_count"}
+
+
+def _rework_masks(inputs: RuleInputs, config: TenantConfig
+                  ) -> dict[tuple[str, str], np.ndarray]:
+    """``rework_loop``'s trigger masks; a higher ``rework_ratio`` (failed builds and tests per
+    commit) counts only while ``commit_count`` of the same window is not below its baseline.
+    Fewer commits (days away, a drop, a week of reviews) raise the ratio with no more failures
+    and no rework: found on the generated tenants, where a drop plant's fewer commits and an
+    agent's quiet week raised ``rework_loop``. The failure rates themselves are judged per
+    build and per test run, so a rework loop still shows through them."""
+    masks = _trigger_masks(inputs, "rework_loop", config)
+    for (feature, w), m in masks.items():
+        if feature in RATIO_DENOMINATORS:
+            masks[(feature, w)] = m & ~_below_baseline(inputs, RATIO_DENOMINATORS[feature], w)
+    return masks
+
+
 def _gate(inputs: RuleInputs, fired: np.ndarray) -> np.ndarray:
     """No rule fires for a subject still in warm-up."""
     return fired if inputs.established is None else fired & inputs.established
@@ -490,7 +514,7 @@ def evaluate_rules(inputs: RuleInputs, config: TenantConfig) -> list[SignalCandi
     if "burnout_risk" in enabled:
         out += _burnout(inputs, config)
 
-    rework = _persistent(inputs, _trigger_masks(inputs, "rework_loop", config), "high")
+    rework = _persistent(inputs, _rework_masks(inputs, config), "high")
     thrash = _persistent(inputs, _trigger_masks(inputs, "context_thrash", config), "high")
     pr_above = _above_baseline(inputs, "pr_throughput", "7d")
     thrash_fired = thrash.fired & ~pr_above

@@ -133,6 +133,22 @@ def test_rework_loop_fires_on_high_failure_rate_not_on_low():
                           CFG) == []
 
 
+def test_rework_ratio_does_not_fire_when_commits_fell():
+    """Failed runs per commit rise when commits fall (days away, a drop, a week of reviews)
+    with no more failures (issue 18: a drop plant's fewer commits raised rework_loop): the
+    ratio counts while commit_count of its window is not below baseline; failure rates
+    still fire."""
+    sev = {("rework_ratio", "7d"): two_weeks()}
+    assert classes(evaluate_rules(make_inputs(sev=sev), CFG)) == ["rework_loop"]
+    fewer = {("commit_count", "7d"): (8.0, 20.0, 4.5, True)}
+    assert evaluate_rules(make_inputs(sev=sev, context=fewer), CFG) == []
+    flat = {("commit_count", "7d"): (17.0, 20.0, 4.5, True)}
+    assert classes(evaluate_rules(make_inputs(sev=sev, context=flat), CFG)) == ["rework_loop"]
+    failing = {**sev, ("test_failure_rate", "7d"): two_weeks()}
+    assert classes(evaluate_rules(make_inputs(sev=failing, context=fewer), CFG)) == [
+        "rework_loop"]
+
+
 def test_a_single_anomalous_day_is_not_a_signal():
     for feature in ("build_failure_rate", "context_switch_rate", "override_count"):
         assert evaluate_rules(make_inputs(sev={(feature, "24h"): {18: 2}},
