@@ -29,7 +29,9 @@ feature means beyond one (effective) std of the mean ("flat" within it, as reaso
                              anomalous-low over a clean window (no leave, quiet or incomplete
                              day; for the focus average, an intensive feature, only no
                              incomplete day), persisting; fewer active days on any workday, a
-                             shorter focus on a day present. Also at once, on a day present,
+                             shorter focus on a day present (by the 24h value or early
+                             confirmation only with active days or events below baseline,
+                             ``FOCUS_NEEDS``). Also at once, on a day present,
                              when the fewer active days are scattered days off (>= 2 separate
                              runs of workdays away in the 7 days; a holiday counted active)
 ``guardrail_overrides``      ``override_count`` anomalous-high (24h / 7d), persisting
@@ -136,12 +138,12 @@ PERCENTILE_TRIGGERS: dict[str, tuple[str, str]] = {
     "agent_usage_optimisation": ("llm_requests_per_work_item", "7d"),
 }
 #: Supporting features the rules compare with their baselines (not triggers).
-#: (``commit_count`` only discounts a trigger, see ``_rework_masks``: a volume figure
-#: never raises a signal.)
+#: (``commit_count`` and ``event_count`` only qualify a trigger, see ``_rework_masks`` and
+#: ``FOCUS_NEEDS``: a volume figure never raises a signal by itself.)
 CONTEXT_FEATURES: dict[str, tuple[str, ...]] = {
     "24h": ("commit_count",),
     "7d": ("pr_throughput", "distinct_collaborators", "after_hours_ratio",
-           "llm_requests_per_work_item", "active_days", "commit_count"),
+           "llm_requests_per_work_item", "active_days", "commit_count", "event_count"),
     "28d": ("reviews_given",),
 }
 
@@ -557,6 +559,8 @@ def evaluate_rules(inputs: RuleInputs, config: TenantConfig) -> list[SignalCandi
             if SIGNAL_CLASS_BY_NAME[c.signal_class].applies_to(types[c.subject_id])]
 
 
+#: The supporting feature a shorter focus needs for ``engagement_drop``: below its baseline.
+FOCUS_NEEDS = (("active_days", "7d"), ("event_count", "7d"))
 #: Workdays an engagement drop's reason counts active days over ("active on 2 of the last 10
 #: workdays").
 DROP_SPAN_WORKDAYS = 10
@@ -571,6 +575,20 @@ def _engagement_drop(inputs: RuleInputs, config: TenantConfig) -> list[SignalCan
     events."""
     drop = _persistent(inputs, _trigger_masks(inputs, "engagement_drop", config,
                                               allowed=_drop_allowed(inputs)), "low")
+    # A shorter average focus session alone is a drop when its 7-day value persisted on its
+    # own (6 of the last 8 workdays); the quicker paths (24h on 3 of 5 workdays, a 7-day value
+    # confirmed early by two short days) need fewer days at work or fewer events than usual
+    # as well (FOCUS_NEEDS, below baseline). The average of a few sessions moves a lot: at its
+    # 10 %-of-mean noise floor, one short week made most of the false drops on the generated
+    # tenants, all through the quicker paths, and a context thrash shortens sessions too.
+    fewer = np.zeros(inputs.present.shape, dtype=bool)
+    for need in FOCUS_NEEDS:
+        fewer |= _below_baseline(inputs, *need)
+    for key in drop.persists:
+        if key[0] == "focus_session_avg_minutes":
+            own = (drop.persists[key] & (drop.early[key] == 0) if key in drop.early
+                   and WINDOWS[key[1]] > 1 else np.zeros_like(fewer))
+            drop.persists[key] = drop.persists[key] & (fewer | own)
     on_day = np.zeros(inputs.present.shape, dtype=bool)
     for (feature, _w), ok in drop.persists.items():
         on_day |= ok & (inputs.present if feature != "active_days"

@@ -205,9 +205,35 @@ def test_engagement_drop_fires_when_present_and_window_clean():
     [c] = evaluate_rules(make_inputs(sev={("active_days", "7d"): two_weeks(-1)}), CFG)
     assert c.signal_class == "engagement_drop" and "fell to" in c.reason
     # the drop was seen on days the subject was away, too: only today's presence matters
-    away = make_inputs(sev={("focus_session_avg_minutes", "24h"): three_days(-1)})
+    away = make_inputs(sev={("focus_session_avg_minutes", "24h"): three_days(-1)},
+                       context=FEWER_DAYS)
     away.present[0, [14, 16]] = False
     assert classes(evaluate_rules(away, CFG)) == ["engagement_drop"]
+
+
+#: Active days 7d below baseline (more than one std under the mean).
+FEWER_DAYS = {("active_days", "7d"): (3.0, 5.0, 1.0, True)}
+
+
+def test_a_shorter_focus_alone_needs_its_own_7d_persistence():
+    """Issue 18: the average of a few sessions at its 10 %-of-mean floor made most false
+    drops, all by the quick paths. A shorter focus on 3 of 5 workdays (24h) or a 7-day value
+    confirmed early fires with fewer active days or events than usual; alone, only when the
+    7-day value persisted on its own (6 of the last 8 workdays)."""
+    daily = {("focus_session_avg_minutes", "24h"): three_days(-1)}
+    assert evaluate_rules(make_inputs(sev=daily), CFG) == []
+    assert classes(evaluate_rules(make_inputs(sev=daily, context=FEWER_DAYS), CFG)) == [
+        "engagement_drop"]
+    fewer_events = {("event_count", "7d"): (120.0, 220.0, 15.0, True)}
+    assert classes(evaluate_rules(make_inputs(sev=daily, context=fewer_events), CFG)) == [
+        "engagement_drop"]
+    early = {("focus_session_avg_minutes", "7d"): {17: -1, 18: -1},
+             ("focus_session_avg_minutes", "24h"): {16: -1, 18: -1}}
+    assert evaluate_rules(make_inputs(sev=early), CFG) == []
+    assert classes(evaluate_rules(make_inputs(sev=early, context=FEWER_DAYS), CFG)) == [
+        "engagement_drop"]
+    weeks = {("focus_session_avg_minutes", "7d"): two_weeks(-1)}
+    assert classes(evaluate_rules(make_inputs(sev=weeks), CFG)) == ["engagement_drop"]
 
 
 def test_engagement_drop_near_misses_absent_or_leave_in_window():
