@@ -31,7 +31,7 @@ feature means beyond one (effective) std of the mean ("flat" within it, as reaso
                              incomplete day), persisting; fewer active days on any workday, a
                              shorter focus on a day present (by the 24h value or early
                              confirmation only with active days or events below baseline,
-                             ``FOCUS_NEEDS``). Also at once, on a day present,
+                             ``_fewer_at_work``). Also at once, on a day present,
                              when the fewer active days are scattered days off (>= 2 separate
                              runs of workdays away in the 7 days; a holiday counted active)
 ``guardrail_overrides``      ``override_count`` anomalous-high (24h / 7d), persisting
@@ -78,7 +78,13 @@ from ubi.analytics.explain import (
 )
 from ubi.analytics.features import rolling_sum
 from ubi.analytics.ids import baseline_id, feature_id
-from ubi.analytics.presence import DROP_ABSENCE_RUNS, leave_days, quiet_days, scattered_absences
+from ubi.analytics.presence import (
+    DROP_ABSENCE_RUNS,
+    Scattered,
+    leave_days,
+    quiet_days,
+    scattered_absences,
+)
 from ubi.analytics.rule_inputs import HitInfo, RuleInputs
 from ubi.analytics.signal_lifecycle import SignalCandidate
 from ubi.analytics.taxonomy import (
@@ -139,7 +145,7 @@ PERCENTILE_TRIGGERS: dict[str, tuple[str, str]] = {
 }
 #: Supporting features the rules compare with their baselines (not triggers).
 #: (``commit_count`` and ``event_count`` only qualify a trigger, see ``_rework_masks`` and
-#: ``FOCUS_NEEDS``: a volume figure never raises a signal by itself.)
+#: ``_fewer_at_work``: a volume figure never raises a signal by itself.)
 CONTEXT_FEATURES: dict[str, tuple[str, ...]] = {
     "24h": ("commit_count",),
     "7d": ("pr_throughput", "distinct_collaborators", "after_hours_ratio",
@@ -559,8 +565,6 @@ def evaluate_rules(inputs: RuleInputs, config: TenantConfig) -> list[SignalCandi
             if SIGNAL_CLASS_BY_NAME[c.signal_class].applies_to(types[c.subject_id])]
 
 
-#: The supporting feature a shorter focus needs for ``engagement_drop``: below its baseline.
-FOCUS_NEEDS = (("active_days", "7d"), ("event_count", "7d"))
 #: Workdays an engagement drop's reason counts active days over ("active on 2 of the last 10
 #: workdays").
 DROP_SPAN_WORKDAYS = 10
@@ -575,15 +579,15 @@ def _engagement_drop(inputs: RuleInputs, config: TenantConfig) -> list[SignalCan
     events."""
     drop = _persistent(inputs, _trigger_masks(inputs, "engagement_drop", config,
                                               allowed=_drop_allowed(inputs)), "low")
+    scattered = (scattered_absences(inputs, config) if trigger_allowed("active_days", config)
+                 else None)
     # A shorter average focus session alone is a drop when its 7-day value persisted on its
     # own (6 of the last 8 workdays); the quicker paths (24h on 3 of 5 workdays, a 7-day value
     # confirmed early by two short days) need fewer days at work or fewer events than usual
-    # as well (FOCUS_NEEDS, below baseline). The average of a few sessions moves a lot: at its
+    # as well (``_fewer_at_work``). The average of a few sessions moves a lot: at its
     # 10 %-of-mean noise floor, one short week made most of the false drops on the generated
     # tenants, all through the quicker paths, and a context thrash shortens sessions too.
-    fewer = np.zeros(inputs.present.shape, dtype=bool)
-    for need in FOCUS_NEEDS:
-        fewer |= _below_baseline(inputs, *need)
+    fewer = _fewer_at_work(inputs, scattered)
     for key in drop.persists:
         if key[0] == "focus_session_avg_minutes":
             own = (drop.persists[key] & (drop.early[key] == 0) if key in drop.early
@@ -593,8 +597,6 @@ def _engagement_drop(inputs: RuleInputs, config: TenantConfig) -> list[SignalCan
     for (feature, _w), ok in drop.persists.items():
         on_day |= ok & (inputs.present if feature != "active_days"
                         else inputs.present | inputs.workday[None, :])
-    scattered = (scattered_absences(inputs, config) if trigger_allowed("active_days", config)
-                 else None)
     if scattered is not None:
         on_day |= scattered.fired
     out = []
@@ -628,6 +630,31 @@ def _engagement_drop(inputs: RuleInputs, config: TenantConfig) -> list[SignalCan
                                         f"workdays{occasions}; {cand.reason}")
         out.append(cand)
     return out
+
+
+def _fewer_at_work(inputs: RuleInputs, scattered: Scattered | None) -> np.ndarray:
+    """[S, L] fewer days at work or fewer events than usual over the last 7 days (below
+    baseline: more than one std under the mean), never over a window with leave (SPEC §5.5:
+    the return from leave is not compared against the empty week). Days as the scattered-
+    absence rule reads them, a holiday without events counted at work (one fell inside most
+    drops of the generated tenants); events only over a clean window (no leave, quiet or
+    incomplete day), since a holiday week has fewer. ``event_count`` only qualifies the focus
+    trigger here: a volume figure never raises a signal by itself."""
+    rw = inputs.windows.get("7d")
+    fewer = np.zeros(inputs.present.shape, dtype=bool)
+    if rw is None:
+        return fewer
+    if "event_count" in rw.context:
+        fewer |= _below_baseline(inputs, "event_count", "7d") & rw.drop_ok
+    if scattered is not None:
+        _, mean, std, usable = rw.context["active_days"]
+        with np.errstate(invalid="ignore"):
+            fewer |= usable & (scattered.value < mean - np.nan_to_num(std))
+    else:
+        fewer |= _below_baseline(inputs, "active_days", "7d")
+    if inputs.leave is not None:
+        fewer &= rolling_sum(inputs.leave.astype(np.float64), WINDOWS["7d"]) == 0
+    return fewer
 
 
 def _mentoring(inputs: RuleInputs, config: TenantConfig) -> list[SignalCandidate]:

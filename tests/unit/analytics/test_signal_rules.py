@@ -234,6 +234,11 @@ def test_a_shorter_focus_alone_needs_its_own_7d_persistence():
         "engagement_drop"]
     weeks = {("focus_session_avg_minutes", "7d"): two_weeks(-1)}
     assert classes(evaluate_rules(make_inputs(sev=weeks), CFG)) == ["engagement_drop"]
+    # back from leave, the week's few days and events are the leave's, not a drop
+    back = make_inputs(sev=daily, context=FEWER_DAYS)
+    back.leave = np.zeros_like(back.present)
+    back.leave[0, 8:13] = True
+    assert evaluate_rules(back, CFG) == []
 
 
 def test_engagement_drop_near_misses_absent_or_leave_in_window():
