@@ -122,6 +122,19 @@ def test_burnout_7d_high_while_collaborators_below_baseline():
         sev={("late_night_events", "7d"): two_weeks()}, context=OK_COLLAB), CFG))
 
 
+def test_two_late_days_do_not_confirm_burnouts_7d_clause_early():
+    """Issue 18: every false burnout on the generated tenants was a 7-day value above baseline
+    confirmed early by two late days; the daily clause (3 of the last 5 workdays) is SPEC
+    5.5's, so the 7-day clause waits for its own persistence."""
+    two_late = {("late_night_events", "7d"): {17: 1, 18: 1},
+                ("late_night_events", "24h"): {16: 1, 18: 1}}
+    assert "burnout_risk" not in classes(evaluate_rules(make_inputs(
+        sev=two_late, context=LOW_COLLAB), CFG))
+    three_late = {**two_late, ("late_night_events", "24h"): three_days()}
+    assert "burnout_risk" in classes(evaluate_rules(make_inputs(
+        sev=three_late, context=LOW_COLLAB), CFG))
+
+
 # 2 rework_loop -------------------------------------------------------------------------------
 
 def test_rework_loop_fires_on_high_failure_rate_not_on_low():
