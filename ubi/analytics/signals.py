@@ -80,6 +80,7 @@ from ubi.analytics.features import rolling_sum
 from ubi.analytics.ids import baseline_id, feature_id
 from ubi.analytics.presence import (
     DROP_ABSENCE_RUNS,
+    DROP_SPAN_WORKDAYS,
     Scattered,
     leave_days,
     quiet_days,
@@ -568,9 +569,6 @@ def evaluate_rules(inputs: RuleInputs, config: TenantConfig) -> list[SignalCandi
             if SIGNAL_CLASS_BY_NAME[c.signal_class].applies_to(types[c.subject_id])]
 
 
-#: Workdays an engagement drop's reason counts active days over ("active on 2 of the last 10
-#: workdays").
-DROP_SPAN_WORKDAYS = 10
 
 
 def _engagement_drop(inputs: RuleInputs, config: TenantConfig) -> list[SignalCandidate]:
