@@ -21,6 +21,7 @@ from ubi.analytics.anomalies import (
     AnomalyKey,
     AnomalyObservation,
     Detection,
+    baseline_windows,
     detect,
     is_intensive,
     noise_floor,
@@ -40,7 +41,7 @@ _INTENSIVE = np.array([is_intensive(f.name) for f in FEATURES])
 
 def detect_range(cube: FeatureCube, running: RunningBaselines, r0: int, warn_crit: np.ndarray,
                  min_std: float, allow_high: np.ndarray, allow_low: np.ndarray,
-                 allow_low_intensive: np.ndarray | None = None
+                 allow_low_intensive: np.ndarray | None = None, alpha: float | None = None
                  ) -> tuple[Detection, tuple[np.ndarray, ...]]:
     """Detection over days r0.. as [S, F, L] arrays; also returns (values, mean, std, conf).
 
@@ -57,12 +58,13 @@ def detect_range(cube: FeatureCube, running: RunningBaselines, r0: int, warn_cri
     vals = np.ascontiguousarray(cube.values[:, r0:, :].transpose(0, 2, 1))
     mean, std, conf = sfl(running.mean), sfl(running.std), sfl(running.confidence)
     floor = np.empty((n_s, n_f, n_l))
+    base_n = None if alpha is None else baseline_windows(WINDOWS[cube.window], alpha)
     for f, spec in enumerate(FEATURES):
         denom_name = NOISE_MODEL[spec.name][1]
         denom = cube.denominators.get(denom_name) if denom_name else None
         floor[:, f, :] = noise_floor(spec.name, mean[:, f, :],
                                      None if denom is None else denom[:, r0:], min_std,
-                                     vals[:, f, :])
+                                     vals[:, f, :], base_n)
     low = allow_low[:, None, r0:]
     if allow_low_intensive is not None:
         low = np.where(_INTENSIVE[None, :, None], allow_low_intensive[:, None, r0:], low)

@@ -177,7 +177,8 @@ def analyse_tenant(activity: DailyActivity, config: TenantConfig, *, tenant_id: 
                                            running.final, params, now))
 
             det, parts = detect_range(cube, running, r0, warn_crit, params.min_std,
-                                      allow_high, allow_low, allow_low_int)
+                                      allow_high, allow_low, allow_low_int,
+                                      alpha=params.alpha)
             vals, mean, std, bconf = parts
             e_off = e0 - r0
             stats["anomalous_values"] += int(np.count_nonzero(det.severity[:, :, e_off:]))

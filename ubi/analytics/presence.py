@@ -48,6 +48,15 @@ QUIET_ABSENT_SHARE = 0.5
 #: 7-day trigger's persistence, when the workdays away within the window were at least this
 #: many separate runs: days off here and there, not one spell (a few days of sickness).
 DROP_ABSENCE_RUNS = 2
+#: ... and enough workdays away (holidays not counted): at least ``DROP_WEEK_AWAY`` of the
+#: last 5 workdays, or ``DROP_MIN_AWAY`` of the last ``DROP_SPAN_WORKDAYS``, SPEC §5.5's "two
+#: or three scattered days off every week for two weeks". Two single days off in a week of an
+#: otherwise full fortnight (a sick day and an appointment) made every false scattered drop
+#: on the generated tenants ("active on 7 or 8 of the last 10 workdays"); the planted drops
+#: fired at 5 or 6 of 10.
+DROP_WEEK_AWAY = 3
+DROP_MIN_AWAY = 4
+DROP_SPAN_WORKDAYS = 10
 
 
 def day_numbers(activity: DailyActivity) -> np.ndarray:
@@ -151,6 +160,20 @@ def absence_runs(absent: np.ndarray, counted: np.ndarray, w: int) -> np.ndarray:
     return (np.rint(starts) + carried).astype(np.int64)
 
 
+def away_in_span(absent: np.ndarray, counted: np.ndarray, last: int) -> np.ndarray:
+    """int64 [S, L]: ``absent`` days among the last ``last`` ``counted`` days [L] up to each
+    day (inclusive; all counted days so far while fewer are loaded)."""
+    n_s, n_l = absent.shape
+    wd = np.flatnonzero(counted)
+    if wd.size == 0:
+        return np.zeros((n_s, n_l), dtype=np.int64)
+    csum = np.zeros((n_s, n_l + 1), dtype=np.int64)
+    csum[:, 1:] = np.cumsum(absent & counted[None, :], axis=1)
+    j = np.searchsorted(wd, np.arange(n_l), side="right") - last
+    start = np.where(j >= 0, wd[np.clip(j, 0, None)], 0)
+    return csum[:, 1:] - csum[:, start]
+
+
 @dataclass
 class Scattered:
     """Fewer active days made of scattered days off, per subject-day [S, L]."""
@@ -163,7 +186,9 @@ class Scattered:
 
 def scattered_absences(inputs: RuleInputs, config: TenantConfig) -> Scattered | None:
     """SPEC §5.5: fewer active days while present, as scattered days off (at least
-    ``DROP_ABSENCE_RUNS`` separate runs of workdays away in the 7 days, never a run of leave).
+    ``DROP_ABSENCE_RUNS`` separate runs of workdays away in the 7 days, and ``DROP_WEEK_AWAY``
+    of the last 5 workdays or ``DROP_MIN_AWAY`` of the last ``DROP_SPAN_WORKDAYS`` away, never
+    a run of leave).
     Judged at once, on the next workday with events: the absences themselves are the repeated
     evidence a 7-day trigger's persistence otherwise waits for, and one spell of sickness is
     one run. A tenant holiday (a quiet day) neither counts as a day away nor spoils the week:
@@ -202,5 +227,7 @@ def scattered_absences(inputs: RuleInputs, config: TenantConfig) -> Scattered | 
     # real celery history firing on the days away too doubled its WARN-or-higher drops
     # (a maintainer's holiday weeks) for a day or two less delay.
     fired = (usable & clean & (severity < 0) & (runs >= DROP_ABSENCE_RUNS)
+             & ((away_in_span(absent, counted, DROP_SPAN_WORKDAYS) >= DROP_MIN_AWAY)
+                | (away_in_span(absent, counted, 5) >= DROP_WEEK_AWAY))
              & inputs.workday[None, :] & at_work_so_far)
     return Scattered(fired, severity, adjusted, runs)

@@ -17,9 +17,11 @@ feature means beyond one (effective) std of the mean ("flat" within it, as reaso
 ``burnout_risk``             ``after_hours_ratio`` or ``late_night_events`` 24h anomalous-high,
                              persisting (a late Friday night and weekend make three days); or
                              the 7d value anomalous-high while ``distinct_collaborators`` 7d is
-                             below baseline, persisting
+                             below baseline, persisting (6 of 8 workdays; no early confirmation)
 ``rework_loop``              ``build_failure_rate`` / ``test_failure_rate`` / ``rework_ratio``
-                             anomalous-high (24h or 7d, see ``RULE_WINDOWS``), persisting
+                             anomalous-high (24h or 7d, see ``RULE_WINDOWS``), persisting;
+                             ``rework_ratio`` only while ``commit_count`` of its window is not
+                             below baseline (fewer commits raise it with no more failures)
 ``context_thrash``           ``context_switch_rate`` anomalous-high (24h / 7d), persisting,
                              while ``pr_throughput`` 7d is not above baseline (no usable
                              baseline counts as "not above")
@@ -27,7 +29,9 @@ feature means beyond one (effective) std of the mean ("flat" within it, as reaso
                              anomalous-low over a clean window (no leave, quiet or incomplete
                              day; for the focus average, an intensive feature, only no
                              incomplete day), persisting; fewer active days on any workday, a
-                             shorter focus on a day present. Also at once, on a day present,
+                             shorter focus on a day present (by the 24h value or early
+                             confirmation only with active days or events below baseline,
+                             ``_fewer_at_work``). Also at once, on a day present,
                              when the fewer active days are scattered days off (>= 2 separate
                              runs of workdays away in the 7 days; a holiday counted active)
 ``guardrail_overrides``      ``override_count`` anomalous-high (24h / 7d), persisting
@@ -74,7 +78,14 @@ from ubi.analytics.explain import (
 )
 from ubi.analytics.features import rolling_sum
 from ubi.analytics.ids import baseline_id, feature_id
-from ubi.analytics.presence import DROP_ABSENCE_RUNS, leave_days, quiet_days, scattered_absences
+from ubi.analytics.presence import (
+    DROP_ABSENCE_RUNS,
+    DROP_SPAN_WORKDAYS,
+    Scattered,
+    leave_days,
+    quiet_days,
+    scattered_absences,
+)
 from ubi.analytics.rule_inputs import HitInfo, RuleInputs
 from ubi.analytics.signal_lifecycle import SignalCandidate
 from ubi.analytics.taxonomy import (
@@ -134,9 +145,12 @@ PERCENTILE_TRIGGERS: dict[str, tuple[str, str]] = {
     "agent_usage_optimisation": ("llm_requests_per_work_item", "7d"),
 }
 #: Supporting features the rules compare with their baselines (not triggers).
+#: (``commit_count`` and ``event_count`` only qualify a trigger, see ``_rework_masks`` and
+#: ``_fewer_at_work``: a volume figure never raises a signal by itself.)
 CONTEXT_FEATURES: dict[str, tuple[str, ...]] = {
+    "24h": ("commit_count",),
     "7d": ("pr_throughput", "distinct_collaborators", "after_hours_ratio",
-           "llm_requests_per_work_item", "active_days"),
+           "llm_requests_per_work_item", "active_days", "commit_count", "event_count"),
     "28d": ("reviews_given",),
 }
 
@@ -441,6 +455,25 @@ def _persistent_triggers(inputs: RuleInputs, p: _Persistent, s: int, lday: int
     return out
 
 
+#: A ratio's trigger discounted when its denominator fell: (ratio, denominator feature).
+RATIO_DENOMINATORS: dict[str, str] = {"rework_ratio": "commit_count"}
+
+
+def _rework_masks(inputs: RuleInputs, config: TenantConfig
+                  ) -> dict[tuple[str, str], np.ndarray]:
+    """``rework_loop``'s trigger masks; a higher ``rework_ratio`` (failed builds and tests per
+    commit) counts only while ``commit_count`` of the same window is not below its baseline.
+    Fewer commits (days away, a drop, a week of reviews) raise the ratio with no more failures
+    and no rework: found on the generated tenants, where a drop plant's fewer commits and an
+    agent's quiet week raised ``rework_loop``. The failure rates themselves are judged per
+    build and per test run, so a rework loop still shows through them."""
+    masks = _trigger_masks(inputs, "rework_loop", config)
+    for (feature, w), m in masks.items():
+        if feature in RATIO_DENOMINATORS:
+            masks[(feature, w)] = m & ~_below_baseline(inputs, RATIO_DENOMINATORS[feature], w)
+    return masks
+
+
 def _gate(inputs: RuleInputs, fired: np.ndarray) -> np.ndarray:
     """No rule fires for a subject still in warm-up."""
     return fired if inputs.established is None else fired & inputs.established
@@ -451,9 +484,12 @@ def _burnout(inputs: RuleInputs, config: TenantConfig) -> list[SignalCandidate]:
     # workdays' span (weekend work included), as SPEC 5.5 states it;
     a = _persistent(inputs, _trigger_masks(inputs, "burnout_risk", config, windows=("24h",)))
     # (b) the 7d value anomalous-high while fewer collaborators than usual, persisting too.
+    # Not confirmed early by two late days: the daily path (a) is SPEC 5.5's "3 of the last 5
+    # workdays", and two late evenings in a week with a 7-day value above baseline are not
+    # (on the generated tenants every false burnout came that way).
     collab_low = _below_baseline(inputs, "distinct_collaborators", "7d")
     b = _persistent(inputs, {k: m & collab_low for k, m in _trigger_masks(
-        inputs, "burnout_risk", config, windows=("7d",)).items()}, "high")
+        inputs, "burnout_risk", config, windows=("7d",)).items()})
     out = []
     for s, lday in _fired_days(_gate(inputs, a.fired | b.fired), inputs):
         triggers = _persistent_triggers(inputs, a, s, lday) if a.fired[s, lday] else []
@@ -490,7 +526,7 @@ def evaluate_rules(inputs: RuleInputs, config: TenantConfig) -> list[SignalCandi
     if "burnout_risk" in enabled:
         out += _burnout(inputs, config)
 
-    rework = _persistent(inputs, _trigger_masks(inputs, "rework_loop", config), "high")
+    rework = _persistent(inputs, _rework_masks(inputs, config), "high")
     thrash = _persistent(inputs, _trigger_masks(inputs, "context_thrash", config), "high")
     pr_above = _above_baseline(inputs, "pr_throughput", "7d")
     thrash_fired = thrash.fired & ~pr_above
@@ -533,9 +569,6 @@ def evaluate_rules(inputs: RuleInputs, config: TenantConfig) -> list[SignalCandi
             if SIGNAL_CLASS_BY_NAME[c.signal_class].applies_to(types[c.subject_id])]
 
 
-#: Workdays an engagement drop's reason counts active days over ("active on 2 of the last 10
-#: workdays").
-DROP_SPAN_WORKDAYS = 10
 
 
 def _engagement_drop(inputs: RuleInputs, config: TenantConfig) -> list[SignalCandidate]:
@@ -547,12 +580,24 @@ def _engagement_drop(inputs: RuleInputs, config: TenantConfig) -> list[SignalCan
     events."""
     drop = _persistent(inputs, _trigger_masks(inputs, "engagement_drop", config,
                                               allowed=_drop_allowed(inputs)), "low")
+    scattered = (scattered_absences(inputs, config) if trigger_allowed("active_days", config)
+                 else None)
+    # A shorter average focus session alone is a drop when its 7-day value persisted on its
+    # own (6 of the last 8 workdays); the quicker paths (24h on 3 of 5 workdays, a 7-day value
+    # confirmed early by two short days) need fewer days at work or fewer events than usual
+    # as well (``_fewer_at_work``). The average of a few sessions moves a lot: at its
+    # 10 %-of-mean noise floor, one short week made most of the false drops on the generated
+    # tenants, all through the quicker paths, and a context thrash shortens sessions too.
+    fewer = _fewer_at_work(inputs, scattered)
+    for key in drop.persists:
+        if key[0] == "focus_session_avg_minutes":
+            own = (drop.persists[key] & (drop.early[key] == 0) if key in drop.early
+                   and WINDOWS[key[1]] > 1 else np.zeros_like(fewer))
+            drop.persists[key] = drop.persists[key] & (fewer | own)
     on_day = np.zeros(inputs.present.shape, dtype=bool)
     for (feature, _w), ok in drop.persists.items():
         on_day |= ok & (inputs.present if feature != "active_days"
                         else inputs.present | inputs.workday[None, :])
-    scattered = (scattered_absences(inputs, config) if trigger_allowed("active_days", config)
-                 else None)
     if scattered is not None:
         on_day |= scattered.fired
     out = []
@@ -586,6 +631,31 @@ def _engagement_drop(inputs: RuleInputs, config: TenantConfig) -> list[SignalCan
                                         f"workdays{occasions}; {cand.reason}")
         out.append(cand)
     return out
+
+
+def _fewer_at_work(inputs: RuleInputs, scattered: Scattered | None) -> np.ndarray:
+    """[S, L] fewer days at work or fewer events than usual over the last 7 days (below
+    baseline: more than one std under the mean), never over a window with leave (SPEC §5.5:
+    the return from leave is not compared against the empty week). Days as the scattered-
+    absence rule reads them, a holiday without events counted at work (one fell inside most
+    drops of the generated tenants); events only over a clean window (no leave, quiet or
+    incomplete day), since a holiday week has fewer. ``event_count`` only qualifies the focus
+    trigger here: a volume figure never raises a signal by itself."""
+    rw = inputs.windows.get("7d")
+    fewer = np.zeros(inputs.present.shape, dtype=bool)
+    if rw is None:
+        return fewer
+    if "event_count" in rw.context:
+        fewer |= _below_baseline(inputs, "event_count", "7d") & rw.drop_ok
+    if scattered is not None:
+        _, mean, std, usable = rw.context["active_days"]
+        with np.errstate(invalid="ignore"):
+            fewer |= usable & (scattered.value < mean - np.nan_to_num(std))
+    else:
+        fewer |= _below_baseline(inputs, "active_days", "7d")
+    if inputs.leave is not None:
+        fewer &= rolling_sum(inputs.leave.astype(np.float64), WINDOWS["7d"]) == 0
+    return fewer
 
 
 def _mentoring(inputs: RuleInputs, config: TenantConfig) -> list[SignalCandidate]:

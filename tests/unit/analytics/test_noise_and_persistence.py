@@ -7,7 +7,13 @@ import numpy as np
 import pytest
 
 from ubi.analytics.aggregates import peer_groups
-from ubi.analytics.anomalies import NOISE_MODEL, detect, is_intensive, noise_floor
+from ubi.analytics.anomalies import (
+    NOISE_MODEL,
+    baseline_windows,
+    detect,
+    is_intensive,
+    noise_floor,
+)
 from ubi.analytics.signals import persistence_rule
 from ubi.analytics.taxonomy import FEATURE_NAMES
 from ubi.analytics.tenant_config import TenantConfig
@@ -39,6 +45,24 @@ def test_noise_floors():
     assert r.tolist() == pytest.approx([(0.05) ** 0.5, 0.1])
     # no sample, no floor
     assert noise_floor("after_hours_ratio", np.array([0.2]), np.array([0.0]), 1.0)[0] == 0.0
+
+
+def test_rates_are_compared_as_two_samples_with_the_baseline():
+    """A baseline rate is learnt from a finite sample too (issue 18: builds that happened not
+    to fail for three weeks made a later ordinary week's failures look anomalous): the floors
+    of rates and shares count the baseline's noise, about baseline_windows(w) windows' worth
+    of events; counts and averages are unchanged."""
+    assert baseline_windows(1, 0.1) == pytest.approx(26.6)
+    assert baseline_windows(7, 0.1) == pytest.approx(32.6 / 7)
+    one = noise_floor("test_failure_rate", np.array([0.1]), np.array([50.0]), 1.0,
+                      value=np.array([0.2]))
+    two = noise_floor("test_failure_rate", np.array([0.1]), np.array([50.0]), 1.0,
+                      value=np.array([0.2]), baseline_n=baseline_windows(7, 0.1))
+    assert two[0] == pytest.approx(one[0] * (1 + 7 / 32.6) ** 0.5)
+    rate = noise_floor("rework_ratio", np.array([0.2]), np.array([20.0]), 1.0, baseline_n=4.0)
+    assert rate[0] == pytest.approx((0.2 / 20 * 1.25) ** 0.5)
+    assert noise_floor("late_night_events", np.array([16.0]), None, 1.0,
+                       baseline_n=4.0)[0] == 4.0
 
 
 def test_a_floor_keeps_one_event_from_being_an_anomaly():
