@@ -18,6 +18,18 @@ checks that every ``--sample-interval`` seconds (the figures' resolution).
 Modes: ``--rate EVENTS_PER_S`` offers load open loop; the default is max throughput, closed
 loop: senders hold off while more than ``--max-pending`` batches are accepted but not yet in
 features (back-pressure on the whole path, so the figure is what the slowest stage sustains).
+The closed loop caps what one features run can absorb at ``--max-pending`` batches, so its
+figure is partly the load generator's; ``--sweep`` finds the pipeline's own limit: open-loop
+runs at rising offered rates (each on a fresh stack), ``--sweep-factor`` apart, then
+``--sweep-refine`` bisections between the last rate sustained and the first not, and reports
+the highest sustained as ``max_sustained_events_per_s``. A rate is sustained when the load
+generator offered it (else the sweep stops: the generator, not the pipeline, is the limit), no
+batch was refused or lost, and the backlog stayed bounded: over the window it grew by less
+than ``BACKLOG_GROWTH_SHARE`` of the offered rate (least squares over the samples). A
+pipeline with a fixed delay per run has a constant backlog, which is bounded; the p95
+accept -> features says how long the delay is.
+With ``--ingest-max`` (the stored events/s ``ubi bench ingest`` measured just before on the
+same machine) it reports ``features_to_ingest_ratio``.
 
 Figures (``--json``: one object): ``events_per_s`` (events of batches that reached features in
 the window, per second), ``p50/p95_accept_to_features_s`` (client's receipt of the 202 → the
@@ -28,11 +40,13 @@ plus accepted events/s, accept → stored, queue depths of ``ingest``, ``feature
 Usage::
 
     ubi bench pipeline [--json] [--duration 60] [--rate 3000] ...
+    ubi bench pipeline --sweep [--sweep-start 1000] [--ingest-max 22000] ...
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import multiprocessing as mp
 import os
 import statistics
@@ -256,6 +270,9 @@ def _figures(args: argparse.Namespace, load_results: list[LoadResult], tracker: 
             s["backlog_events"] for s in window_samples)) if window_samples else None,
         "backlog_at_window_end": window_samples[-1]["backlog_events"] if window_samples
         else None,
+        "backlog_growth_events_per_s": _r(statistics.linear_regression(
+            [s["t"] for s in window_samples], [s["backlog_events"] for s in window_samples]
+        ).slope) if len(window_samples) >= 2 else None,
         "max_dirty_pairs": max((s["dirty_pairs"] for s in samples), default=0),
         "max_queue_messages": {q: max((s[f"{q}_queue"] for s in samples), default=0)
                                for q in ("ingest", "features", "detect")},
@@ -301,6 +318,91 @@ def _print_summary(f: dict[str, Any]) -> None:
     h.print_reference(s)
 
 
+#: A rate is sustained when the backlog grows by less than this share of it per second.
+BACKLOG_GROWTH_SHARE = 0.1
+#: The generator offered a rate when it got at least this share of it accepted.
+OFFERED_SHARE = 0.95
+
+
+def sustained(f: dict[str, Any], rate: float) -> tuple[bool, str]:
+    """Whether one open-loop run at ``rate`` kept up, and why not."""
+    if f["accepted_events_per_s"] < OFFERED_SHARE * rate:
+        return False, (f"the load generator reached {f['accepted_events_per_s']:,} of "
+                       f"{rate:,.0f} events/s")
+    if f["http_503"] or f["http_errors"] or f["lost_events"] or f["failed_batches"]:
+        return False, "batches refused, failed or lost"
+    growth = f["backlog_growth_events_per_s"] or 0.0
+    if growth > BACKLOG_GROWTH_SHARE * rate:
+        return False, f"backlog grew {growth:,.0f} events/s"
+    return True, "kept up"
+
+
+def sweep(args: argparse.Namespace) -> dict[str, Any]:
+    """Open-loop runs at rising offered rates; the highest the pipeline sustained."""
+    steps: list[dict[str, Any]] = []
+    best: tuple[float, dict[str, Any]] | None = None
+
+    def step(rate: float) -> bool:
+        nonlocal best
+        one = copy.copy(args)
+        one.rate, one.sweep = rate, False
+        f = run(one)
+        ok, why = sustained(f, rate)
+        steps.append({"offered_events_per_s": round(rate), "sustained": ok, "why": why,
+                      **{k: f[k] for k in ("events_per_s", "accepted_events_per_s",
+                                           "p95_accept_to_features_s", "backlog_at_window_end",
+                                           "backlog_growth_events_per_s")}})
+        if ok and (best is None or rate > best[0]):
+            best = (rate, f)
+        return ok
+
+    rate, failed = args.sweep_start, None
+    while rate <= args.sweep_max:
+        if not step(rate):
+            failed = rate
+            break
+        rate *= args.sweep_factor
+    generator_bound = bool(steps) and steps[-1]["why"].startswith("the load generator")
+    if failed is not None and best is not None and not generator_bound:
+        low, high = best[0], failed
+        for _ in range(args.sweep_refine):
+            mid = (low + high) / 2
+            if step(mid):
+                low = mid
+            else:
+                high = mid
+    figures: dict[str, Any] = {
+        "max_sustained_events_per_s": round(best[0]) if best else 0,
+        "limited_by": ("the load generator" if generator_bound else
+                       "the pipeline" if failed is not None else
+                       f"--sweep-max {args.sweep_max:g}"),
+        "steps": steps,
+        "at_max": best[1] if best else None,
+    }
+    if args.ingest_max:
+        figures["ingest_max_events_per_s"] = args.ingest_max
+        figures["features_to_ingest_ratio"] = round(
+            figures["max_sustained_events_per_s"] / args.ingest_max, 3)
+    return figures
+
+
+def _print_sweep(f: dict[str, Any]) -> None:
+    print("pipeline sweep (open loop, a fresh stack per rate)")
+    print("  offered/s   accepted/s   into features/s   p95 accept->features   backlog at end")
+    for s in f["steps"]:
+        print(f"  {s['offered_events_per_s']:>9,}   {s['accepted_events_per_s']:>10,}   "
+              f"{s['events_per_s']:>15,}   {h.fmt(s['p95_accept_to_features_s']):>17} s   "
+              f"{s['backlog_at_window_end'] or 0:>14,}   {s['why']}")
+    print(f"  max sustained {f['max_sustained_events_per_s']:,} events/s "
+          f"(limited by {f['limited_by']})"
+          + (f"; {f['features_to_ingest_ratio']} of the ingest path's "
+             f"{f['ingest_max_events_per_s']:,g} stored events/s"
+             if "features_to_ingest_ratio" in f else ""))
+    if f["at_max"]:
+        print("at the highest sustained rate:")
+        _print_summary(f["at_max"])
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ubi bench pipeline",
                                 description=(__doc__ or "pipeline benchmark").splitlines()[0])
@@ -311,14 +413,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ingest-concurrency", type=int, default=3,
                    help="ingest worker processes (the Procfile runs 3)")
     p.add_argument("--pipeline-concurrency", type=int, default=2)
+    p.add_argument("--sweep", action="store_true",
+                   help="open-loop runs at rising rates: the highest sustained rate")
+    p.add_argument("--sweep-start", type=float, default=1000.0, help="first offered events/s")
+    p.add_argument("--sweep-factor", type=float, default=1.5, help="rate ratio between steps")
+    p.add_argument("--sweep-max", type=float, default=100_000.0, help="highest rate offered")
+    p.add_argument("--sweep-refine", type=int, default=2,
+                   help="bisections between the last rate sustained and the first not")
+    p.add_argument("--ingest-max", type=float, default=0.0,
+                   help="stored events/s of `ubi bench ingest` on this machine (for the ratio)")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    return h.load_main(build_parser(), argv, run, _print_summary)
+    parser = build_parser()
+    args, _ = parser.parse_known_args(argv)
+    if args.sweep:
+        if args.sweep_start <= 0 or args.sweep_factor <= 1:
+            print("--sweep-start must be positive and --sweep-factor above 1", file=sys.stderr)
+            return 2
+        return h.load_main(parser, argv, sweep, _print_sweep)
+    return h.load_main(parser, argv, run, _print_summary)
 
 
-__all__ = ["Tracker", "main", "run"]
+__all__ = ["Tracker", "main", "run", "sweep"]
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -34,9 +34,17 @@ def test_ingest_benchmark_reports_its_figures_and_loses_nothing() -> None:
 
 
 @pytest.mark.slow
-def test_pipeline_benchmark_follows_batches_into_features() -> None:
-    f = bench("pipeline", "--duration", "5", "--warmup", "1", "--tenants", "2", "--actors",
-              "50")
+def test_pipeline_sweep_follows_batches_into_features() -> None:
+    # One open-loop step (a fresh stack each costs half a minute here): 500 events/s, which
+    # toy tenants keep up with, and the sweep's ceiling.
+    sweep = bench("pipeline", "--sweep", "--sweep-start", "500", "--sweep-max", "500",
+                  "--ingest-max", "20000", "--batch-size", "100", "--duration", "8",
+                  "--warmup", "3", "--tenants", "2", "--actors", "50")
+    assert [(s["offered_events_per_s"], s["sustained"]) for s in sweep["steps"]] == [
+        (500, True)], sweep["steps"]
+    assert sweep["max_sustained_events_per_s"] == 500 and sweep["limited_by"] == "--sweep-max 500"
+    assert sweep["features_to_ingest_ratio"] == 0.025
+    f = sweep["at_max"]
     for key in ("events_per_s", "p50_accept_to_features_s", "p95_accept_to_features_s",
                 "max_backlog"):
         assert key in f, key
