@@ -25,6 +25,6 @@ def stored_features(session: Session, tenant_id: str
     rows = session.execute(sa.select(
         Feature.actor_scope, Feature.subject_id, Feature.feature_name, Feature.window,
         Feature.day, Feature.value, Feature.confidence, Feature.metadata_).where(
-        Feature.tenant_id == tenant_id)).tuples()
-    return {(scope, subject, name, window, day): (value, confidence, metadata or {})
-            for scope, subject, name, window, day, value, confidence, metadata in rows}
+        Feature.tenant_id == tenant_id))
+    return {(r.actor_scope, r.subject_id, r.feature_name, r.window, r.day):
+            (r.value, r.confidence, r.metadata_ or {}) for r in rows}
