@@ -81,7 +81,6 @@ def test_post_is_503_while_the_broker_is_down_and_retry_succeeds(
         proxy.stop()
 
 
-
 #: The sustained run: CLIENTS post BATCHES batches each; the broker path is cut once CUT_AFTER
 #: batches were accepted, while the clients keep posting and an ingest task is in the middle of
 #: a batch, and restored after DOWN_SECONDS.
