@@ -53,6 +53,9 @@ class TcpProxy:
             except OSError:
                 client.close()
                 continue
+            # The timeout bounds the connect only: left on, a connection whose server said
+            # nothing for 5 s (an idle AMQP consumer, a pooled database connection) was cut.
+            upstream.settimeout(None)
             with self._lock:
                 self._conns += [client, upstream]
             for a, b in ((client, upstream), (upstream, client)):
