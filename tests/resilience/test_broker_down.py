@@ -132,10 +132,11 @@ REFUSAL_SECONDS = 15.0
 
 @pytest.mark.slow
 @pytest.mark.parametrize("fault", ["cut", "partition"])
-def test_a_broker_cut_during_sustained_ingestion_loses_nothing(
+def test_the_broker_unreachable_during_sustained_ingestion_loses_nothing(
         fault, tokens, db_session, settings, broker) -> None:
     proxy, proxied = _broker_proxy(settings)
     engine = session_factory().kw["bind"]
+    dead_before = ready_messages(settings.broker_url, DEAD_LETTER_QUEUE_NAME)
     headers = {"Authorization": f"Bearer {tokens('acme', 'ubi:write:events')}",
                "Content-Type": "application/json"}
     sent = [[[f"broker-cut-{c}-{i}-{j}" for j in range(BATCH_SIZE)] for i in range(BATCHES)]
@@ -229,4 +230,4 @@ def test_a_broker_cut_during_sustained_ingestion_loses_nothing(
     assert len(others) == len(refused)
     assert all(s == "done" or (s == "failed" and (e or "").startswith("not queued"))
                for s, e in others), others
-    assert ready_messages(settings.broker_url, DEAD_LETTER_QUEUE_NAME) == 0
+    assert ready_messages(settings.broker_url, DEAD_LETTER_QUEUE_NAME) == dead_before
