@@ -83,6 +83,10 @@ broker_url = _settings.broker_url
 result_backend = _settings.result_backend
 broker_connection_timeout = _settings.broker_connect_timeout
 broker_connection_retry_on_startup = True
+# Workers (and beat) look for a lost broker again forever, every 2, 4, ... up to 30 s: Celery's
+# default gives up after 100 attempts (about 47 minutes) and the process exits, which under
+# the Procfile stops every process and elsewhere needs a restart after a long broker outage.
+broker_connection_max_retries = None
 broker_transport_options = {"confirm_publish": True}
 broker_pool_limit = 10
 

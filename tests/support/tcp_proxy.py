@@ -1,5 +1,8 @@
-"""A TCP forwarder that can be cut and restored: a dependency "going down" for one test run
-without touching the shared server."""
+"""A TCP forwarder that can be cut and restored, or held: a dependency "going down" for one
+test run without touching the shared server. ``stop`` is a server that went away (connections
+reset, new ones refused); ``hold`` is a network partition (connections stay open and new ones
+are accepted, but nothing gets through until ``release``, when what was sent flows on, as TCP
+retransmits it)."""
 
 from __future__ import annotations
 
@@ -18,6 +21,8 @@ class TcpProxy:
         self._listener: socket.socket | None = None
         self._conns: list[socket.socket] = []
         self._lock = threading.Lock()
+        self._flowing = threading.Event()
+        self._flowing.set()
 
     def start(self) -> TcpProxy:
         listener = socket.socket()
@@ -41,6 +46,14 @@ class TcpProxy:
                     conn.shutdown(socket.SHUT_RDWR)
                 conn.close()
             self._conns.clear()
+        self._flowing.set()  # held pumps wake up to find their sockets closed
+
+    def hold(self) -> None:
+        """Let nothing through, in either direction, until ``release``."""
+        self._flowing.clear()
+
+    def release(self) -> None:
+        self._flowing.set()
 
     def _accept(self, listener: socket.socket) -> None:
         while True:
@@ -53,18 +66,21 @@ class TcpProxy:
             except OSError:
                 client.close()
                 continue
+            # The timeout bounds the connect only: left on, a connection whose server said
+            # nothing for 5 s (an idle AMQP consumer, a pooled database connection) was cut.
+            upstream.settimeout(None)
             with self._lock:
                 self._conns += [client, upstream]
             for a, b in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
 
-    @staticmethod
-    def _pump(src: socket.socket, dst: socket.socket) -> None:
+    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
         try:
             while True:
                 data = src.recv(65536)
                 if not data:
                     break
+                self._flowing.wait()  # held: kept until the partition heals
                 dst.sendall(data)
         except OSError:
             pass

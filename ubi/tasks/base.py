@@ -138,6 +138,18 @@ class UbiTask(Task):
     #: (``followups.mark_started``), so commits from then on owe a run of their own.
     followup_key: str | None = None
 
+    def apply_async(self, *args: Any, **options: Any) -> Any:
+        """Publish as Celery does, waiting for RabbitMQ's confirm at most the broker timeout.
+
+        Unbounded, a broker that stops answering without closing the connection (a network
+        partition, a hung node) held the publish forever: ``POST /events`` never answered, and
+        a worker hung sending its follow-ups. A confirm not in time counts as a lost
+        connection: the publish is retried on a new one (``task_publish_retry_policy``), then
+        fails (the API answers 503). A copy that did arrive is harmless: every task is
+        idempotent (an ingest batch is stored once)."""
+        options.setdefault("confirm_timeout", get_settings().broker_connect_timeout)
+        return super().apply_async(*args, **options)
+
     @property
     def session(self) -> Session:
         # The run's session belongs to the thread running it: a task object is shared by

@@ -37,6 +37,9 @@ def test_queues_dead_letter_with_a_delivery_limit() -> None:
     assert app.conf.task_create_missing_queues is False
     assert app.conf.worker_prefetch_multiplier == 1
     assert app.conf.broker_transport_options["confirm_publish"] is True
+    # A worker whose broker is gone waits for it however long it takes (no exit, no restart).
+    assert app.conf.broker_connection_retry is True
+    assert app.conf.broker_connection_max_retries is None
     assert app.conf.worker_send_task_events and app.conf.task_send_sent_event
     assert {q.name.removeprefix(celeryconfig.P("")) for q in celeryconfig.task_queues} == {
         "ingest", "features", "baselines", "detect", "publish", "receipts", "maintenance"}
