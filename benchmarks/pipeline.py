@@ -181,7 +181,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             with engine.connect() as conn:
                 produced = {name: int(conn.execute(sa.text(sql)).scalar_one()) for name, sql in {
                     "events_rows": "SELECT count(*) FROM events",
-                    "feature_rows": "SELECT count(*) FROM features",
+                    "feature_days": "SELECT count(*) FROM feature_days",
+                    # Feature storage (table and indexes) per stored subject-day.
+                    "feature_bytes_per_subject_day":
+                        "SELECT pg_total_relation_size('feature_days') "
+                        "/ greatest(count(*), 1) FROM feature_days",
                     "baseline_rows": "SELECT count(*) FROM baselines",
                     "anomalies": "SELECT count(*) FROM anomalies",
                     "signals": "SELECT count(*) FROM signals",
@@ -292,7 +296,8 @@ def _print_summary(f: dict[str, Any]) -> None:
           f"{fmt(f['backlog_at_window_end'])};  max dirty (actor, day) "
           f"{fmt(f['max_dirty_pairs'])};  queue max {f['max_queue_messages']};  drained in "
           f"{f['drain_s']} s")
-    print(f"  produced          {f['events_rows']:,} events, {f['feature_rows']:,} features, "
+    print(f"  produced          {f['events_rows']:,} events, {f['feature_days']:,} feature "
+          f"subject-days ({f['feature_bytes_per_subject_day']:,} B each), "
           f"{f['baseline_rows']:,} baselines, {f['anomalies']:,} anomalies, "
           f"{f['signals']:,} signals; {f['tenants_evaluated']} tenants evaluated; lost "
           f"{f['lost_events']:,}; failed batches {f['failed_batches']}; 503s {f['http_503']}, "

@@ -42,7 +42,7 @@ def test_pipeline_benchmark_follows_batches_into_features() -> None:
         assert key in f, key
     assert f["accepted_events_total"] > 0 and f["lost_events"] == 0
     assert f["failed_batches"] == 0 and f["batches_in_window_not_in_features"] == 0
-    assert f["feature_rows"] > 0 and f["tenants_evaluated"] == 2  # yesterday closed
+    assert f["feature_days"] > 0 and f["tenants_evaluated"] == 2  # yesterday closed
     assert f["settings"]["cpu_reference_ms"]["after"] > 0
 
 

@@ -10,13 +10,14 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
+from tests.support import features as stored_features
 from tests.support.organisation import organisation_events
 from tests.support.resources import wait_for_lock_waiter
 from tests.support.servers import WorkerProcess
 from tests.support.workers import running_worker
 from ubi import clock
 from ubi.analytics.privacy import Pseudonymiser
-from ubi.models import Feature, IngestionState, Signal, SignalVersion, session_factory
+from ubi.models import IngestionState, Signal, SignalVersion, session_factory
 from ubi.services import detection, features, ingest
 
 
@@ -25,8 +26,7 @@ def _snapshot(session):
         Signal.signal_id, Signal.version, Signal.status, Signal.severity, Signal.score)))
     versions = sorted(tuple(r) for r in session.execute(sa.select(
         SignalVersion.signal_id, SignalVersion.version)))
-    feats = sorted(tuple(r) for r in session.execute(sa.select(Feature.feature_id,
-                                                               Feature.value)))
+    feats = stored_features.values(session)
     return signals, versions, feats
 
 
