@@ -79,3 +79,27 @@ def test_stream_benchmark_drains_everything_and_loses_nothing() -> None:
     assert f["published"] == f["signals"] == f["received_mmm"] == 1500
     assert f["lost"] == 0 and f["duplicates"] == 0
     assert f["bounded_depth"] == 200 and f["parked"] == 1300 and f["held_back"] == 0
+
+
+def test_storage_benchmark_measures_the_old_table_and_its_conversion(settings, tmp_path
+                                                                     ) -> None:
+    """``ubi bench storage`` on an embedded database of the old code (``features``): its
+    bytes per subject-day, then migration 0015's ``feature_days`` of the same rows."""
+    import sqlalchemy as sa
+
+    from tests.support.features import features_table, old_feature_rows
+    from ubi.models.session import create_db_engine
+    from ubi.services import schema
+
+    path = tmp_path / "old.sqlite3"
+    schema.upgrade(settings.replace(database_url=f"sqlite:///{path}"), "0014")
+    engine = create_db_engine(f"sqlite:///{path}")
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.insert(features_table()), old_feature_rows())
+    finally:
+        engine.dispose()
+    f = bench("storage", "--sqlite", str(path))
+    assert (f["table"], f["subject_days"], f["rows"]) == ("features", 4, len(old_feature_rows()))
+    assert (f["converted"]["table"], f["converted"]["rows"]) == ("feature_days", 4)
+    assert f["bytes_per_subject_day"] > 0 and f["ratio"] > 1

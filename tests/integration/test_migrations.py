@@ -12,6 +12,7 @@ import sqlalchemy as sa
 
 from tests.conftest import PG_ADMIN_URL
 from tests.support import resources
+from tests.support.features import features_table, old_feature_rows
 from ubi.models import Base
 from ubi.models.session import create_db_engine
 from ubi.services import schema
@@ -329,55 +330,6 @@ def test_keys_lead_with_the_tenant_and_back(backend, scratch_db, tmp_path) -> No
     assert _key_columns(settings.database_url) == before
 
 
-def _old_feature_rows() -> list[dict[str, object]]:
-    """Rows of the table ``features`` (before 0015): two tenants, every scope, a window
-    without rows on one day, null values, a partial day and rows without ``partial``."""
-    from ubi.analytics.calendar import day_number
-    from ubi.analytics.ids import feature_id
-    from ubi.analytics.taxonomy import FEATURES, WINDOWS
-
-    rows: list[dict[str, object]] = []
-    computed = datetime(2026, 11, 21, 3, 4, 5, 678000, tzinfo=UTC)
-    cells = [("acme", "actor", "a1", date(2026, 11, 19), ("24h", "7d", "28d"), False),
-             ("acme", "actor", "a1", date(2026, 11, 20), ("7d", "28d"), True),
-             ("acme", "team", "t1", date(2026, 11, 20), ("24h", "7d", "28d"), None),
-             ("globex", "tenant", "globex", date(2026, 11, 18), ("28d",), None)]
-    for n, (tenant, scope, subject, day, windows, partial) in enumerate(cells):
-        for w, window in enumerate(windows):
-            for i, spec in enumerate(FEATURES):
-                if window not in spec.windows:
-                    continue
-                meta: dict[str, object] = {"volume_only": spec.volume_only, "unit": spec.unit}
-                if partial is not None:
-                    meta["partial"] = partial
-                start = day - timedelta(days=WINDOWS[window] - 1)
-                rows.append({
-                    "feature_id": feature_id(tenant, scope, subject, spec.name, window,
-                                             day_number(day)),
-                    "tenant_id": tenant, "actor_scope": scope, "subject_id": subject,
-                    "feature_name": spec.name, "dimension": spec.dimension, "window": window,
-                    "day": day, "window_start": datetime.combine(start, datetime.min.time(),
-                                                                 tzinfo=UTC),
-                    "window_end": datetime.combine(day + timedelta(days=1),
-                                                   datetime.min.time(), tzinfo=UTC),
-                    "value": None if i % 5 == 3 else (n + 1) * 0.1 + i / 3 + w,
-                    "confidence": 0.25 * (w + 1) + n / 7, "metadata": meta,
-                    "correlation_id": None, "computed_at": computed})
-    return rows
-
-
-def _features_table() -> sa.Table:
-    from ubi.models.base import JSONType, UTCDateTime
-
-    return sa.Table(
-        "features", sa.MetaData(), *(sa.Column(c, sa.String) for c in (
-            "feature_id", "tenant_id", "actor_scope", "subject_id", "feature_name",
-            "dimension", "window", "correlation_id")),
-        sa.Column("day", sa.Date), sa.Column("value", sa.Float),
-        sa.Column("confidence", sa.Float), sa.Column("metadata", JSONType),
-        *(sa.Column(c, UTCDateTime) for c in ("window_start", "window_end", "computed_at")))
-
-
 @pytest.mark.parametrize("backend", ["postgresql", "sqlite"])
 def test_features_become_subject_days_and_back(backend, scratch_db, tmp_path) -> None:
     """Migration 0015: the rows of ``features`` become one ``feature_days`` row per subject
@@ -389,8 +341,8 @@ def test_features_become_subject_days_and_back(backend, scratch_db, tmp_path) ->
     settings = (scratch_db if backend == "postgresql" else scratch_db.replace(
         database_url=f"sqlite:///{tmp_path / 'ubi.sqlite3'}"))
     schema.upgrade(settings, "0014")
-    rows = _old_feature_rows()
-    table = _features_table()
+    rows = old_feature_rows()
+    table = features_table()
     engine = create_db_engine(settings.database_url)
     try:
         with engine.begin() as conn:
@@ -433,8 +385,8 @@ def test_features_written_during_the_conversion_are_caught_up(scratch_db) -> Non
     from ubi.store import features as feature_store
 
     schema.upgrade(scratch_db, "0014")
-    rows = _old_feature_rows()
-    table = _features_table()
+    rows = old_feature_rows()
+    table = features_table()
     engine = create_db_engine(scratch_db.database_url)
     failed: list[BaseException] = []
 

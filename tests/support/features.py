@@ -3,13 +3,17 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from ubi.analytics.calendar import day_number
+from ubi.analytics.ids import feature_id
+from ubi.analytics.taxonomy import FEATURES, WINDOWS
 from ubi.models import FeatureDay
+from ubi.models.base import JSONType, UTCDateTime
 from ubi.store import features as feature_store
 from ubi.store.features import FeatureRecord
 
@@ -44,3 +48,47 @@ def record(session: Session, name: str, window: str, day: date, *, scope: str = 
 def count(session: Session, tenant_id: str | None = None) -> int:
     """The number of stored feature values."""
     return len(stored(session, tenant_id))
+
+
+def old_feature_rows() -> list[dict[str, object]]:
+    """Rows of the table ``features`` (before migration 0015): two tenants, every scope, a window
+    without rows on one day, null values, a partial day and rows without ``partial``."""
+    rows: list[dict[str, object]] = []
+    computed = datetime(2026, 11, 21, 3, 4, 5, 678000, tzinfo=UTC)
+    cells = [("acme", "actor", "a1", date(2026, 11, 19), ("24h", "7d", "28d"), False),
+             ("acme", "actor", "a1", date(2026, 11, 20), ("7d", "28d"), True),
+             ("acme", "team", "t1", date(2026, 11, 20), ("24h", "7d", "28d"), None),
+             ("globex", "tenant", "globex", date(2026, 11, 18), ("28d",), None)]
+    for n, (tenant, scope, subject, day, windows, partial) in enumerate(cells):
+        for w, window in enumerate(windows):
+            for i, spec in enumerate(FEATURES):
+                if window not in spec.windows:
+                    continue
+                meta: dict[str, object] = {"volume_only": spec.volume_only, "unit": spec.unit}
+                if partial is not None:
+                    meta["partial"] = partial
+                start = day - timedelta(days=WINDOWS[window] - 1)
+                rows.append({
+                    "feature_id": feature_id(tenant, scope, subject, spec.name, window,
+                                             day_number(day)),
+                    "tenant_id": tenant, "actor_scope": scope, "subject_id": subject,
+                    "feature_name": spec.name, "dimension": spec.dimension, "window": window,
+                    "day": day, "window_start": datetime.combine(start, datetime.min.time(),
+                                                                 tzinfo=UTC),
+                    "window_end": datetime.combine(day + timedelta(days=1),
+                                                   datetime.min.time(), tzinfo=UTC),
+                    "value": None if i % 5 == 3 else (n + 1) * 0.1 + i / 3 + w,
+                    "confidence": 0.25 * (w + 1) + n / 7, "metadata": meta,
+                    "correlation_id": None, "computed_at": computed})
+    return rows
+
+
+def features_table() -> sa.Table:
+    """The table ``features`` before migration 0015 (the model is gone)."""
+    return sa.Table(
+        "features", sa.MetaData(), *(sa.Column(c, sa.String) for c in (
+            "feature_id", "tenant_id", "actor_scope", "subject_id", "feature_name",
+            "dimension", "window", "correlation_id")),
+        sa.Column("day", sa.Date), sa.Column("value", sa.Float),
+        sa.Column("confidence", sa.Float), sa.Column("metadata", JSONType),
+        *(sa.Column(c, UTCDateTime) for c in ("window_start", "window_end", "computed_at")))
