@@ -172,10 +172,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 stack.check_alive()
                 time.sleep(args.sample_interval)
             drained_s = time.time() - load_end
-            # Detection of the day that closed may still run: wait for its queue to empty.
+            # Detection of the day that closed may still run, or still be owed: wait until
+            # no message is queued, no follow-up waits in the outbox and no step holds its
+            # tenant's lock, twice in a row (a step's follow-up is drained after it ends).
             quiet_deadline = time.time() + args.drain_timeout
-            while time.time() < quiet_deadline and (
-                    probes["detect"].depth()[0] or probes["features"].depth()[0]):
+            quiet = 0
+            while time.time() < quiet_deadline and quiet < 2:
+                with engine.connect() as conn:
+                    busy: int = conn.execute(sa.text(
+                        "SELECT (SELECT count(*) FROM task_outbox WHERE started_at IS NULL "
+                        "AND dedupe_key IS NOT NULL) + (SELECT count(*) FROM pg_locks "
+                        "WHERE locktype = 'advisory' AND database = (SELECT oid FROM "
+                        "pg_database WHERE datname = current_database()))")).scalar_one()
+                busy += probes["detect"].depth()[0] + probes["features"].depth()[0]
+                quiet = quiet + 1 if not busy else 0
                 time.sleep(0.5)
             analyzer.stop()
             with engine.connect() as conn:
