@@ -29,9 +29,7 @@ from ubi.analytics.features import compute_features
 from ubi.analytics.presence import first_active_day
 from ubi.analytics.results import FeatureTable
 from ubi.analytics.scopes import stored_cells
-from ubi.analytics.taxonomy import (
-    WINDOWS,
-)
+from ubi.analytics.taxonomy import WINDOWS
 from ubi.models import DirtySubject, IngestionState
 from ubi.observability.metrics import FEATURE_DURATION, apportion
 from ubi.services import (
