@@ -122,7 +122,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                   for q in ("ingest", "features", "detect")}
         autovacuum, analyze_every = h.analyze_every(args)
         analyzer = h.PeriodicAnalyze(stack.database_url, analyze_every,
-                                     vacuum=(*UPDATED_TABLES, "features"))
+                                     vacuum=(*UPDATED_TABLES, "feature_days"))
 
         def sample() -> dict[str, Any]:
             depths = {f"{q}_queue": p.depth()[0] for q, p in probes.items()}

@@ -58,7 +58,7 @@ def test_api_benchmark_loads_a_tiny_tenant_and_reports_latency_and_plans() -> No
     f = bench("api", "--actors", "12", "--teams", "2", "--days", "20", "--events", "6000",
               "--clients", "2", "--duration", "2", "--warmup", "0.5", timeout=120)
     assert f["scale"]["actors"] == 12 and f["load"]["events_stored"] == 6000
-    assert f["load"]["rows"]["features"] > 0 and f["load"]["store_events_per_s"] > 0
+    assert f["load"]["rows"]["feature_days"] > 0 and f["load"]["store_events_per_s"] > 0
     for endpoint in ("profile", "team_summary", "signal_query"):
         r = f[endpoint]
         assert r["count"] > 0 and r["errors"] == 0, (endpoint, f["error_samples"])
