@@ -232,7 +232,7 @@ def load(stack: h.BenchStack, clock_path: Path, *, actors: int, teams: int, days
     total_s = time.perf_counter() - t_all
     with stack.sql_engine().begin() as conn:
         counts = {name: int(conn.execute(sa.text(f"SELECT count(*) FROM {name}")).scalar_one())
-                  for name in ("events", "daily_rollups", "features", "baselines", "scores",
+                  for name in ("events", "daily_rollups", "feature_days", "baselines", "scores",
                                "signals")}
     return {
         "load_path": "in-process ingest.store_batch per batch (one transaction each), "

@@ -136,7 +136,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                   for q in ("ingest", "features", "detect")}
         autovacuum, analyze_every = h.analyze_every(args)
         analyzer = h.PeriodicAnalyze(stack.database_url, analyze_every,
-                                     vacuum=(*UPDATED_TABLES, "features"))
+                                     vacuum=(*UPDATED_TABLES, "feature_days"))
 
         def sample() -> dict[str, Any]:
             depths = {f"{q}_queue": p.depth()[0] for q, p in probes.items()}
@@ -186,16 +186,30 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 stack.check_alive()
                 time.sleep(args.sample_interval)
             drained_s = time.time() - load_end
-            # Detection of the day that closed may still run: wait for its queue to empty.
+            # Detection of the day that closed may still run, or still be owed: wait until
+            # no message is queued, no follow-up waits in the outbox and no step holds its
+            # tenant's lock, twice in a row (a step's follow-up is drained after it ends).
             quiet_deadline = time.time() + args.drain_timeout
-            while time.time() < quiet_deadline and (
-                    probes["detect"].depth()[0] or probes["features"].depth()[0]):
+            quiet = 0
+            while time.time() < quiet_deadline and quiet < 2:
+                with engine.connect() as conn:
+                    busy: int = conn.execute(sa.text(
+                        "SELECT (SELECT count(*) FROM task_outbox WHERE started_at IS NULL "
+                        "AND dedupe_key IS NOT NULL) + (SELECT count(*) FROM pg_locks "
+                        "WHERE locktype = 'advisory' AND database = (SELECT oid FROM "
+                        "pg_database WHERE datname = current_database()))")).scalar_one()
+                busy += probes["detect"].depth()[0] + probes["features"].depth()[0]
+                quiet = quiet + 1 if not busy else 0
                 time.sleep(0.5)
             analyzer.stop()
             with engine.connect() as conn:
                 produced = {name: int(conn.execute(sa.text(sql)).scalar_one()) for name, sql in {
                     "events_rows": "SELECT count(*) FROM events",
-                    "feature_rows": "SELECT count(*) FROM features",
+                    "feature_days": "SELECT count(*) FROM feature_days",
+                    # Feature storage (table and indexes) per stored subject-day.
+                    "feature_bytes_per_subject_day":
+                        "SELECT pg_total_relation_size('feature_days') "
+                        "/ greatest(count(*), 1) FROM feature_days",
                     "baseline_rows": "SELECT count(*) FROM baselines",
                     "anomalies": "SELECT count(*) FROM anomalies",
                     "signals": "SELECT count(*) FROM signals",
@@ -309,7 +323,8 @@ def _print_summary(f: dict[str, Any]) -> None:
           f"{fmt(f['backlog_at_window_end'])};  max dirty (actor, day) "
           f"{fmt(f['max_dirty_pairs'])};  queue max {f['max_queue_messages']};  drained in "
           f"{f['drain_s']} s")
-    print(f"  produced          {f['events_rows']:,} events, {f['feature_rows']:,} features, "
+    print(f"  produced          {f['events_rows']:,} events, {f['feature_days']:,} feature "
+          f"subject-days ({f['feature_bytes_per_subject_day']:,} B each), "
           f"{f['baseline_rows']:,} baselines, {f['anomalies']:,} anomalies, "
           f"{f['signals']:,} signals; {f['tenants_evaluated']} tenants evaluated; lost "
           f"{f['lost_events']:,}; failed batches {f['failed_batches']}; 503s {f['http_503']}, "

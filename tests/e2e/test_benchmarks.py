@@ -50,7 +50,7 @@ def test_pipeline_sweep_follows_batches_into_features() -> None:
         assert key in f, key
     assert f["accepted_events_total"] > 0 and f["lost_events"] == 0
     assert f["failed_batches"] == 0 and f["batches_in_window_not_in_features"] == 0
-    assert f["feature_rows"] > 0 and f["tenants_evaluated"] == 2  # yesterday closed
+    assert f["feature_days"] > 0 and f["tenants_evaluated"] == 2  # yesterday closed
     assert f["settings"]["cpu_reference_ms"]["after"] > 0
 
 
@@ -66,7 +66,7 @@ def test_api_benchmark_loads_a_tiny_tenant_and_reports_latency_and_plans() -> No
     f = bench("api", "--actors", "12", "--teams", "2", "--days", "20", "--events", "6000",
               "--clients", "2", "--duration", "2", "--warmup", "0.5", timeout=120)
     assert f["scale"]["actors"] == 12 and f["load"]["events_stored"] == 6000
-    assert f["load"]["rows"]["features"] > 0 and f["load"]["store_events_per_s"] > 0
+    assert f["load"]["rows"]["feature_days"] > 0 and f["load"]["store_events_per_s"] > 0
     for endpoint in ("profile", "team_summary", "signal_query"):
         r = f[endpoint]
         assert r["count"] > 0 and r["errors"] == 0, (endpoint, f["error_samples"])
@@ -87,3 +87,27 @@ def test_stream_benchmark_drains_everything_and_loses_nothing() -> None:
     assert f["published"] == f["signals"] == f["received_mmm"] == 1500
     assert f["lost"] == 0 and f["duplicates"] == 0
     assert f["bounded_depth"] == 200 and f["parked"] == 1300 and f["held_back"] == 0
+
+
+def test_storage_benchmark_measures_the_old_table_and_its_conversion(settings, tmp_path
+                                                                     ) -> None:
+    """``ubi bench storage`` on an embedded database of the old code (``features``): its
+    bytes per subject-day, then migration 0015's ``feature_days`` of the same rows."""
+    import sqlalchemy as sa
+
+    from tests.support.features import features_table, old_feature_rows
+    from ubi.models.session import create_db_engine
+    from ubi.services import schema
+
+    path = tmp_path / "old.sqlite3"
+    schema.upgrade(settings.replace(database_url=f"sqlite:///{path}"), "0014")
+    engine = create_db_engine(f"sqlite:///{path}")
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.insert(features_table()), old_feature_rows())
+    finally:
+        engine.dispose()
+    f = bench("storage", "--sqlite", str(path))
+    assert (f["table"], f["subject_days"], f["rows"]) == ("features", 4, len(old_feature_rows()))
+    assert (f["converted"]["table"], f["converted"]["rows"]) == ("feature_days", 4)
+    assert f["bytes_per_subject_day"] > 0 and f["ratio"] > 1

@@ -39,7 +39,7 @@ SCRIPT = textwrap.dedent("""
         out = {
             "accepted": summary.accepted, "envelopes": len(lines),
             "events": conn.execute(sa.text("SELECT count(*) FROM events")).scalar_one(),
-            "features": conn.execute(sa.text("SELECT count(*) FROM features")).scalar_one(),
+            "features": conn.execute(sa.text("SELECT count(*) FROM feature_days")).scalar_one(),
             "dirty": conn.execute(sa.text("SELECT count(*) FROM dirty_subjects")).scalar_one(),
             "evaluated_through": conn.execute(sa.text(
                 "SELECT last_evaluated_day FROM ingestion_state "

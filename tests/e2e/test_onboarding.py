@@ -19,7 +19,7 @@ from ubi.analytics.privacy import Pseudonymiser
 from ubi.cli import main
 from ubi.models import (
     Baseline,
-    Feature,
+    FeatureDay,
     FeatureRefresh,
     IngestionState,
     Score,
@@ -27,6 +27,7 @@ from ubi.models import (
     session_factory,
 )
 from ubi.services.feature_check import check_features
+from ubi.store import features as feature_store
 
 #: The suite's Wednesday noon: the history runs up to this morning, which closes yesterday.
 NOW = datetime(2026, 6, 17, 12, tzinfo=UTC)
@@ -94,8 +95,7 @@ def test_a_tenant_onboarded_with_ten_weeks_of_history_gets_its_signals(
         assert earliest < NOW.date() - timedelta(days=28)  # history, not only the last days
         assert s.execute(sa.select(sa.func.count()).select_from(Baseline).where(
             Baseline.tenant_id == tenant)).scalar_one() > 0
-        first_feature = s.execute(sa.select(sa.func.min(Feature.day)).where(
-            Feature.tenant_id == tenant)).scalar_one()
+        first_feature = feature_store.first_day(s, tenant)
         assert first_feature == workload.truth.start_day
         report = check_features(s, tenant)
     assert report.consistent, report.summary()
@@ -103,8 +103,7 @@ def test_a_tenant_onboarded_with_ten_weeks_of_history_gets_its_signals(
 
 def _snapshot(tenant: str) -> tuple[dict[str, float | None], dict[tuple[Any, ...], Any]]:
     with session_factory()() as s:
-        feats = dict(s.execute(sa.select(Feature.feature_id, Feature.value).where(
-            Feature.tenant_id == tenant)).tuples().all())
+        feats = {r.feature_id: r.value for r in feature_store.records(s, tenant)}
         scores = {tuple(r[:5]): (r[5], r[6]) for r in s.execute(sa.select(
             Score.actor_scope, Score.subject_id, Score.dimension, Score.window, Score.day,
             Score.score, Score.previous_score).where(Score.tenant_id == tenant)).all()}
@@ -142,10 +141,12 @@ def test_recompute_of_a_range_restates_it_like_a_fresh_run(
         # Damage a range: features gone or wrong, scores wrong.
         first, last = NOW.date() - timedelta(days=10), NOW.date() - timedelta(days=4)
         with session_factory()() as s:
-            in_range = sa.and_(Feature.tenant_id == tenant, Feature.day >= first,
-                               Feature.day <= last)
-            s.execute(sa.delete(Feature).where(in_range, Feature.actor_scope == "team"))
-            s.execute(sa.update(Feature).where(in_range).values(value=-1.0))
+            in_range = sa.and_(FeatureDay.tenant_id == tenant, FeatureDay.day >= first,
+                               FeatureDay.day <= last)
+            s.execute(sa.delete(FeatureDay).where(in_range, FeatureDay.actor_scope == "team"))
+            wrong = feature_store.pack(0.5, [-1.0] * len(feature_store.SLOTS["28d"]))
+            s.execute(sa.update(FeatureDay).where(in_range, FeatureDay.w28d.is_not(None)
+                                                  ).values(w28d=wrong))
             s.execute(sa.update(Score).where(Score.tenant_id == tenant, Score.day >= first,
                                              Score.day <= last).values(score=0.0))
             s.commit()

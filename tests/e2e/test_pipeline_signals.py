@@ -13,7 +13,7 @@ from tests.support.organisation import organisation_events
 from tests.support.waiting import wait_until
 from tests.support.workers import running_worker
 from ubi.analytics.privacy import Pseudonymiser
-from ubi.models import Baseline, Feature, IngestionState, Score, Signal, SignalOutbox
+from ubi.models import Baseline, FeatureDay, IngestionState, Score, Signal, SignalOutbox
 
 
 @pytest.mark.slow
@@ -56,7 +56,7 @@ def test_after_hours_surge_raises_burnout_for_that_actor_only(
     assert outbox
     assert outbox[0].routing_key == f"acme.actor.flow.risk.burnout_risk.{signal.severity}"
     # Features, baselines and scores were stored for every scope along the way.
-    scopes = set(db_session.execute(sa.select(Feature.actor_scope).distinct()).scalars())
+    scopes = set(db_session.execute(sa.select(FeatureDay.actor_scope).distinct()).scalars())
     assert {"actor", "team", "tenant", "cohort"} <= scopes
     assert db_session.execute(sa.select(sa.func.count()).select_from(Baseline)).scalar() > 0
     assert db_session.execute(sa.select(sa.func.count()).select_from(Score)).scalar() > 0

@@ -20,8 +20,9 @@ from hypothesis import strategies as st
 from tests.support import resources
 from tests.support.organisation import organisation_events
 from ubi.analytics.privacy import Pseudonymiser
-from ubi.models import Feature, FeatureRefresh, session_factory
+from ubi.models import FeatureDay, FeatureRefresh, session_factory
 from ubi.services import detection, feature_check, features, ingest
+from ubi.store import features as feature_store
 
 #: A Wednesday noon; the organisations below end with this morning's traffic.
 NOW = datetime(2026, 6, 17, 12, tzinfo=UTC)
@@ -113,18 +114,23 @@ def test_the_check_finds_missing_extra_and_different_rows(settings, database, sh
         step(name)
     assert check().consistent
     with session_factory()() as s:
-        rows = s.execute(sa.select(Feature).where(
-            Feature.actor_scope == "actor", Feature.window == "24h",
-            Feature.feature_name == "event_count").order_by(Feature.day).limit(3)
-        ).scalars().all()
-        rows[0].value = (rows[0].value or 0) + 1          # different
-        s.delete(rows[1])                                  # missing
-        s.add(Feature(**{c.name: getattr(rows[2], c.name) for c in Feature.__table__.columns
-                         if c.name not in ("feature_id", "day")},
-                      feature_id="extra-row", day=rows[2].day - timedelta(days=400)))
+        rows = s.execute(sa.select(FeatureDay).where(
+            FeatureDay.actor_scope == "actor", FeatureDay.w24h.is_not(None)).order_by(
+            FeatureDay.day, FeatureDay.subject_id).limit(3)).scalars().all()
+        assert rows[0].w24h is not None and rows[2].w24h is not None
+        partial, confidence, values = feature_store.unpack(rows[0].w24h)
+        changed = [None if v != v else float(v) for v in values]
+        changed[0] = (changed[0] or 0) + 1  # event_count: different
+        rows[0].w24h = feature_store.pack(confidence, changed, partial)
+        rows[1].w24h = None  # a window's values: missing
+        s.add(FeatureDay(tenant_id="inv", actor_scope="actor", subject_id=rows[2].subject_id,
+                         day=rows[2].day - timedelta(days=400), w24h=rows[2].w24h,
+                         computed_at=rows[2].computed_at))  # extra
         s.commit()
+    n_24h = len(feature_store.SLOTS["24h"])
     report = check()
-    assert (report.missing, report.extra, report.different) == (1, 1, 1), report.summary()
+    assert (report.missing, report.extra, report.different) == (n_24h, n_24h, 1), \
+        report.summary()
     # The command line says the same and fails.
     result = subprocess.run([sys.executable, "-m", "ubi.cli", "check", "features", "--tenant",
                              "inv", "--json"], env=dict(os.environ), capture_output=True,
@@ -132,7 +138,7 @@ def test_the_check_finds_missing_extra_and_different_rows(settings, database, sh
     assert result.returncode == 1, result.stderr
     out = json.loads(result.stdout)
     assert (out["consistent"], out["missing"], out["extra"], out["different"]) == \
-        (False, 1, 1, 1)
+        (False, n_24h, n_24h, 1)
     # The full recompute mends all three.
     with session_factory()() as s:
         features.recompute_features(s, "inv", everything=True)

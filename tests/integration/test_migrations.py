@@ -12,6 +12,7 @@ import sqlalchemy as sa
 
 from tests.conftest import PG_ADMIN_URL
 from tests.support import resources
+from tests.support.features import features_table, old_feature_rows
 from ubi.models import Base
 from ubi.models.session import create_db_engine
 from ubi.services import schema
@@ -72,7 +73,9 @@ def _fillfactors(url: str) -> dict[str, str]:
 def test_rewritten_tables_leave_room_for_in_place_updates(scratch_db) -> None:
     schema.upgrade(scratch_db)
     ff = _fillfactors(scratch_db.database_url)
-    assert ff["features"] == "70" and ff["daily_rollups"] == "80", ff
+    assert ff["feature_days"] == "70" and ff["daily_rollups"] == "80", ff
+    schema.downgrade(scratch_db, "0014")
+    assert _fillfactors(scratch_db.database_url)["features"] == "70"
     schema.downgrade(scratch_db, "0002")
     assert "features" not in _fillfactors(scratch_db.database_url)
 
@@ -325,3 +328,104 @@ def test_keys_lead_with_the_tenant_and_back(backend, scratch_db, tmp_path) -> No
                if cols != ["id"]), after
     schema.downgrade(settings, "0013")
     assert _key_columns(settings.database_url) == before
+
+
+@pytest.mark.parametrize("backend", ["postgresql", "sqlite"])
+def test_features_become_subject_days_and_back(backend, scratch_db, tmp_path) -> None:
+    """Migration 0015: the rows of ``features`` become one ``feature_days`` row per subject
+    and day, read back as the same records (ids, values, confidences, metadata, window
+    bounds); a downgrade rebuilds ``features`` as it was (without correlation ids)."""
+    from ubi.models import session_factory
+    from ubi.store import features as feature_store
+
+    settings = (scratch_db if backend == "postgresql" else scratch_db.replace(
+        database_url=f"sqlite:///{tmp_path / 'ubi.sqlite3'}"))
+    schema.upgrade(settings, "0014")
+    rows = old_feature_rows()
+    table = features_table()
+    engine = create_db_engine(settings.database_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.insert(table), rows)
+        schema.upgrade(settings, "0015")
+        assert "features" not in _tables(settings.database_url)
+        with session_factory(settings)() as session:
+            read = [r for tenant in ("acme", "globex")
+                    for r in feature_store.records(session, tenant)]
+            assert session.execute(sa.text("SELECT count(*) FROM feature_days")).scalar() == 4
+        got = {r.feature_id: {
+            "feature_id": r.feature_id, "tenant_id": r.tenant_id,
+            "actor_scope": r.actor_scope, "subject_id": r.subject_id,
+            "feature_name": r.feature_name, "dimension": r.dimension, "window": r.window,
+            "day": r.day, "window_start": r.window_start, "window_end": r.window_end,
+            "value": r.value, "confidence": r.confidence, "metadata": r.metadata,
+            "correlation_id": None, "computed_at": r.computed_at} for r in read}
+        assert len(got) == len(read) == len(rows)
+        assert got == {r["feature_id"]: r for r in rows}
+
+        schema.downgrade(settings, "0014")
+        assert "feature_days" not in _tables(settings.database_url)
+        with engine.connect() as conn:
+            back = {r["feature_id"]: dict(r) for r in conn.execute(
+                sa.select(table)).mappings()}
+        assert back == {r["feature_id"]: r for r in rows}
+    finally:
+        engine.dispose()
+
+
+def test_features_written_during_the_conversion_are_caught_up(scratch_db) -> None:
+    """Migration 0015 on a live PostgreSQL: rows the old code writes while the ranges are
+    converted (an update, a new subject-day, a subject-day deleted) reach feature_days before
+    ``features`` is dropped. The writer holds a lock that lets the conversion run and makes
+    its final step wait, then writes and commits while it waits."""
+    import threading
+
+    from tests.support.resources import wait_for_lock_waiter
+    from ubi.models import session_factory
+    from ubi.store import features as feature_store
+
+    schema.upgrade(scratch_db, "0014")
+    rows = old_feature_rows()
+    table = features_table()
+    engine = create_db_engine(scratch_db.database_url)
+    failed: list[BaseException] = []
+
+    def migrate() -> None:
+        try:
+            schema.upgrade(scratch_db, "0015")
+        except BaseException as exc:  # reported by the test thread
+            failed.append(exc)
+
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.insert(table), rows)
+        new_day = [dict(r, tenant_id="acme", subject_id="a9", feature_id=f"new-{i}")
+                   for i, r in enumerate(rows) if r["subject_id"] == "a1"
+                   and r["day"] == date(2026, 11, 19)]
+        with engine.connect() as writer:
+            writer.begin()
+            # ROW SHARE: the trigger can be created, the final EXCLUSIVE lock must wait.
+            writer.execute(sa.text("LOCK TABLE features IN ROW SHARE MODE"))
+            thread = threading.Thread(target=migrate)
+            thread.start()
+            assert wait_for_lock_waiter(engine, timeout=60) == 1, failed
+            changed = next(r for r in rows if r["subject_id"] == "t1"
+                           and r["feature_name"] == "event_count" and r["window"] == "7d")
+            writer.execute(sa.update(table).where(
+                table.c.feature_id == changed["feature_id"]).values(value=42.0))
+            writer.execute(sa.insert(table), new_day)
+            writer.execute(sa.delete(table).where(table.c.tenant_id == "globex"))
+            writer.commit()
+            thread.join(timeout=120)
+        assert not thread.is_alive() and not failed, failed
+        want = {(r["tenant_id"], r["subject_id"], r["feature_name"], r["window"], r["day"]):
+                42.0 if r is changed else r["value"]
+                for r in [*rows, *new_day] if r["tenant_id"] == "acme"}
+        with session_factory(scratch_db)() as session:
+            got = {(r.tenant_id, r.subject_id, r.feature_name, r.window, r.day): r.value
+                   for tenant in ("acme", "globex")
+                   for r in feature_store.records(session, tenant)}
+        assert got == want
+        assert not {"features", "feature_days_pending"} & _tables(scratch_db.database_url)
+    finally:
+        engine.dispose()

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
+from tests.support import features as stored_features
 from tests.support.organisation import organisation_events
 from ubi import clock
 from ubi.analytics.calendar import day_number
@@ -27,7 +28,6 @@ from ubi.models import (
     Anomaly,
     Baseline,
     DirtySubject,
-    Feature,
     IngestionState,
     Signal,
     SignalVersion,
@@ -97,7 +97,7 @@ def test_steps_are_idempotent(settings, db_session, frozen) -> None:
         s.info["keep_open"] = True
         crashed = detection.detect_tenant(s, "acme")
         lost_signals = snapshot(s, Signal, "signal_id", "version", "status", "severity")
-        lost_features = snapshot(s, Feature, "feature_id", "value")
+        lost_features = stored_features.values(s)
         s.rollback()
     assert crashed.signal_versions > 0
     assert db_session.execute(sa.select(sa.func.count()).select_from(Signal)).scalar() == 0
@@ -105,7 +105,7 @@ def test_steps_are_idempotent(settings, db_session, frozen) -> None:
     out = run_detect()
     assert out.evaluated_through == end_day and out.signal_versions == crashed.signal_versions
     sigs = snapshot(db_session, Signal, "signal_id", "version", "status", "severity")
-    feats = snapshot(db_session, Feature, "feature_id", "value")
+    feats = stored_features.values(db_session)
     assert sigs == lost_signals and feats == lost_features
     versions = snapshot(db_session, SignalVersion, "signal_id", "version")
     rollups = sorted(tuple(r) for r in db_session.execute(sa.select(
@@ -118,7 +118,7 @@ def test_steps_are_idempotent(settings, db_session, frozen) -> None:
     assert run_detect(evaluate_from=end_day - timedelta(days=3)).evaluated_from is None
     assert snapshot(db_session, Signal, "signal_id", "version", "status", "severity") == sigs
     assert snapshot(db_session, SignalVersion, "signal_id", "version") == versions
-    assert snapshot(db_session, Feature, "feature_id", "value") == feats
+    assert stored_features.values(db_session) == feats
     assert sorted(tuple(r) for r in db_session.execute(sa.select(
         daily_rollups.c.actor_id, daily_rollups.c.day, daily_rollups.c.event_count))) == rollups
 
@@ -128,7 +128,7 @@ def test_order_of_arrival_does_not_change_features(settings, db_session, frozen)
     events = organisation_events("acme", end_day=end_day, days=10, actors=4)
     store(settings, events)
     run_features()
-    ordered = snapshot(db_session, Feature, "feature_id", "value")
+    ordered = stored_features.values(db_session)
     from tests.support import resources
 
     resources.truncate_all(settings.database_url)
@@ -137,7 +137,7 @@ def test_order_of_arrival_does_not_change_features(settings, db_session, frozen)
     for i in range(0, len(shuffled), 50):
         store(settings, shuffled[i:i + 50])
     run_features()
-    assert snapshot(db_session, Feature, "feature_id", "value") == ordered
+    assert stored_features.values(db_session) == ordered
 
 
 def test_late_events_update_their_day_only_inside_the_window(settings, db_session, frozen) -> None:
@@ -154,9 +154,7 @@ def test_late_events_update_their_day_only_inside_the_window(settings, db_sessio
     dirty = db_session.execute(sa.select(DirtySubject.day)).scalars().all()
     assert dirty == [late_day]
     run_features()
-    rate = db_session.execute(sa.select(Feature.value).where(
-        Feature.feature_name == "build_failure_rate", Feature.window == "24h",
-        Feature.day == late_day)).scalar_one()
+    rate = stored_features.record(db_session, "build_failure_rate", "24h", late_day).value
     assert rate == 0.5
 
     old = now - timedelta(days=30)  # beyond late_event_days (7): stored, not recomputed
@@ -236,7 +234,7 @@ def test_tenants_never_read_each_others_data(settings, db_session, frozen) -> No
     store(settings, acme)
     run_features()
     run_detect()
-    alone_f = snapshot(db_session, Feature, "feature_id", "value")
+    alone_f = stored_features.values(db_session)
     alone_b = snapshot(db_session, Baseline, "baseline_id", "mean", "std_dev", "n_observations")
     from tests.support import resources
 
@@ -250,17 +248,14 @@ def test_tenants_never_read_each_others_data(settings, db_session, frozen) -> No
         run_features(tenant)
         run_detect(tenant)
     db_session.expire_all()
-    acme_f = sorted(tuple(r) for r in db_session.execute(sa.select(
-        Feature.feature_id, Feature.value).where(Feature.tenant_id == "acme")))
+    acme_f = stored_features.values(db_session, "acme")
     acme_b = sorted(tuple(r) for r in db_session.execute(sa.select(
         Baseline.baseline_id, Baseline.mean, Baseline.std_dev, Baseline.n_observations).where(
         Baseline.tenant_id == "acme")))
     assert acme_f == alone_f
     assert acme_b == alone_b
-    globex_subjects = set(db_session.execute(sa.select(Feature.subject_id).where(
-        Feature.tenant_id == "globex")).scalars())
-    acme_subjects = set(db_session.execute(sa.select(Feature.subject_id).where(
-        Feature.tenant_id == "acme")).scalars())
+    globex_subjects = {r.subject_id for r in stored_features.stored(db_session, "globex")}
+    acme_subjects = {r.subject_id for r in stored_features.stored(db_session, "acme")}
     assert not (globex_subjects - {"globex", "human", "alpha", "beta"}) & acme_subjects
     assert all(s.tenant_id == "globex" for s in db_session.execute(
         sa.select(Signal).where(Signal.signal_class == "burnout_risk")).scalars())
@@ -356,9 +351,7 @@ def test_ingest_never_waits_for_a_running_features_step(settings, db_session, fr
     db_session.rollback()
     out = run_features()
     assert (out.dirty, out.remaining) == (1, 0)
-    count = db_session.execute(sa.select(Feature.value).where(
-        Feature.feature_name == "event_count", Feature.window == "24h",
-        Feature.day == now.date())).scalar_one()
+    count = stored_features.record(db_session, "event_count", "24h", now.date()).value
     assert count == 6
     assert db_session.execute(sa.select(sa.func.count()).select_from(DirtySubject)).scalar() == 0
     assert db_session.execute(sa.select(daily_focus.c.focus_minutes, daily_focus.c.focus_sessions)
@@ -367,29 +360,35 @@ def test_ingest_never_waits_for_a_running_features_step(settings, db_session, fr
 
 def test_features_are_rewritten_only_when_they_change(
         settings, db_session, frozen) -> None:
-    """A features run that finds a value unchanged leaves its row alone (its computed_at and
-    correlation id stay those of the change); a changed value is rewritten."""
+    """A features run that finds a subject-day's values unchanged leaves its row alone (its
+    computed_at stays that of the change); a changed value rewrites the row."""
     from tests.support.envelopes import envelope
 
     now = frozen.now
     store(settings, [envelope(actor="amy", occurred_at=now - timedelta(hours=3))])
     run_features()
 
-    def row(name: str) -> tuple[float, datetime]:
-        db_session.expire_all()
-        value, computed = db_session.execute(sa.select(Feature.value, Feature.computed_at).where(
-            Feature.feature_name == name, Feature.window == "24h",
-            Feature.day == now.date())).one()
+    def row(name: str) -> tuple[float | None, datetime]:
+        r = stored_features.record(db_session, name, "24h", now.date())
         db_session.rollback()
-        return value, computed
+        return r.value, r.computed_at
 
     commits, first = row("commit_count")
     builds_before = row("build_failure_rate")
     frozen.now = now + timedelta(minutes=5)
+    # The pair marked again with nothing new (a redelivered batch after a crash): the run
+    # computes the same values and writes nothing.
+    actor = db_session.execute(sa.select(daily_rollups.c.actor_id)).scalar_one()
+    db_session.add(DirtySubject(tenant_id="acme", actor_id=actor, day=now.date(),
+                                correlation_id=None, batch_id=None, marked_at=frozen.now))
+    db_session.commit()
+    assert run_features().dirty == 1
+    assert row("commit_count") == (commits, first)  # unchanged: not rewritten
+    frozen.now = now + timedelta(minutes=10)
     store(settings, [envelope(actor="amy", signal_type="build_failed",
                               occurred_at=now - timedelta(hours=2))])
     run_features()
-    assert row("commit_count") == (commits, first)  # unchanged: not rewritten
+    assert row("commit_count") == (commits, frozen.now)  # its subject-day's row changed
     rate, computed = row("build_failure_rate")
     assert rate == 1.0 and rate != builds_before[0] and computed == frozen.now
 
@@ -474,9 +473,7 @@ def test_detection_before_the_features_step_sees_every_stored_focus_session(
                               occurred_at=nine + timedelta(minutes=50)),
                      envelope(actor="amy", occurred_at=nine + timedelta(days=1))])
     assert run_detect().evaluated_through == day
-    value = db_session.execute(sa.select(Feature.value).where(
-        Feature.actor_scope == "actor", Feature.feature_name == "focus_session_avg_minutes",
-        Feature.window == "24h", Feature.day == day)).scalar_one()
+    value = stored_features.record(db_session, "focus_session_avg_minutes", "24h", day).value
     assert value == pytest.approx(50.0)
     assert db_session.execute(sa.select(daily_focus.c.focus_minutes)).scalar_one() == 50.0
     assert sorted(db_session.execute(sa.select(DirtySubject.day)).scalars()) == \

@@ -31,7 +31,6 @@ from ubi.models import (
     Batch,
     DirtySubject,
     Event,
-    Feature,
     IngestionState,
     Signal,
     SignalVersion,
@@ -39,6 +38,7 @@ from ubi.models import (
     session_factory,
 )
 from ubi.services import configs, detection, features, ingest
+from ubi.store import features as feature_store
 
 #: The suite's Wednesday noon; the organisations below end with this morning's traffic.
 NOW = datetime(2026, 6, 17, 12, tzinfo=UTC)
@@ -90,12 +90,8 @@ def actor_features(settings, tenant: str, actors: list[str]
     alias = Pseudonymiser(settings.pseudonym_secret)
     names = {alias.pseudonym(tenant, a): a for a in actors}
     with session_factory()() as s:
-        rows = s.execute(sa.select(
-            Feature.subject_id, Feature.feature_name, Feature.window, Feature.day,
-            Feature.value).where(Feature.tenant_id == tenant,
-                                 Feature.actor_scope == "actor")).all()
-    return {(names[subject], name, window, str(day)): value
-            for subject, name, window, day, value in rows}
+        return {(names[r.subject_id], r.feature_name, r.window, str(r.day)): r.value
+                for r in feature_store.records(s, tenant, scopes=["actor"])}
 
 
 def settled(tenant: str) -> bool:
@@ -189,8 +185,6 @@ def test_a_database_cut_during_sustained_ingestion_loses_nothing(
 def stored_rows(session, tenant: str) -> dict[str, list[tuple[object, ...]]]:
     """What a features or detect run of the tenant wrote, as the session sees it."""
     queries = {
-        "features": sa.select(Feature.feature_id, Feature.value).where(
-            Feature.tenant_id == tenant),
         "signals": sa.select(Signal.signal_id, Signal.version, Signal.status,
                              Signal.severity).where(Signal.tenant_id == tenant),
         "versions": sa.select(SignalVersion.signal_id, SignalVersion.version).where(
@@ -198,7 +192,10 @@ def stored_rows(session, tenant: str) -> dict[str, list[tuple[object, ...]]]:
         "dirty": sa.select(DirtySubject.actor_id, DirtySubject.day).where(
             DirtySubject.tenant_id == tenant),
     }
-    return {k: sorted(tuple(r) for r in session.execute(q)) for k, q in queries.items()}
+    out = {k: sorted(tuple(r) for r in session.execute(q)) for k, q in queries.items()}
+    out["features"] = sorted((r.feature_id, r.value)
+                             for r in feature_store.records(session, tenant))
+    return out
 
 
 @pytest.mark.slow

@@ -12,13 +12,14 @@ import pytest
 import sqlalchemy as sa
 from kombu import Connection
 
+from tests.support import features as stored_features
 from tests.support.organisation import organisation_events
 from tests.support.resources import ready_messages
 from tests.support.workers import running_worker
 from ubi import clock
 from ubi.analytics.privacy import Pseudonymiser
 from ubi.celery_app import app as celery_app
-from ubi.models import DirtySubject, Feature, TaskOutbox, session_factory
+from ubi.models import DirtySubject, TaskOutbox, session_factory
 from ubi.services import followups, ingest
 from ubi.services.followups import OWED_KEY
 from ubi.tasks import names
@@ -48,8 +49,7 @@ def _dirty(tenant: str) -> int:
 
 def _features(tenant: str) -> int:
     with session_factory()() as s:
-        return int(s.execute(sa.select(sa.func.count()).select_from(Feature).where(
-            Feature.tenant_id == tenant)).scalar() or 0)
+        return stored_features.count(s, tenant)
 
 
 @pytest.mark.slow

@@ -11,14 +11,14 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
-from tests.support.features import stored_features
+from tests.support import features as feature_rows
 from tests.support.organisation import organisation_events
 from tests.support.resources import wait_for_lock_waiter
 from tests.support.servers import WorkerProcess
 from tests.support.workers import running_worker
 from ubi import clock
 from ubi.analytics.privacy import Pseudonymiser
-from ubi.models import DirtySubject, Feature, IngestionState, Signal, SignalVersion, session_factory
+from ubi.models import DirtySubject, IngestionState, Signal, SignalVersion, session_factory
 from ubi.services import detection, feature_check, features, ingest
 
 
@@ -27,8 +27,7 @@ def _snapshot(session):
         Signal.signal_id, Signal.version, Signal.status, Signal.severity, Signal.score)))
     versions = sorted(tuple(r) for r in session.execute(sa.select(
         SignalVersion.signal_id, SignalVersion.version)))
-    feats = sorted(tuple(r) for r in session.execute(sa.select(Feature.feature_id,
-                                                               Feature.value)))
+    feats = feature_rows.values(session)
     return signals, versions, feats
 
 
@@ -109,7 +108,7 @@ def test_features_worker_killed_mid_run(settings, db_session, database, broker) 
     # What a fault-free run stores (computed, read, rolled back: the dirty pairs stay).
     with session_factory()() as s:
         assert features.compute_tenant_features(s, "acme").rows > 0
-        expected = stored_features(s, "acme")
+        expected = feature_rows.by_key(s, "acme")
         s.rollback()
     assert expected
 
@@ -135,7 +134,7 @@ def test_features_worker_killed_mid_run(settings, db_session, database, broker) 
         blocker.close()
         worker.stop()
     # Nothing of the killed run is visible; its work is still owed.
-    assert stored_features(db_session, "acme") == {}
+    assert feature_rows.by_key(db_session, "acme") == {}
     assert db_session.execute(sa.select(sa.func.count()).select_from(DirtySubject)).scalar()
     db_session.rollback()
 
@@ -150,6 +149,6 @@ def test_features_worker_killed_mid_run(settings, db_session, database, broker) 
             db_session.rollback()
             time.sleep(0.2)
     db_session.expire_all()
-    assert stored_features(db_session, "acme") == expected
+    assert feature_rows.by_key(db_session, "acme") == expected
     report = feature_check.check_features(db_session, "acme")
     assert report.consistent and report.compared == len(expected), report.summary()

@@ -23,8 +23,6 @@ EXEMPT = {
 
 #: Per-tenant tables whose keys do not lead with tenant_id yet, and why it was not cheap.
 NOT_YET = {
-    "features": "one row per value with a UUID key: being replaced by compact subject-day "
-                "storage keyed by (tenant_id, actor_scope, subject_id, day) (issue 19)",
     "signals": "looked up by signal_id alone across tenants (feedback by a privileged "
                "caller, GET /signals/{id}); the API must carry the tenant first",
     "baselines": "UUID key read by evidence and anomalies by id alone; its natural key "

@@ -14,7 +14,7 @@ from ubi.models.intelligence import (
     Anomaly,
     Baseline,
     BaselineAnchor,
-    Feature,
+    FeatureDay,
     Score,
     Signal,
     SignalFeedback,
@@ -34,7 +34,7 @@ from ubi.models.tenancy import (
 
 __all__ = [
     "Anomaly", "AuditEntry", "Base", "Baseline", "BaselineAnchor", "Batch", "DailyInteraction",
-    "DailyWorkItem", "DeletionJob", "DirtySubject", "Event", "EventKey", "Feature",
+    "DailyWorkItem", "DeletionJob", "DirtySubject", "Event", "EventKey", "FeatureDay",
     "FeatureRefresh", "IngestionState",
     "ReceiptOutbox", "RetentionDecision", "Score", "Signal", "SignalFeedback", "SignalOutbox",
     "SignalVersion", "StreamRateBucket", "StreamSubscription", "TaskOutbox",

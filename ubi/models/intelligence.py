@@ -11,30 +11,28 @@ from sqlalchemy.orm import Mapped, mapped_column
 from ubi.models.base import Base, JSONType, UTCDateTime
 
 
-class Feature(Base):
-    """A feature value of one subject for the window ending with ``day`` (SPEC §5.1)."""
+class FeatureDay(Base):
+    """Every feature value of one subject on one day, for every window (SPEC §5.1 records
+    are read through ``ubi.store.features``).
 
-    __tablename__ = "features"
+    One column per window (``ubi.store.features.WINDOW_COLUMNS``), null when the window has no
+    values that day, else packed little-endian doubles: the window's confidence, then its
+    features' values in ``taxonomy.FEATURES`` order (NaN = null), after one byte of metadata
+    (``metadata.partial``). Ids, window bounds, dimension, unit are derived, not stored.
+    """
+
+    __tablename__ = "feature_days"
     __table_args__ = (
-        sa.UniqueConstraint("tenant_id", "actor_scope", "subject_id", "feature_name", "window",
-                            "day", name="uq_features_key"),
-        sa.Index("ix_features_tenant_day", "tenant_id", "day"),
+        sa.Index("ix_feature_days_tenant_day", "tenant_id", "day"),
     )
 
-    feature_id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
-    tenant_id: Mapped[str] = mapped_column(sa.String(64))
-    actor_scope: Mapped[str] = mapped_column(sa.String(8))
-    subject_id: Mapped[str] = mapped_column(sa.String(256))
-    feature_name: Mapped[str] = mapped_column(sa.String(64))
-    dimension: Mapped[str] = mapped_column(sa.String(32))
-    window: Mapped[str] = mapped_column(sa.String(8))
-    day: Mapped[date] = mapped_column(sa.Date)
-    window_start: Mapped[datetime] = mapped_column(UTCDateTime)
-    window_end: Mapped[datetime] = mapped_column(UTCDateTime)
-    value: Mapped[float | None] = mapped_column(sa.Float)
-    confidence: Mapped[float] = mapped_column(sa.Float)
-    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSONType, default=dict)
-    correlation_id: Mapped[str | None] = mapped_column(sa.String(128))
+    tenant_id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    actor_scope: Mapped[str] = mapped_column(sa.String(8), primary_key=True)
+    subject_id: Mapped[str] = mapped_column(sa.String(256), primary_key=True)
+    day: Mapped[date] = mapped_column(sa.Date, primary_key=True)
+    w24h: Mapped[bytes | None] = mapped_column(sa.LargeBinary)
+    w7d: Mapped[bytes | None] = mapped_column(sa.LargeBinary)
+    w28d: Mapped[bytes | None] = mapped_column(sa.LargeBinary)
     computed_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 

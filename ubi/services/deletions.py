@@ -52,7 +52,7 @@ from ubi.models import (
     DirtySubject,
     Event,
     EventKey,
-    Feature,
+    FeatureDay,
     ReceiptOutbox,
     Score,
     Signal,
@@ -287,8 +287,10 @@ def _delete(session: Session, scope: Scope, job_id: str, now: datetime) -> dict[
             return sa.true()
         return sa.and_(model.actor_scope == "actor", model.subject_id == scope.actor_id)
 
-    counts["features"] = _execute(session, sa.delete(Feature).where(
-        Feature.tenant_id == t, subject(Feature), scope.reach(Feature.day, Feature.day)))
+    # Feature rows are subject-days (every feature and window of one day).
+    counts["feature_days"] = _execute(session, sa.delete(FeatureDay).where(
+        FeatureDay.tenant_id == t, subject(FeatureDay),
+        scope.reach(FeatureDay.day, FeatureDay.day)))
     counts["scores"] = _execute(session, sa.delete(Score).where(
         Score.tenant_id == t, subject(Score), scope.reach(Score.day, Score.day)))
     counts["anomalies"] = _execute(session, sa.delete(Anomaly).where(

@@ -55,10 +55,11 @@ from ubi.services import (
     freshness,
     receipts,
 )
-from ubi.services.features import GROUP_SCOPES, table_rows, upsert_features
+from ubi.services.features import GROUP_SCOPES
 from ubi.services.followups import enqueue_followup
 from ubi.services.tenant_locks import tenant_lock
 from ubi.store import bulk, pgcopy
+from ubi.store import features as feature_store
 from ubi.store.activity import first_activity_day, incomplete_days, load_activity
 from ubi.tasks import names
 
@@ -242,8 +243,7 @@ def refresh_group_features(session: Session, tenant_id: str,
     incomplete = incomplete_days(session, tenant_id, start, last_evaluated)
     tables = tenant_features(activity, config, tenant_id=tenant_id,
                              incomplete_days=incomplete, from_day=day_number(first))
-    outcome.features += upsert_features(session, table_rows(
-        tables, scopes=GROUP_SCOPES, correlation_id=correlation_id, now=now))
+    outcome.features += feature_store.write(session, tables, scopes=GROUP_SCOPES, now=now)
     feature_refresh.release(session, tenant_id, feature_refresh.GROUPS, taken)
 
 
@@ -309,11 +309,10 @@ def persist_analysis(session: Session, analysis: TenantAnalysis, config: TenantC
     # Aggregates are detection's own; actor features are the features step's, which may have
     # computed them from events this run did not read: detection only adds the rows missing
     # (windows that move on without new events).
-    outcome.features += upsert_features(session, table_rows(
-        analysis.features, scopes=GROUP_SCOPES, correlation_id=correlation_id, now=now))
-    outcome.features += upsert_features(session, table_rows(
-        analysis.features, scopes=("actor",), correlation_id=correlation_id, now=now),
-        only_new=True)
+    outcome.features += feature_store.write(session, analysis.features, scopes=GROUP_SCOPES,
+                                            now=now)
+    outcome.features += feature_store.write(session, analysis.features, scopes=("actor",),
+                                            now=now, mode="fill")
     outcome.baselines += upsert_baselines(session, analysis)
     outcome.scores += _upsert_scores(session, analysis, now)
     _persist_anomalies(session, analysis, correlation_id, outcome)

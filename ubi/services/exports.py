@@ -12,12 +12,13 @@ import io
 import json
 from collections.abc import Iterator
 from datetime import date
+from itertools import groupby
+from operator import attrgetter
 from typing import Any
 
-import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from ubi.models import Feature
+from ubi.store import features as feature_store
 
 FORMATS = ("jsonl", "csv")
 COLUMNS = ("actor_scope", "subject_id", "feature_name", "dimension", "window", "day", "value",
@@ -27,13 +28,15 @@ GROUP_SCOPES = ("team", "cohort", "tenant")
 
 def aggregate_rows(session: Session, tenant_id: str, first: date, last: date
                    ) -> Iterator[dict[str, Any]]:
-    f = Feature
-    query = sa.select(f.actor_scope, f.subject_id, f.feature_name, f.dimension, f.window,
-                      f.day, f.value, f.confidence).where(
-        f.tenant_id == tenant_id, f.actor_scope.in_(GROUP_SCOPES), f.day >= first,
-        f.day <= last).order_by(f.day, f.actor_scope, f.subject_id, f.window, f.feature_name)
-    for row in session.execute(query.execution_options(yield_per=5000)):
-        yield dict(zip(COLUMNS, row, strict=True))
+    """The group features of [first, last] by day, scope, subject, window and feature name."""
+    subject_day = attrgetter("day", "actor_scope", "subject_id")
+    for _, group in groupby(feature_store.records(
+            session, tenant_id, scopes=GROUP_SCOPES, first=first, last=last), subject_day):
+        for r in sorted(group, key=attrgetter("window", "feature_name")):
+            yield {"actor_scope": r.actor_scope, "subject_id": r.subject_id,
+                   "feature_name": r.feature_name, "dimension": r.dimension,
+                   "window": r.window, "day": r.day, "value": r.value,
+                   "confidence": r.confidence}
 
 
 def render(rows: Iterator[dict[str, Any]], fmt: str) -> Iterator[str]:

@@ -34,10 +34,13 @@ from ubi.analytics.events import BehaviouralEvent
 from ubi.analytics.focus import focus_of_events
 from ubi.analytics.rollups import build_daily_activity
 from ubi.analytics.taxonomy import WINDOWS
-from ubi.models import Event, Feature, IngestionState
+from ubi.models import Event, IngestionState
 from ubi.services import configs
+from ubi.store import features as feature_store
 from ubi.store.activity import incomplete_days
 
+#: (scope, subject, feature, window, day) of a feature value.
+RowKey = tuple[str, str, str, str, date]
 #: Values closer than this (relative, or absolute near zero) are equal: float rounding of sums
 #: taken in another order.
 TOLERANCE = 1e-9
@@ -119,8 +122,7 @@ def check_features(session: Session, tenant_id: str, *, now: datetime | None = N
     if state is not None and state.last_evaluated_day is not None:
         report.evaluated_from = state.first_evaluated_day
         report.evaluated_through = state.last_evaluated_day
-    first_stored = session.execute(sa.select(sa.func.min(Feature.day)).where(
-        Feature.tenant_id == tenant_id)).scalar_one()
+    first_stored = feature_store.first_day(session, tenant_id)
     starts = [d for d in (first_stored, report.evaluated_from) if d is not None]
     last_event = session.execute(sa.select(sa.func.max(Event.event_date)).where(
         Event.tenant_id == tenant_id)).scalar_one()
@@ -130,32 +132,31 @@ def check_features(session: Session, tenant_id: str, *, now: datetime | None = N
     report.last_day = max(now.date(), last_event)
     expected = _expected_rows(session, tenant_id, report.first_day, report.last_day)
     must_exist = (report.evaluated_from, report.evaluated_through)
-    seen: set[str] = set()
-    for fid, scope, subject, name, window, day, value in session.execute(sa.select(
-            Feature.feature_id, Feature.actor_scope, Feature.subject_id, Feature.feature_name,
-            Feature.window, Feature.day, Feature.value).where(
-            Feature.tenant_id == tenant_id, Feature.day >= report.first_day)):
+    seen: set[RowKey] = set()
+    for r in feature_store.records(session, tenant_id, first=report.first_day):
+        scope, subject, name, window, day, value = (
+            r.actor_scope, r.subject_id, r.feature_name, r.window, r.day, r.value)
+        key = (scope, subject, name, window, day)
         report.compared += 1
-        seen.add(fid)
-        want = expected.get(fid)
-        if want is None:
+        seen.add(key)
+        if key not in expected:
             report._note("extra", RowDifference(scope, subject, name, window, day, value, None))
-        elif not _same(value, want[-1]):
+        elif not _same(value, want := expected[key]):
             report._note("different", RowDifference(scope, subject, name, window, day, value,
-                                                    want[-1]))
+                                                    want))
     lo, hi = must_exist
     if lo is not None and hi is not None:
-        for fid, (scope, subject, name, window, day, value) in expected.items():
-            if lo <= day <= hi and fid not in seen:
+        for (scope, subject, name, window, day), value in expected.items():
+            if lo <= day <= hi and (scope, subject, name, window, day) not in seen:
                 report._note("missing", RowDifference(scope, subject, name, window, day, None,
                                                       value))
     return report
 
 
 def _expected_rows(session: Session, tenant_id: str, first_day: date, last_day: date
-                   ) -> dict[str, tuple[str, str, str, str, date, float | None]]:
-    """feature id -> (scope, subject, name, window, day, value) of a from-scratch computation
-    over [first_day, last_day]."""
+                   ) -> dict[RowKey, float | None]:
+    """(scope, subject, name, window, day) -> value of a from-scratch computation over
+    [first_day, last_day]."""
     config = configs.load_config(session, tenant_id, cached=False)
     # Whole windows on the first day, and the day before it for focus sessions ending on it.
     start = first_day - timedelta(days=max(WINDOWS.values()))
@@ -166,9 +167,8 @@ def _expected_rows(session: Session, tenant_id: str, first_day: date, last_day: 
     incomplete = incomplete_days(session, tenant_id, start, last_day)
     tables = tenant_features(activity, config, tenant_id=tenant_id,
                              incomplete_days=incomplete, from_day=day_number(first_day))
-    return {r.feature_id: (r.actor_scope, r.subject_id, r.feature_name, r.window,
-                           day_from_number(r.day), r.value)
-            for table in tables for r in table.iter_rows()}
+    return {(r.actor_scope, r.subject_id, r.feature_name, r.window, day_from_number(r.day)):
+            r.value for table in tables for r in table.iter_rows()}
 
 
 def stored_events(session: Session, tenant_id: str, start: date, end: date

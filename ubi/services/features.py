@@ -11,15 +11,11 @@ after each (``services/focus_time``), once per run however many batches marked t
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Container, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
-from datetime import time as dtime
-from functools import lru_cache
+from datetime import date, datetime, timedelta
 from typing import Any, cast
 
 import numpy as np
@@ -27,20 +23,14 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from ubi import clock
-from ubi.analytics.calendar import day_from_number, day_number
+from ubi.analytics.calendar import day_number
 from ubi.analytics.engine import tenant_features
 from ubi.analytics.features import compute_features
-from ubi.analytics.ids import feature_id, feature_ids
 from ubi.analytics.presence import first_active_day
 from ubi.analytics.results import FeatureTable
 from ubi.analytics.scopes import stored_cells
-from ubi.analytics.taxonomy import (
-    FEATURE_INDEX,
-    FEATURE_NAMES,
-    FEATURES,
-    WINDOWS,
-)
-from ubi.models import DirtySubject, Feature, IngestionState, table_of
+from ubi.analytics.taxonomy import WINDOWS
+from ubi.models import DirtySubject, IngestionState
 from ubi.observability.metrics import FEATURE_DURATION, apportion
 from ubi.services import (
     configs,
@@ -51,6 +41,7 @@ from ubi.services import (
 from ubi.services.followups import enqueue_followup
 from ubi.services.tenant_locks import tenant_lock
 from ubi.store import bulk
+from ubi.store import features as feature_store
 from ubi.store.activity import incomplete_days, load_activity
 from ubi.tasks import names
 
@@ -59,10 +50,6 @@ log = logging.getLogger("ubi.features")
 #: Every scope features are stored for (SPEC §5.1): actors, and their aggregates.
 SCOPES = ("actor", "team", "cohort", "tenant")
 GROUP_SCOPES = ("team", "cohort", "tenant")
-#: Rows per feature upsert statement.
-_FEATURE_COLUMNS = ("feature_id", "tenant_id", "actor_scope", "subject_id", "feature_name",
-                    "dimension", "window", "day", "window_start", "window_end", "value",
-                    "confidence", "metadata", "correlation_id", "computed_at")
 
 
 @dataclass
@@ -155,36 +142,19 @@ def compute_tenant_features(session: Session, tenant_id: str, *, now: datetime |
                                  dtype=np.int64)
     start_n = day_number(start)
     today_n = day_number(today)
-    rows: list[dict[str, Any]] = []
+    days = np.arange(start_n, start_n + activity.n_days, dtype=np.int64)
+    tables = []
     for window in config.windows:
         cube = compute_features(activity, window, config, incomplete, timings=timings)
-        w = WINDOWS[window]
-        feats = [(i, f) for i, f in enumerate(FEATURES) if window in f.windows]
         # The (actor, day) cells to store: from the actor's first dirty day on, those that
         # have rows at all (the rule every writer follows, ``scopes.stored_cells``).
         stored = stored_cells(cube.values, np.ones(cube.confidence.shape, dtype=bool),
                               first_active, np.arange(activity.n_days))
         stored &= np.arange(activity.n_days)[None, :] >= first_dirty_index[:, None]
-        cells = list(zip(*(ix.tolist() for ix in np.nonzero(stored)), strict=True))
-        n_f = len(feats)
-        ids = feature_ids(tenant_id, "actor", window, activity.subject_ids, FEATURE_NAMES,
-                          np.repeat([s for s, _ in cells], n_f).astype(np.int64),
-                          np.tile([i for i, _ in feats], len(cells)).astype(np.int64),
-                          np.repeat([start_n + d for _, d in cells], n_f).astype(np.int64)
-                          ).astype(str).tolist()
-        k = 0
-        for s, d in cells:
-            actor = activity.subject_ids[s]
-            day = start_n + d
-            conf = float(cube.confidence[s, d])
-            for i, spec in feats:
-                v = float(cube.values[s, d, i])
-                rows.append(feature_row(
-                    tenant_id, "actor", actor, spec.name, spec.dimension, window, w, day,
-                    None if np.isnan(v) else v, conf,
-                    feature_metadata(spec.name, day >= today_n), correlation_id, now, ids[k]))
-                k += 1
-    outcome.rows = upsert_features(session, rows)
+        tables.append(FeatureTable(tenant_id, "actor", window, list(activity.subject_ids),
+                                   days, cube.values, cube.confidence, stored))
+    # Today's values are of a day still going on (``metadata.partial``).
+    outcome.rows = feature_store.write(session, tables, now=now, partial_from=today_n)
     # Per feature name: its measured share, plus the run's shared work (loading, rows, the
     # upsert) apportioned by it, so a run's samples add up to the run (the metric's help).
     for name, seconds in apportion(timings, time.perf_counter() - run_started).items():
@@ -202,78 +172,6 @@ def compute_tenant_features(session: Session, tenant_id: str, *, now: datetime |
                          dedupe_key=f"detect:{tenant_id}", correlation_id=correlation_id)
         outcome.detect_enqueued = True
     return outcome
-
-
-@lru_cache(maxsize=4096)
-def _window_bounds(day: int, w: int) -> tuple[date, datetime, datetime]:
-    """(last day, start, end) of the ``w``-day window ending on UTC day number ``day``."""
-    end = day_from_number(day)
-    start = end - timedelta(days=w - 1)
-    return (end, datetime.combine(start, dtime(), tzinfo=UTC),
-            datetime.combine(end + timedelta(days=1), dtime(), tzinfo=UTC))
-
-
-@lru_cache(maxsize=1024)
-def feature_metadata(name: str, partial: bool | None = None) -> bulk.JsonText:
-    """The stored metadata of a feature, serialised once (rows share it)."""
-    spec = FEATURES[FEATURE_INDEX[name]]
-    meta: dict[str, Any] = {"volume_only": spec.volume_only, "unit": spec.unit}
-    if partial is not None:
-        meta["partial"] = partial
-    return bulk.JsonText(json.dumps(meta))
-
-
-def feature_row(tenant_id: str, scope: str, subject: str, name: str, dimension: str,
-                window: str, w: int, day: int, value: float | None, confidence: float,
-                metadata: dict[str, Any] | bulk.JsonText, correlation_id: str | None,
-                now: datetime, fid: str | None = None) -> dict[str, Any]:
-    end, window_start, window_end = _window_bounds(day, w)
-    return {
-        "feature_id": fid or feature_id(tenant_id, scope, subject, name, window, day),
-        "tenant_id": tenant_id, "actor_scope": scope, "subject_id": subject,
-        "feature_name": name, "dimension": dimension, "window": window, "day": end,
-        "window_start": window_start, "window_end": window_end,
-        "value": value, "confidence": confidence, "metadata": metadata,
-        "correlation_id": correlation_id, "computed_at": now,
-    }
-
-
-def upsert_features(session: Session, rows: Iterable[dict[str, Any]], *,
-                    only_new: bool = False) -> int:
-    """Insert or refresh feature rows (idempotent: ids are deterministic); with ``only_new``,
-    rows that exist are left as they are."""
-    rows = list(rows)
-    bulk.upsert_replacing(session, table_of(Feature), rows, key_columns=("feature_id",),
-                          replace=() if only_new else ("value", "confidence", "metadata",
-                                                       "correlation_id", "computed_at"),
-                          changed=("value", "confidence", "metadata"))
-    return len(rows)
-
-
-def table_rows(tables: Iterable[FeatureTable], *, scopes: Container[str],
-               correlation_id: str | None, now: datetime) -> list[dict[str, Any]]:
-    """The stored rows of the engine's feature tables of ``scopes``."""
-    rows = []
-    for table in tables:
-        if table.scope not in scopes:
-            continue
-        w = WINDOWS[table.window]
-        for r in table.iter_rows():
-            rows.append(feature_row(table.tenant_id, r.actor_scope, r.subject_id,
-                                    r.feature_name, r.dimension, r.window, w, r.day, r.value,
-                                    r.confidence, feature_metadata(r.feature_name),
-                                    correlation_id, now, r.feature_id))
-    return rows
-
-
-def delete_features(session: Session, tenant_id: str, feature_ids: Iterable[str]) -> int:
-    done = 0
-    for part in bulk.chunks(sorted(feature_ids), 2000):
-        result = session.execute(sa.delete(Feature).where(
-            Feature.tenant_id == tenant_id, Feature.feature_id.in_(list(part))),
-            execution_options={"synchronize_session": False})
-        done += int(getattr(result, "rowcount", 0) or 0)
-    return done
 
 
 @dataclass
@@ -302,8 +200,7 @@ def recompute_features(session: Session, tenant_id: str, *, now: datetime | None
         return outcome
     marks = feature_refresh.pending(session, tenant_id, feature_refresh.ALL)
     state = session.get(IngestionState, tenant_id)
-    stored_from = session.execute(sa.select(sa.func.min(Feature.day)).where(
-        Feature.tenant_id == tenant_id)).scalar_one()
+    stored_from = feature_store.first_day(session, tenant_id)
     kept_from = min((d for d in (stored_from, state.first_evaluated_day if state else None)
                      if d is not None), default=None)
     if first_day is None and (kept_from is None or (not marks and not everything)):
@@ -329,16 +226,13 @@ def recompute_features(session: Session, tenant_id: str, *, now: datetime | None
     tables = tenant_features(activity, config, tenant_id=tenant_id,
                              incomplete_days=incomplete, from_day=day_number(first),
                              timings=timings)
-    rows = table_rows(tables, scopes=SCOPES, correlation_id=None, now=now)
     outcome.first_day, outcome.last_day = first, last
-    outcome.rows = upsert_features(session, rows)
+    outcome.rows = feature_store.write(session, tables, now=now, mode="replace")
     # As in the features step: measured per feature (every scope), common work apportioned.
     for name, seconds in apportion(timings, time.perf_counter() - run_started).items():
         FEATURE_DURATION.labels(tenant_id, name).observe(seconds)
-    wanted = {r["feature_id"] for r in rows}
-    stored = session.execute(sa.select(Feature.feature_id).where(
-        Feature.tenant_id == tenant_id, Feature.day >= first, Feature.day <= last)).scalars()
-    outcome.deleted = delete_features(session, tenant_id, [f for f in stored if f not in wanted])
+    # Subject-days of the range that must not exist go (with ``replace``, so do windows).
+    outcome.deleted = feature_store.delete_missing(session, tenant_id, first, last, tables)
     feature_refresh.release(session, tenant_id, feature_refresh.ALL, marks)
     log.info("features recomputed", extra={"ubi": {
         "from": str(first), "through": str(last), "rows": outcome.rows,

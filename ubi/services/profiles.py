@@ -11,7 +11,7 @@ exactly like an unknown team (SPEC §8, k-anonymity).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -24,9 +24,10 @@ from ubi.analytics.anomalies import MIN_BASELINE_CONFIDENCE, zscores
 from ubi.analytics.calendar import day_type
 from ubi.analytics.taxonomy import DIMENSIONS, FEATURE_INDEX, FEATURES, WINDOWS
 from ubi.analytics.tenant_config import TenantConfig
-from ubi.models import Baseline, Feature, IngestionState, Score, daily_rollups
+from ubi.models import Baseline, IngestionState, Score, daily_rollups
 from ubi.services import freshness
 from ubi.services.signal_queries import subject_signals
+from ubi.store import features as feature_store
 
 #: Recent signals: those that fired in the last this many days (and every active one).
 RECENT_DAYS = 28
@@ -163,18 +164,23 @@ def _scores(session: Session, tenant_id: str, subject: Subject, as_of: date,
 def _features(session: Session, tenant_id: str, config: TenantConfig, subject: Subject,
               as_of: date, window: str) -> list[dict[str, Any]]:
     """The window's features of ``as_of``, each with the baseline of its day type and z."""
-    f, b = Feature, Baseline
+    b = Baseline
     kind = day_type(as_of, config)
-    rows = session.execute(sa.select(
-        f.feature_id, f.feature_name, f.dimension, f.value, f.confidence, b.baseline_id,
-        b.mean, b.std_dev, b.p50, b.p90, b.n_observations, b.confidence.label("b_confidence"))
-        .outerjoin(b, sa.and_(
-            b.tenant_id == f.tenant_id, b.actor_scope == f.actor_scope,
-            b.subject_id == f.subject_id, b.window == f.window,
-            b.feature_name == f.feature_name, b.day_type == kind))
-        .where(f.tenant_id == tenant_id, f.actor_scope == subject.scope,
-               f.subject_id == subject.subject_id, f.window == window, f.day == as_of)
-        .order_by(f.feature_name)).mappings().all()
+    baselines = {row["feature_name"]: row for row in session.execute(sa.select(
+        b.feature_name, b.baseline_id, b.mean, b.std_dev, b.p50, b.p90, b.n_observations,
+        b.confidence.label("b_confidence")).where(
+        b.tenant_id == tenant_id, b.actor_scope == subject.scope,
+        b.subject_id == subject.subject_id, b.window == window, b.day_type == kind)
+        ).mappings()}
+    no_baseline = dict.fromkeys(("baseline_id", "mean", "std_dev", "p50", "p90",
+                                 "n_observations", "b_confidence"))
+    rows = sorted(({"feature_id": r.feature_id, "feature_name": r.feature_name,
+                    "dimension": r.dimension, "value": r.value, "confidence": r.confidence,
+                    **baselines.get(r.feature_name, no_baseline)}
+                   for r in feature_store.records(
+                       session, tenant_id, scopes=[subject.scope],
+                       subject_id=subject.subject_id, first=as_of, last=as_of,
+                       windows=[window])), key=lambda row: row["feature_name"])
     zs = _z(rows, float(config.baseline_algorithm["min_std"]))
     out = []
     for row, z in zip(rows, zs, strict=True):
@@ -195,7 +201,7 @@ def _features(session: Session, tenant_id: str, config: TenantConfig, subject: S
     return out
 
 
-def _z(rows: Sequence[sa.RowMapping], min_std: float) -> list[float | None]:
+def _z(rows: Sequence[Mapping[str, Any]], min_std: float) -> list[float | None]:
     """SPEC §5.3's z of each value against its baseline (the detector's own rule for std 0);
     none without a value or a baseline, or while the baseline's confidence is too low to say
     anything (a warm-up baseline)."""
