@@ -13,8 +13,11 @@ import ubi
 
 SENDS = {"apply_async", "send_task", "delay", "retry"}
 #: (module, function) allowed to send: the dispatcher, the retry of a failed task (a new
-#: message of the same task with its countdown, UbiTask's error handling) and the ingest API.
+#: message of the same task with its countdown, UbiTask's error handling), UbiTask's own
+#: ``apply_async`` (Celery's, with a bounded wait for the confirm: every send goes through it)
+#: and the ingest API.
 ALLOWED = {("ubi/tasks/base.py", "_send"), ("ubi/tasks/base.py", "_fail"),
+           ("ubi/tasks/base.py", "apply_async"),
            ("ubi/services/batches.py", "queue_batch")}
 
 
