@@ -60,24 +60,17 @@ baseline confidence x window completeness (window completeness alone for fixed t
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from typing import Any
+from dataclasses import replace
 
 import numpy as np
 
 from ubi.analytics.activity import COUNTER_INDEX
-from ubi.analytics.anomalies import SEVERITY_NAME, is_intensive
 from ubi.analytics.explain import (
-    build_evidence,
-    describe_context,
     describe_deviation,
-    event_summary,
     fmt_number,
     fmt_value,
 )
 from ubi.analytics.features import rolling_sum
-from ubi.analytics.ids import baseline_id, feature_id
 from ubi.analytics.presence import (
     DROP_ABSENCE_RUNS,
     DROP_SPAN_WORKDAYS,
@@ -87,11 +80,29 @@ from ubi.analytics.presence import (
     scattered_absences,
 )
 from ubi.analytics.rule_inputs import HitInfo, RuleInputs
+from ubi.analytics.rule_triggers import (
+    PERSIST_MIN_HITS,
+    PERSIST_WORKDAYS,
+    RULE_TRIGGERS,
+    Trigger,
+    above_baseline,
+    below_baseline,
+    drop_allowed,
+    fired_days,
+    from_persistent,
+    from_triggers,
+    gate,
+    make_candidate,
+    persistent,
+    persistent_triggers,
+    risk_score,
+    signal_evidence,
+    span_start,
+    trigger_allowed,
+    trigger_masks,
+)
 from ubi.analytics.signal_lifecycle import SignalCandidate
 from ubi.analytics.taxonomy import (
-    FEATURE_BY_NAME,
-    FEATURE_INDEX,
-    FEATURES,
     SIGNAL_CLASS_BY_NAME,
     SIGNAL_CLASSES,
     WINDOWS,
@@ -104,41 +115,12 @@ __all__ = [
 
 #: Days before the first evaluated day that the rules read (5 workdays, 14 days of mentoring).
 LOOKBACK_DAYS = 21
-#: Persistence: an anomaly-based rule fires when one of its triggers was anomalous on at least
-#: ``PERSIST_MIN_HITS`` of the last ``PERSIST_WORKDAYS`` workdays (SPEC §5.5 states it for
-#: burnout_risk; every anomaly-based rule uses it; longer windows need more, see
-#: ``persistence_rule``).
-PERSIST_WORKDAYS = 5
-PERSIST_MIN_HITS = 3
-#: Daily hits within the last ``PERSIST_WORKDAYS`` workdays that confirm a multi-day trigger
-#: before its own persistence (``_persistent``).
-EARLY_DAILY_HITS = 2
 BURNOUT_WORKDAYS = PERSIST_WORKDAYS
 BURNOUT_MIN_HITS = PERSIST_MIN_HITS
 MENTORING_DAYS = 14
 #: Days a position among peers must hold before a percentile rule fires (two weeks).
 PEER_POSITION_DAYS = MENTORING_DAYS
 AFTER_HOURS_SHARE = 0.3
-
-#: Windows whose anomalies trigger rules. A 28-day rolling value moves slowly, so the spread of
-#: its daily values around their EWM mean is tiny and a small drift gives a large z; rules are
-#: about current behaviour, so they read the 24h and 7d anomalies (28d anomalies are still
-#: detected and stored; the 28d window drives ``mentoring_potential``).
-RULE_WINDOWS: tuple[str, ...] = ("24h", "7d")
-
-#: Anomaly triggers per rule: ((feature, windows), ...) and the direction that counts.
-RULE_TRIGGERS: dict[str, tuple[tuple[tuple[str, tuple[str, ...]], ...], str]] = {
-    "burnout_risk": ((("after_hours_ratio", ("24h", "7d")),
-                      ("late_night_events", ("24h", "7d"))), "high"),
-    "rework_loop": ((("build_failure_rate", RULE_WINDOWS), ("test_failure_rate", RULE_WINDOWS),
-                     ("rework_ratio", RULE_WINDOWS)), "high"),
-    "context_thrash": ((("context_switch_rate", RULE_WINDOWS),), "high"),
-    "engagement_drop": ((("active_days", ("7d",)),
-                         ("focus_session_avg_minutes", RULE_WINDOWS)), "low"),
-    "guardrail_overrides": ((("override_count", RULE_WINDOWS),), "high"),
-    "agent_usage_optimisation": ((("llm_failure_rate", RULE_WINDOWS),), "high"),
-    "after_hours_activity": ((("after_hours_ratio", ("7d",)),), "high"),
-}
 #: Features compared with a threshold or with peers rather than with an anomaly.
 PERCENTILE_TRIGGERS: dict[str, tuple[str, str]] = {
     "mentoring_potential": ("reviews_given", "28d"),
@@ -154,306 +136,6 @@ CONTEXT_FEATURES: dict[str, tuple[str, ...]] = {
     "28d": ("reviews_given",),
 }
 
-OPPORTUNITY_TEXT: dict[str, tuple[str, str]] = {
-    "mentoring_potential": (
-        "recognise the review work and offer a mentoring or review-lead role",
-        "review load spread more evenly; newer members get faster, better reviews"),
-    "pair_work_candidate": (
-        "suggest pairing or a second reviewer on the current work",
-        "build/test failures and context switches back to the subject's normal within two "
-        "weeks"),
-    "agent_usage_optimisation": (
-        "share effective agent usage patterns (prompting, task slicing) from the peer group",
-        "llm failure rate and requests per work item back within the peer group's range"),
-}
-
-
-def trigger_allowed(feature: str, config: TenantConfig) -> bool:
-    """A volume-only feature is never a trigger while the tenant prohibits volume-only use."""
-    return not (config.prohibit_volume_only and FEATURE_BY_NAME[feature].volume_only)
-
-
-@dataclass
-class _Trigger:
-    feature: str
-    window: str
-    day_index: int
-    info: HitInfo
-    hits: int | None = None
-    of: int | None = None
-    severity: int = 1
-    #: Hits on weekend days / holidays inside the span.
-    days_off: int = 0
-    #: How the trigger was confirmed when not by its own persistence (for the reason).
-    note: str | None = None
-
-
-# --- rule evaluation ---------------------------------------------------------------------------
-
-def _sev(inputs: RuleInputs, feature: str, window: str, direction: str) -> np.ndarray | None:
-    rw = inputs.windows.get(window)
-    if rw is None:
-        return None
-    s = rw.severity[:, FEATURE_INDEX[feature], :]
-    return s > 0 if direction == "high" else s < 0
-
-
-def _span_start(workday: np.ndarray, n_l: int, last: int) -> np.ndarray:
-    """[L] first day of the span "the last ``last`` workdays up to each day": the ``last``-th
-    most recent workday (day 0 while fewer workdays are loaded)."""
-    wd = np.flatnonzero(workday)
-    if wd.size == 0:
-        return np.zeros(n_l, dtype=np.int64)
-    j = np.searchsorted(wd, np.arange(n_l), side="right") - last  # index into wd
-    return np.where(j >= 0, wd[np.clip(j, 0, None)], 0).astype(np.int64)
-
-
-def _span_counts(hits: np.ndarray, workday: np.ndarray, last: int) -> np.ndarray:
-    """[S, L] days with a hit in the span of the last ``last`` workdays up to each day
-    (inclusive). Days off inside the span count when they have a hit: weekend work is the
-    most telling after-hours work, and agents work every day."""
-    n_s, n_l = hits.shape
-    csum = np.zeros((n_s, n_l + 1))
-    csum[:, 1:] = np.cumsum(hits, axis=1)
-    start = _span_start(workday, n_l, last)
-    return csum[:, 1:] - csum[:, start]
-
-
-def _below_baseline(inputs: RuleInputs, feature: str, window: str) -> np.ndarray:
-    """[S, L] the supporting feature is below its baseline: more than one (effective) std
-    under the mean. Within one std it is "flat", as the reasons say: a collaborator fewer
-    than the average is not "fewer collaborators"."""
-    rw = inputs.windows.get(window)
-    if rw is None or feature not in rw.context:
-        return np.zeros(inputs.present.shape, dtype=bool)
-    value, mean, std, usable = rw.context[feature]
-    with np.errstate(invalid="ignore"):
-        return usable & (value < mean - np.nan_to_num(std))
-
-
-def _above_baseline(inputs: RuleInputs, feature: str, window: str) -> np.ndarray:
-    """[S, L] more than one (effective) std above the baseline mean (see ``_below_baseline``)."""
-    rw = inputs.windows.get(window)
-    if rw is None or feature not in rw.context:
-        return np.zeros(inputs.present.shape, dtype=bool)
-    value, mean, std, usable = rw.context[feature]
-    with np.errstate(invalid="ignore"):
-        return usable & (value > mean + np.nan_to_num(std))
-
-
-def _context_phrase(inputs: RuleInputs, feature: str, window: str, s: int, lday: int) -> str:
-    rw = inputs.windows[window]
-    value, mean, std, usable = rw.context[feature]
-    return describe_context(feature, window, float(value[s, lday]), float(mean[s, lday]),
-                            float(std[s, lday]), bool(usable[s, lday]))
-
-
-def _risk_score(triggers: Sequence[_Trigger]) -> float:
-    return float(min(100.0, 20.0 * max(abs(t.info.z) for t in triggers)))
-
-
-def _snapshot(inputs: RuleInputs, dimension: str, s: int, lday: int,
-              extra: Iterable[tuple[str, str]] = ()) -> dict[str, float | None]:
-    names = [f.name for f in FEATURES if f.dimension == dimension]
-    snap: dict[str, float | None] = {}
-    for w, rw in inputs.windows.items():
-        for name in [*names, *(f for f, ew in extra if ew == w)]:
-            if w not in FEATURE_BY_NAME[name].windows:
-                continue
-            v = float(rw.values[s, FEATURE_INDEX[name], lday])
-            snap[f"{name}.{w}"] = None if np.isnan(v) else round(v, 4)
-    return snap
-
-
-def _evidence(inputs: RuleInputs, s: int, lday: int, triggers: Sequence[_Trigger],
-              context: Sequence[tuple[str, str]]) -> dict[str, Any]:
-    tenant, scope, subject = inputs.tenant_id, inputs.scope, inputs.subject_ids[s]
-    fids, bids, values = [], [], {}
-    for t in triggers:
-        day = inputs.day0 + t.day_index
-        fids.append(feature_id(tenant, scope, subject, t.feature, t.window, day))
-        day_type = "workday" if inputs.workday[t.day_index] else "weekend"
-        bids.append(baseline_id(tenant, scope, subject, t.feature, t.window, day_type))
-        values[f"{t.feature}.{t.window}"] = t.info.value
-    for feature, w in context:
-        fids.append(feature_id(tenant, scope, subject, feature, w, inputs.day0 + lday))
-    span = max([WINDOWS[t.window] for t in triggers] + [WINDOWS[w] for _, w in context] + [1])
-    first = max(0, lday - span + 1)
-    summary = event_summary(inputs.counters[s, first:lday + 1], inputs.day0 + first,
-                            inputs.day0 + lday)
-    return build_evidence(fids, bids, summary, values)
-
-
-def _candidate(inputs: RuleInputs, rule: str, s: int, lday: int, *, severity: str,
-               score: float, confidence: float, reason: str, evidence: Mapping[str, Any],
-               triggers: Sequence[str], extra_snapshot: Iterable[tuple[str, str]] = ()
-               ) -> SignalCandidate:
-    spec = SIGNAL_CLASS_BY_NAME[rule]
-    intent, outcome = OPPORTUNITY_TEXT.get(rule, (None, None))
-    return SignalCandidate(
-        actor_scope=inputs.scope, subject_id=inputs.subject_ids[s], signal_class=rule,
-        signal_type=spec.signal_type, dimension=spec.dimension, day=inputs.day0 + lday,
-        severity=severity, score=round(float(np.clip(score, 0.0, 100.0)), 1),
-        confidence=round(float(np.clip(confidence, 0.0, 1.0)), 3), reason=reason,
-        evidence_refs=evidence,
-        features_snapshot=_snapshot(inputs, spec.dimension, s, lday, extra_snapshot),
-        intent=intent, expected_outcome=outcome, triggers=tuple(triggers))
-
-
-def _from_triggers(inputs: RuleInputs, rule: str, s: int, lday: int,
-                   triggers: list[_Trigger], context: Sequence[tuple[str, str]] = (),
-                   risk: bool = True) -> SignalCandidate:
-    triggers.sort(key=lambda t: (-t.severity, -abs(t.info.z), t.feature, t.window))
-    parts = [describe_deviation(t.feature, t.window, t.info.value, t.info.mean, t.info.std,
-                                t.info.z, hits=t.hits, of=t.of, days_off=t.days_off)
-             + (f", {t.note}" if t.note else "") for t in triggers]
-    parts += [_context_phrase(inputs, f, w, s, lday) for f, w in context]
-    sev = max(t.severity for t in triggers)
-    return _candidate(
-        inputs, rule, s, lday,
-        severity=SEVERITY_NAME[sev] if risk else "INFO",
-        score=_risk_score(triggers),
-        confidence=float(np.mean([t.info.confidence for t in triggers])),
-        reason="; ".join(parts), evidence=_evidence(inputs, s, lday, triggers, context),
-        triggers=[f"{t.feature}.{t.window}" for t in triggers],
-        extra_snapshot=[(t.feature, t.window) for t in triggers])
-
-
-def _fired_days(fired: np.ndarray, inputs: RuleInputs) -> Iterable[tuple[int, int]]:
-    sub = fired[:, inputs.eval_offset:]
-    ss, ll = np.nonzero(sub)
-    return zip(ss.tolist(), (ll + inputs.eval_offset).tolist(), strict=True)
-
-
-def _drop_allowed(inputs: RuleInputs) -> dict[tuple[str, str], np.ndarray]:
-    """Per (feature, window): days a drop may count: the window clean (no leave, quiet or
-    incomplete day; for rates, shares and averages only no incomplete day, see
-    ``RuleWindow``). The rule itself fires only on days the subject is present."""
-    out: dict[tuple[str, str], np.ndarray] = {}
-    for w, rw in inputs.windows.items():
-        for spec in FEATURES:
-            ok = rw.drop_ok
-            if is_intensive(spec.name) and rw.drop_ok_intensive is not None:
-                ok = rw.drop_ok_intensive
-            out[(spec.name, w)] = ok
-    return out
-
-
-def _trigger_masks(inputs: RuleInputs, rule: str, config: TenantConfig,
-                   allowed: Mapping[tuple[str, str], np.ndarray] | None = None,
-                   windows: Sequence[str] | None = None) -> dict[tuple[str, str], np.ndarray]:
-    """Per trigger (feature, window): [S, L] days on which it is anomalous in the rule's
-    direction (and, with ``allowed``, that mask allows it that day)."""
-    combos, direction = RULE_TRIGGERS[rule]
-    out: dict[tuple[str, str], np.ndarray] = {}
-    for feature, fwins in combos:
-        if not trigger_allowed(feature, config):
-            continue
-        for w in fwins:
-            if windows is not None and w not in windows:
-                continue
-            m = _sev(inputs, feature, w, direction)
-            if m is None:
-                continue
-            if allowed is not None:
-                m = m & allowed[(feature, w)]
-            out[(feature, w)] = m
-    return out
-
-
-@dataclass
-class _Persistent:
-    """Which subject-days a rule fires on by persistence, per trigger and in all."""
-
-    fired: np.ndarray  # bool [S, L]: any trigger persists
-    masks: dict[tuple[str, str], np.ndarray]  # trigger -> anomalous days [S, L]
-    persists: dict[tuple[str, str], np.ndarray]  # trigger -> persisting days [S, L]
-    #: trigger -> [S, L] daily hits within the last ``PERSIST_WORKDAYS`` workdays where a
-    #: multi-day trigger was confirmed early by its 24h counterpart (``_persistent``).
-    early: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
-
-
-def persistence_rule(w: int) -> tuple[int, int, bool]:
-    """(hits, workdays, days off count) of the persistence rule for a w-day window.
-
-    - 24h: anomalous on ``PERSIST_MIN_HITS`` (3) days within the span of the last
-      ``PERSIST_WORKDAYS`` (5) workdays; days off inside the span count (weekend work is the
-      most telling after-hours work, and agents work every day).
-    - w > 1 days: a w-day value stays anomalous for the w days after a single unusual day, on
-      up to ``k`` workdays (5 for 7 days), so anomalies of overlapping windows on k workdays
-      are one piece of evidence. The trigger must be anomalous on more workdays than that,
-      ``k + 1`` of the last ``k + 3`` (6 of the last 8 for 7d): the deviation has outlasted
-      the window of any single day. Days off do not count (a weekend day's effect would
-      otherwise cover 7 days).
-    """
-    if w <= 1:
-        return PERSIST_MIN_HITS, PERSIST_WORKDAYS, True
-    k = 5 * (w // 7) + min(w % 7, 5)
-    return k + 1, k + 3, False
-
-
-def _persistent(inputs: RuleInputs, masks: Mapping[tuple[str, str], np.ndarray],
-                direction: str | None = None) -> _Persistent:
-    """Persistence of each trigger (feature, window) on each day (``persistence_rule``).
-
-    With ``direction``, a multi-day trigger is also confirmed early: anomalous that workday
-    while its 24h counterpart (the rule's own 24h mask where it has one) was anomalous on
-    ``EARLY_DAILY_HITS`` days within the span of the last ``PERSIST_WORKDAYS`` workdays. A
-    single unusual day keeps a 7-day value anomalous for a week but is one daily hit; two
-    recent daily hits and a week-long deviation are a change under way, days before the
-    7-day trigger alone would have persisted (issue 18: time to detect)."""
-    n_s, n_l = inputs.present.shape
-    fired = np.zeros((n_s, n_l), dtype=bool)
-    persists: dict[tuple[str, str], np.ndarray] = {}
-    early: dict[tuple[str, str], np.ndarray] = {}
-    for key, m in masks.items():
-        need, last, days_off = persistence_rule(WINDOWS[key[1]])
-        hits = m if days_off else m & inputs.workday[None, :]
-        ok = _span_counts(hits, inputs.workday, last) >= need
-        if direction is not None and WINDOWS[key[1]] > 1:
-            daily = masks.get((key[0], "24h"))
-            if daily is None:
-                daily = _sev(inputs, key[0], "24h", direction)
-            if daily is not None:
-                counts = _span_counts(daily, inputs.workday, PERSIST_WORKDAYS)
-                confirmed = hits & (counts >= EARLY_DAILY_HITS)
-                early[key] = np.where(confirmed & ~ok, counts, 0)
-                ok = ok | confirmed
-        persists[key] = ok
-        fired |= ok
-    return _Persistent(fired, dict(masks), persists, early)
-
-
-def _persistent_triggers(inputs: RuleInputs, p: _Persistent, s: int, lday: int
-                         ) -> list[_Trigger]:
-    """The persisting triggers at (s, lday): numbers from the latest anomalous day, severity
-    the highest of the recent hits, ``hits`` of ``of`` workdays for the reason."""
-    n_l = inputs.present.shape[1]
-    out = []
-    for (feature, w), ok in p.persists.items():
-        if not ok[s, lday]:
-            continue
-        _, last_n, days_off = persistence_rule(WINDOWS[w])
-        start = int(_span_start(inputs.workday, n_l, last_n)[lday])
-        f = FEATURE_INDEX[feature]
-        mask_row = p.masks[(feature, w)][s]
-        sev_row = inputs.windows[w].severity[s, f]
-        hit_days = [d for d in range(start, lday + 1) if mask_row[d]
-                    and (days_off or inputs.workday[d])]
-        last = hit_days[-1]
-        trigger = _Trigger(feature, w, last, inputs.windows[w].hits[(s, f, last)],
-                           hits=len(hit_days), of=last_n,
-                           severity=max(abs(int(sev_row[d])) for d in hit_days),
-                           days_off=sum(1 for d in hit_days if not inputs.workday[d]))
-        daily = p.early.get((feature, w))
-        if daily is not None and daily[s, lday]:
-            # confirmed early: the reason gives the daily evidence instead
-            trigger.hits = trigger.of = None
-            trigger.note = (f"its 24h value anomalous on {int(daily[s, lday])} days within "
-                            f"the last {PERSIST_WORKDAYS} workdays")
-        out.append(trigger)
-    return out
-
 
 #: A ratio's trigger discounted when its denominator fell: (ratio, denominator feature).
 RATIO_DENOMINATORS: dict[str, str] = {"rework_ratio": "commit_count"}
@@ -467,50 +149,34 @@ def _rework_masks(inputs: RuleInputs, config: TenantConfig
     and no rework: found on the generated tenants, where a drop plant's fewer commits and an
     agent's quiet week raised ``rework_loop``. The failure rates themselves are judged per
     build and per test run, so a rework loop still shows through them."""
-    masks = _trigger_masks(inputs, "rework_loop", config)
+    masks = trigger_masks(inputs, "rework_loop", config)
     for (feature, w), m in masks.items():
         if feature in RATIO_DENOMINATORS:
-            masks[(feature, w)] = m & ~_below_baseline(inputs, RATIO_DENOMINATORS[feature], w)
+            masks[(feature, w)] = m & ~below_baseline(inputs, RATIO_DENOMINATORS[feature], w)
     return masks
-
-
-def _gate(inputs: RuleInputs, fired: np.ndarray) -> np.ndarray:
-    """No rule fires for a subject still in warm-up."""
-    return fired if inputs.established is None else fired & inputs.established
 
 
 def _burnout(inputs: RuleInputs, config: TenantConfig) -> list[SignalCandidate]:
     # (a) daily after-hours / late-night values anomalous-high on 3 days of the last 5
     # workdays' span (weekend work included), as SPEC 5.5 states it;
-    a = _persistent(inputs, _trigger_masks(inputs, "burnout_risk", config, windows=("24h",)))
+    a = persistent(inputs, trigger_masks(inputs, "burnout_risk", config, windows=("24h",)))
     # (b) the 7d value anomalous-high while fewer collaborators than usual, persisting too.
     # Not confirmed early by two late days: the daily path (a) is SPEC 5.5's "3 of the last 5
     # workdays", and two late evenings in a week with a 7-day value above baseline are not
     # (on the generated tenants every false burnout came that way).
-    collab_low = _below_baseline(inputs, "distinct_collaborators", "7d")
-    b = _persistent(inputs, {k: m & collab_low for k, m in _trigger_masks(
+    collab_low = below_baseline(inputs, "distinct_collaborators", "7d")
+    b = persistent(inputs, {k: m & collab_low for k, m in trigger_masks(
         inputs, "burnout_risk", config, windows=("7d",)).items()})
     out = []
-    for s, lday in _fired_days(_gate(inputs, a.fired | b.fired), inputs):
-        triggers = _persistent_triggers(inputs, a, s, lday) if a.fired[s, lday] else []
+    for s, lday in fired_days(gate(inputs, a.fired | b.fired), inputs):
+        triggers = persistent_triggers(inputs, a, s, lday) if a.fired[s, lday] else []
         context: list[tuple[str, str]] = []
         if b.fired[s, lday]:
-            for t in _persistent_triggers(inputs, b, s, lday):
+            for t in persistent_triggers(inputs, b, s, lday):
                 if not any(x.feature == t.feature and x.window == t.window for x in triggers):
                     triggers.append(t)
             context.append(("distinct_collaborators", "7d"))
-        out.append(_from_triggers(inputs, "burnout_risk", s, lday, triggers, context))
-    return out
-
-
-def _from_persistent(inputs: RuleInputs, rule: str, p: _Persistent, fired: np.ndarray,
-                     context: Sequence[tuple[str, str]] = (), risk: bool = True
-                     ) -> list[SignalCandidate]:
-    out = []
-    for s, lday in _fired_days(_gate(inputs, fired), inputs):
-        triggers = _persistent_triggers(inputs, p, s, lday)
-        if triggers:
-            out.append(_from_triggers(inputs, rule, s, lday, triggers, context, risk))
+        out.append(from_triggers(inputs, "burnout_risk", s, lday, triggers, context))
     return out
 
 
@@ -526,34 +192,34 @@ def evaluate_rules(inputs: RuleInputs, config: TenantConfig) -> list[SignalCandi
     if "burnout_risk" in enabled:
         out += _burnout(inputs, config)
 
-    rework = _persistent(inputs, _rework_masks(inputs, config), "high")
-    thrash = _persistent(inputs, _trigger_masks(inputs, "context_thrash", config), "high")
-    pr_above = _above_baseline(inputs, "pr_throughput", "7d")
+    rework = persistent(inputs, _rework_masks(inputs, config), "high")
+    thrash = persistent(inputs, trigger_masks(inputs, "context_thrash", config), "high")
+    pr_above = above_baseline(inputs, "pr_throughput", "7d")
     thrash_fired = thrash.fired & ~pr_above
     thrash_ctx = [("pr_throughput", "7d")] if has_7d else []
     if "rework_loop" in enabled:
-        out += _from_persistent(inputs, "rework_loop", rework, rework.fired)
+        out += from_persistent(inputs, "rework_loop", rework, rework.fired)
     if "context_thrash" in enabled:
-        out += _from_persistent(inputs, "context_thrash", thrash, thrash_fired, thrash_ctx)
+        out += from_persistent(inputs, "context_thrash", thrash, thrash_fired, thrash_ctx)
 
     if "engagement_drop" in enabled:
         out += _engagement_drop(inputs, config)
 
     if "guardrail_overrides" in enabled:
-        guard = _persistent(inputs, _trigger_masks(inputs, "guardrail_overrides", config),
+        guard = persistent(inputs, trigger_masks(inputs, "guardrail_overrides", config),
                             "high")
-        out += _from_persistent(inputs, "guardrail_overrides", guard, guard.fired)
+        out += from_persistent(inputs, "guardrail_overrides", guard, guard.fired)
 
     if "pair_work_candidate" in enabled and has_7d:
-        collab_low = _below_baseline(inputs, "distinct_collaborators", "7d")
+        collab_low = below_baseline(inputs, "distinct_collaborators", "7d")
         rework_on, thrash_on = rework.fired, thrash_fired
         fired = (rework_on | thrash_on) & collab_low
-        for s, lday in _fired_days(_gate(inputs, fired), inputs):
-            triggers = (_persistent_triggers(inputs, rework, s, lday)
+        for s, lday in fired_days(gate(inputs, fired), inputs):
+            triggers = (persistent_triggers(inputs, rework, s, lday)
                         if rework_on[s, lday] else [])
             if thrash_on[s, lday]:
-                triggers += _persistent_triggers(inputs, thrash, s, lday)
-            out.append(_from_triggers(inputs, "pair_work_candidate", s, lday, triggers,
+                triggers += persistent_triggers(inputs, thrash, s, lday)
+            out.append(from_triggers(inputs, "pair_work_candidate", s, lday, triggers,
                                       [("distinct_collaborators", "7d")], risk=False))
 
     if "mentoring_potential" in enabled:
@@ -569,8 +235,6 @@ def evaluate_rules(inputs: RuleInputs, config: TenantConfig) -> list[SignalCandi
             if SIGNAL_CLASS_BY_NAME[c.signal_class].applies_to(types[c.subject_id])]
 
 
-
-
 def _engagement_drop(inputs: RuleInputs, config: TenantConfig) -> list[SignalCandidate]:
     """Deviations over clean windows only (no leave, quiet or incomplete day; SPEC §5.5:
     absence is not disengagement), persisting; fewer active days is judged on every workday,
@@ -578,8 +242,8 @@ def _engagement_drop(inputs: RuleInputs, config: TenantConfig) -> list[SignalCan
     and also fires, on a day with events, as soon as it is made of scattered days off
     (``presence.scattered_absences``). A shorter focus session can only be seen on a day with
     events."""
-    drop = _persistent(inputs, _trigger_masks(inputs, "engagement_drop", config,
-                                              allowed=_drop_allowed(inputs)), "low")
+    drop = persistent(inputs, trigger_masks(inputs, "engagement_drop", config,
+                                              allowed=drop_allowed(inputs)), "low")
     scattered = (scattered_absences(inputs, config) if trigger_allowed("active_days", config)
                  else None)
     # A shorter average focus session alone is a drop when its 7-day value persisted on its
@@ -601,24 +265,24 @@ def _engagement_drop(inputs: RuleInputs, config: TenantConfig) -> list[SignalCan
     if scattered is not None:
         on_day |= scattered.fired
     out = []
-    for s, lday in _fired_days(_gate(inputs, on_day), inputs):
-        triggers = _persistent_triggers(inputs, drop, s, lday)
+    for s, lday in fired_days(gate(inputs, on_day), inputs):
+        triggers = persistent_triggers(inputs, drop, s, lday)
         if scattered is not None and scattered.fired[s, lday] and not any(
                 t.feature == "active_days" for t in triggers):
             _, mean, std, _ = inputs.windows["7d"].context["active_days"]
             v = float(scattered.value[s, lday])
             m, sd = float(mean[s, lday]), float(std[s, lday])
             min_std = float(config.baseline_algorithm["min_std"])
-            triggers.append(_Trigger(
+            triggers.append(Trigger(
                 "active_days", "7d", lday,
                 HitInfo(v, m, sd, (v - m) / max(sd, min_std),
                         float(inputs.windows["7d"].window_confidence[s, lday])),
                 severity=abs(int(scattered.severity[s, lday]))))
         if not triggers:
             continue
-        cand = _from_triggers(inputs, "engagement_drop", s, lday, triggers)
+        cand = from_triggers(inputs, "engagement_drop", s, lday, triggers)
         if any(t.feature == "active_days" for t in triggers):
-            start = int(_span_start(inputs.workday, inputs.present.shape[1],
+            start = int(span_start(inputs.workday, inputs.present.shape[1],
                                     DROP_SPAN_WORKDAYS)[lday])
             span = inputs.workday[start:lday + 1]
             at_work, so_far = inputs.attendance()
@@ -646,13 +310,13 @@ def _fewer_at_work(inputs: RuleInputs, scattered: Scattered | None) -> np.ndarra
     if rw is None:
         return fewer
     if "event_count" in rw.context:
-        fewer |= _below_baseline(inputs, "event_count", "7d") & rw.drop_ok
+        fewer |= below_baseline(inputs, "event_count", "7d") & rw.drop_ok
     if scattered is not None:
         _, mean, std, usable = rw.context["active_days"]
         with np.errstate(invalid="ignore"):
             fewer |= usable & (scattered.value < mean - np.nan_to_num(std))
     else:
-        fewer |= _below_baseline(inputs, "active_days", "7d")
+        fewer |= below_baseline(inputs, "active_days", "7d")
     if inputs.leave is not None:
         fewer &= rolling_sum(inputs.leave.astype(np.float64), WINDOWS["7d"]) == 0
     return fewer
@@ -675,17 +339,17 @@ def _mentoring(inputs: RuleInputs, config: TenantConfig) -> list[SignalCandidate
             ok &= value > peers.reviews_p50[peers.group]
     fired = rolling_sum(ok.astype(np.float64), MENTORING_DAYS) >= MENTORING_DAYS
     out = []
-    for s, lday in _fired_days(_gate(inputs, fired), inputs):
+    for s, lday in fired_days(gate(inputs, fired), inputs):
         v, p = float(value[s, lday]), float(p90[s, lday])
         label = peers.labels[int(peers.group[s])]
         reason = (f"{feature} {w} at {fmt_value(feature, v)}, at or above the p90 of "
                   f"{label} ({fmt_number(p)}) on each of the last {MENTORING_DAYS} days")
-        evidence = _evidence(inputs, s, lday, [], [(feature, w)])
+        evidence = signal_evidence(inputs, s, lday, [], [(feature, w)])
         evidence["peer_group"] = {"label": label,
                                   "members_with_value": int(peers.reviews_count[
                                       peers.group[s], lday]),
                                   "p90": round(p, 4)}
-        out.append(_candidate(
+        out.append(make_candidate(
             inputs, "mentoring_potential", s, lday, severity="INFO",
             score=90.0 + 10.0 * min(1.0, (v - p) / max(p, 1.0)),
             confidence=float(rw.window_confidence[s, lday]), reason=reason,
@@ -695,7 +359,7 @@ def _mentoring(inputs: RuleInputs, config: TenantConfig) -> list[SignalCandidate
 
 def _agent_usage(inputs: RuleInputs, config: TenantConfig) -> list[SignalCandidate]:
     n_s, n_l = inputs.present.shape
-    failures = _persistent(inputs, _trigger_masks(inputs, "agent_usage_optimisation", config),
+    failures = persistent(inputs, trigger_masks(inputs, "agent_usage_optimisation", config),
                            "high")
     fired_a = failures.fired
     feature, w = PERCENTILE_TRIGGERS["agent_usage_optimisation"]
@@ -715,12 +379,12 @@ def _agent_usage(inputs: RuleInputs, config: TenantConfig) -> list[SignalCandida
         fired_b = rolling_sum(outside.astype(np.float64), PEER_POSITION_DAYS) \
             >= PEER_POSITION_DAYS
     out = []
-    for s, lday in _fired_days(_gate(inputs, fired_a | fired_b), inputs):
-        triggers = (_persistent_triggers(inputs, failures, s, lday)
+    for s, lday in fired_days(gate(inputs, fired_a | fired_b), inputs):
+        triggers = (persistent_triggers(inputs, failures, s, lday)
                     if fired_a[s, lday] else [])
         parts = [describe_deviation(t.feature, t.window, t.info.value, t.info.mean,
                                     t.info.std, t.info.z) for t in triggers]
-        score = _risk_score(triggers) if triggers else 0.0
+        score = risk_score(triggers) if triggers else 0.0
         conf = [t.info.confidence for t in triggers]
         extra = [(t.feature, t.window) for t in triggers]
         context: list[tuple[str, str]] = []
@@ -737,8 +401,8 @@ def _agent_usage(inputs: RuleInputs, config: TenantConfig) -> list[SignalCandida
             conf.append(float(rw.window_confidence[s, lday]))
             extra.append((feature, w))
             context.append((feature, w))
-        evidence = _evidence(inputs, s, lday, triggers, context)
-        out.append(_candidate(
+        evidence = signal_evidence(inputs, s, lday, triggers, context)
+        out.append(make_candidate(
             inputs, "agent_usage_optimisation", s, lday, severity="INFO", score=score,
             confidence=float(np.mean(conf)), reason="; ".join(parts), evidence=evidence,
             triggers=[f"{f}.{ww}" for f, ww in extra], extra_snapshot=extra))
@@ -750,7 +414,7 @@ def _after_hours(inputs: RuleInputs, config: TenantConfig) -> list[SignalCandida
     the person's own baseline, persisting as any 7-day trigger, and above 0.3 that day.
     Someone who always works evenings has a baseline that says so and is not told every
     week; the signal resolves when the share is back within the person's normal."""
-    masks = _trigger_masks(inputs, "after_hours_activity", config)
+    masks = trigger_masks(inputs, "after_hours_activity", config)
     if not masks:
         return []
     [(key, rising)] = masks.items()
@@ -761,10 +425,10 @@ def _after_hours(inputs: RuleInputs, config: TenantConfig) -> list[SignalCandida
         # Over an ordinary week only: a week of leave or a holiday leaves a handful of
         # evening or weekend events whose share says nothing about working patterns.
         level = (value > AFTER_HOURS_SHARE) & rw.drop_ok
-    p = _persistent(inputs, {key: rising & level})
+    p = persistent(inputs, {key: rising & level})
     out = []
-    for s, lday in _fired_days(_gate(inputs, p.fired & level), inputs):
-        [t] = _persistent_triggers(inputs, p, s, lday)
+    for s, lday in fired_days(gate(inputs, p.fired & level), inputs):
+        [t] = persistent_triggers(inputs, p, s, lday)
         first = max(0, lday - WINDOWS[w] + 1)
         counters = inputs.counters[s, first:lday + 1]
         after = int(counters[:, COUNTER_INDEX["after_hours"]].sum())
@@ -773,9 +437,9 @@ def _after_hours(inputs: RuleInputs, config: TenantConfig) -> list[SignalCandida
                                      t.info.z, hits=t.hits, of=t.of)
                   + f"; {after} of {total} events of the last {WINDOWS[w]} days outside "
                     f"working hours (above {AFTER_HOURS_SHARE})")
-        out.append(_candidate(
+        out.append(make_candidate(
             inputs, "after_hours_activity", s, lday, severity="INFO",
             score=100.0 * float(value[s, lday]), confidence=t.info.confidence, reason=reason,
-            evidence=_evidence(inputs, s, lday, [t], []),
+            evidence=signal_evidence(inputs, s, lday, [t], []),
             triggers=[f"{feature}.{w}"], extra_snapshot=[(feature, w)]))
     return out

@@ -14,7 +14,7 @@ from ubi.analytics.anomalies import (
     is_intensive,
     noise_floor,
 )
-from ubi.analytics.signals import persistence_rule
+from ubi.analytics.rule_triggers import persistence_rule
 from ubi.analytics.taxonomy import FEATURE_NAMES
 from ubi.analytics.tenant_config import TenantConfig
 

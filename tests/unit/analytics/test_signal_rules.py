@@ -186,7 +186,7 @@ def test_a_7d_trigger_is_confirmed_early_by_two_recent_daily_hits():
     assert c.reason.startswith("context_switch_rate 7d rose to ") and (
         "its 24h value anomalous on 2 days within the last 5 workdays" in c.reason), c.reason
     # ... but not on a day the 7-day value is not anomalous
-    early.windows["7d"].severity[0, sig.FEATURE_INDEX["context_switch_rate"], 18] = 0
+    early.windows["7d"].severity[0, FEATURE_INDEX["context_switch_rate"], 18] = 0
     assert evaluate_rules(early, CFG) == []
 
 
