@@ -172,7 +172,7 @@ def test_batch_status_is_tenant_bound_and_404_for_unknown(client, tokens, db_ses
     reader = tokens("acme", "ubi:read:tenant")
     assert client.get(f"/v1/ubi/batches/{batch_id}",
                       headers={"Authorization": f"Bearer {reader}"}).status_code == 403
-    assert db_session.get(Batch, batch_id).inserted == 1
+    assert db_session.get(Batch, ("acme", batch_id)).inserted == 1
 
 
 def test_whole_request_errors(client, tokens, settings, database) -> None:

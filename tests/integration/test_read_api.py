@@ -280,6 +280,13 @@ def test_feedback_is_one_changeable_verdict_per_reader(client, tokens, acme) -> 
     elsewhere = client.post(url, headers=auth(tokens("globex", *ALL_READ)),
                             json={"verdict": "useful"})
     assert elsewhere.status_code == 404  # another tenant's signal is unknown
+    # A privileged caller of another tenant names the signal alone (by its id index).
+    ops = client.post(url, headers=auth(tokens("ops", "product_ops", sub="ops-person")),
+                      json={"verdict": "useful"})
+    assert ops.status_code == 200, ops.json
+    with session_factory()() as s:
+        assert s.execute(sa.select(SignalFeedback.tenant_id).where(
+            SignalFeedback.submitted_by == "ops-person")).scalars().all() == ["acme"]
     bad = client.post(url, headers=auth(lead), json={"verdict": "meh"})
     assert bad.status_code == 422 and "verdict" in bad.json["errors"]
 

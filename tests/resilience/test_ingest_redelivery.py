@@ -115,7 +115,7 @@ def test_worker_killed_mid_batch_then_redelivered(client, tokens, db_session, se
         tx.rollback()
         blocker.close()
         worker.stop()
-    assert db_session.get(Batch, batch_id).status == "processing"  # claimed, then died
+    assert db_session.get(Batch, ("acme", batch_id)).status == "processing"  # claimed, then died
     assert db_session.execute(sa.select(sa.func.count()).select_from(Event)).scalar() == 4
 
     with running_worker("ingest"):  # RabbitMQ redelivers the unacknowledged message

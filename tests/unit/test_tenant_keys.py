@@ -16,6 +16,9 @@ EXEMPT = {
                    "table of the coordinator",
     "audit_log": "records global acts (tenant_id null) as well as tenants' ones; append-only "
                  "by a surrogate id, on Citus a local table of the coordinator",
+    "deletion_jobs": "requests to delete (a few per tenant a year), read by job id alone by "
+                     "Data Governance, whose token may name no tenant; on Citus a local table "
+                     "of the coordinator, like the audit log",
     "stream_subscriptions": "the deployment's subscriptions to the signal stream, by name "
                             "(one may filter on several tenants or none): configuration, on "
                             "Citus a reference table",
@@ -23,15 +26,6 @@ EXEMPT = {
 
 #: Per-tenant tables whose keys do not lead with tenant_id yet, and why it was not cheap.
 NOT_YET = {
-    "signals": "looked up by signal_id alone across tenants (feedback by a privileged "
-               "caller, GET /signals/{id}); the API must carry the tenant first",
-    "baselines": "UUID key read by evidence and anomalies by id alone; its natural key "
-                 "uq_baselines_key already leads with tenant_id",
-    "baseline_anchors": "looked up by anchor_id alone (undo by an admin of any tenant)",
-    "batches": "looked up by batch_id alone (GET /batches/{id}, the ingest worker's "
-               "message carries the id)",
-    "deletion_jobs": "looked up by job_id alone (GET /privacy/deletions/{id})",
-    "receipt_outbox": "keyed by the receipt id ERIS deduplicates on; drained across tenants",
     "signal_outbox": "surrogate autoincrement id (SQLite cannot autoincrement inside a "
                      "composite key); its natural key uq_signal_outbox_version leads with "
                      "tenant_id",

@@ -45,8 +45,8 @@ class Baseline(Base):
                             "day_type", name="uq_baselines_key"),
     )
 
+    tenant_id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
     baseline_id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
-    tenant_id: Mapped[str] = mapped_column(sa.String(64))
     actor_scope: Mapped[str] = mapped_column(sa.String(8))
     subject_id: Mapped[str] = mapped_column(sa.String(256))
     feature_name: Mapped[str] = mapped_column(sa.String(64))
@@ -136,10 +136,12 @@ class Signal(Base):
         sa.Index("ix_signals_tenant_updated", "tenant_id", "updated_at"),
         sa.Index("ix_signals_tenant_created", "tenant_id", "created_at", "signal_id"),
         sa.Index("ix_signals_tenant_subject", "tenant_id", "actor_scope", "subject_id"),
+        # Feedback of a privileged caller names the signal alone.
+        sa.Index("ix_signals_signal_id", "signal_id"),
     )
 
+    tenant_id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
     signal_id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
-    tenant_id: Mapped[str] = mapped_column(sa.String(64))
     actor_scope: Mapped[str] = mapped_column(sa.String(8))
     subject_id: Mapped[str] = mapped_column(sa.String(256))
     actor_type: Mapped[str | None] = mapped_column(sa.String(16))
@@ -212,8 +214,8 @@ class BaselineAnchor(Base):
     __tablename__ = "baseline_anchors"
     __table_args__ = (sa.Index("ix_baseline_anchors_tenant_active", "tenant_id", "undone_at"),)
 
+    tenant_id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
     anchor_id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
-    tenant_id: Mapped[str] = mapped_column(sa.String(64))
     actor_scope: Mapped[str] = mapped_column(sa.String(8))
     subject_id: Mapped[str] = mapped_column(sa.String(256))
     feature_name: Mapped[str] = mapped_column(sa.String(64))

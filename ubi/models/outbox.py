@@ -85,8 +85,8 @@ class ReceiptOutbox(Base):
     __tablename__ = "receipt_outbox"
     __table_args__ = (sa.Index("ix_receipt_outbox_pending", "status", "next_attempt_at"),)
 
+    tenant_id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
     receipt_id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
-    tenant_id: Mapped[str] = mapped_column(sa.String(64))
     resource_type: Mapped[str] = mapped_column(sa.String(16))  # config|signal
     resource_id: Mapped[str | None] = mapped_column(sa.String(128))
     payload: Mapped[dict[str, Any]] = mapped_column(JSONType)

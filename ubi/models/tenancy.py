@@ -35,10 +35,12 @@ class Batch(Base):
 
     __tablename__ = "batches"
     __table_args__ = (sa.Index("ix_batches_tenant_created", "tenant_id", "created_at"),
-                      sa.Index("ix_batches_tenant_status", "tenant_id", "status"))
+                      sa.Index("ix_batches_tenant_status", "tenant_id", "status"),
+                      # GET /batches/{id} of a privileged caller names no tenant.
+                      sa.Index("ix_batches_batch_id", "batch_id"))
 
+    tenant_id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
     batch_id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
-    tenant_id: Mapped[str] = mapped_column(sa.String(64))
     status: Mapped[str] = mapped_column(sa.String(16))  # queued|processing|done|failed
     submitted_by: Mapped[str | None] = mapped_column(sa.String(256))
     request_id: Mapped[str | None] = mapped_column(sa.String(128))

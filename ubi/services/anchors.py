@@ -89,8 +89,9 @@ def undo(session: Session, tenant_id: str, anchor_id: str, *, by: str,
          now: datetime) -> BaselineAnchor | None:
     """An admin undoes an anchor: the series' baseline reads its whole history again. None
     when the tenant has no such anchor; an anchor already undone stays as it was."""
-    row = session.get(BaselineAnchor, anchor_id) if _ANCHOR_ID.match(anchor_id) else None
-    if row is None or row.tenant_id != tenant_id:
+    row = (session.get(BaselineAnchor, (tenant_id, anchor_id)) if _ANCHOR_ID.match(anchor_id)
+           else None)
+    if row is None:
         return None
     if row.undone_at is None:
         row.undone_at, row.undone_by, row.undo_reason = now, by, UNDONE

@@ -186,7 +186,7 @@ def queue_batch(accepted: AcceptedBatch, settings: Settings) -> None:
     except BROKER_ERRORS as exc:
         log.warning("batch %s not queued: %s", accepted.batch_id, exc)
         with session_scope(settings) as session:
-            mark_publish_failed(session, accepted.batch_id, repr(exc))
+            mark_publish_failed(session, tenant_id, accepted.batch_id, repr(exc))
         raise BrokerUnavailable(str(exc)) from exc
 
 
@@ -213,9 +213,10 @@ def _record_batch(session: Session, accepted: AcceptedBatch, tenant_id: str, now
         created_at=now, finished_at=None if accepted.message else now))
 
 
-def mark_publish_failed(session: Session, batch_id: str, error: str) -> None:
+def mark_publish_failed(session: Session, tenant_id: str, batch_id: str, error: str) -> None:
     """The broker refused the batch: nothing was accepted, the client must retry."""
-    session.execute(sa.update(Batch).where(Batch.batch_id == batch_id).values(
+    session.execute(sa.update(Batch).where(Batch.tenant_id == tenant_id,
+                                           Batch.batch_id == batch_id).values(
         status="failed", error=f"not queued: {error}"[:2000], finished_at=utcnow()))
 
 
@@ -248,10 +249,11 @@ def expire_unqueued_batches(session: Session, *, now: datetime | None = None,
     return dict(counts)
 
 
-def mark_batch_failed(session: Session, batch_id: str, error: str) -> None:
+def mark_batch_failed(session: Session, tenant_id: str, batch_id: str, error: str) -> None:
     """The batch's message is dead-lettered; say so in its status (a stored batch stays
     ``done``: only a redelivered copy of its message failed)."""
-    session.execute(sa.update(Batch).where(Batch.batch_id == batch_id,
+    session.execute(sa.update(Batch).where(Batch.tenant_id == tenant_id,
+                                           Batch.batch_id == batch_id,
                                            Batch.status != "done").values(
         status="failed", error=error[:2000], finished_at=utcnow()))
 
@@ -266,8 +268,12 @@ def pending_by_tenant(session: Session) -> dict[str, int]:
     return pending
 
 
-def batch_status(session: Session, batch_id: str) -> Batch | None:
-    return session.get(Batch, batch_id)
+def batch_status(session: Session, batch_id: str, tenant_id: str | None) -> Batch | None:
+    """The batch of ``tenant_id`` (its key); with None, of any tenant (a privileged
+    caller, who may also read a mixed-tenant batch, tenant ``*``; by ``ix_batches_batch_id``)."""
+    if tenant_id is not None:
+        return session.get(Batch, (tenant_id, batch_id))
+    return session.execute(sa.select(Batch).where(Batch.batch_id == batch_id)).scalars().first()
 
 
 def describe_batch(batch: Batch) -> dict[str, Any]:

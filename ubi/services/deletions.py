@@ -371,18 +371,20 @@ def _delete_signals(session: Session, signals: list[Signal], job_id: str,
         counts["signal_feedback"] += _execute(session, sa.delete(SignalFeedback).where(
             SignalFeedback.tenant_id == t, SignalFeedback.signal_id.in_(chunk)))
         counts["baseline_anchors"] += _execute(session, sa.delete(BaselineAnchor).where(
-            BaselineAnchor.signal_id.in_(chunk)))
+            BaselineAnchor.tenant_id == t, BaselineAnchor.signal_id.in_(chunk)))
         # Receipts name a signal version as "<signal_id>:<version>"; delivered ones are ERIS's.
         counts["receipt_outbox"] += _execute(session, sa.delete(ReceiptOutbox).where(
-            ReceiptOutbox.resource_type == "signal", ReceiptOutbox.status != "delivered",
+            ReceiptOutbox.tenant_id == t, ReceiptOutbox.resource_type == "signal",
+            ReceiptOutbox.status != "delivered",
             sa.func.substr(ReceiptOutbox.resource_id, 1, 36).in_(chunk)))
-        session.execute(sa.delete(Signal).where(Signal.signal_id.in_(chunk)),
+        session.execute(sa.delete(Signal).where(Signal.tenant_id == t,
+                                                Signal.signal_id.in_(chunk)),
                         execution_options={"synchronize_session": False})
     # Their evidence not yet at ERIS (1 KB or more, held by handle) is not sent any more.
     blobs = [h["evidence_id"] for s in signals for h in evidence.handles_of(s.evidence_refs or {})]
     for part in bulk.chunks(blobs, 1000):
         counts["receipt_outbox"] += _execute(session, sa.delete(ReceiptOutbox).where(
-            ReceiptOutbox.resource_type == evidence.RESOURCE_TYPE,
+            ReceiptOutbox.tenant_id == t, ReceiptOutbox.resource_type == evidence.RESOURCE_TYPE,
             ReceiptOutbox.status != "delivered", ReceiptOutbox.receipt_id.in_(list(part))))
     for part in bulk.chunks(finals, 1000):
         session.execute(dialect_insert(session, SignalOutbox.__table__).values(list(part))

@@ -552,6 +552,7 @@ def _persist_signals(session: Session, analysis: TenantAnalysis, config: TenantC
             latest[sig.signal_id] = with_stored_evidence(sig)
     existing = {sid: v for sid, v in session.execute(sa.select(
         SignalRow.signal_id, SignalRow.version).where(
+        SignalRow.tenant_id == analysis.tenant_id,
         SignalRow.signal_id.in_(list(latest)))).all()} if latest else {}
     # Resolved rows first, so a re-created signal never meets its predecessor in the
     # one-active-per-class index.
@@ -559,7 +560,7 @@ def _persist_signals(session: Session, analysis: TenantAnalysis, config: TenantC
     for active in (False, True):  # never go back to an older version (filtered above)
         upsert(session, table_of(SignalRow),
                [_signal_row(s, meta, correlation_id) for s in fresh
-                if (s.status == "active") is active], ["signal_id"])
+                if (s.status == "active") is active], ["tenant_id", "signal_id"])
     version_rows, outbox_rows = [], []
     for change in changes:
         sig = change.signal

@@ -67,7 +67,7 @@ def externalise(session: Session, tenant_id: str, evidence: Mapping[str, Any], *
     stmt = dialect_insert(session, ReceiptOutbox.__table__).values(
         receipt_id=eid, tenant_id=tenant_id, resource_type=RESOURCE_TYPE, resource_id=eid,
         payload=blob, status="pending", attempts=0, next_attempt_at=now, created_at=now)
-    session.execute(stmt.on_conflict_do_nothing(index_elements=["receipt_id"]))
+    session.execute(stmt.on_conflict_do_nothing(index_elements=["tenant_id", "receipt_id"]))
     kept: dict[str, Any] = {"evidence_handle": handle}
     for name in _KEPT:
         if name in evidence:

@@ -24,6 +24,15 @@ VERDICTS = ("useful", "false_positive", "new_normal")
 NOTE_MAX = 2000
 
 
+def signal_for(session: Session, signal_id: str, tenant_id: str | None) -> Signal | None:
+    """The signal ``signal_id`` of ``tenant_id`` (its key); with None, of any tenant (a
+    privileged caller names the signal alone: ``ix_signals_signal_id``)."""
+    if tenant_id is not None:
+        return session.get(Signal, (tenant_id, signal_id))
+    return session.execute(sa.select(Signal).where(
+        Signal.signal_id == signal_id)).scalars().first()
+
+
 def record_feedback(session: Session, signal: Signal, *, reader: str, verdict: str,
                     note: str | None, now: datetime) -> dict[str, Any]:
     """Store (or change) ``reader``'s verdict on ``signal`` and act on it: anchors for a new

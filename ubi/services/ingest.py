@@ -79,7 +79,7 @@ class StoreOutcome:
 def claim_batch(session: Session, batch_id: str, tenant_id: str, correlation_id: str | None,
                 received_at: datetime) -> bool:
     """Mark the batch processing (its own short transaction); False if it is already done."""
-    batch = session.get(Batch, batch_id, with_for_update=is_postgres(session))
+    batch = session.get(Batch, (tenant_id, batch_id), with_for_update=is_postgres(session))
     if batch is None:
         # The web committed nothing (it failed after publishing): the message is the record.
         batch = Batch(batch_id=batch_id, tenant_id=tenant_id, status="processing",
@@ -100,7 +100,7 @@ def store_batch(session: Session, *, batch_id: str, tenant_id: str, events_json:
                 pseudonymiser: Pseudonymiser, today: date | None = None) -> StoreOutcome:
     """Store a batch's events exactly once, with rollups and follow-up work (one transaction)."""
     outcome = StoreOutcome(batch_id)
-    batch = session.get(Batch, batch_id, with_for_update=is_postgres(session))
+    batch = session.get(Batch, (tenant_id, batch_id), with_for_update=is_postgres(session))
     if batch is not None and batch.status == "done":
         outcome.skipped = True
         return outcome

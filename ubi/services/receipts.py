@@ -183,7 +183,7 @@ def enqueue_receipt(session: Session, receipt: dict[str, Any], *, resource_id: s
         receipt_id=receipt["receipt_id"], tenant_id=receipt["tenant_id"],
         resource_type=receipt["resource_type"], resource_id=resource_id, payload=receipt,
         status="pending", attempts=0, next_attempt_at=now, created_at=now)
-    session.execute(stmt.on_conflict_do_nothing(index_elements=["receipt_id"]))
+    session.execute(stmt.on_conflict_do_nothing(index_elements=["tenant_id", "receipt_id"]))
 
 
 def snapshot_of(config_raw: dict[str, Any]) -> str:

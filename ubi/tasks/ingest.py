@@ -29,10 +29,10 @@ class BatchTask(UbiTask):
     abstract = True
 
     def dead_lettered(self, reason: str, kwargs: dict[str, Any]) -> None:
-        batch_id = kwargs.get("batch_id")
-        if batch_id:
+        batch_id, tenant_id = kwargs.get("batch_id"), kwargs.get("tenant_id")
+        if batch_id and tenant_id:
             with session_scope() as session:
-                batches.mark_batch_failed(session, str(batch_id), reason)
+                batches.mark_batch_failed(session, str(tenant_id), str(batch_id), reason)
 
 
 @app.task(base=BatchTask, bind=True, name=names.INGEST_BATCH,

@@ -152,7 +152,9 @@ class BatchStatus(MethodView):
         with session_scope(settings()) as session:
             # (An id that cannot be stored names no batch; the database would refuse it.)
             storable = not UNSTORABLE_TEXT.search(batch_id)
-            batch = batches.batch_status(session, batch_id) if storable else None
+            tenant = None if principal.privileged else principal.tenant_id  # None: any
+            batch = (batches.batch_status(session, batch_id, tenant)
+                     if storable and (tenant or principal.privileged) else None)
             # Another tenant's batch is reported as unknown: ids must not leak across tenants.
             if batch is None or not principal.may_access_tenant(batch.tenant_id):
                 raise ApiError(404, f"no batch {batch_id}", code="not_found")

@@ -212,9 +212,11 @@ def feedback_target(session: Session, signal_id: str, endpoint: str) -> Signal:
     the read role of its scope; a privileged caller's read of another tenant is audited."""
     principal = current_principal()
     known = len(signal_id) <= 64 and not UNSTORABLE_TEXT.search(signal_id)
-    signal = session.get(Signal, signal_id) if known else None
+    tenant = None if principal.privileged else principal.tenant_id  # None: any tenant's
+    signal = (feedback.signal_for(session, signal_id, tenant)
+              if known and (tenant or principal.privileged) else None)
     # Another tenant's signal is unknown to this caller: nothing about it may leak.
-    if signal is None or not principal.may_access_tenant(signal.tenant_id):
+    if signal is None:
         raise ApiError(404, f"no signal {signal_id}", code="not_found")
     config = configs.load_config(session, signal.tenant_id)
     if not config.signal_class_enabled(signal.signal_class):
