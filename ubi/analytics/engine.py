@@ -6,8 +6,7 @@ evaluated day) and a backfill or the demo (a range of evaluated days): features 
 baselines are computed over the whole loaded range, detection, scores and signals over the
 evaluated days. Everything returned is plain data to persist:
 
-- ``features``: one ``FeatureTable`` per (scope, window), columnar; ``iter_rows()`` yields
-  ``FeatureRow`` records (for COPY / bulk upserts);
+- ``features``: one ``FeatureTable`` per (scope, window), columnar;
 - ``baselines``: one ``BaselineTable`` per (scope, window), the final state per (subject,
   feature, day_type); ``iter_rows()`` yields ``BaselineRow`` records;
 - ``anomalies``: ``AnomalyChanges`` (created / updated / resolved, plus the new active set);

@@ -1,7 +1,7 @@
 """The result tables of ``analyse_tenant`` (``ubi.analytics.engine``): plain data to persist.
 
-- ``FeatureTable``: feature values of one (scope, window) on the evaluated days, columnar;
-  ``iter_rows()`` yields ``FeatureRow`` records (for COPY / bulk upserts);
+- ``FeatureTable``: feature values of one (scope, window) on the evaluated days, columnar
+  (``ubi.store.features`` writes them as they are);
 - ``BaselineTable``: the final baselines of one (scope, window) per (subject, feature,
   day_type); ``iter_rows()`` yields ``BaselineRow`` records;
 - ``ScoreTable``: dimension scores of one (scope, window); ``iter_rows()`` yields ``ScoreRow``;
@@ -14,20 +14,19 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any
 
 import numpy as np
 
 from ubi.analytics.anomalies import ActiveAnomaly, AnomalyChanges, AnomalyKey
 from ubi.analytics.baselines import DAY_TYPE_NAMES, BaselineParams, FinalBaselines
-from ubi.analytics.calendar import day_from_number
 from ubi.analytics.explain import describe_score
 from ubi.analytics.features import N_FEATURES
-from ubi.analytics.ids import baseline_id, feature_ids, score_id
+from ubi.analytics.ids import baseline_id, score_id
 from ubi.analytics.scores import ScoreBlock
 from ubi.analytics.signal_lifecycle import Signal, SignalChanges, SignalKey
-from ubi.analytics.taxonomy import DIMENSIONS, FEATURE_NAMES, FEATURES, WINDOWS
+from ubi.analytics.taxonomy import DIMENSIONS, FEATURE_NAMES, FEATURES
 
 ScoreKey = tuple[str, str, str, str]
 """(actor_scope, subject_id, dimension, window)."""
@@ -46,25 +45,6 @@ class PreviousState:
     @classmethod
     def empty(cls) -> PreviousState:
         return cls()
-
-
-@dataclass(frozen=True)
-class FeatureRow:
-    """One feature value (SPEC §5.1 feature row). ``value`` None = null."""
-
-    feature_id: str
-    tenant_id: str
-    actor_scope: str
-    subject_id: str
-    feature_name: str
-    dimension: str
-    window: str
-    window_start: date
-    window_end: date
-    day: int
-    value: float | None
-    confidence: float
-    metadata: Mapping[str, Any]
 
 
 @dataclass
@@ -90,30 +70,17 @@ class FeatureTable:
         applicable = sum(1 for f in FEATURES if self.window in f.windows)
         return int(self.exists.sum()) * applicable
 
-    def iter_rows(self) -> Iterator[FeatureRow]:
-        w = WINDOWS[self.window]
-        feats = [(i, f) for i, f in enumerate(FEATURES) if self.window in f.windows]
+    def iter_values(self) -> Iterator[tuple[str, int, str, float | None]]:
+        """(subject, day number, feature name, value or None) of every stored value; the
+        stored record itself is ``ubi.store.features.FeatureRecord``."""
+        feats = [(i, f.name) for i, f in enumerate(FEATURES) if self.window in f.windows]
         cells_s, cells_e = np.nonzero(self.exists)
-        # Ids in bulk: row k is cell k // len(feats), feature feats[k % len(feats)].
-        ids = feature_ids(self.tenant_id, self.scope, self.window, self.subject_ids,
-                          FEATURE_NAMES, np.repeat(cells_s, len(feats)),
-                          np.tile([i for i, _ in feats], len(cells_s)),
-                          np.repeat(self.days[cells_e], len(feats))).astype(str).tolist()
-        k = 0
         for s, e in zip(cells_s.tolist(), cells_e.tolist(), strict=True):
             day = int(self.days[e])
             subject = self.subject_ids[s]
-            conf = float(self.confidence[s, e])
-            for i, spec in feats:
+            for i, name in feats:
                 v = float(self.values[s, e, i])
-                yield FeatureRow(
-                    feature_id=ids[k],
-                    tenant_id=self.tenant_id, actor_scope=self.scope, subject_id=subject,
-                    feature_name=spec.name, dimension=spec.dimension, window=self.window,
-                    window_start=day_from_number(day - w + 1), window_end=day_from_number(day),
-                    day=day, value=None if np.isnan(v) else v, confidence=conf,
-                    metadata={"volume_only": spec.volume_only, "unit": spec.unit})
-                k += 1
+                yield subject, day, name, None if np.isnan(v) else v
 
 
 @dataclass(frozen=True)

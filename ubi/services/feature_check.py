@@ -167,8 +167,8 @@ def _expected_rows(session: Session, tenant_id: str, first_day: date, last_day: 
     incomplete = incomplete_days(session, tenant_id, start, last_day)
     tables = tenant_features(activity, config, tenant_id=tenant_id,
                              incomplete_days=incomplete, from_day=day_number(first_day))
-    return {(r.actor_scope, r.subject_id, r.feature_name, r.window, day_from_number(r.day)):
-            r.value for table in tables for r in table.iter_rows()}
+    return {(table.scope, subject, name, table.window, day_from_number(day)): value
+            for table in tables for subject, day, name, value in table.iter_values()}
 
 
 def stored_events(session: Session, tenant_id: str, start: date, end: date

@@ -13,11 +13,11 @@ from ubi.analytics import presence
 from ubi.analytics.anomalies import ActiveAnomaly
 from ubi.analytics.calendar import day_number
 from ubi.analytics.engine import analyse_tenant
-from ubi.analytics.ids import baseline_id, feature_id
+from ubi.analytics.ids import baseline_id
 from ubi.analytics.presence import leave_days, quiet_days
 from ubi.analytics.results import PreviousState, TenantAnalysis
 from ubi.analytics.signal_lifecycle import Signal
-from ubi.analytics.taxonomy import CANONICAL_EVENT_TYPES
+from ubi.analytics.taxonomy import CANONICAL_EVENT_TYPES, FEATURES
 from ubi.analytics.tenant_config import TenantConfig
 
 from .helpers import MONDAY, Actor, is_workday, make_activity
@@ -172,32 +172,30 @@ def test_team_and_tenant_scopes_and_small_team_folds_into_tenant():
     actors = [office_worker(f"a{i}", i) for i in range(5)]
     actors += [office_worker(f"b{i}", i, team="B") for i in range(2)]
     res = analyse(actors)
-    team_rows = {r.subject_id for t in res.features if t.scope == "team" for r in t.iter_rows()}
+    team_rows = {subject for t in res.features if t.scope == "team"
+                 for subject, _, _, _ in t.iter_values()}
     assert team_rows == {"A"}
     tenant = next(t for t in res.features if t.scope == "tenant" and t.window == "24h")
-    rows = [r for r in tenant.iter_rows() if r.feature_name == "commit_count"]
-    assert rows and all(r.subject_id == "acme" for r in rows)
-    monday = next(r for r in rows if weekday(r.day) == 0)
-    assert monday.value == 7 * 4  # all seven actors, small team B included
+    rows = [(subject, day, value) for subject, day, name, value in tenant.iter_values()
+            if name == "commit_count"]
+    assert rows and all(subject == "acme" for subject, _, _ in rows)
+    monday = next(value for _, day, value in rows if weekday(day) == 0)
+    assert monday == 7 * 4  # all seven actors, small team B included
 
 
-def test_feature_rows_ids_and_metadata():
+def test_feature_values_and_baseline_ids():
     res = analyse([office_worker(f"a{i}", i) for i in range(5)])
     t = next(t for t in res.features if t.scope == "actor" and t.window == "7d")
-    rows = list(t.iter_rows())
+    rows = list(t.iter_values())
     assert len(rows) == t.n_rows
-    r = next(r for r in rows if r.feature_name == "event_count")
-    assert r.metadata["volume_only"] is True
-    assert r.feature_id == feature_id("acme", "actor", r.subject_id, "event_count", "7d", r.day)
-    assert (r.window_end - r.window_start).days == 6
+    assert {name for _, _, name, _ in rows} == {f.name for f in FEATURES if "7d" in f.windows}
     b = next(iter(next(t for t in res.baselines if t.scope == "actor").iter_rows()))
     assert b.baseline_id == baseline_id("acme", "actor", b.subject_id, b.feature_name,
                                         b.window, b.day_type)
-    # the same input gives the same ids and values (determinism)
+    # the same input gives the same values (determinism; ids derive from the keys)
     res2 = analyse([office_worker(f"a{i}", i) for i in range(5)])
-    assert [r.feature_id for r in rows] == [
-        r.feature_id for r in next(t for t in res2.features
-                                   if t.scope == "actor" and t.window == "7d").iter_rows()]
+    assert rows == list(next(t for t in res2.features
+                             if t.scope == "actor" and t.window == "7d").iter_values())
 
 
 def test_nightly_run_continues_a_backfill():
@@ -257,7 +255,7 @@ def test_ut_ubi_04_no_property_value_reaches_features_signals_or_evidence():
     res = analyse(activity_from_raw(events))
     outputs = [res.anomalies.created, res.anomalies.updated, res.anomalies.resolved,
                [c.signal for c in res.signals.changes]]
-    outputs += [list(t.iter_rows()) for t in res.features[:6]]
+    outputs += [list(t.iter_values()) for t in res.features[:6]]
     outputs += [list(t.iter_rows()) for t in res.scores]
     text = repr(outputs)
     assert res.signals.changes and res.anomalies.created  # there is something to inspect
@@ -290,12 +288,14 @@ def test_ut_ubi_05_human_and_agent_with_identical_events_get_identical_results()
 
     def rows(subject, tables):
         return [dataclasses.replace(r, subject_id="x", score_id="")
-                if hasattr(r, "score_id") else
-                dataclasses.replace(r, subject_id="x", feature_id="")
                 for t in tables if t.scope == "actor" for r in t.iter_rows()
                 if r.subject_id == subject]
 
-    assert rows("human-1", res.features) == rows("agent-1", res.features)
+    def values(subject):
+        return [(t.window, day, name, value) for t in res.features if t.scope == "actor"
+                for s, day, name, value in t.iter_values() if s == subject]
+
+    assert values("human-1") == values("agent-1") and values("human-1")
     assert rows("human-1", res.scores) == rows("agent-1", res.scores)
     assert rows("human-1", res.scores)  # scores exist
 
