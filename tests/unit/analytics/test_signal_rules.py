@@ -202,14 +202,22 @@ def test_no_rule_fires_during_the_subjects_warm_up():
 # 3 context_thrash ----------------------------------------------------------------------------
 
 def test_context_thrash_fires_when_throughput_flat_not_when_above():
-    cands = evaluate_rules(make_inputs(sev={("context_switch_rate", "7d"): two_weeks(2)},
-                                       context=FLAT_PR), CFG)
+    # the 7-day rate persisting, with one day of the last 8 workdays showing it too
+    sev = {("context_switch_rate", "7d"): two_weeks(2), ("context_switch_rate", "24h"): {14: 2}}
+    cands = evaluate_rules(make_inputs(sev=sev, context=FLAT_PR), CFG)
     [c] = cands
     assert c.signal_class == "context_thrash"
     assert c.reason.endswith("; pr_throughput 7d flat")
     above = {("pr_throughput", "7d"): (5.0, 2.0, 0.5, True)}
-    assert evaluate_rules(make_inputs(sev={("context_switch_rate", "7d"): two_weeks(2)},
-                                      context=above), CFG) == []
+    assert evaluate_rules(make_inputs(sev=sev, context=above), CFG) == []
+
+
+def test_a_switch_rate_no_single_day_shows_is_no_thrash():
+    # A rate per active hour up for a week while no day of it is anomalous: a shift of hours
+    # (a week of light days, ordinary hours after weeks of evening work), not thrash
+    quiet_days = make_inputs(sev={("context_switch_rate", "7d"): two_weeks(2),
+                                  ("context_switch_rate", "24h"): {7: 2}}, context=FLAT_PR)
+    assert evaluate_rules(quiet_days, CFG) == []  # its daily hit is before the last 8 workdays
 
 
 # 4 engagement_drop ---------------------------------------------------------------------------
