@@ -15,7 +15,9 @@ feature means beyond one (effective) std of the mean ("flat" within it, as reaso
 
 ============================ =================================================================
 ``burnout_risk``             ``after_hours_ratio`` or ``late_night_events`` 24h anomalous-high,
-                             persisting (a late Friday night and weekend make three days); or
+                             persisting (a late Friday night and weekend make three days; a
+                             late-night day only while the after-hours share 7d is above
+                             baseline); or
                              the 7d value anomalous-high while ``distinct_collaborators`` 7d is
                              below baseline, persisting (6 of 8 workdays; no early confirmation)
 ``rework_loop``              ``build_failure_rate`` / ``test_failure_rate`` / ``rework_ratio``
@@ -178,7 +180,15 @@ def _thrash_seen_daily(inputs: RuleInputs, p: Persistent) -> Persistent:
 def _burnout(inputs: RuleInputs, config: TenantConfig) -> list[SignalCandidate]:
     # (a) daily after-hours / late-night values anomalous-high on 3 days of the last 5
     # workdays' span (weekend work included), as SPEC 5.5 states it;
-    a = persistent(inputs, trigger_masks(inputs, "burnout_risk", config, windows=("24h",)))
+    # A late-night day counts only while the 7-day after-hours share is above the person's
+    # baseline: late events are part of the after-hours work, and a few of them on three days
+    # of a week whose share is the person's usual (a late fix now and then) are not more work
+    # out of hours. Two of the three false burnouts on fresh generated seeds came that way.
+    masks_a = trigger_masks(inputs, "burnout_risk", config, windows=("24h",))
+    late = ("late_night_events", "24h")
+    if late in masks_a:
+        masks_a[late] = masks_a[late] & above_baseline(inputs, "after_hours_ratio", "7d")
+    a = persistent(inputs, masks_a)
     # (b) the 7d value anomalous-high while fewer collaborators than usual, persisting too.
     # Not confirmed early by two late days: the daily path (a) is SPEC 5.5's "3 of the last 5
     # workdays", and two late evenings in a week with a 7-day value above baseline are not
