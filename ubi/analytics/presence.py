@@ -174,19 +174,6 @@ def away_in_span(absent: np.ndarray, counted: np.ndarray, last: int) -> np.ndarr
     return csum[:, 1:] - csum[:, start]
 
 
-def run_starts(absent: np.ndarray, counted: np.ndarray) -> np.ndarray:
-    """bool [S, L]: ``absent`` days whose previous ``counted`` day [L] was not absent: the
-    first day of a separate occasion away."""
-    wd = np.flatnonzero(counted)
-    out = np.zeros_like(absent)
-    if wd.size == 0:
-        return out
-    prev = np.zeros((absent.shape[0], wd.size), dtype=bool)
-    prev[:, 1:] = absent[:, wd[:-1]]
-    out[:, wd] = absent[:, wd] & ~prev
-    return out
-
-
 @dataclass
 class Scattered:
     """Fewer active days made of scattered days off, per subject-day [S, L]."""
@@ -202,12 +189,11 @@ def scattered_absences(inputs: RuleInputs, config: TenantConfig) -> Scattered | 
     ``DROP_ABSENCE_RUNS`` separate runs of workdays away in the 7 days, and ``DROP_WEEK_AWAY``
     of the last 5 workdays or ``DROP_MIN_AWAY`` of the last ``DROP_SPAN_WORKDAYS`` away, never
     a run of leave).
-    Judged at once, on the next workday (with events, or away when the days before it already
-    made the drop): the absences themselves are the repeated evidence a 7-day trigger's
-    persistence otherwise waits for, and one spell of sickness is one run. A tenant holiday
-    (a quiet day) neither counts as a day away nor spoils the week: the ``active_days`` value
-    is read with the quiet workdays the subject had no events counted as active, against the
-    same baseline."""
+    Judged at once, on every workday with events or away (not a quiet day): the absences
+    themselves are the repeated evidence a 7-day trigger's persistence otherwise waits for,
+    and one spell of sickness is one run. A tenant holiday (a quiet day) neither counts as a
+    day away nor spoils the week: the ``active_days`` value is read with the quiet workdays
+    the subject had no events counted as active, against the same baseline."""
     key = ("active_days", "7d")
     rw = inputs.windows.get("7d")
     if rw is None or key[0] not in rw.context:
@@ -237,22 +223,13 @@ def scattered_absences(inputs: RuleInputs, config: TenantConfig) -> Scattered | 
     # Clean but for quiet days: no leave and no incomplete day in the window.
     no_leave = rolling_sum(leave.astype(np.float64), w) == 0
     clean = no_leave if rw.drop_ok_intensive is None else no_leave & rw.drop_ok_intensive
-    span_away = away_in_span(absent, counted, DROP_SPAN_WORKDAYS)
-    week_away = away_in_span(absent, counted, 5)
-    # Reduced activity while present (SPEC §5.5): it fires on a workday with events, ...
+    # Judged on every workday, the days away included (SPEC §5.5: a workday without events is
+    # evidence for this rule): a drop shows on its days away, and waiting for the next day
+    # with events cost the generated drops 2-5 days and missed the short ones (the person back
+    # before the count of days away shows it). On the real celery history it fired once more
+    # than that (a maintainer's days off around an unrecorded public holiday).
     fired = (usable & clean & (severity < 0) & (runs >= DROP_ABSENCE_RUNS)
-             & ((span_away >= DROP_MIN_AWAY) | (week_away >= DROP_WEEK_AWAY))
-             & inputs.workday[None, :] & at_work_so_far)
-    # ... and on a workday away when the days before it already made the drop, the day itself
-    # counted as at work (as on a day with events): a drop shows on its days away, and
-    # waiting for the next day with events cost the generated drops 2-5 days. Letting the day
-    # away count as evidence of its own fired on the real celery history on a maintainer's
-    # unrecorded public holiday (active_days 7d at the warning threshold only with it).
-    today = absent & ~at_work_so_far
-    t = today.astype(np.int64)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        z_before = (adjusted + t - mean) / np.maximum(np.nan_to_num(std), min_std)
-    fired |= (today & usable & clean & (z_before <= -warn)
-              & (runs - (run_starts(absent, counted) & today) >= DROP_ABSENCE_RUNS)
-              & ((span_away - t >= DROP_MIN_AWAY) | (week_away - t >= DROP_WEEK_AWAY)))
+             & ((away_in_span(absent, counted, DROP_SPAN_WORKDAYS) >= DROP_MIN_AWAY)
+                | (away_in_span(absent, counted, 5) >= DROP_WEEK_AWAY))
+             & inputs.workday[None, :] & (at_work_so_far | (absent & ~at_work_so_far)))
     return Scattered(fired, severity, adjusted, runs)
