@@ -189,11 +189,11 @@ def scattered_absences(inputs: RuleInputs, config: TenantConfig) -> Scattered | 
     ``DROP_ABSENCE_RUNS`` separate runs of workdays away in the 7 days, and ``DROP_WEEK_AWAY``
     of the last 5 workdays or ``DROP_MIN_AWAY`` of the last ``DROP_SPAN_WORKDAYS`` away, never
     a run of leave).
-    Judged at once, on the next workday with events: the absences themselves are the repeated
-    evidence a 7-day trigger's persistence otherwise waits for, and one spell of sickness is
-    one run. A tenant holiday (a quiet day) neither counts as a day away nor spoils the week:
-    the ``active_days`` value is read with the quiet workdays the subject had no events
-    counted as active, against the same baseline."""
+    Judged at once, on every workday with events or away (not a quiet day): the absences
+    themselves are the repeated evidence a 7-day trigger's persistence otherwise waits for,
+    and one spell of sickness is one run. A tenant holiday (a quiet day) neither counts as a
+    day away nor spoils the week: the ``active_days`` value is read with the quiet workdays
+    the subject had no events counted as active, against the same baseline."""
     key = ("active_days", "7d")
     rw = inputs.windows.get("7d")
     if rw is None or key[0] not in rw.context:
@@ -223,11 +223,13 @@ def scattered_absences(inputs: RuleInputs, config: TenantConfig) -> Scattered | 
     # Clean but for quiet days: no leave and no incomplete day in the window.
     no_leave = rolling_sum(leave.astype(np.float64), w) == 0
     clean = no_leave if rw.drop_ok_intensive is None else no_leave & rw.drop_ok_intensive
-    # Reduced activity while present (SPEC §5.5): it fires on a workday with events. On the
-    # real celery history firing on the days away too doubled its WARN-or-higher drops
-    # (a maintainer's holiday weeks) for a day or two less delay.
+    # Judged on every workday, the days away included (SPEC §5.5: a workday without events is
+    # evidence for this rule): a drop shows on its days away, and waiting for the next day
+    # with events cost the generated drops 2-5 days and missed the short ones (the person back
+    # before the count of days away shows it). On the real celery history it fired once more
+    # than that (a maintainer's days off around an unrecorded public holiday).
     fired = (usable & clean & (severity < 0) & (runs >= DROP_ABSENCE_RUNS)
              & ((away_in_span(absent, counted, DROP_SPAN_WORKDAYS) >= DROP_MIN_AWAY)
                 | (away_in_span(absent, counted, 5) >= DROP_WEEK_AWAY))
-             & inputs.workday[None, :] & at_work_so_far)
+             & inputs.workday[None, :] & (at_work_so_far | (absent & ~at_work_so_far)))
     return Scattered(fired, severity, adjusted, runs)

@@ -67,8 +67,9 @@ def test_scattered_absences_are_an_engagement_drop_with_a_readable_reason():
     assert first.reason == ("active on 7 of the last 10 workdays, away on 2 separate "
                             "occasions in the last 7 days; active_days 7d fell to 2 days "
                             "(baseline 4.9 ± 1, z=-2.9)"), first.reason
-    # seen on the Friday of the first week (a day present): four days after the onset
-    assert first.first_day - day_number(MONDAY) == 39
+    # seen on the Thursday of the first week, a day away (SPEC §5.5: a workday without events
+    # is evidence): Monday, Wednesday and Thursday away, three days after the onset
+    assert first.first_day - day_number(MONDAY) == 38 and 38 not in team[0].days
     for i in range(1, 5):
         assert signal_classes(res, f"a{i}") == set()
 

@@ -82,6 +82,7 @@ def two_weeks(code=1):
 FLAT_PR = {("pr_throughput", "7d"): (2.0, 2.0, 0.5, True)}
 LOW_COLLAB = {("distinct_collaborators", "7d"): (1.0, 4.0, 1.0, True)}
 OK_COLLAB = {("distinct_collaborators", "7d"): (4.0, 4.0, 1.0, True)}
+AFTER_HOURS_UP = {("after_hours_ratio", "7d"): (0.2, 0.08, 0.02, True)}
 
 
 # 1 burnout_risk ------------------------------------------------------------------------------
@@ -102,6 +103,18 @@ def test_burnout_near_miss_two_of_five_or_weekend_hits_only():
     # the weekend (12, 13) is outside the span of the last five workdays (Mon 14 .. Fri 18)
     assert "burnout_risk" not in classes(evaluate_rules(
         make_inputs(sev={("late_night_events", "24h"): {12: 1, 13: 1, 18: 1}}), CFG))
+
+
+def test_late_nights_are_burnout_only_while_the_after_hours_share_is_up():
+    # three days with late events in a week whose after-hours share is the person's usual: a
+    # late fix now and then, not more work out of hours
+    late = {("late_night_events", "24h"): {14: 1, 16: 1, 18: 2}}
+    usual = {("after_hours_ratio", "7d"): (0.09, 0.08, 0.02, True)}
+    assert "burnout_risk" not in classes(evaluate_rules(make_inputs(sev=late, context=usual),
+                                                        CFG))
+    [c] = [c for c in evaluate_rules(make_inputs(sev=late, context=AFTER_HOURS_UP), CFG)
+           if c.signal_class == "burnout_risk"]
+    assert c.reason.startswith("late_night_events 24h rose to"), c.reason
 
 
 def test_burnout_7d_high_while_collaborators_below_baseline():
@@ -132,7 +145,7 @@ def test_two_late_days_do_not_confirm_burnouts_7d_clause_early():
         sev=two_late, context=LOW_COLLAB), CFG))
     three_late = {**two_late, ("late_night_events", "24h"): three_days()}
     assert "burnout_risk" in classes(evaluate_rules(make_inputs(
-        sev=three_late, context=LOW_COLLAB), CFG))
+        sev=three_late, context={**LOW_COLLAB, **AFTER_HOURS_UP}), CFG))
 
 
 # 2 rework_loop -------------------------------------------------------------------------------
@@ -202,14 +215,22 @@ def test_no_rule_fires_during_the_subjects_warm_up():
 # 3 context_thrash ----------------------------------------------------------------------------
 
 def test_context_thrash_fires_when_throughput_flat_not_when_above():
-    cands = evaluate_rules(make_inputs(sev={("context_switch_rate", "7d"): two_weeks(2)},
-                                       context=FLAT_PR), CFG)
+    # the 7-day rate persisting, with one day of the last 8 workdays showing it too
+    sev = {("context_switch_rate", "7d"): two_weeks(2), ("context_switch_rate", "24h"): {14: 2}}
+    cands = evaluate_rules(make_inputs(sev=sev, context=FLAT_PR), CFG)
     [c] = cands
     assert c.signal_class == "context_thrash"
     assert c.reason.endswith("; pr_throughput 7d flat")
     above = {("pr_throughput", "7d"): (5.0, 2.0, 0.5, True)}
-    assert evaluate_rules(make_inputs(sev={("context_switch_rate", "7d"): two_weeks(2)},
-                                      context=above), CFG) == []
+    assert evaluate_rules(make_inputs(sev=sev, context=above), CFG) == []
+
+
+def test_a_switch_rate_no_single_day_shows_is_no_thrash():
+    # A rate per active hour up for a week while no day of it is anomalous: a shift of hours
+    # (a week of light days, ordinary hours after weeks of evening work), not thrash
+    quiet_days = make_inputs(sev={("context_switch_rate", "7d"): two_weeks(2),
+                                  ("context_switch_rate", "24h"): {7: 2}}, context=FLAT_PR)
+    assert evaluate_rules(quiet_days, CFG) == []  # its daily hit is before the last 8 workdays
 
 
 # 4 engagement_drop ---------------------------------------------------------------------------
