@@ -31,6 +31,7 @@ from ubi.analytics.results import FeatureTable
 from ubi.analytics.scopes import stored_cells
 from ubi.analytics.taxonomy import WINDOWS
 from ubi.models import DirtySubject, IngestionState
+from ubi.models.session import is_postgres
 from ubi.observability.metrics import FEATURE_DURATION, apportion
 from ubi.services import (
     configs,
@@ -86,10 +87,24 @@ def pending_dirty(session: Session, tenant_id: str, limit: int = CLAIM_LIMIT
     return [(a, d, c, b) for a, d, c, b in rows]
 
 
+_RELEASE_PG = (
+    "DELETE FROM dirty_subjects s USING unnest(%(a)b::varchar[], %(d)b::date[], "
+    "%(b)b::varchar[]) AS u(a, d, b) WHERE s.tenant_id = %(t)s AND s.actor_id = u.a "
+    "AND s.day = u.d AND COALESCE(s.batch_id, '') = u.b")
+
+
 def release_dirty(session: Session, tenant_id: str,
                   taken: list[tuple[str, date, str | None, str | None]]) -> int:
     """Delete the pairs this run computed, unless a batch marked them again meanwhile (its
     id replaced the one read): those stay dirty for the next run."""
+    if not taken:
+        return 0
+    if is_postgres(session):
+        # One join against the arrays: a tuple IN list is matched against every dirty row of
+        # the tenant (quadratic in the pairs; a third of a run's time at 800 pairs).
+        return int(session.connection().exec_driver_sql(_RELEASE_PG, {
+            "t": tenant_id, "a": [a for a, _, _, _ in taken], "d": [d for _, d, _, _ in taken],
+            "b": [b or "" for _, _, _, b in taken]}).rowcount)
     key = sa.tuple_(DirtySubject.actor_id, DirtySubject.day,
                     sa.func.coalesce(DirtySubject.batch_id, ""))
     done = 0
