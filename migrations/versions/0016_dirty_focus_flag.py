@@ -7,7 +7,8 @@ Create Date: 2026-12-07 15:20:00
 The features step recomputed the focus time of every dirty pair (and the day after) from its
 stored sequence events, although only sequence events can change it; ingestion now records
 with each pair whether one of them marked it (``focus``, OR-merged by the upsert), and the
-step refreshes only those. Existing rows get 1 (refresh, as before). Adding a column with a
+step refreshes only those. Existing rows get 1 (refresh, as before), and so do rows the old
+code writes during a rolling deploy (it does not know the column). Adding a column with a
 constant default is a catalogue change on PostgreSQL 11+: no rewrite, no long lock.
 """
 
