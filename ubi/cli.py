@@ -685,9 +685,9 @@ def beat(celery_args: tuple[str, ...]) -> None:
 @click.argument("name")
 @click.argument("bench_args", nargs=-1, type=click.UNPROCESSED)
 def bench(name: str, bench_args: tuple[str, ...]) -> None:
-    """Run a benchmark of ``benchmarks/`` (analytics, api, ingest, pipeline, baselines, storage,
-    stream); it prints its figures (``--json`` for one JSON object). Benchmarks live in the
-    checkout."""
+    """Run a benchmark of ``benchmarks/`` (analytics, api, ingest, pipeline, baselines,
+    features_step, storage, stream); it prints its figures (``--json`` for one JSON object).
+    Benchmarks live in the checkout."""
     import importlib
     import re
 

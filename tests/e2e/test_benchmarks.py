@@ -62,6 +62,18 @@ def test_baselines_benchmark_recomputes_a_small_tenant() -> None:
 
 
 @pytest.mark.slow
+def test_features_step_benchmark_times_runs_and_their_phases() -> None:
+    f = bench("features_step", "--actors", "20", "--batches", "6", "--batch-size", "200",
+              "--skip", "0")
+    assert f["runs"] == 2
+    mean = f["mean"]
+    assert mean["dirty_pairs"] > 0 and mean["values_written"] > 0
+    for key in ("wall_ms", "cpu_ms", "postgres_cpu_ms", "release_dirty_ms", "refresh_focus_ms",
+                "load_activity_ms", "compute_features_ms", "write_ms"):
+        assert key in mean, key
+
+
+@pytest.mark.slow
 def test_api_benchmark_loads_a_tiny_tenant_and_reports_latency_and_plans() -> None:
     f = bench("api", "--actors", "12", "--teams", "2", "--days", "20", "--events", "6000",
               "--clients", "2", "--duration", "2", "--warmup", "0.5", timeout=120)

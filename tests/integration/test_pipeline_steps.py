@@ -326,7 +326,7 @@ def test_ingest_never_waits_for_a_running_features_step(settings, db_session, fr
         taken = features.pending_dirty(running, "acme")
         assert len(taken) == 1
         assert focus_time.refresh_focus(running, "acme", focus_time.affected_days(
-            {(a, d) for a, d, _, _ in taken})) == 1
+            {(p[0], p[1]) for p in taken})) == 1
         assert run_features().busy  # one run per tenant at a time
 
         # Another batch for the same (actor, day) meanwhile, with another focus session:

@@ -128,3 +128,7 @@ class DirtySubject(Base):
     correlation_id: Mapped[str | None] = mapped_column(sa.String(128))
     batch_id: Mapped[str | None] = mapped_column(sa.String(36))
     marked_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    #: 1 when a sequence event (focus, context switch) marked the pair since it was last
+    #: released: only then may its focus, and the next day's, have changed. Rows written
+    #: without it count as marked (the server default), so nothing is ever skipped wrongly.
+    focus: Mapped[int] = mapped_column(sa.SmallInteger, server_default=sa.text("1"))

@@ -6,10 +6,11 @@ added up like counters: they are recomputed from the stored sequence events. The
 counts on the day it ends; one that started the day before pairs across midnight), so the
 result depends only on what is stored, never on how events were split into batches.
 
-Who recomputes: the features step, once per run, for the (actor, day) pairs it computes and the
-day after each, before it reads the activity (``services/features``); detection and the nightly
-recompute for the pairs still waiting for it, before they read whole days; ingestion only for
-days older than the tenant's late-event window, which no features run will compute.
+Who recomputes: the features step, once per run, for the (actor, day) pairs it computes that a
+sequence event marked (``dirty_subjects.focus``; other events cannot change focus) and the day
+after each, before it reads the activity (``services/features``); detection and the nightly
+recompute for the marked pairs still waiting for it, before they read whole days; ingestion
+only for days older than the tenant's late-event window, which no features run will compute.
 Recomputing it per batch instead read every stored sequence event of the batch's actor-days
 each time: at full load as much work as storing the batch, redone by the next batch before
 anything read it.
@@ -118,9 +119,10 @@ def refresh_pending(session: Session, tenant_id: str, through: date | None = Non
     """Refresh the focus of the tenant's dirty pairs (up to ``through``) and the day after
     each, for a step that reads whole days without waiting for the features step (detection,
     the nightly recompute): their counters are already in the rollups, their focus would not
-    be. The pairs stay dirty: the features step still owes their features."""
+    be (only pairs a sequence event marked). The pairs stay dirty: the features step still
+    owes their features."""
     query = sa.select(DirtySubject.actor_id, DirtySubject.day).where(
-        DirtySubject.tenant_id == tenant_id)
+        DirtySubject.tenant_id == tenant_id, DirtySubject.focus != 0)
     if through is not None:
         query = query.where(DirtySubject.day <= through)
     pairs: set[tuple[str, date]] = {(a, d) for a, d in session.execute(query)}

@@ -264,10 +264,17 @@ def _store_tenant_events(session: Session, tenant_id: str, config: TenantConfig,
     old_sequences = {(e.actor_id, e.timestamp_utc.date()) for e in inserted
                      if e.event_type in SEQUENCE_EVENT_TYPES
                      and e.timestamp_utc.date() < oldest}
+    # The pairs whose focus the features step must refresh: sequence events of the window's
+    # days, and the days after older ones (a session counts on the day it ends).
+    focus_marked = {(e.actor_id, e.timestamp_utc.date()) for e in inserted
+                    if e.event_type in SEQUENCE_EVENT_TYPES
+                    and e.timestamp_utc.date() >= oldest}
     if old_sequences:
         affected = focus_time.affected_days(old_sequences)
         focus_time.refresh_focus(session, tenant_id, {p for p in affected if p[1] < oldest})
-        marked |= {p for p in affected if p[1] >= oldest}
+        later = {p for p in affected if p[1] >= oldest}
+        marked |= later
+        focus_marked |= later
     timings["focus"] = timings.get("focus", 0.0) + time.perf_counter() - t
 
     t = time.perf_counter()
@@ -276,10 +283,13 @@ def _store_tenant_events(session: Session, tenant_id: str, config: TenantConfig,
         # marked_at stays the oldest pending change: "dirty since", what features lag is.
         bulk.upsert_columns(
             session, table_of(DirtySubject),
-            {"actor_id": [a for a, _ in dirty], "day": [d for _, d in dirty]},
+            {"actor_id": [a for a, _ in dirty], "day": [d for _, d in dirty],
+             "focus": np.fromiter((p in focus_marked for p in dirty), dtype=np.int16,
+                                  count=len(dirty))},
             constants={"tenant_id": tenant_id, "correlation_id": correlation_id,
                        "batch_id": batch_id, "marked_at": now},
-            key_columns=("tenant_id", "actor_id", "day"), replace=("correlation_id", "batch_id"))
+            key_columns=("tenant_id", "actor_id", "day"), replace=("correlation_id", "batch_id"),
+            bit_or=("focus",))
         outcome.dirty += len(dirty)
     _update_ingestion_state(session, tenant_id, inserted, received_at, now)
     # Follow-ups last, detect before features: an absorbed follow-up locks its pending row
