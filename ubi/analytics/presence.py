@@ -231,5 +231,5 @@ def scattered_absences(inputs: RuleInputs, config: TenantConfig) -> Scattered | 
     fired = (usable & clean & (severity < 0) & (runs >= DROP_ABSENCE_RUNS)
              & ((away_in_span(absent, counted, DROP_SPAN_WORKDAYS) >= DROP_MIN_AWAY)
                 | (away_in_span(absent, counted, 5) >= DROP_WEEK_AWAY))
-             & inputs.workday[None, :] & (at_work_so_far | (absent & ~at_work_so_far)))
+             & inputs.workday[None, :] & (at_work_so_far | absent))
     return Scattered(fired, severity, adjusted, runs)

@@ -1,7 +1,7 @@
 """Keys that lead with tenant_id: signals, baselines, anchors, batches, receipts
 
-Revision ID: 0016
-Revises: 0015
+Revision ID: 0017
+Revises: 0016
 Create Date: 2026-12-09 09:00:00
 
 The tables 0014 left, because each was looked up by its id alone: they are now looked up by
@@ -19,8 +19,8 @@ from __future__ import annotations
 
 from alembic import op
 
-revision = "0016"
-down_revision = "0015"
+revision = "0017"
+down_revision = "0016"
 branch_labels = None
 depends_on = None
 
