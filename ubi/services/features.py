@@ -17,7 +17,7 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 import numpy as np
 import sqlalchemy as sa
@@ -72,9 +72,15 @@ class FeaturesOutcome:
 CLAIM_LIMIT = 50_000
 
 
-#: A claimed dirty pair: (actor, day, correlation id, batch id, whether a sequence event
-#: marked it).
-Claimed = tuple[str, date, str | None, str | None, bool]
+class Claimed(NamedTuple):
+    """A claimed dirty pair."""
+
+    actor_id: str
+    day: date
+    correlation_id: str | None
+    batch_id: str | None
+    #: Whether a sequence event marked it (only then may its focus have changed).
+    focus: bool
 
 
 def pending_dirty(session: Session, tenant_id: str, limit: int = CLAIM_LIMIT
@@ -90,7 +96,7 @@ def pending_dirty(session: Session, tenant_id: str, limit: int = CLAIM_LIMIT
         .where(DirtySubject.tenant_id == tenant_id)
         .order_by(DirtySubject.marked_at, DirtySubject.actor_id, DirtySubject.day)
         .limit(limit)).all()
-    return [(a, d, c, b, bool(f)) for a, d, c, b, f in rows]
+    return [Claimed(a, d, c, b, bool(f)) for a, d, c, b, f in rows]
 
 
 _RELEASE_PG = (
@@ -108,8 +114,8 @@ def release_dirty(session: Session, tenant_id: str, taken: list[Claimed]) -> int
         # One join against the arrays: a tuple IN list is matched against every dirty row of
         # the tenant (quadratic in the pairs; a third of a run's time at 800 pairs).
         return int(session.connection().exec_driver_sql(_RELEASE_PG, {
-            "t": tenant_id, "a": [p[0] for p in taken], "d": [p[1] for p in taken],
-            "b": [p[3] or "" for p in taken]}).rowcount)
+            "t": tenant_id, "a": [p.actor_id for p in taken], "d": [p.day for p in taken],
+            "b": [p.batch_id or "" for p in taken]}).rowcount)
     key = sa.tuple_(DirtySubject.actor_id, DirtySubject.day,
                     sa.func.coalesce(DirtySubject.batch_id, ""))
     done = 0
@@ -118,7 +124,7 @@ def release_dirty(session: Session, tenant_id: str, taken: list[Claimed]) -> int
         done += cast("sa.CursorResult[Any]", session.execute(
             sa.delete(DirtySubject).where(
                 DirtySubject.tenant_id == tenant_id,
-                key.in_([(p[0], p[1], p[3] or "") for p in part])),
+                key.in_([(p.actor_id, p.day, p.batch_id or "") for p in part])),
             execution_options={"synchronize_session": False})).rowcount
     return done
 
@@ -137,9 +143,9 @@ def compute_tenant_features(session: Session, tenant_id: str, *, now: datetime |
     if not claimed:
         return outcome
     outcome.dirty = len(claimed)
-    outcome.correlation_ids = sorted({p[2] for p in claimed if p[2]})
+    outcome.correlation_ids = sorted({p.correlation_id for p in claimed if p.correlation_id})
     correlation_id = outcome.correlation_ids[-1] if outcome.correlation_ids else None
-    pairs = {(p[0], p[1]) for p in claimed}
+    pairs = {(p.actor_id, p.day) for p in claimed}
     run_started = time.perf_counter()
     timings: dict[str, float] = {}  # seconds per feature name, over the windows
     config = configs.load_config(session, tenant_id)
@@ -148,7 +154,7 @@ def compute_tenant_features(session: Session, tenant_id: str, *, now: datetime |
     # can have changed. A batch storing sequence events after this read marks its pairs
     # again, so they stay dirty for the next run.
     focus_time.refresh_focus(session, tenant_id, focus_time.affected_days(
-        {(p[0], p[1]) for p in claimed if p[4]}))
+        {(p.actor_id, p.day) for p in claimed if p.focus}))
 
     by_actor: dict[str, date] = defaultdict(lambda: today)
     for a, dirty_day in pairs:
