@@ -87,7 +87,12 @@ broker_connection_retry_on_startup = True
 # default gives up after 100 attempts (about 47 minutes) and the process exits, which under
 # the Procfile stops every process and elsewhere needs a restart after a long broker outage.
 broker_connection_max_retries = None
-broker_transport_options = {"confirm_publish": True}
+# A send to a broker that stopped answering (a partition: the connection open, the socket's
+# buffer full) fails after the broker timeout instead of blocking for good; kombu then counts
+# the connection lost (retried on a new one, then the API's 503 or a task's retry). Not a read
+# timeout: an idle consumer (Flower's event receiver) would be cut every few seconds.
+broker_transport_options = {"confirm_publish": True,
+                            "write_timeout": _settings.broker_connect_timeout}
 broker_pool_limit = 10
 
 task_default_queue = P("maintenance")

@@ -78,7 +78,7 @@ ENV_VARS: tuple[EnvVar, ...] = (
     EnvVar("UBI_BREAKER_RESET_SECONDS", "seconds an open breaker waits before one probe call",
            "30"),
     EnvVar("UBI_BROKER_CONNECT_TIMEOUT", "seconds before the broker counts as down: "
-           "connecting, or waiting for a task publish's confirm", "3"),
+           "connecting, waiting for a task publish's confirm, or sending to it", "3"),
     EnvVar("UBI_TASK_RETRY_WINDOW", "seconds a task retries transient errors (a database, "
            "broker or Redis briefly unreachable) before it is dead-lettered", "900"),
     EnvVar("UBI_GC_THRESHOLD", "allocations between young garbage collections in service "

@@ -81,30 +81,40 @@ def test_post_is_503_while_the_broker_is_down_and_retry_succeeds(
         proxy.stop()
 
 
-#: The sustained run: CLIENTS post BATCHES batches each; the broker path is cut once CUT_AFTER
-#: batches were accepted, while the clients keep posting and an ingest task is in the middle of
-#: a batch, and restored after DOWN_SECONDS. Cut: RabbitMQ went away (connections reset, new
+#: The sustained run: CLIENTS post batches of BATCH_SIZE events until told to stop; the broker
+#: path is cut once CUT_AFTER batches were accepted, while the clients keep posting and an
+#: ingest task is in the middle of a batch, and restored after DOWN_SECONDS; the clients stop
+#: once each had AFTER more batches accepted. Cut: RabbitMQ went away (connections reset, new
 #: ones refused). Partition: connections stay open and nothing answers, then what was sent
 #: meanwhile arrives (a publish the API gave up on may reach the queue after all).
-CLIENTS, BATCHES, BATCH_SIZE, CUT_AFTER, DOWN_SECONDS = 3, 20, 40, 12, 6.0
-#: Seconds between a client's batches: a stream that lasts well past the cut.
+CLIENTS, BATCH_SIZE, CUT_AFTER, DOWN_SECONDS, AFTER = 3, 40, 12, 6.0, 3
+#: Seconds between a client's batches.
 PACE = 0.1
 
 
 class _Client(threading.Thread):
-    """Posts its batches one after the other, re-sending a refused batch unchanged (same event
-    ids) until it is accepted, as a producer does."""
+    """Posts batches one after the other until ``stop`` is set, re-sending a refused batch
+    unchanged (same event ids) until it is accepted, as a producer does. (A fixed number of
+    batches once ran out while the test still waited for the worker to reach the row it holds,
+    on a busy machine: the cut then met no request at all.)"""
 
-    def __init__(self, base: str, headers: dict[str, str], bodies: list[str]):
+    def __init__(self, number: int, base: str, headers: dict[str, str]):
         super().__init__(daemon=True)
-        self.base, self.headers, self.bodies = base, headers, bodies
+        self.number, self.base, self.headers = number, base, headers
+        self.sent: list[str] = []  # every event id of every batch posted
         self.accepted: dict[str, set[str]] = {}  # batch id of each 202 -> ids it accepted
         self.refused: list[requests.Response] = []
+        self.stop = threading.Event()
         self.error: BaseException | None = None
 
     def run(self) -> None:
         try:
-            for body in self.bodies:
+            batch = 0
+            while not self.stop.is_set():
+                ids = [f"broker-cut-{self.number}-{batch}-{j}" for j in range(BATCH_SIZE)]
+                self.sent += ids
+                body = json.dumps({"events": [envelope(actor=f"dev{j % 7}", signal_id=sid)
+                                              for j, sid in enumerate(ids)]})
                 deadline = time.monotonic() + 60
                 while True:
                     resp = requests.post(f"{self.base}/events", data=body,
@@ -120,6 +130,7 @@ class _Client(threading.Thread):
                 assert answer["summary"]["rejected"] == 0, answer
                 self.accepted[answer["batch_id"]] = {
                     r["signal_id"] for r in answer["results"] if r["status"] == "accepted"}
+                batch += 1
                 time.sleep(PACE)
         except BaseException as exc:  # reported by the test
             self.error = exc
@@ -139,17 +150,13 @@ def test_the_broker_unreachable_during_sustained_ingestion_loses_nothing(
     dead_before = ready_messages(settings.broker_url, DEAD_LETTER_QUEUE_NAME)
     headers = {"Authorization": f"Bearer {tokens('acme', 'ubi:write:events')}",
                "Content-Type": "application/json"}
-    sent = [[[f"broker-cut-{c}-{i}-{j}" for j in range(BATCH_SIZE)] for i in range(BATCHES)]
-            for c in range(CLIENTS)]
     # The ingest worker reaches RabbitMQ through the proxy too: it loses its connection in the
     # middle of the stream (maybe in the middle of a batch) and must find the broker again.
     worker = WorkerProcess("ingest", pool="prefork", concurrency=2,
                            CELERY_BROKER_URL=proxied, UBI_BROKER_CONNECT_TIMEOUT="1")
     try:
         with web_process(CELERY_BROKER_URL=proxied, UBI_BROKER_CONNECT_TIMEOUT="1") as base:
-            clients = [_Client(base, headers, [json.dumps({"events": [
-                envelope(actor=f"dev{j % 7}", signal_id=sid) for j, sid in enumerate(ids)]})
-                for ids in batches]) for batches in sent]
+            clients = [_Client(c, base, headers) for c in range(CLIENTS)]
             for client in clients:
                 client.start()
 
@@ -167,9 +174,9 @@ def test_the_broker_unreachable_during_sustained_ingestion_loses_nothing(
             try:
                 blocker.execute(sa.text(
                     "SELECT 1 FROM ingestion_state WHERE tenant_id = 'acme' FOR UPDATE"))
-                # Usually one waits there within a second. In about one run in ten none did
-                # within 30 s (cause not found: the worker's log says nothing); the cut then
-                # still lands under sustained ingestion, and the checks below (every 202 batch
+                # Usually one waits there within a second; a worker slow to start on a busy
+                # machine may not yet. The cut then still lands under sustained ingestion (the
+                # clients post until told to stop), and the checks below (every 202 batch
                 # stored once, by the same worker) catch a worker that stopped storing.
                 wait_for_lock_waiter(engine, timeout=10)
                 if fault == "cut":  # while the clients are posting and the worker storing
@@ -177,7 +184,7 @@ def test_the_broker_unreachable_during_sustained_ingestion_loses_nothing(
                 else:
                     proxy.hold()
                 cut_at, accepted_at_cut = time.monotonic(), accepted_so_far()
-                assert wait_until(lambda: refused_so_far() >= CLIENTS, timeout=30)
+                assert wait_until(lambda: refused_so_far() >= CLIENTS, timeout=2 * REFUSAL_SECONDS)
             finally:
                 tx.rollback()
                 blocker.close()
@@ -187,13 +194,18 @@ def test_the_broker_unreachable_during_sustained_ingestion_loses_nothing(
                 proxy.start()
             else:
                 proxy.release()
+            back = {id(c): len(c.accepted) for c in clients}
+            assert wait_until(lambda: all(c.error or len(c.accepted) >= back[id(c)] + AFTER
+                                          for c in clients), timeout=120)
+            for client in clients:
+                client.stop.set()
             for client in clients:
                 client.join(timeout=120)
             for client in clients:
                 assert not client.is_alive() and client.error is None, client.error
         accepted = {b: ids for c in clients for b, ids in c.accepted.items()}
         refused = [r for c in clients for r in c.refused]
-        assert len(accepted) == CLIENTS * BATCHES
+        assert len(accepted) == sum(len(c.sent) for c in clients) // BATCH_SIZE
         # While it was down, only requests in flight at the cut (published before it) got a 202.
         assert accepted_while_down <= accepted_at_cut + CLIENTS
         for resp in refused:  # while it was down: 503 naming the broker, in bounded time
@@ -215,7 +227,7 @@ def test_the_broker_unreachable_during_sustained_ingestion_loses_nothing(
         worker.stop()
         proxy.stop()
 
-    every_id = {sid for batches in sent for ids in batches for sid in ids}
+    every_id = {sid for c in clients for sid in c.sent}
     accepted_ids = set().union(*accepted.values())
     assert sum(map(len, accepted.values())) == len(accepted_ids)  # none accepted twice
     # Every event is stored exactly once, by its key. (An item a retry found `duplicate` was

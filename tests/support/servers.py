@@ -30,10 +30,12 @@ def free_port() -> int:
 def web_process(**env: str) -> Iterator[str]:
     """``ubi devserver web`` in a subprocess; yields its base URL."""
     port = free_port()
+    # Its log goes to a file, as a worker's does: a pipe nobody reads would stall a web that
+    # logs more than the pipe holds (64 KB of an outage's warnings) on its next log line.
+    log = tempfile.TemporaryFile()  # noqa: SIM115 - closed below
     proc = subprocess.Popen(
         [sys.executable, "-m", "ubi.cli", "devserver", "web", "--port", str(port)],
-        env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    assert proc.stderr is not None  # stderr=PIPE
+        env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=log)
     base = f"http://127.0.0.1:{port}/v1/ubi"
     try:
         deadline = time.monotonic() + 30
@@ -44,7 +46,8 @@ def web_process(**env: str) -> Iterator[str]:
             except requests.ConnectionError:
                 pass
             if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"web did not start: {proc.stderr.read().decode()[-2000:]}")
+                log.seek(0)
+                raise RuntimeError(f"web did not start: {log.read().decode()[-2000:]}")
             time.sleep(0.1)
         yield base
     finally:
@@ -53,6 +56,7 @@ def web_process(**env: str) -> Iterator[str]:
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             proc.kill()
+        log.close()
 
 
 @contextmanager
