@@ -3,7 +3,8 @@
 The ingest hot path allocates a few hundred thousand short-lived objects per 1,000-event batch
 (decoded envelopes, events, rows). With Python's default threshold (a young-generation
 collection every 700 net allocations) the collector ran hundreds of times per batch, each pass
-walking every object a batch still holds: a quarter of the worker's CPU (``docs/benchmarks.md``).
+walking every object a batch still holds: a quarter of the worker's CPU
+(``docs/benchmarks/ingest.md``).
 A higher threshold keeps cycles collected, just in larger steps; ``gc.freeze`` moves what the
 process holds after start-up (modules, the app) out of every later collection.
 """

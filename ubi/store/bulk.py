@@ -7,7 +7,7 @@ server-side (``INSERT ... SELECT ... FROM unnest(CAST(%(c0)b AS varchar[]), ...)
 statement text depends only on the table and the columns, never on the number of rows, so it
 is built once per shape (and prepared by psycopg after a few executions) instead of compiling a
 multi-row ``VALUES`` with one bind parameter per cell, which cost ~1 s per 1,000-event batch in
-SQLAlchemy's compiler and psycopg's query conversion (``docs/benchmarks.md``). SQLite keeps
+SQLAlchemy's compiler and psycopg's query conversion (``docs/benchmarks/ingest.md``). SQLite keeps
 multi-row statements.
 """
 

@@ -8,7 +8,7 @@ of the window's features in ``taxonomy.FEATURES`` order (``SLOTS``; NaN = null).
 else of a record is derived: the feature id (``ids.feature_id``, as before), the window
 bounds (from the day and the window), the dimension, unit and volume flag (from the taxonomy).
 One row replaced 53 rows of the table ``features`` (each with a UUID key, window bounds, JSON
-metadata and two indexes), 28 to 32 times the bytes (docs/benchmarks.md).
+metadata and two indexes), 28 to 32 times the bytes (docs/benchmarks/pipeline.md).
 
 ``write`` is the one writer (a bulk upsert whose merge of windows is done by the statement,
 so concurrent writers of one subject-day never lose each other's windows); ``records`` is the
