@@ -1,4 +1,4 @@
-"""The PostgreSQL connection budget (issue 23; docs/operations.md "Connection budget").
+"""The PostgreSQL connection budget (issue 23; docs/deployment.md "Connection budget").
 
 Every process keeps its own pool of up to ``UBI_DB_POOL_SIZE + UBI_DB_MAX_OVERFLOW``
 connections: gunicorn's workers, and each prefork child of every Celery worker group. The sum
@@ -83,5 +83,5 @@ def check_budget(group: str, processes: int, settings: Settings | None = None) -
     else:
         log.warning("connection budget exceeded: %s; lower UBI_DB_POOL_SIZE/"
                     "UBI_DB_MAX_OVERFLOW or the processes, raise max_connections, or put "
-                    "PgBouncer in front (docs/operations.md)", budget.describe())
+                    "PgBouncer in front (docs/deployment.md)", budget.describe())
     return budget

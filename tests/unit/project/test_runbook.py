@@ -1,4 +1,4 @@
-"""docs/operations.md's "Worker groups" stays true: its table names each Procfile worker with
+"""docs/deployment.md's "Worker groups" stays true: its table names each Procfile worker with
 its command and exactly the queues and tasks of its group, and every command the section
 gives parses with the CLI it names (``ubi``, ``celery``)."""
 
