@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[3]
 
 
 def _section() -> str:
-    text = (ROOT / "docs" / "operations.md").read_text()
+    text = (ROOT / "docs" / "deployment.md").read_text()
     return text.split("\n## Worker groups\n", 1)[1].split("\n## ", 1)[0]
 
 
