@@ -21,7 +21,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from tests.e2e.test_demo import SERVER_VARS
+from tests.e2e.conftest import SERVER_VARS
 
 CORRELATION_ID = "corr-trace-test-1"
 

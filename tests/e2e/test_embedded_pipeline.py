@@ -12,7 +12,7 @@ import subprocess
 import sys
 import textwrap
 
-from tests.e2e.test_demo import SERVER_VARS
+from tests.e2e.conftest import SERVER_VARS
 
 SCRIPT = textwrap.dedent("""
     import json

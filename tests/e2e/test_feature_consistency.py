@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from tests.e2e.test_demo import SERVER_VARS
+from tests.e2e.conftest import SERVER_VARS
 from tests.support.envelopes import post_events, wait_for_batch
 from tests.support.servers import WorkerProcess
 from tests.support.waiting import wait_until

@@ -11,7 +11,7 @@ from pathlib import Path
 import requests
 from click.testing import CliRunner
 
-from tests.e2e.test_demo import SERVER_VARS
+from tests.e2e.conftest import SERVER_VARS
 from ubi.cli import main
 
 

@@ -9,11 +9,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -21,10 +18,9 @@ from urllib.parse import urlsplit
 import pytest
 import sqlalchemy as sa
 
-from tests.e2e.test_demo import SERVER_VARS
+from tests.e2e.conftest import ServedDemo
 
 VENDOR = Path(__file__).resolve().parents[1] / "support" / "vendor" / "axe-core"
-LINK_PREFIX = "The pages on this data: open "
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
 
@@ -37,48 +33,6 @@ pytestmark = [
 ]
 
 
-@dataclass
-class Demo:
-    link: str
-    origin: str
-    database: Path
-
-
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
-    """``ubi demo --serve`` on a fresh data dir, until the module is done."""
-    from tests.conftest import CLOCK_FILE, SUITE_NOW
-    from ubi import clock
-
-    # (A module fixture runs before the per-test clock is set: the demo's organisation ends
-    # the day before the suite's pinned Wednesday, whatever day it runs.)
-    clock.set_shared_clock(CLOCK_FILE, SUITE_NOW, ticking=True)
-    home = tmp_path_factory.mktemp("demo")
-    env = {k: v for k, v in os.environ.items() if k not in SERVER_VARS}
-    env["UBI_DATA_DIR"] = str(home / "data")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "ubi.cli", "demo", "--no-progress", "--weeks", "6", "--serve",
-         "--port", "0"], cwd=home, env=env, stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL, text=True)
-    try:
-        assert proc.stdout is not None
-        printed = []
-        for line in proc.stdout:  # ends when the demo exits (it should not)
-            printed.append(line)
-            if line.startswith(LINK_PREFIX):
-                link = line[len(LINK_PREFIX):].strip()
-                break
-        else:
-            pytest.fail("ubi demo --serve printed no sign-in link:\n" + "".join(printed))
-        parts = urlsplit(link)
-        assert parts.path == "/ui/sign-in" and parts.hostname == "127.0.0.1"
-        yield Demo(link, f"{parts.scheme}://{parts.netloc}",
-                   home / "data" / "demo" / "demo.sqlite3")
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-
-
 def until(driver: Any, condition: Callable[[Any], Any], timeout: float = 20.0) -> Any:
     """Wait for what a form post's navigation brings (a click may return before the browser
     has followed the POST and its redirect, more so on a loaded machine)."""
@@ -88,7 +42,7 @@ def until(driver: Any, condition: Callable[[Any], Any], timeout: float = 20.0) -
 
 
 @pytest.fixture(scope="module")
-def browser(demo: Demo) -> Iterator[Any]:
+def browser(served_demo: ServedDemo) -> Iterator[Any]:
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -150,8 +104,9 @@ def stored(database: Path, sql: str, **params: Any) -> list[Any]:
         engine.dispose()
 
 
-def test_a_tech_lead_reads_the_pages_and_marks_a_false_positive(demo: Demo, browser: Any,
-                                                               artifacts: Path) -> None:
+def test_a_tech_lead_reads_the_pages_and_marks_a_false_positive(
+        served_demo: ServedDemo, browser: Any, artifacts: Path) -> None:
+    demo = served_demo
     from selenium.webdriver.common.by import By
 
     driver = browser
