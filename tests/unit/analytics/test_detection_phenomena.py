@@ -100,3 +100,38 @@ def test_one_spell_of_sickness_is_no_drop():
         del team[0].days[d]
     res = analyse(team, n_days=N_DAYS, eval_from=21)
     assert "engagement_drop" not in signal_classes(res, "a0")
+
+
+def late_day(d: int) -> dict:
+    return dict(office_day(d), commit_created=14, after_hours=12, late_night=5,
+                hours=[9, 10, 11, 13, 14, 15, 16, 21, 22, 23])
+
+
+def test_late_work_starting_on_a_thursday_is_burnout_by_the_friday() -> None:
+    # Thursday and Friday evenings late, then every workday of the next week: the third daily
+    # hit of SPEC 5.5's "3 of the last 5 workdays" is the Monday, but two critically late
+    # days with the 7-day share critically high too are seen on the Friday.
+    team = team_of()
+    thursday = 7 * 5 + 3
+    assert is_workday(thursday) and not is_workday(thursday + 2)
+    for d in range(thursday, thursday + 9):
+        if is_workday(d):
+            team[0].days[d] = late_day(d)
+    res = analyse(team, n_days=N_DAYS, eval_from=21)
+    burnout = [c.signal for c in res.signals.changes if c.signal.subject_id == "a0"
+               and c.signal.signal_class == "burnout_risk"]
+    assert burnout, signal_classes(res, "a0")
+    first = min(burnout, key=lambda s: s.first_day)
+    assert first.first_day - day_number(MONDAY) == thursday + 1, first.reason
+    assert "late_night_events 7d rose to 10 events" in first.reason
+    assert "its 24h value critically high on 2 days within the last 5 workdays" in first.reason
+    for i in range(1, 5):
+        assert signal_classes(res, f"a{i}") == set()
+
+
+def test_one_late_thursday_is_still_no_burnout() -> None:
+    team = team_of()
+    thursday = 7 * 5 + 3
+    team[0].days[thursday] = late_day(thursday)
+    res = analyse(team, n_days=N_DAYS, eval_from=21)
+    assert "burnout_risk" not in signal_classes(res, "a0")
