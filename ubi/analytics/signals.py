@@ -36,7 +36,8 @@ feature means beyond one (effective) std of the mean ("flat" within it, as reaso
                              confirmation only with active days or events below baseline,
                              ``_fewer_at_work``). Also at once, on a day present,
                              when the fewer active days are scattered days off (>= 2 separate
-                             runs of workdays away in the 7 days; a holiday counted active)
+                             runs of workdays away in the 7 days; a holiday without events
+                             counted at the person's rate of presence on the other workdays)
 ``guardrail_overrides``      ``override_count`` anomalous-high (24h / 7d), persisting
 ``mentoring_potential``      actor scope: ``reviews_given`` 28d > 0, >= the nearest-rank p90
                              and > the median of the peer group (team members of the actor's
@@ -354,7 +355,8 @@ def _fewer_at_work(inputs: RuleInputs, scattered: Scattered | None) -> np.ndarra
     """[S, L] fewer days at work or fewer events than usual over the last 7 days (below
     baseline: more than one std under the mean), never over a window with leave (SPEC §5.5:
     the return from leave is not compared against the empty week). Days as the scattered-
-    absence rule reads them, a holiday without events counted at work (one fell inside most
+    absence rule reads them, a holiday without events counted at the person's own rate of
+    presence on the window's other workdays (one fell inside most
     drops of the generated tenants); events only over a clean window (no leave, quiet or
     incomplete day), since a holiday week has fewer. ``event_count`` only qualifies the focus
     trigger here: a volume figure never raises a signal by itself."""
