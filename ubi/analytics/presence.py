@@ -192,8 +192,10 @@ def scattered_absences(inputs: RuleInputs, config: TenantConfig) -> Scattered | 
     Judged at once, on every workday with events or away (not a quiet day): the absences
     themselves are the repeated evidence a 7-day trigger's persistence otherwise waits for,
     and one spell of sickness is one run. A tenant holiday (a quiet day) neither counts as a
-    day away nor spoils the week: the ``active_days`` value is read with the quiet workdays
-    the subject had no events counted as active, against the same baseline."""
+    day away nor spoils the week: the ``active_days`` value is read with each quiet workday
+    the subject had no events counted at the subject's own rate of presence over the other
+    workdays of the window (1 for someone at work on all of them), against the same
+    baseline."""
     key = ("active_days", "7d")
     rw = inputs.windows.get("7d")
     if rw is None or key[0] not in rw.context:
@@ -214,7 +216,18 @@ def scattered_absences(inputs: RuleInputs, config: TenantConfig) -> Scattered | 
     away_quiet = ~at_work & quiet_workdays[None, :]
     quiet_away = (rolling_sum(away_quiet.astype(np.float64), w) - away_quiet
                   + (~at_work_so_far & quiet_workdays[None, :]))
-    adjusted = value + quiet_away
+    # A holiday without events says nothing about the person: it counts at their own rate of
+    # presence over the other (counted) workdays of the window, not as a day at work. Counted
+    # as a day at work, a tenant-wide holiday inside a short drop (away on 3 of the 4 other
+    # workdays) lifted the 7-day count by one whole day, above the warning threshold: two of
+    # the drops missed on fresh generated tenants.
+    here = (at_work & counted[None, :]).astype(np.float64)
+    here_so_far = (at_work_so_far & counted[None, :]).astype(np.float64)
+    n_here = rolling_sum(here, w) - here + here_so_far
+    n_counted = rolling_sum(counted.astype(np.float64), w)[None, :]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rate = np.where(n_counted > 0, n_here / np.maximum(n_counted, 1.0), 1.0)
+    adjusted = value + quiet_away * rate
     warn, critical = config.thresholds(FEATURE_BY_NAME[key[0]].dimension)
     min_std = float(config.baseline_algorithm["min_std"])
     with np.errstate(invalid="ignore", divide="ignore"):

@@ -306,7 +306,8 @@ def persistence_rule(w: int) -> tuple[int, int, bool]:
 
 
 def persistent(inputs: RuleInputs, masks: Mapping[tuple[str, str], np.ndarray],
-                direction: str | None = None) -> Persistent:
+                direction: str | None = None, *, early_only: bool = False,
+                daily: Mapping[tuple[str, str], np.ndarray] | None = None) -> Persistent:
     """Persistence of each trigger (feature, window) on each day (``persistence_rule``).
 
     With ``direction``, a multi-day trigger is also confirmed early: anomalous that workday
@@ -314,7 +315,11 @@ def persistent(inputs: RuleInputs, masks: Mapping[tuple[str, str], np.ndarray],
     ``EARLY_DAILY_HITS`` days within the span of the last ``PERSIST_WORKDAYS`` workdays. A
     single unusual day keeps a 7-day value anomalous for a week but is one daily hit; two
     recent daily hits and a week-long deviation are a change under way, days before the
-    7-day trigger alone would have persisted (issue 18: time to detect)."""
+    7-day trigger alone would have persisted (issue 18: time to detect).
+
+    ``early_only``: multi-day triggers persist only by that early confirmation (a rule's
+    extra path, e.g. burnout's strong start). ``daily``: the 24h masks that confirm, when not
+    those of ``masks``."""
     n_s, n_l = inputs.present.shape
     fired = np.zeros((n_s, n_l), dtype=bool)
     persists: dict[tuple[str, str], np.ndarray] = {}
@@ -323,12 +328,14 @@ def persistent(inputs: RuleInputs, masks: Mapping[tuple[str, str], np.ndarray],
         need, last, days_off = persistence_rule(WINDOWS[key[1]])
         hits = m if days_off else m & inputs.workday[None, :]
         ok = span_counts(hits, inputs.workday, last) >= need
+        if early_only:
+            ok = np.zeros_like(ok)
         if direction is not None and WINDOWS[key[1]] > 1:
-            daily = masks.get((key[0], "24h"))
-            if daily is None:
-                daily = severity_mask(inputs, key[0], "24h", direction)
-            if daily is not None:
-                counts = span_counts(daily, inputs.workday, PERSIST_WORKDAYS)
+            day_mask = (daily or masks).get((key[0], "24h"))
+            if day_mask is None:
+                day_mask = severity_mask(inputs, key[0], "24h", direction)
+            if day_mask is not None:
+                counts = span_counts(day_mask, inputs.workday, PERSIST_WORKDAYS)
                 confirmed = hits & (counts >= EARLY_DAILY_HITS)
                 early[key] = np.where(confirmed & ~ok, counts, 0)
                 ok = ok | confirmed

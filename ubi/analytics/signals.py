@@ -17,7 +17,8 @@ feature means beyond one (effective) std of the mean ("flat" within it, as reaso
 ``burnout_risk``             ``after_hours_ratio`` or ``late_night_events`` 24h anomalous-high,
                              persisting (a late Friday night and weekend make three days; a
                              late-night day only while the after-hours share 7d is above
-                             baseline); or
+                             baseline); or the 7d value CRITICAL-high confirmed by its 24h
+                             value CRITICAL-high on 2 days within the last 5 workdays; or
                              the 7d value anomalous-high while ``distinct_collaborators`` 7d is
                              below baseline, persisting (6 of 8 workdays; no early confirmation)
 ``rework_loop``              ``build_failure_rate`` / ``test_failure_rate`` / ``rework_ratio``
@@ -35,7 +36,8 @@ feature means beyond one (effective) std of the mean ("flat" within it, as reaso
                              confirmation only with active days or events below baseline,
                              ``_fewer_at_work``). Also at once, on a day present,
                              when the fewer active days are scattered days off (>= 2 separate
-                             runs of workdays away in the 7 days; a holiday counted active)
+                             runs of workdays away in the 7 days; a holiday without events
+                             counted at the person's rate of presence on the other workdays)
 ``guardrail_overrides``      ``override_count`` anomalous-high (24h / 7d), persisting
 ``mentoring_potential``      actor scope: ``reviews_given`` 28d > 0, >= the nearest-rank p90
                              and > the median of the peer group (team members of the actor's
@@ -108,6 +110,7 @@ from ubi.analytics.rule_triggers import (
 )
 from ubi.analytics.signal_lifecycle import SignalCandidate
 from ubi.analytics.taxonomy import (
+    FEATURE_INDEX,
     SIGNAL_CLASS_BY_NAME,
     SIGNAL_CLASSES,
     WINDOWS,
@@ -177,6 +180,13 @@ def _thrash_seen_daily(inputs: RuleInputs, p: Persistent) -> Persistent:
     return p
 
 
+def _critical(inputs: RuleInputs, masks: dict[tuple[str, str], np.ndarray]
+              ) -> dict[tuple[str, str], np.ndarray]:
+    """The masks' days that are anomalous at CRITICAL severity (either direction)."""
+    return {(f, w): m & (np.abs(inputs.windows[w].severity[:, FEATURE_INDEX[f], :]) >= 2)
+            for (f, w), m in masks.items()}
+
+
 def _burnout(inputs: RuleInputs, config: TenantConfig) -> list[SignalCandidate]:
     # (a) daily after-hours / late-night values anomalous-high on 3 days of the last 5
     # workdays' span (weekend work included), as SPEC 5.5 states it;
@@ -196,9 +206,23 @@ def _burnout(inputs: RuleInputs, config: TenantConfig) -> list[SignalCandidate]:
     collab_low = below_baseline(inputs, "distinct_collaborators", "7d")
     b = persistent(inputs, {k: m & collab_low for k, m in trigger_masks(
         inputs, "burnout_risk", config, windows=("7d",)).items()})
+    # (c) a strong start confirms sooner: the 7d value CRITICAL-high that workday while its
+    # 24h counterpart (path (a)'s mask) was CRITICAL-high on 2 days within the last 5
+    # workdays' span. A change that starts on a Thursday or Friday otherwise waits for the
+    # Monday (the third daily hit: weekend evenings have a weekend baseline, where every
+    # event is after hours); two WARN evenings and a 7d value above baseline are not this
+    # (every false burnout of the generated tenants came from that, see (b)).
+    c = persistent(inputs, _critical(inputs, trigger_masks(
+        inputs, "burnout_risk", config, windows=("7d",))), "high", early_only=True,
+        daily=_critical(inputs, masks_a))
     out = []
-    for s, lday in fired_days(gate(inputs, a.fired | b.fired), inputs):
+    for s, lday in fired_days(gate(inputs, a.fired | b.fired | c.fired), inputs):
         triggers = persistent_triggers(inputs, a, s, lday) if a.fired[s, lday] else []
+        if c.fired[s, lday]:
+            for t in persistent_triggers(inputs, c, s, lday):
+                if not any(x.feature == t.feature and x.window == t.window for x in triggers):
+                    t.note = t.note and t.note.replace("anomalous", "critically high")
+                    triggers.append(t)
         context: list[tuple[str, str]] = []
         if b.fired[s, lday]:
             for t in persistent_triggers(inputs, b, s, lday):
@@ -331,7 +355,8 @@ def _fewer_at_work(inputs: RuleInputs, scattered: Scattered | None) -> np.ndarra
     """[S, L] fewer days at work or fewer events than usual over the last 7 days (below
     baseline: more than one std under the mean), never over a window with leave (SPEC §5.5:
     the return from leave is not compared against the empty week). Days as the scattered-
-    absence rule reads them, a holiday without events counted at work (one fell inside most
+    absence rule reads them, a holiday without events counted at the person's own rate of
+    presence on the window's other workdays (one fell inside most
     drops of the generated tenants); events only over a clean window (no leave, quiet or
     incomplete day), since a holiday week has fewer. ``event_count`` only qualifies the focus
     trigger here: a volume figure never raises a signal by itself."""

@@ -100,3 +100,63 @@ def test_one_spell_of_sickness_is_no_drop():
         del team[0].days[d]
     res = analyse(team, n_days=N_DAYS, eval_from=21)
     assert "engagement_drop" not in signal_classes(res, "a0")
+
+
+def late_day(d: int) -> dict:
+    return dict(office_day(d), commit_created=14, after_hours=12, late_night=5,
+                hours=[9, 10, 11, 13, 14, 15, 16, 21, 22, 23])
+
+
+def test_late_work_starting_on_a_thursday_is_burnout_by_the_friday() -> None:
+    # Thursday and Friday evenings late, then every workday of the next week: the third daily
+    # hit of SPEC 5.5's "3 of the last 5 workdays" is the Monday, but two critically late
+    # days with the 7-day share critically high too are seen on the Friday.
+    team = team_of()
+    thursday = 7 * 5 + 3
+    assert is_workday(thursday) and not is_workday(thursday + 2)
+    for d in range(thursday, thursday + 9):
+        if is_workday(d):
+            team[0].days[d] = late_day(d)
+    res = analyse(team, n_days=N_DAYS, eval_from=21)
+    burnout = [c.signal for c in res.signals.changes if c.signal.subject_id == "a0"
+               and c.signal.signal_class == "burnout_risk"]
+    assert burnout, signal_classes(res, "a0")
+    first = min(burnout, key=lambda s: s.first_day)
+    assert first.first_day - day_number(MONDAY) == thursday + 1, first.reason
+    assert "late_night_events 7d rose to 10 events" in first.reason
+    assert "its 24h value critically high on 2 days within the last 5 workdays" in first.reason
+    for i in range(1, 5):
+        assert signal_classes(res, f"a{i}") == set()
+
+
+def test_one_late_thursday_is_still_no_burnout() -> None:
+    team = team_of()
+    thursday = 7 * 5 + 3
+    team[0].days[thursday] = late_day(thursday)
+    res = analyse(team, n_days=N_DAYS, eval_from=21)
+    assert "burnout_risk" not in signal_classes(res, "a0")
+
+
+def test_a_holiday_inside_scattered_absences_counts_at_the_persons_own_rate() -> None:
+    # Away Thursday and Friday, a tenant-wide holiday on the Monday (nobody has events), back
+    # on Tuesday, away again Wednesday and Thursday; one Sunday worked in between. Counting the
+    # holiday as a day at work, the 7 days to Wednesday held 3 active days (Sunday, Tuesday,
+    # the holiday): z = -1.9, no drop. At the person's own rate over the other workdays of the
+    # window (1 of 4), they hold 2.25: the drop is seen on that Wednesday.
+    team = team_of()
+    holiday = 7 * 6  # a Monday
+    for a in team:
+        a.days.pop(holiday, None)
+    for d in (holiday - 4, holiday - 3, holiday + 2, holiday + 3):
+        del team[0].days[d]
+    team[0].days[holiday - 1] = office_day(holiday - 1)  # the Sunday
+    res = analyse(team, n_days=N_DAYS, eval_from=21)
+    drops = [c.signal for c in res.signals.changes if c.signal.subject_id == "a0"
+             and c.signal.signal_class == "engagement_drop"]
+    assert drops, signal_classes(res, "a0")
+    first = min(drops, key=lambda s: s.first_day)
+    assert first.first_day - day_number(MONDAY) == holiday + 2, first.reason
+    assert first.reason.startswith("active on 6 of the last 10 workdays, away on 2 separate "
+                                   "occasions in the last 7 days"), first.reason
+    for i in range(1, 5):
+        assert signal_classes(res, f"a{i}") == set()
