@@ -2,7 +2,7 @@
 per planted class, precision >= 0.8 per risk class, at most 0.05 signals per clean actor-week
 over every class and severity, a median of at most 3 days to detect, nothing in warm-up).
 
-The seeds were picked after they met the targets (docs/detection-quality.md, "Third session":
+The seeds were picked after they met the targets (docs/detection-sessions.md, "Third session":
 of the eight seeds no test uses and no rule was tuned on, three met them all; of four generated
 after the last rule change, none did). So this guards the detection against regressions on two whole
 tenants; it is not evidence that the targets hold on any tenant. About 20 s a seed.
