@@ -5,10 +5,10 @@ tenant at a time (an advisory lock) reads them, computes every feature of the di
 the windows that contain those days, upserts the rows and releases the pairs it computed, all
 in one transaction; pairs a batch marked again meanwhile stay for the next run, dirty since
 the run's read (what it computed is no longer pending), so ingestion never waits for this
-step's compute and a tenant's oldest pending change moves with every run. Closed days are then handed to detection. Focus time, which
-cannot be added up per batch, is recomputed first for the pairs the run computes that a
-sequence event marked and the day after each (``services/focus_time``), once per run however
-many batches marked them.
+step's compute and a tenant's oldest pending change moves with every run. Closed days are
+then handed to detection. Focus time, which cannot be added up per batch, is recomputed first
+for the pairs the run computes that a sequence event marked and the day after each
+(``services/focus_time``), once per run however many batches marked them.
 """
 
 from __future__ import annotations
