@@ -11,7 +11,11 @@ the runs after the first ``--skip``: wall time, the process's CPU, the CPU of it
 backend (from ``/proc``), the dirty pairs taken and the values written, and the wall time of
 each phase (the step's calls, timed from outside).
 
-Usage: ``ubi bench features_step [--actors 400] [--batches 60] [--every 3] [--json]``.
+``--history-days N`` gives the tenant a past first: the first batch's rollup rows copied to
+each of the N days before it (not dirty), as a tenant that has sent events for months has.
+
+Usage: ``ubi bench features_step [--actors 400] [--batches 60] [--every 3]
+[--history-days 120] [--json]``.
 """
 
 from __future__ import annotations
@@ -95,6 +99,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                                    received_at=datetime.now(UTC), correlation_id=f"c{i}",
                                    pseudonymiser=pseudonymiser)
                 s.commit()
+            if i == 0 and args.history_days:
+                with make_session() as s:
+                    _add_history(s, tenant, args.history_days)
+                    s.commit()
             if i == args.every:  # what autovacuum (or the pipeline benchmark) does early on
                 with make_session() as s:
                     s.connection().exec_driver_sql("ANALYZE")
@@ -126,8 +134,30 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "median_wall_ms": round(statistics.median(r["wall_ms"] for r in kept), 1),
             "settings": {"actors": args.actors, "days": args.days, "batches": args.batches,
                          "batch_size": args.batch_size, "every": args.every, "skip": args.skip,
+                         "history_days": args.history_days,
                          "date": datetime.now(UTC).isoformat(timespec="seconds"),
                          "cpu_reference_ms": _harness.cpu_reference_ms()}}
+
+
+#: The rollup tables ``--history-days`` extends into the past.
+HISTORY_TABLES = ("daily_rollups", "daily_interactions", "daily_work_items", "daily_focus")
+
+
+def _add_history(session: Any, tenant: str, days: int) -> None:
+    """The tenant's rows so far copied to each of the ``days`` days before its first day, so
+    that the step reads a tenant with a past (windows of 28 days, latest teams) rather than
+    one born 1.5 days ago. Stored directly, not marked dirty: history already computed."""
+    import sqlalchemy as sa
+
+    conn = session.connection()
+    for table in HISTORY_TABLES:
+        cols = [c["name"] for c in sa.inspect(conn).get_columns(table)]
+        select = ", ".join("r.day - g" if c == "day" else f'r."{c}"' for c in cols)
+        conn.exec_driver_sql(
+            f"INSERT INTO {table} ({', '.join(cols)}) SELECT {select} FROM {table} r, "
+            f"generate_series(1, %(n)s) g, (SELECT min(day) AS first FROM {table} "
+            f"WHERE tenant_id = %(t)s) f WHERE r.tenant_id = %(t)s "
+            f"AND r.day - g < f.first ON CONFLICT DO NOTHING", {"t": tenant, "n": days})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -139,6 +169,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--every", type=int, default=3, help="batches between two runs")
     parser.add_argument("--skip", type=int, default=3, help="first runs left out")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--history-days", type=int, default=0,
+                        help="days of past rollups before the first batch's (copies of it)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
     figures = run(args)

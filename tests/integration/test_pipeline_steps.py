@@ -323,6 +323,7 @@ def test_ingest_never_waits_for_a_running_features_step(settings, db_session, fr
         # What a run does before its long compute phase: take the tenant, read the pairs,
         # refresh their focus.
         assert tenant_lock(running, "features", "acme")
+        read_at = clock.utcnow()
         taken = features.pending_dirty(running, "acme")
         assert len(taken) == 1
         assert focus_time.refresh_focus(running, "acme", focus_time.affected_days(
@@ -343,7 +344,8 @@ def test_ingest_never_waits_for_a_running_features_step(settings, db_session, fr
                                received_at=clock.utcnow(), correlation_id=None,
                                pseudonymiser=Pseudonymiser(settings.pseudonym_secret))
             s.commit()
-        assert features.release_dirty(running, "acme", taken) == 0  # marked again: kept
+        assert features.release_dirty(running, "acme", taken,
+                                      read_at=read_at) == 0  # marked again: kept
         running.commit()
     finally:
         running.close()

@@ -3,11 +3,12 @@
 After each ingest commit, the (actor, day) pairs that received events are dirty. One run per
 tenant at a time (an advisory lock) reads them, computes every feature of the dirty actors for
 the windows that contain those days, upserts the rows and releases the pairs it computed, all
-in one transaction; pairs a batch marked again meanwhile stay for the next run, so ingestion
-never waits for this step. Closed days are then handed to detection. Focus time, which
-cannot be added up per batch, is recomputed first for the pairs the run computes that a
-sequence event marked and the day after each (``services/focus_time``), once per run however
-many batches marked them.
+in one transaction; pairs a batch marked again meanwhile stay for the next run, dirty since
+the run's read (what it computed is no longer pending), so ingestion never waits for this
+step's compute and a tenant's oldest pending change moves with every run. Closed days are
+then handed to detection. Focus time, which cannot be added up per batch, is recomputed first
+for the pairs the run computes that a sequence event marked and the day after each
+(``services/focus_time``), once per run however many batches marked them.
 """
 
 from __future__ import annotations
@@ -99,25 +100,51 @@ def pending_dirty(session: Session, tenant_id: str, limit: int = CLAIM_LIMIT
     return [Claimed(a, d, c, b, bool(f)) for a, d, c, b, f in rows]
 
 
+#: Lock the claimed rows that still exist in the order ingestion's upsert of
+#: ``dirty_subjects`` takes them (``bulk.upsert_columns`` writes rows sorted by Python's
+#: (actor_id, day): code point order, which is ``COLLATE "C"`` over UTF-8), so the release and
+#: a concurrent batch marking the same pairs never wait for each other in a cycle.
+_LOCK_PG = (
+    "SELECT 1 FROM dirty_subjects s JOIN unnest(%(a)b::varchar[], %(d)b::date[]) AS u(a, d) "
+    "ON s.actor_id = u.a AND s.day = u.d WHERE s.tenant_id = %(t)s "
+    'ORDER BY s.actor_id COLLATE "C", s.day FOR UPDATE OF s')
+#: Then, with every claimed row locked (one snapshot, two disjoint sets): delete the pairs as
+#: read; a pair a batch marked again since (its id replaced) was computed up to the run's
+#: read, so its pending change is no older than that: ``marked_at`` moves up to the read time.
 _RELEASE_PG = (
-    "DELETE FROM dirty_subjects s USING unnest(%(a)b::varchar[], %(d)b::date[], "
-    "%(b)b::varchar[]) AS u(a, d, b) WHERE s.tenant_id = %(t)s AND s.actor_id = u.a "
-    "AND s.day = u.d AND COALESCE(s.batch_id, '') = u.b")
+    "WITH u AS (SELECT * FROM unnest(%(a)b::varchar[], %(d)b::date[], %(b)b::varchar[]) "
+    "AS u(a, d, b)), "
+    "released AS (DELETE FROM dirty_subjects s USING u WHERE s.tenant_id = %(t)s "
+    "AND s.actor_id = u.a AND s.day = u.d AND COALESCE(s.batch_id, '') = u.b RETURNING 1), "
+    "kept AS (UPDATE dirty_subjects s SET marked_at = %(r)s FROM u WHERE s.tenant_id = %(t)s "
+    "AND s.actor_id = u.a AND s.day = u.d AND COALESCE(s.batch_id, '') <> u.b "
+    "AND s.marked_at < %(r)s RETURNING 1) "
+    "SELECT (SELECT count(*) FROM released), (SELECT count(*) FROM kept)")
 
 
-def release_dirty(session: Session, tenant_id: str, taken: list[Claimed]) -> int:
+def release_dirty(session: Session, tenant_id: str, taken: list[Claimed], *,
+                  read_at: datetime) -> int:
     """Delete the pairs this run computed, unless a batch marked them again meanwhile (its
-    id replaced the one read): those stay dirty for the next run."""
+    id replaced the one read): those stay dirty for the next run, "dirty since" ``read_at``
+    (when the run read the pairs: every change committed before was computed), not since
+    their first mark, so a tenant whose batches arrive faster than runs end still sees its
+    oldest pending change move. Returns the pairs released."""
     if not taken:
         return 0
     if is_postgres(session):
         # One join against the arrays: a tuple IN list is matched against every dirty row of
         # the tenant (quadratic in the pairs; a third of a run's time at 800 pairs).
-        return int(session.connection().exec_driver_sql(_RELEASE_PG, {
-            "t": tenant_id, "a": [p.actor_id for p in taken], "d": [p.day for p in taken],
-            "b": [p.batch_id or "" for p in taken]}).rowcount)
+        conn = session.connection()
+        actors, days = [p.actor_id for p in taken], [p.day for p in taken]
+        conn.exec_driver_sql(_LOCK_PG, {"t": tenant_id, "a": actors, "d": days})
+        released: int = conn.exec_driver_sql(_RELEASE_PG, {
+            "t": tenant_id, "a": actors, "d": days, "b": [p.batch_id or "" for p in taken],
+            "r": read_at}).one()[0]
+        return released
+    # SQLite: one writer at a time, so no lock order to keep.
     key = sa.tuple_(DirtySubject.actor_id, DirtySubject.day,
                     sa.func.coalesce(DirtySubject.batch_id, ""))
+    pair = sa.tuple_(DirtySubject.actor_id, DirtySubject.day)
     done = 0
     for part in bulk.chunks(taken, 2000):
         # a DELETE's result is a CursorResult (Session.execute is typed as returning Result)
@@ -126,6 +153,13 @@ def release_dirty(session: Session, tenant_id: str, taken: list[Claimed]) -> int
                 DirtySubject.tenant_id == tenant_id,
                 key.in_([(p.actor_id, p.day, p.batch_id or "") for p in part])),
             execution_options={"synchronize_session": False})).rowcount
+        # What is left of the part was marked again: dirty since the read.
+        session.execute(
+            sa.update(DirtySubject).where(
+                DirtySubject.tenant_id == tenant_id,
+                pair.in_([(p.actor_id, p.day) for p in part]),
+                DirtySubject.marked_at < read_at).values(marked_at=read_at),
+            execution_options={"synchronize_session": False})
     return done
 
 
@@ -139,6 +173,8 @@ def compute_tenant_features(session: Session, tenant_id: str, *, now: datetime |
     if not tenant_lock(session, "features", tenant_id):
         outcome.busy = True  # the running one takes what it read; the task looks again
         return outcome
+    # Taken before the read: every change committed before the read is computed by this run.
+    read_at = clock.utcnow()
     claimed = pending_dirty(session, tenant_id)
     if not claimed:
         return outcome
@@ -187,7 +223,8 @@ def compute_tenant_features(session: Session, tenant_id: str, *, now: datetime |
     # upsert) apportioned by it, so a run's samples add up to the run (the metric's help).
     for name, seconds in apportion(timings, time.perf_counter() - run_started).items():
         FEATURE_DURATION.labels(tenant_id, name).observe(seconds)
-    outcome.remaining = outcome.dirty - release_dirty(session, tenant_id, claimed)
+    outcome.remaining = outcome.dirty - release_dirty(session, tenant_id, claimed,
+                                                          read_at=read_at)
     # Detection may have read a closed day before these events arrived: its team, cohort and
     # tenant features of that day on are owed a recompute (detection's next run).
     through = freshness.closed_through(session, session.get(IngestionState, tenant_id), now)

@@ -27,14 +27,29 @@ def first_activity_day(session: Session, tenant_id: str) -> date | None:
                            ).scalar_one()
 
 
+#: PostgreSQL: each given actor's latest rollup at or before a day, one backward probe of the
+#: primary key (tenant_id, actor_id, day) per actor instead of the tenant's whole history.
+_LATEST_PG = (
+    "SELECT u.a, l.actor_type, l.team_id FROM unnest(%(ids)b::varchar[]) AS u(a) "
+    "CROSS JOIN LATERAL (SELECT r.actor_type, r.team_id FROM daily_rollups r "
+    "WHERE r.tenant_id = %(t)s AND r.actor_id = u.a AND r.day <= %(b)s "
+    "ORDER BY r.day DESC LIMIT 1) l")
+
+
 def latest_teams(session: Session, tenant_id: str, actor_ids: Iterable[str] | None = None,
                  up_to: date | None = None) -> dict[str, tuple[str, str | None]]:
     """Each actor's (actor_type, team_id) as of its latest rollup (an actor may move teams)."""
+    ids = list(actor_ids) if actor_ids is not None else None
+    if ids is not None and up_to is not None and is_postgres(session):
+        if not ids:
+            return {}
+        found: Sequence[sa.Row[str, str, str | None]] = session.connection().exec_driver_sql(
+            _LATEST_PG, {"t": tenant_id, "ids": ids, "b": up_to}).all()
+        return {a: (t, team) for a, t, team in found}
     latest = sa.select(_R.actor_id, sa.func.max(_R.day).label("day")).where(
         _R.tenant_id == tenant_id)
     if up_to is not None:
         latest = latest.where(_R.day <= up_to)
-    ids = list(actor_ids) if actor_ids is not None else None
     if ids is not None:
         latest = latest.where(_R.actor_id.in_(ids))
     sub = latest.group_by(_R.actor_id).subquery()
@@ -58,6 +73,13 @@ def load_activity(session: Session, tenant_id: str, start_day: date, end_day: da
     ids = sorted(set(actor_ids)) if actor_ids is not None else None
     if is_postgres(session):
         return _load_activity_pg(session, tenant_id, start_day, end_day, ids)
+    return _load_activity_sa(session, tenant_id, start_day, end_day, ids)
+
+
+def _load_activity_sa(session: Session, tenant_id: str, start_day: date, end_day: date,
+                      ids: list[str] | None) -> DailyActivity:
+    """Any database (SQLite's path; on PostgreSQL the reference of the COPY path's tests)."""
+    n_days = (end_day - start_day).days + 1
     cond = [_R.tenant_id == tenant_id, _R.day >= start_day, _R.day <= end_day]
     if ids is not None:
         cond.append(_R.actor_id.in_(ids))
@@ -149,12 +171,13 @@ def _copy_binary(session: Session, query: str, params: dict[str, Any],
 def _load_activity_pg(session: Session, tenant_id: str, start_day: date, end_day: date,
                       ids: list[str] | None) -> DailyActivity:
     n_days = (end_day - start_day).days + 1
+    window = "tenant_id = %(t)s AND day BETWEEN %(a)s AND %(b)s"
     params: dict[str, Any] = {"t": tenant_id, "a": start_day, "b": end_day,
                               "ids": ids or [], "all": ids is None}
-    scope = ("tenant_id = %(t)s AND day BETWEEN %(a)s AND %(b)s "
-             "AND (%(all)s OR actor_id = ANY(%(ids)b::varchar[]))")
-    subjects: list[str] = list(session.connection().exec_driver_sql(
-        f"SELECT DISTINCT actor_id FROM daily_rollups WHERE {scope} ORDER BY actor_id",
+    conn = session.connection()
+    subjects: list[str] = list(conn.exec_driver_sql(
+        f"SELECT DISTINCT actor_id FROM daily_rollups WHERE {window} "
+        f"AND (%(all)s OR actor_id = ANY(%(ids)b::varchar[])) ORDER BY actor_id",
         params).scalars())
     s = len(subjects)
     counters = np.zeros((s, n_days, len(ROLLUP_COUNTER_COLUMNS)))
@@ -162,62 +185,78 @@ def _load_activity_pg(session: Session, tenant_id: str, start_day: date, end_day
     local_days = np.zeros((s, n_days), dtype=np.int64)
     focus_minutes = np.zeros((s, n_days))
     focus_sessions = np.zeros((s, n_days))
+    if not s:
+        return DailyActivity(subjects, [], [], start_day, counters, hours_mask, focus_minutes,
+                             focus_sessions, Interactions.empty(), WorkItems.empty(),
+                             local_days=local_days)
     epoch0 = day_number(start_day)
-    actors_cte = (f"WITH actors AS (SELECT actor_id, (row_number() OVER (ORDER BY actor_id) "
-                  f"- 1)::int4 AS code FROM (SELECT DISTINCT actor_id FROM daily_rollups "
-                  f"WHERE {scope}) x)")
-    if s:
-        counter_sql = ", ".join(f'r."{c}"::int4' for c in ROLLUP_COUNTER_COLUMNS)
-        recs = _copy_binary(session, (
-            f"{actors_cte} SELECT a.code, (r.day - DATE '1970-01-01')::int4 - {epoch0}, "
-            f"r.hours_mask::int4, r.local_days::int4, COALESCE(f.focus_minutes, 0)::float8, "
-            f"COALESCE(f.focus_sessions, 0)::int4, {counter_sql} "
-            f"FROM daily_rollups r JOIN actors a USING (actor_id) "
-            f"LEFT JOIN daily_focus f ON f.tenant_id = r.tenant_id "
-            f"AND f.actor_id = r.actor_id AND f.day = r.day "
-            f"WHERE r.tenant_id = %(t)s AND r.day BETWEEN %(a)s AND %(b)s"), params,
-            [("s", ">i4"), ("d", ">i4"), ("h", ">i4"), ("ld", ">i4"), ("fm", ">f8"),
-             ("fs", ">i4")],
-            repeated=("c", ">i4", len(ROLLUP_COUNTER_COLUMNS)))
-        si, di = recs["s"].astype(np.int64), recs["d"].astype(np.int64)
-        hours_mask[si, di] = recs["h"]
-        local_days[si, di] = recs["ld"]
-        focus_minutes[si, di] = recs["fm"]
-        focus_sessions[si, di] = recs["fs"]
-        counters[si, di] = recs["c"]["value"]  # every counter of a row in one scatter
+    # A subject's code is its place in ``subjects`` (sorted by the database, as before by a
+    # row_number over the same DISTINCT): the list read once, not the window again per COPY.
+    params["subjects"] = subjects
+    actors_cte = ("WITH actors AS (SELECT actor_id, (o - 1)::int4 AS code FROM "
+                  "unnest(%(subjects)b::varchar[]) WITH ORDINALITY AS u(actor_id, o))")
+    counter_sql = ", ".join(f'r."{c}"::int4' for c in ROLLUP_COUNTER_COLUMNS)
+    recs = _copy_binary(session, (
+        f"{actors_cte} SELECT a.code, (r.day - DATE '1970-01-01')::int4 - {epoch0}, "
+        f"r.hours_mask::int4, r.local_days::int4, COALESCE(f.focus_minutes, 0)::float8, "
+        f"COALESCE(f.focus_sessions, 0)::int4, {counter_sql} "
+        f"FROM daily_rollups r JOIN actors a USING (actor_id) "
+        f"LEFT JOIN daily_focus f ON f.tenant_id = r.tenant_id "
+        f"AND f.actor_id = r.actor_id AND f.day = r.day "
+        f"WHERE r.tenant_id = %(t)s AND r.actor_id = ANY(%(subjects)b::varchar[]) "
+        f"AND r.day BETWEEN %(a)s AND %(b)s"), params,
+        [("s", ">i4"), ("d", ">i4"), ("h", ">i4"), ("ld", ">i4"), ("fm", ">f8"),
+         ("fs", ">i4")],
+        repeated=("c", ">i4", len(ROLLUP_COUNTER_COLUMNS)))
+    si, di = recs["s"].astype(np.int64), recs["d"].astype(np.int64)
+    hours_mask[si, di] = recs["h"]
+    local_days[si, di] = recs["ld"]
+    focus_minutes[si, di] = recs["fm"]
+    focus_sessions[si, di] = recs["fs"]
+    counters[si, di] = recs["c"]["value"]  # every counter of a row in one scatter
 
-    teams = latest_teams(session, tenant_id, up_to=end_day)
+    # The subjects' counterparts in the window, coded by their sorted place (codes only tell
+    # counterparts apart); then the latest team of every subject and counterpart (cross-team
+    # flags, SPEC §5.1), looked up for those actors only.
+    parts: list[str] = list(conn.exec_driver_sql(
+        f"SELECT DISTINCT counterpart_id FROM daily_interactions WHERE {window} "
+        f"AND actor_id = ANY(%(subjects)b::varchar[]) ORDER BY counterpart_id",
+        params).scalars())
+    teams = latest_teams(session, tenant_id, sorted(set(subjects) | set(parts)), up_to=end_day)
     actor_types = [teams.get(a, ("human", None))[0] for a in subjects]
     team_ids = [teams.get(a, ("human", None))[1] for a in subjects]
-    latest_cte = (", latest AS (SELECT DISTINCT ON (actor_id) actor_id, team_id "
-                  "FROM daily_rollups WHERE tenant_id = %(t)s AND day <= %(b)s "
-                  "ORDER BY actor_id, day DESC)")
+    params["parts"] = parts
     inter = _copy_binary(session, (
-        f"{actors_cte}{latest_cte}, parts AS (SELECT counterpart_id, "
-        f"(row_number() OVER (ORDER BY counterpart_id) - 1)::int4 AS code FROM "
-        f"(SELECT DISTINCT counterpart_id FROM daily_interactions WHERE tenant_id = %(t)s "
-        f"AND day BETWEEN %(a)s AND %(b)s) x) "
+        f"{actors_cte}, parts AS (SELECT counterpart_id, (o - 1)::int4 AS code FROM "
+        f"unnest(%(parts)b::varchar[]) WITH ORDINALITY AS u(counterpart_id, o)) "
         f"SELECT a.code, (i.day - DATE '1970-01-01')::int4 - {epoch0}, p.code, "
-        f"i.events::float8, (COALESCE(la.team_id <> lc.team_id, false))::int4 "
-        f"FROM daily_interactions i JOIN actors a USING (actor_id) "
+        f"i.events::float8 FROM daily_interactions i JOIN actors a USING (actor_id) "
         f"JOIN parts p USING (counterpart_id) "
-        f"LEFT JOIN latest la ON la.actor_id = i.actor_id "
-        f"LEFT JOIN latest lc ON lc.actor_id = i.counterpart_id "
-        f"WHERE i.tenant_id = %(t)s AND i.day BETWEEN %(a)s AND %(b)s"), params,
-        [("s", ">i4"), ("d", ">i4"), ("c", ">i4"), ("n", ">f8"), ("x", ">i4")]) if s else None
-    interactions = Interactions.empty() if inter is None else Interactions(
-        inter["s"].astype(np.int64), inter["d"].astype(np.int64), inter["c"].astype(np.int64),
-        inter["n"].astype(np.float64), inter["x"].astype(bool))
+        f"WHERE i.tenant_id = %(t)s AND i.actor_id = ANY(%(subjects)b::varchar[]) "
+        f"AND i.day BETWEEN %(a)s AND %(b)s"), params,
+        [("s", ">i4"), ("d", ">i4"), ("c", ">i4"), ("n", ">f8")]) if parts else None
+    if inter is None:
+        interactions = Interactions.empty()
+    else:
+        # Team codes (-1: none): cross-team where both are known and differ.
+        team_code: dict[str | None, int] = {None: -1}
+        own = np.array([team_code.setdefault(t, len(team_code)) for t in team_ids],
+                       dtype=np.int64)
+        other = np.array([team_code.setdefault(teams.get(p, ("", None))[1], len(team_code))
+                          for p in parts], dtype=np.int64)
+        s_codes, c_codes = inter["s"].astype(np.int64), inter["c"].astype(np.int64)
+        cross = (own[s_codes] >= 0) & (other[c_codes] >= 0) & (own[s_codes] != other[c_codes])
+        interactions = Interactions(s_codes, inter["d"].astype(np.int64), c_codes,
+                                    inter["n"].astype(np.float64), cross)
+    # Work items coded in the same read (dense_rank: codes only tell items apart).
     items = _copy_binary(session, (
-        f"{actors_cte}, codes AS (SELECT work_item_id, (row_number() OVER "
-        f"(ORDER BY work_item_id) - 1)::int4 AS code FROM (SELECT DISTINCT work_item_id FROM "
-        f"daily_work_items WHERE tenant_id = %(t)s AND day BETWEEN %(a)s AND %(b)s) x) "
-        f"SELECT a.code, (w.day - DATE '1970-01-01')::int4 - {epoch0}, c.code, "
-        f"w.llm_requests::float8 FROM daily_work_items w JOIN actors a USING (actor_id) "
-        f"JOIN codes c USING (work_item_id) "
-        f"WHERE w.tenant_id = %(t)s AND w.day BETWEEN %(a)s AND %(b)s"), params,
-        [("s", ">i4"), ("d", ">i4"), ("w", ">i4"), ("n", ">f8")]) if s else None
-    work_items = WorkItems.empty() if items is None else WorkItems(
+        f"{actors_cte} SELECT a.code, (w.day - DATE '1970-01-01')::int4 - {epoch0}, "
+        f"(dense_rank() OVER (ORDER BY w.work_item_id) - 1)::int4, w.llm_requests::float8 "
+        f"FROM daily_work_items w JOIN actors a USING (actor_id) "
+        f"WHERE w.tenant_id = %(t)s AND w.actor_id = ANY(%(subjects)b::varchar[]) "
+        f"AND w.day BETWEEN %(a)s AND %(b)s"), params,
+        [("s", ">i4"), ("d", ">i4"), ("w", ">i4"), ("n", ">f8")])
+    work_items = WorkItems(
         items["s"].astype(np.int64), items["d"].astype(np.int64), items["w"].astype(np.int64),
         items["n"].astype(np.float64))
     return DailyActivity(subjects, actor_types, team_ids, start_day, counters, hours_mask,
