@@ -1,12 +1,15 @@
-"""Fixtures for tests that need a running ingest worker or an outside service's stand-in."""
+"""Fixtures for tests that need a running ingest worker or an outside service's stand-in, or
+one session on each backend."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy.orm import Session
 
 from tests.conftest import CLOCK_FILE
 from tests.support import resources
@@ -18,6 +21,28 @@ from ubi import clock
 from ubi.devservers.eris import ErisStandIn
 from ubi.integrations import breakers
 from ubi.integrations.dependencies import redis_client
+from ubi.models.session import create_db_engine
+from ubi.services import schema
+from ubi.settings import Settings
+
+
+@pytest.fixture(params=["postgresql", "sqlite"])
+def backend_session(request: pytest.FixtureRequest, settings: Settings,
+                    tmp_path: Path) -> Iterator[Session]:
+    """A session on the run's PostgreSQL database (emptied after the test), then on a migrated
+    SQLite file (the embedded default): the same test on both backends."""
+    if request.param == "postgresql":
+        yield request.getfixturevalue("db_session")
+        return
+    url = f"sqlite:///{tmp_path / 'ubi.sqlite3'}"
+    schema.upgrade(settings.replace(database_url=url))
+    engine = create_db_engine(url)
+    try:
+        with Session(engine) as session:
+            yield session
+    finally:
+        engine.dispose()
+
 
 #: An open ERIS breaker lets a probe by after this long in the stand-in tests.
 ERIS_RESET_SECONDS = 2.0

@@ -5,12 +5,9 @@ pairs as read go, pairs a batch marked again during the run stay, dirty since th
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 
 import numpy as np
-import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
@@ -18,7 +15,7 @@ from tests.support.resources import wait_for_lock_waiter
 from ubi.models import DirtySubject, session_factory
 from ubi.models.base import table_of
 from ubi.models.session import create_db_engine
-from ubi.services import features, schema
+from ubi.services import features
 from ubi.settings import Settings
 from ubi.store import bulk
 
@@ -26,22 +23,6 @@ DAY = date(2026, 6, 16)
 MARKED = datetime(2026, 6, 17, 12, tzinfo=UTC)
 READ = MARKED + timedelta(minutes=1)
 REMARKED = MARKED + timedelta(minutes=2)
-
-
-@pytest.fixture(params=["postgresql", "sqlite"])
-def dirty_session(request: pytest.FixtureRequest, settings: Settings,
-                  tmp_path: Path) -> Iterator[Session]:
-    if request.param == "postgresql":
-        yield request.getfixturevalue("db_session")
-        return
-    url = f"sqlite:///{tmp_path / 'ubi.sqlite3'}"
-    schema.upgrade(settings.replace(database_url=url))
-    engine = create_db_engine(url)
-    try:
-        with Session(engine) as session:
-            yield session
-    finally:
-        engine.dispose()
 
 
 def mark(session: Session, actors: list[str], batch_id: str, now: datetime) -> None:
@@ -65,8 +46,8 @@ def dirty(session: Session) -> dict[str, tuple[str | None, datetime]]:
 
 
 def test_pairs_marked_again_during_a_run_stay_dirty_since_its_read(
-        dirty_session: Session) -> None:
-    s = dirty_session
+        backend_session: Session) -> None:
+    s = backend_session
     mark(s, ["amy", "bob", "cat"], "b1", MARKED)
     s.commit()
     taken = features.pending_dirty(s, "acme")

@@ -4,13 +4,10 @@ windows merged by the upsert itself, idempotent, on PostgreSQL and on SQLite."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
@@ -21,8 +18,6 @@ from ubi.analytics.results import FeatureTable
 from ubi.analytics.taxonomy import FEATURES
 from ubi.models import FeatureDay, session_factory
 from ubi.models.session import create_db_engine
-from ubi.services import schema
-from ubi.settings import Settings
 from ubi.store import features as feature_store
 
 DAY = date(2026, 6, 16)
@@ -49,26 +44,8 @@ def expected(window: str, offset: float) -> dict[tuple[str, str], float | None]:
             for i in feature_store.SLOTS[window]}
 
 
-@pytest.fixture(params=["postgresql", "sqlite"])
-def store_session(request: pytest.FixtureRequest, settings: Settings,
-                  tmp_path: Path) -> Iterator[Session]:
-    if request.param == "postgresql":
-        db_session = request.getfixturevalue("db_session")
-        yield db_session
-        return
-    url = f"sqlite:///{tmp_path / 'ubi.sqlite3'}"
-    sqlite = settings.replace(database_url=url)
-    schema.upgrade(sqlite)
-    engine = create_db_engine(url)
-    try:
-        with Session(engine) as session:
-            yield session
-    finally:
-        engine.dispose()
-
-
-def test_records_are_the_written_values_with_derived_ids_and_bounds(store_session) -> None:
-    s = store_session
+def test_records_are_the_written_values_with_derived_ids_and_bounds(backend_session) -> None:
+    s = backend_session
     n = feature_store.write(s, [table("24h", 1.0), table("28d", 100.0)], now=NOW,
                             partial_from=day_number(DAY))
     s.commit()
@@ -87,8 +64,8 @@ def test_records_are_the_written_values_with_derived_ids_and_bounds(store_sessio
     assert values(s, windows=["7d"]) == {}
 
 
-def test_windows_merge_by_mode_and_unchanged_rows_are_not_rewritten(store_session) -> None:
-    s = store_session
+def test_windows_merge_by_mode_and_unchanged_rows_are_not_rewritten(backend_session) -> None:
+    s = backend_session
     feature_store.write(s, [table("24h", 1.0), table("7d", 10.0)], now=NOW)
     s.commit()
     later = NOW + timedelta(minutes=5)
