@@ -204,17 +204,16 @@ def _burnout(inputs: RuleInputs, config: TenantConfig) -> list[SignalCandidate]:
     # workdays", and two late evenings in a week with a 7-day value above baseline are not
     # (on the generated tenants every false burnout came that way).
     collab_low = below_baseline(inputs, "distinct_collaborators", "7d")
-    b = persistent(inputs, {k: m & collab_low for k, m in trigger_masks(
-        inputs, "burnout_risk", config, windows=("7d",)).items()})
+    masks_7d = trigger_masks(inputs, "burnout_risk", config, windows=("7d",))
+    b = persistent(inputs, {k: m & collab_low for k, m in masks_7d.items()})
     # (c) a strong start confirms sooner: the 7d value CRITICAL-high that workday while its
     # 24h counterpart (path (a)'s mask) was CRITICAL-high on 2 days within the last 5
     # workdays' span. A change that starts on a Thursday or Friday otherwise waits for the
     # Monday (the third daily hit: weekend evenings have a weekend baseline, where every
     # event is after hours); two WARN evenings and a 7d value above baseline are not this
     # (every false burnout of the generated tenants came from that, see (b)).
-    c = persistent(inputs, _critical(inputs, trigger_masks(
-        inputs, "burnout_risk", config, windows=("7d",))), "high", early_only=True,
-        daily=_critical(inputs, masks_a))
+    c = persistent(inputs, _critical(inputs, masks_7d), "high", early_only=True,
+                   daily=_critical(inputs, masks_a))
     out = []
     for s, lday in fired_days(gate(inputs, a.fired | b.fired | c.fired), inputs):
         triggers = persistent_triggers(inputs, a, s, lday) if a.fired[s, lday] else []

@@ -8,7 +8,7 @@ import numpy as np
 from ubi.analytics.calendar import day_number
 
 from .helpers import MONDAY, Actor, is_workday
-from .test_engine import analyse, office_day, office_worker, signal_classes
+from .test_engine import analyse, first_signal, office_day, office_worker, signal_classes
 
 HUMAN_ONLY = {"burnout_risk", "engagement_drop", "mentoring_potential", "pair_work_candidate",
               "after_hours_activity"}
@@ -60,10 +60,8 @@ def test_scattered_absences_are_an_engagement_drop_with_a_readable_reason():
         if is_workday(d) and not scattered(d):
             del team[0].days[d]
     res = analyse(team, n_days=N_DAYS, eval_from=21)
-    drops = [c.signal for c in res.signals.changes if c.signal.subject_id == "a0"
-             and c.signal.signal_class == "engagement_drop"]
-    assert drops, signal_classes(res, "a0")
-    first = min(drops, key=lambda s: s.first_day)
+    first = first_signal(res, "a0", "engagement_drop")
+    assert first is not None, signal_classes(res, "a0")
     assert first.reason == ("active on 7 of the last 10 workdays, away on 2 separate "
                             "occasions in the last 7 days; active_days 7d fell to 2 days "
                             "(baseline 4.9 ± 1, z=-2.9)"), first.reason
@@ -118,10 +116,8 @@ def test_late_work_starting_on_a_thursday_is_burnout_by_the_friday() -> None:
         if is_workday(d):
             team[0].days[d] = late_day(d)
     res = analyse(team, n_days=N_DAYS, eval_from=21)
-    burnout = [c.signal for c in res.signals.changes if c.signal.subject_id == "a0"
-               and c.signal.signal_class == "burnout_risk"]
-    assert burnout, signal_classes(res, "a0")
-    first = min(burnout, key=lambda s: s.first_day)
+    first = first_signal(res, "a0", "burnout_risk")
+    assert first is not None, signal_classes(res, "a0")
     assert first.first_day - day_number(MONDAY) == thursday + 1, first.reason
     assert "late_night_events 7d rose to 10 events" in first.reason
     assert "its 24h value critically high on 2 days within the last 5 workdays" in first.reason
@@ -151,10 +147,8 @@ def test_a_holiday_inside_scattered_absences_counts_at_the_persons_own_rate() ->
         del team[0].days[d]
     team[0].days[holiday - 1] = office_day(holiday - 1)  # the Sunday
     res = analyse(team, n_days=N_DAYS, eval_from=21)
-    drops = [c.signal for c in res.signals.changes if c.signal.subject_id == "a0"
-             and c.signal.signal_class == "engagement_drop"]
-    assert drops, signal_classes(res, "a0")
-    first = min(drops, key=lambda s: s.first_day)
+    first = first_signal(res, "a0", "engagement_drop")
+    assert first is not None, signal_classes(res, "a0")
     assert first.first_day - day_number(MONDAY) == holiday + 2, first.reason
     assert first.reason.startswith("active on 6 of the last 10 workdays, away on 2 separate "
                                    "occasions in the last 7 days"), first.reason

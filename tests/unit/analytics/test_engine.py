@@ -56,6 +56,13 @@ def signal_classes(res: TenantAnalysis, subject: str, scope: str = "actor") -> s
             if c.signal.subject_id == subject and c.signal.actor_scope == scope}
 
 
+def first_signal(res: TenantAnalysis, subject: str, signal_class: str) -> Signal | None:
+    """The actor's earliest signal of the class, if any."""
+    found = [c.signal for c in res.signals.changes if c.signal.subject_id == subject
+             and c.signal.actor_scope == "actor" and c.signal.signal_class == signal_class]
+    return min(found, key=lambda s: s.first_day) if found else None
+
+
 def weekday(day: int) -> int:
     return (day + 3) % 7
 
