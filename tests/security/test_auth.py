@@ -133,3 +133,21 @@ def test_bad_tenant_id_in_path_is_400(client, tokens) -> None:
     resp = _get(client, tokens("acme", "ubi:read:tenant"), url="/v1/ubi/config/bad%20tenant!")
     assert resp.status_code == 400
     assert resp.json["errors"] == {"tenant_id": "1-64 characters of [A-Za-z0-9_.-]"}
+
+
+def test_a_remembered_token_is_refused_once_it_expires(client, settings) -> None:
+    """Verified tokens are reused without a second signature check (a keep-alive client sends
+    the same one every request), but never past the token's exp plus the leeway PyJWT allows:
+    a token 27 s past its exp passes, and is a 401 four seconds later."""
+    from ubi.web.auth import LEEWAY_SECONDS
+
+    now = token_time()
+    token = mint_token(sub="u", tenant_id="acme", roles=["ubi:read:tenant"], settings=settings,
+                       now=now - timedelta(hours=1),
+                       ttl=timedelta(hours=1, seconds=3 - LEEWAY_SECONDS))
+    assert _get(client, token).status_code == 200
+    assert _get(client, token).status_code == 200  # the remembered principal
+    time.sleep(4)
+    resp = _get(client, token)
+    assert resp.status_code == 401, resp.json
+    assert resp.json["message"] == "token expired"
