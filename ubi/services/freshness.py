@@ -30,6 +30,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from ubi import clock
+from ubi.analytics.tenant_config import TenantConfig
 from ubi.models import Batch, IngestionState, TenantDay, daily_rollups
 from ubi.models.session import dialect_insert
 from ubi.services import configs, feature_refresh
@@ -240,9 +241,14 @@ def is_stale(session: Session, tenant_id: str, *, newest_subject_data: datetime 
              now: datetime | None = None) -> bool:
     """SPEC §6 ``stale``: the subject's newest data is older than ``stale_after_seconds``, or
     the tenant is in an ingestion gap, or its baselines were not recomputed for over a day."""
+    return stale(session.get(IngestionState, tenant_id), configs.load_config(session, tenant_id),
+                 newest_subject_data=newest_subject_data, now=now)
+
+
+def stale(state: IngestionState | None, config: TenantConfig, *,
+          newest_subject_data: datetime | None = None, now: datetime | None = None) -> bool:
+    """``is_stale`` of a tenant state a read already holds (one load of it per request)."""
     now = now or clock.utcnow()
-    config = configs.load_config(session, tenant_id)
-    state = session.get(IngestionState, tenant_id)
     if state is None:
         return True
     limit = timedelta(seconds=config.stale_after_seconds)

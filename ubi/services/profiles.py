@@ -32,6 +32,32 @@ from ubi.store import features as feature_store
 #: Recent signals: those that fired in the last this many days (and every active one).
 RECENT_DAYS = 28
 
+# The reads of a profile as statements built once, with bound parameters: building and keying
+# a statement per request cost more Python than PostgreSQL spends executing it.
+_r = daily_rollups.c
+_mine = (_r.tenant_id == sa.bindparam("tenant_id"), _r.actor_id == sa.bindparam("actor_id"))
+#: One round trip: an actor's newest day's type and team, with the span of days seen.
+_ACTOR_SEEN = (sa.select(_r.actor_type, _r.team_id,
+                         sa.select(sa.func.min(_r.day)).where(*_mine).scalar_subquery(), _r.day,
+                         sa.select(sa.func.max(_r.last_event_at)).where(*_mine)
+                         .scalar_subquery())
+               .where(*_mine).order_by(_r.day.desc()).limit(1))
+_TEAM_SIZE = sa.select(sa.func.count(sa.distinct(_r.actor_id))).where(
+    _r.tenant_id == sa.bindparam("tenant_id"), _r.team_id == sa.bindparam("team_id"),
+    _r.day >= sa.bindparam("start"), _r.day <= sa.bindparam("as_of"))
+_SUBJECT = (Score.tenant_id == sa.bindparam("tenant_id"),
+            Score.actor_scope == sa.bindparam("scope"),
+            Score.subject_id == sa.bindparam("subject_id"), Score.window == sa.bindparam("window"))
+_SCORES = sa.select(Score.dimension, Score.score, Score.previous_score, Score.confidence,
+                    Score.reason).where(*_SUBJECT, Score.day == sa.bindparam("as_of"))
+_BASELINES = sa.select(
+    Baseline.feature_name, Baseline.baseline_id, Baseline.mean, Baseline.std_dev, Baseline.p50,
+    Baseline.p90, Baseline.n_observations, Baseline.confidence.label("b_confidence")).where(
+    Baseline.tenant_id == sa.bindparam("tenant_id"),
+    Baseline.actor_scope == sa.bindparam("scope"),
+    Baseline.subject_id == sa.bindparam("subject_id"), Baseline.window == sa.bindparam("window"),
+    Baseline.day_type == sa.bindparam("day_type"))
+
 
 class NotFound(LookupError):
     """No such subject for this tenant (or one too small to show: the same answer)."""
@@ -46,19 +72,14 @@ class Subject:
 def actor_profile(session: Session, tenant_id: str, config: TenantConfig, pseudonym: str, *,
                   actor_id: str, window: str, now: datetime) -> dict[str, Any]:
     """The profile of one actor (the caller may see actors; policy allows actor views)."""
-    r = daily_rollups.c
-    mine = (r.tenant_id == tenant_id, r.actor_id == pseudonym)
-    # One round trip: the newest day's type and team, with the span of days seen.
-    seen = session.execute(sa.select(
-        r.actor_type, r.team_id,
-        sa.select(sa.func.min(r.day)).where(*mine).scalar_subquery(), r.day,
-        sa.select(sa.func.max(r.last_event_at)).where(*mine).scalar_subquery())
-        .where(*mine).order_by(r.day.desc()).limit(1)).one_or_none()
+    seen = session.execute(_ACTOR_SEEN, {"tenant_id": tenant_id, "actor_id": pseudonym}
+                           ).one_or_none()
     if seen is None:
         raise NotFound(f"no actor {actor_id!r} in tenant {tenant_id!r}")
     actor_type, team_id, first_seen, last_seen = seen[:4]
     newest: datetime | None = seen[4]
-    doc = _subject_view(session, tenant_id, config, Subject("actor", pseudonym), window=window,
+    doc = _subject_view(session, tenant_id, config, Subject("actor", pseudonym),
+                        session.get(IngestionState, tenant_id), window=window,
                         sees_actors=True, now=now, newest_data=newest)
     doc["actor"] = {"actor_id": actor_id, "pseudonym": pseudonym, "actor_type": actor_type,
                     "team_id": team_id, "first_seen": first_seen, "last_seen": last_seen}
@@ -68,13 +89,14 @@ def actor_profile(session: Session, tenant_id: str, config: TenantConfig, pseudo
 def team_summary(session: Session, tenant_id: str, config: TenantConfig, team_id: str, *,
                  window: str, sees_actors: bool, now: datetime) -> dict[str, Any]:
     """The summary of a team of at least ``min_team_size`` actors in the window."""
-    as_of = _as_of(session, tenant_id)
+    state = session.get(IngestionState, tenant_id)
+    as_of = state.last_evaluated_day if state is not None else None
     members = team_size(session, tenant_id, team_id, as_of, window) if as_of else 0
-    if as_of is None or members < config.min_team_size:
+    if state is None or as_of is None or members < config.min_team_size:
         raise NotFound(f"no team {team_id!r} in tenant {tenant_id!r}")
-    doc = _subject_view(session, tenant_id, config, Subject("team", team_id), window=window,
-                        sees_actors=sees_actors, now=now, newest_data=_newest(session,
-                                                                             tenant_id))
+    doc = _subject_view(session, tenant_id, config, Subject("team", team_id), state,
+                        window=window, sees_actors=sees_actors, now=now,
+                        newest_data=state.newest_event_at)
     doc["team"] = {"team_id": team_id, "actors": members}
     return doc
 
@@ -82,11 +104,12 @@ def team_summary(session: Session, tenant_id: str, config: TenantConfig, team_id
 def tenant_summary(session: Session, tenant_id: str, config: TenantConfig, *, window: str,
                    sees_actors: bool, now: datetime) -> dict[str, Any]:
     """The tenant's aggregates, its signals, and its teams of at least ``min_team_size``."""
-    if session.get(IngestionState, tenant_id) is None:
+    state = session.get(IngestionState, tenant_id)
+    if state is None:
         raise NotFound(f"no tenant {tenant_id!r}")
-    doc = _subject_view(session, tenant_id, config, Subject("tenant", tenant_id),
+    doc = _subject_view(session, tenant_id, config, Subject("tenant", tenant_id), state,
                         window=window, sees_actors=sees_actors, now=now,
-                        newest_data=_newest(session, tenant_id))
+                        newest_data=state.newest_event_at)
     as_of = doc["as_of"]
     teams = []
     if as_of is not None:
@@ -111,51 +134,38 @@ def team_sizes(session: Session, tenant_id: str, as_of: date, window: str) -> di
 
 
 def team_size(session: Session, tenant_id: str, team_id: str, as_of: date, window: str) -> int:
-    r = daily_rollups.c
     start = as_of - timedelta(days=WINDOWS[window] - 1)
-    return int(session.execute(sa.select(sa.func.count(sa.distinct(r.actor_id))).where(
-        r.tenant_id == tenant_id, r.team_id == team_id, r.day >= start,
-        r.day <= as_of)).scalar_one())
+    return int(session.execute(_TEAM_SIZE, {"tenant_id": tenant_id, "team_id": team_id,
+                                            "start": start, "as_of": as_of}).scalar_one())
 
 
-def _as_of(session: Session, tenant_id: str) -> date | None:
-    state = session.get(IngestionState, tenant_id)
-    return state.last_evaluated_day if state is not None else None
-
-
-def _newest(session: Session, tenant_id: str) -> datetime | None:
-    state = session.get(IngestionState, tenant_id)
-    return state.newest_event_at if state is not None else None
-
-
-def _subject_view(session: Session, tenant_id: str, config: TenantConfig, subject: Subject, *,
-                  window: str, sees_actors: bool, now: datetime,
-                  newest_data: datetime | None) -> dict[str, Any]:
-    as_of = _as_of(session, tenant_id)
+def _subject_view(session: Session, tenant_id: str, config: TenantConfig, subject: Subject,
+                  state: IngestionState | None, *, window: str, sees_actors: bool,
+                  now: datetime, newest_data: datetime | None) -> dict[str, Any]:
+    # The tenant's state is read once a request (the identity map is weak: a second
+    # session.get of a dropped instance is a second query).
+    as_of = state.last_evaluated_day if state is not None else None
     doc: dict[str, Any] = {"tenant_id": tenant_id, "window": window, "as_of": as_of,
                            "scores": {}, "features": [], "signals": {}}
     if as_of is not None:
         doc["scores"] = _scores(session, tenant_id, subject, as_of, window)
         doc["features"] = _features(session, tenant_id, config, subject, as_of, window)
         signals = subject_signals(session, tenant_id, config, subject.scope,
-                                  [subject.subject_id], since=as_of - timedelta(days=RECENT_DAYS),
+                                  subject.subject_id, since=as_of - timedelta(days=RECENT_DAYS),
                                   sees_actors=sees_actors)
         for dim in DIMENSIONS:
             of_dim = [s for s in signals if s["dimension"] == dim]
             if of_dim:
                 doc["signals"][dim] = of_dim
-    doc["stale"] = freshness.is_stale(session, tenant_id, newest_subject_data=newest_data,
-                                      now=now)
+    doc["stale"] = freshness.stale(state, config, newest_subject_data=newest_data, now=now)
     return doc
 
 
 def _scores(session: Session, tenant_id: str, subject: Subject, as_of: date,
             window: str) -> dict[str, Any]:
-    s = Score
-    rows = session.execute(sa.select(
-        s.dimension, s.score, s.previous_score, s.confidence, s.reason).where(
-        s.tenant_id == tenant_id, s.actor_scope == subject.scope,
-        s.subject_id == subject.subject_id, s.window == window, s.day == as_of))
+    rows = session.execute(_SCORES, {"tenant_id": tenant_id, "scope": subject.scope,
+                                     "subject_id": subject.subject_id, "window": window,
+                                     "as_of": as_of})
     return {dim: {"score": _num(score), "previous_score": _num(previous),
                   "confidence": confidence, "reason": reason}
             for dim, score, previous, confidence, reason in rows}
@@ -164,14 +174,10 @@ def _scores(session: Session, tenant_id: str, subject: Subject, as_of: date,
 def _features(session: Session, tenant_id: str, config: TenantConfig, subject: Subject,
               as_of: date, window: str) -> list[dict[str, Any]]:
     """The window's features of ``as_of``, each with the baseline of its day type and z."""
-    b = Baseline
     kind = day_type(as_of, config)
-    baselines = {row["feature_name"]: row for row in session.execute(sa.select(
-        b.feature_name, b.baseline_id, b.mean, b.std_dev, b.p50, b.p90, b.n_observations,
-        b.confidence.label("b_confidence")).where(
-        b.tenant_id == tenant_id, b.actor_scope == subject.scope,
-        b.subject_id == subject.subject_id, b.window == window, b.day_type == kind)
-        ).mappings()}
+    baselines = {row["feature_name"]: row for row in session.execute(_BASELINES, {
+        "tenant_id": tenant_id, "scope": subject.scope, "subject_id": subject.subject_id,
+        "window": window, "day_type": kind}).mappings()}
     no_baseline = dict.fromkeys(("baseline_id", "mean", "std_dev", "p50", "p90",
                                  "n_observations", "b_confidence"))
     rows = sorted(({"feature_id": r.feature_id, "feature_name": r.feature_name,

@@ -14,7 +14,7 @@ from __future__ import annotations
 import base64
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
@@ -149,16 +149,28 @@ def recent_signals(session: Session, tenant_id: str, config: TenantConfig, pseud
     return [signal_document(r, sees_actors=True, actor_id=actor_id) for r in rows]
 
 
+#: Built once with bound parameters (a profile's read): building and keying the statement per
+#: request cost more than executing it. No IN list by default: an expanding parameter is
+#: rendered again on every execution.
+_SUBJECT_SIGNALS = _SELECT_DOCUMENT.where(
+    Signal.tenant_id == sa.bindparam("tenant_id"), Signal.actor_scope == sa.bindparam("scope"),
+    Signal.subject_id == sa.bindparam("subject_id"),
+    sa.or_(Signal.status == "active",
+           sa.func.coalesce(Signal.last_fired_day, Signal.day) >= sa.bindparam("since"))
+).order_by(Signal.updated_at.desc(), Signal.signal_id.desc()).limit(sa.bindparam("limit"))
+
+
 def subject_signals(session: Session, tenant_id: str, config: TenantConfig, scope: str,
-                    subject_ids: Iterable[str], *, since: date, sees_actors: bool,
+                    subject_id: str, *, since: date, sees_actors: bool,
                     limit: int = 100) -> list[dict[str, Any]]:
-    """Active signals and those of the last days (from ``since``) of some subjects."""
-    s = Signal
-    rows = session.execute(_SELECT_DOCUMENT.where(
-        s.tenant_id == tenant_id, s.actor_scope == scope, s.subject_id.in_(list(subject_ids)),
-        s.signal_class.in_(enabled_classes(config)),
-        sa.or_(s.status == "active", sa.func.coalesce(s.last_fired_day, s.day) >= since))
-        .order_by(s.updated_at.desc(), s.signal_id.desc()).limit(limit)).mappings().all()
+    """Active signals and those of the last days (from ``since``) of one subject."""
+    query = _SUBJECT_SIGNALS
+    enabled = enabled_classes(config)
+    if len(enabled) < len(SIGNAL_CLASS_BY_NAME):
+        query = query.where(Signal.signal_class.in_(enabled))
+    rows = session.execute(query, {
+        "tenant_id": tenant_id, "scope": scope, "subject_id": subject_id, "since": since,
+        "limit": limit}).mappings().all()
     return [signal_document(r, sees_actors=sees_actors) for r in rows]
 
 

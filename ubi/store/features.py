@@ -163,14 +163,17 @@ def records(session: Session, tenant_id: str, *, scopes: Collection[str] | None 
             batch: int = 2000) -> Iterator[FeatureRecord]:
     """The tenant's stored feature records (of ``scopes``, one subject, days in [first,
     last], ``windows``), by day, scope and subject, then window and feature in taxonomy
-    order; read in batches (constant memory over years)."""
+    order; read in batches (constant memory over years) unless the read is one subject's."""
     f = FeatureDay
     wanted = [w for w in WINDOWS if windows is None or w in windows]
     query = sa.select(f.actor_scope, f.subject_id, f.day, f.computed_at,
                       *(getattr(f, WINDOW_COLUMNS[w]) for w in wanted)).where(
         f.tenant_id == tenant_id)
     if scopes is not None:
-        query = query.where(f.actor_scope.in_(list(scopes)))
+        # One scope (a profile's read) is an equality: an IN list is rendered per execution.
+        wanted_scopes = list(scopes)
+        query = query.where(f.actor_scope == wanted_scopes[0] if len(wanted_scopes) == 1
+                            else f.actor_scope.in_(wanted_scopes))
     if subject_id is not None:
         query = query.where(f.subject_id == subject_id)
     if first is not None:
@@ -179,7 +182,11 @@ def records(session: Session, tenant_id: str, *, scopes: Collection[str] | None 
         query = query.where(f.day <= last)
     query = query.order_by(f.day, f.actor_scope, f.subject_id)
     specs = {w: [FEATURES[i] for i in SLOTS[w]] for w in wanted}
-    for row in session.execute(query.execution_options(yield_per=batch)):
+    if subject_id is None:
+        # A server-side cursor costs three round trips: worth it for a tenant's years of
+        # rows, not for one subject's (a profile reads one row).
+        query = query.execution_options(yield_per=batch)
+    for row in session.execute(query):
         scope: str = row[0]
         subject: str = row[1]
         day: date = row[2]

@@ -278,7 +278,7 @@ def team(tenant_id: str, team_id: str) -> str | tuple[str, int]:
         first = as_of - timedelta(days=TIMELINE_DAYS - 1)
         history = timelines.score_history(session, tenant, "team", team_id, window=WINDOW,
                                           first=first, last=as_of)
-        marked = subject_signals(session, tenant, config, "team", [team_id], since=first,
+        marked = subject_signals(session, tenant, config, "team", team_id, since=first,
                                  sees_actors=sees_actors, limit=200)
         recent = [s for dim in DIMENSIONS for s in summary["signals"].get(dim, [])]
         if sees_actors:  # the members' own signals, for readers who may see actors
