@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
@@ -29,8 +31,19 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cur.close()
 
 
+def _json_loads(text: str | bytes) -> Any:
+    """JSON columns as read: orjson (several times faster than ``json`` on a page of signals'
+    evidence), falling back to ``json`` for what orjson refuses (integers beyond 64 bits,
+    NaN that SQLite's JSON may hold)."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
+
+
 def create_db_engine(url: str, **kwargs: Any) -> Engine:
     """A new engine for ``url`` with the project's connection policy."""
+    kwargs.setdefault("json_deserializer", _json_loads)
     if url.startswith("sqlite"):
         from pathlib import Path
 
@@ -48,6 +61,10 @@ def create_db_engine(url: str, **kwargs: Any) -> Engine:
     connect_args = kwargs.pop("connect_args", {})
     connect_args.setdefault("connect_timeout", 5)
     connect_args.setdefault("application_name", "ubi")
+    # UTC sessions whatever the server's default: SQL that derives days from timestamps means
+    # UTC days (SPEC §5.1), and psycopg then converts timestamptz with its fixed UTC instead of
+    # a zoneinfo per value (a server's "Etc/UTC" cost 8 us a timestamp).
+    connect_args.setdefault("options", "-c timezone=UTC")
     return sa.create_engine(url, connect_args=connect_args, **kwargs)
 
 
