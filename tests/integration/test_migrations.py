@@ -330,6 +330,61 @@ def test_keys_lead_with_the_tenant_and_back(backend, scratch_db, tmp_path) -> No
     assert _key_columns(settings.database_url) == before
 
 
+def _outbox_row(signal_id: str, tenant: str, now: datetime) -> dict[str, object]:
+    return {"signal_id": signal_id, "version": 1, "tenant_id": tenant,
+            "routing_key": f"{tenant}.team.flow.risk.context_thrash.WARN",
+            "payload": {"signal_id": signal_id}, "headers": {}, "status": "pending",
+            "attempts": 0, "next_attempt_at": now, "created_at": now}
+
+
+@pytest.mark.parametrize("backend", ["postgresql", "sqlite"])
+def test_the_signal_outbox_key_leads_with_the_tenant_and_back(backend, scratch_db,
+                                                               tmp_path) -> None:
+    """Migration 0018: the outbox's key becomes (tenant_id, id) with its rows and their ids
+    (the order of a tenant's versions on the stream); new rows number after them on both
+    backends; a downgrade restores the key on id and the rows."""
+    from ubi.store import outbox
+
+    settings = (scratch_db if backend == "postgresql" else scratch_db.replace(
+        database_url=f"sqlite:///{tmp_path / 'ubi.sqlite3'}"))
+    now = datetime(2026, 12, 1, tzinfo=UTC)
+    schema.upgrade(settings, "0017")
+    engine = create_db_engine(settings.database_url)
+    table = sa.table("signal_outbox", *(sa.column(c) for c in (
+        "id", "signal_id", "version", "tenant_id", "routing_key", "status", "attempts",
+        "next_attempt_at", "created_at")), sa.column("payload", sa.JSON),
+        sa.column("headers", sa.JSON))
+
+    def stored() -> list[tuple[int, str, str]]:
+        with engine.connect() as conn:
+            return [tuple(r) for r in conn.execute(sa.text(
+                "SELECT id, tenant_id, signal_id FROM signal_outbox ORDER BY id"))]
+
+    try:
+        with engine.begin() as conn:  # the old key numbers rows itself on both backends
+            conn.execute(sa.insert(table), [_outbox_row("s1", "acme", now),
+                                            _outbox_row("s2", "beta", now)])
+        before = stored()
+        schema.upgrade(settings, "0018")
+        assert _key_columns(settings.database_url)["signal_outbox"][0] == ["tenant_id", "id"]
+        assert stored() == before
+        with sa.orm.Session(engine) as session:
+            outbox.insert_signal_versions(session, [_outbox_row("s3", "acme", now),
+                                                    _outbox_row("s1", "acme", now)])  # known
+            session.commit()
+        after = stored()
+        assert after[:2] == before and [r[1:] for r in after[2:]] == [("acme", "s3")]
+        assert after[2][0] > before[-1][0]
+        schema.downgrade(settings, "0017")
+        assert _key_columns(settings.database_url)["signal_outbox"][0] == ["id"]
+        assert stored() == after
+        with engine.begin() as conn:
+            conn.execute(sa.insert(table), [_outbox_row("s4", "beta", now)])
+        assert stored()[-1][0] > after[-1][0]
+    finally:
+        engine.dispose()
+
+
 @pytest.mark.parametrize("backend", ["postgresql", "sqlite"])
 def test_features_become_subject_days_and_back(backend, scratch_db, tmp_path) -> None:
     """Migration 0015: the rows of ``features`` become one ``feature_days`` row per subject

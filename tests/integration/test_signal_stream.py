@@ -36,6 +36,7 @@ from ubi.integrations.signal_dlq import SignalDeadLetters
 from ubi.integrations.signal_stream import SignalPublisher
 from ubi.models import SignalOutbox, session_factory
 from ubi.services import configs, detection, features, ingest, stream, subscriptions
+from ubi.store import outbox
 
 pytestmark = pytest.mark.timeout(120)
 ROOT = Path(__file__).resolve().parents[2]
@@ -128,7 +129,7 @@ def _row(signal_id: str, version: int, now: datetime, *, tenant: str = "acme",
 
 def _insert(rows: list[dict[str, Any]]) -> None:
     with session_factory()() as s:
-        s.execute(sa.insert(SignalOutbox), rows)
+        outbox.insert_signal_versions(s, rows)
         s.commit()
 
 

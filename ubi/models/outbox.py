@@ -55,6 +55,9 @@ class SignalOutbox(Base):
 
     __tablename__ = "signal_outbox"
     __table_args__ = (
+        # Leads with the tenant like every per-tenant key (Citus); ``id`` orders a tenant's
+        # versions on the stream (SQLite's are numbered by ``ubi.store.outbox``).
+        sa.PrimaryKeyConstraint("tenant_id", "id", name="pk_signal_outbox"),
         sa.UniqueConstraint("tenant_id", "signal_id", "version", name="uq_signal_outbox_version"),
         sa.Index("ix_signal_outbox_pending", "status", "next_attempt_at"),
         # The drain claims each tenant's oldest pending rows (``services.stream``).
@@ -64,7 +67,7 @@ class SignalOutbox(Base):
     )
 
     id: Mapped[int] = mapped_column(sa.BigInteger().with_variant(sa.Integer, "sqlite"),
-                                    primary_key=True, autoincrement=True)
+                                    autoincrement=True)
     signal_id: Mapped[str] = mapped_column(sa.String(36))
     version: Mapped[int] = mapped_column(sa.Integer)
     tenant_id: Mapped[str] = mapped_column(sa.String(64))

@@ -64,12 +64,12 @@ from ubi.models import (
     session_factory,
     table_of,
 )
-from ubi.models.session import dialect_insert, is_postgres
+from ubi.models.session import is_postgres
 from ubi.observability import tracing
 from ubi.services import audit, detection, evidence, feature_refresh, features, focus_time
 from ubi.services.followups import enqueue_followup
 from ubi.services.tenant_locks import tenant_lock
-from ubi.store import bulk, partitions
+from ubi.store import bulk, outbox, partitions
 from ubi.tasks import names
 
 log = logging.getLogger("ubi.deletions")
@@ -386,10 +386,7 @@ def _delete_signals(session: Session, signals: list[Signal], job_id: str,
         counts["receipt_outbox"] += _execute(session, sa.delete(ReceiptOutbox).where(
             ReceiptOutbox.tenant_id == t, ReceiptOutbox.resource_type == evidence.RESOURCE_TYPE,
             ReceiptOutbox.status != "delivered", ReceiptOutbox.receipt_id.in_(list(part))))
-    for part in bulk.chunks(finals, 1000):
-        session.execute(dialect_insert(session, SignalOutbox.__table__).values(list(part))
-                        .on_conflict_do_nothing(
-                            index_elements=["tenant_id", "signal_id", "version"]))
+    outbox.insert_signal_versions(session, finals)
     enqueue_followup(session, names.DRAIN_SIGNAL_OUTBOX, tenant_id=signals[0].tenant_id,
                      kwargs={}, dedupe_key="publish", correlation_id=job_id)
     return counts

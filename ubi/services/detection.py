@@ -38,7 +38,6 @@ from ubi.models import (
     Baseline,
     IngestionState,
     Score,
-    SignalOutbox,
     SignalVersion,
     table_of,
 )
@@ -58,7 +57,7 @@ from ubi.services import (
 from ubi.services.features import GROUP_SCOPES
 from ubi.services.followups import enqueue_followup
 from ubi.services.tenant_locks import tenant_lock
-from ubi.store import bulk, pgcopy
+from ubi.store import bulk, outbox, pgcopy
 from ubi.store import features as feature_store
 from ubi.store.activity import first_activity_day, incomplete_days, load_activity
 from ubi.tasks import names
@@ -583,12 +582,10 @@ def _persist_signals(session: Session, analysis: TenantAnalysis, config: TenantC
         if sig.actor_scope in ("team", "tenant") and \
                 SEVERITY_RANK[sig.severity] >= SEVERITY_RANK["WARN"]:
             _signal_receipt(session, sig, change.kind, config, now)
-    keys = ["tenant_id", "signal_id", "version"]
-    for table, rows in ((SignalVersion.__table__, version_rows),
-                        (SignalOutbox.__table__, outbox_rows)):
-        for part in bulk.chunks(rows, 1000):
-            stmt = dialect_insert(session, table).values(list(part))
-            session.execute(stmt.on_conflict_do_nothing(index_elements=keys))
+    for part in bulk.chunks(version_rows, 1000):
+        session.execute(dialect_insert(session, SignalVersion.__table__).values(list(part))
+                        .on_conflict_do_nothing(index_elements=outbox.VERSION_KEY))
+    outbox.insert_signal_versions(session, outbox_rows)
     outcome.signal_versions += len(version_rows)
     if outbox_rows:  # publish soon rather than at the next beat tick
         enqueue_followup(session, names.DRAIN_SIGNAL_OUTBOX, tenant_id=analysis.tenant_id,

@@ -296,7 +296,8 @@ def _record(session: Session, rows: Sequence[_Row], results: list[PublishResult]
             continue
         blocked.add(row.signal_id)
         attempts = row.attempts + 1
-        failures.append({"id": row.id, "attempts": attempts, "last_error": result.error,
+        failures.append({"tenant_id": row.tenant_id, "id": row.id, "attempts": attempts,
+                         "last_error": result.error,
                          "next_attempt_at": now + equal_jitter(
                              attempts, base_s=BACKOFF_BASE_SECONDS,
                              cap_s=BACKOFF_MAX_SECONDS)})
