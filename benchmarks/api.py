@@ -328,11 +328,13 @@ def client_loop(i: int, base: str, token: str, pop_ids: list[str], teams: list[s
 
 
 def measure(base: str, token: str, pop: Population, end_day: date, *, clients: int,
-            duration: float, warmup: float) -> dict[str, Any]:
+            duration: float, warmup: float, web_pid: int | None = None) -> dict[str, Any]:
     start_at = time.monotonic() + warmup
     stop_at = start_at + duration
     outs = [Client() for _ in range(clients)]
     teams = sorted(set(pop.teams))
+    workers = [p for p in h.process_tree(web_pid) if p != web_pid] if web_pid else []
+    workers_cpu0 = h.cpu_seconds(workers)
     cpu0 = h.machine_cpu()
     threads = [threading.Thread(target=client_loop, args=(
         i, base, token, pop.actor_ids, teams, end_day, start_at, stop_at, outs[i]),
@@ -342,6 +344,7 @@ def measure(base: str, token: str, pop: Population, end_day: date, *, clients: i
     for th in threads:
         th.join()
     cpu1 = h.machine_cpu()
+    workers_cpu1 = h.cpu_seconds(workers)
     figures: dict[str, Any] = {}
     for endpoint in ENDPOINTS:
         rows = [r for o in outs for r in o.results if r[0] == endpoint]
@@ -355,6 +358,11 @@ def measure(base: str, token: str, pop: Population, end_day: date, *, clients: i
     total = cpu1["total"] - cpu0["total"]
     figures["machine_busy_pct"] = round(100.0 * (cpu1["busy"] - cpu0["busy"]) / total, 1) \
         if total else None
+    # gthread workers accept keep-alive connections first come, first served, so a run's
+    # connections can land mostly on one worker (one GIL for most requests): shown per run.
+    figures["web_workers_cpu_s"] = sorted(
+        (round(workers_cpu1[p] - workers_cpu0[p], 1) for p in workers_cpu1 if p in workers_cpu0),
+        reverse=True)
     figures["error_samples"] = [e for o in outs for e in o.error_samples][:5]
     return figures
 
@@ -472,7 +480,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             base = stack.start_web(workers=args.web_workers, threads=args.web_threads)
             token = stack.token(TENANT, *READ_ROLES, sub="bench-reader")
             figures = measure(base, token, pop, end_day, clients=args.clients,
-                              duration=args.duration, warmup=args.warmup)
+                              duration=args.duration, warmup=args.warmup,
+                              web_pid=stack.processes[-1].pid)
             stack.check_alive()
             plans = explain_endpoints(stack, token, pop, end_day)
             slowest = max(ENDPOINTS, key=lambda e: figures[e]["p95_ms"] or 0.0)
@@ -485,6 +494,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                              "web_threads": args.web_threads, "rate_limits": "off"},
                 **{e: figures[e] for e in ENDPOINTS},
                 "machine_busy_pct": figures["machine_busy_pct"],
+                "web_workers_cpu_s": figures["web_workers_cpu_s"],
                 "error_samples": figures["error_samples"],
                 "slowest_endpoint": slowest,
                 "plans": plans,
@@ -511,7 +521,8 @@ def _print(f: dict[str, Any]) -> None:
     st = f["settings"]
     print(f"  {st['clients']} clients, {st['duration_s']} s after {st['warmup_s']} s warm-up; "
           f"gunicorn {st['web_workers']}x{st['web_threads']}; rate limits off; clock "
-          f"{f['clock']}; machine {f['machine_busy_pct']} % busy")
+          f"{f['clock']}; machine {f['machine_busy_pct']} % busy; web workers' CPU s "
+          f"{f['web_workers_cpu_s']}")
     print(f"  {'endpoint':<14}{'count':>8}{'errors':>8}{'p50 ms':>9}{'p95 ms':>9}"
           f"{'p99 ms':>9}{'req/s':>8}")
     for e in ENDPOINTS:
