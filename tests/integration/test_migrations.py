@@ -357,8 +357,9 @@ def test_the_signal_outbox_key_leads_with_the_tenant_and_back(backend, scratch_d
 
     def stored() -> list[tuple[int, str, str]]:
         with engine.connect() as conn:
-            return [tuple(r) for r in conn.execute(sa.text(
-                "SELECT id, tenant_id, signal_id FROM signal_outbox ORDER BY id"))]
+            rows: Sequence[tuple[int, str, str]] = conn.execute(sa.text(
+                "SELECT id, tenant_id, signal_id FROM signal_outbox ORDER BY id")).all()
+            return list(rows)
 
     try:
         with engine.begin() as conn:  # the old key numbers rows itself on both backends

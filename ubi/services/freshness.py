@@ -25,6 +25,7 @@ import logging
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from typing import NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -237,17 +238,40 @@ def track_tenant(session: Session, tenant_id: str, *, now: datetime | None = Non
                      silent_for > stale_after)
 
 
+class TenantState(NamedTuple):
+    """What a read needs of a tenant's ``ingestion_state``: the day it describes and what
+    decides ``stale``."""
+
+    last_evaluated_day: date | None
+    newest_event_at: datetime | None
+    gap_open_since: datetime | None
+    last_baseline_recompute_at: datetime | None
+
+
+_S = IngestionState
+#: Built once (a read per request): loading the ORM entity cost a tenth of a profile's CPU.
+_READ_STATE = sa.select(_S.last_evaluated_day, _S.newest_event_at, _S.gap_open_since,
+                        _S.last_baseline_recompute_at).where(
+    _S.tenant_id == sa.bindparam("tenant_id"))
+
+
+def read_state(session: Session, tenant_id: str) -> TenantState | None:
+    """The tenant's state for a read, or None when UBI never stored anything for it."""
+    row = session.execute(_READ_STATE, {"tenant_id": tenant_id}).one_or_none()
+    return None if row is None else TenantState(*row)
+
+
 def is_stale(session: Session, tenant_id: str, *, newest_subject_data: datetime | None = None,
              now: datetime | None = None) -> bool:
     """SPEC §6 ``stale``: the subject's newest data is older than ``stale_after_seconds``, or
     the tenant is in an ingestion gap, or its baselines were not recomputed for over a day."""
-    return stale(session.get(IngestionState, tenant_id), configs.load_config(session, tenant_id),
+    return stale(read_state(session, tenant_id), configs.load_config(session, tenant_id),
                  newest_subject_data=newest_subject_data, now=now)
 
 
-def stale(state: IngestionState | None, config: TenantConfig, *,
+def stale(state: TenantState | None, config: TenantConfig, *,
           newest_subject_data: datetime | None = None, now: datetime | None = None) -> bool:
-    """``is_stale`` of a tenant state a read already holds (one load of it per request)."""
+    """``is_stale`` of a tenant state a read already holds (one read of it per request)."""
     now = now or clock.utcnow()
     if state is None:
         return True

@@ -24,7 +24,7 @@ from ubi.analytics.anomalies import MIN_BASELINE_CONFIDENCE, zscores
 from ubi.analytics.calendar import day_type
 from ubi.analytics.taxonomy import DIMENSIONS, FEATURE_INDEX, FEATURES, WINDOWS
 from ubi.analytics.tenant_config import TenantConfig
-from ubi.models import Baseline, IngestionState, Score, daily_rollups
+from ubi.models import Baseline, Score, daily_rollups
 from ubi.services import freshness
 from ubi.services.signal_queries import subject_signals
 from ubi.store import features as feature_store
@@ -79,7 +79,7 @@ def actor_profile(session: Session, tenant_id: str, config: TenantConfig, pseudo
     actor_type, team_id, first_seen, last_seen = seen[:4]
     newest: datetime | None = seen[4]
     doc = _subject_view(session, tenant_id, config, Subject("actor", pseudonym),
-                        session.get(IngestionState, tenant_id), window=window,
+                        freshness.read_state(session, tenant_id), window=window,
                         sees_actors=True, now=now, newest_data=newest)
     doc["actor"] = {"actor_id": actor_id, "pseudonym": pseudonym, "actor_type": actor_type,
                     "team_id": team_id, "first_seen": first_seen, "last_seen": last_seen}
@@ -89,7 +89,7 @@ def actor_profile(session: Session, tenant_id: str, config: TenantConfig, pseudo
 def team_summary(session: Session, tenant_id: str, config: TenantConfig, team_id: str, *,
                  window: str, sees_actors: bool, now: datetime) -> dict[str, Any]:
     """The summary of a team of at least ``min_team_size`` actors in the window."""
-    state = session.get(IngestionState, tenant_id)
+    state = freshness.read_state(session, tenant_id)
     as_of = state.last_evaluated_day if state is not None else None
     members = team_size(session, tenant_id, team_id, as_of, window) if as_of else 0
     if state is None or as_of is None or members < config.min_team_size:
@@ -104,7 +104,7 @@ def team_summary(session: Session, tenant_id: str, config: TenantConfig, team_id
 def tenant_summary(session: Session, tenant_id: str, config: TenantConfig, *, window: str,
                    sees_actors: bool, now: datetime) -> dict[str, Any]:
     """The tenant's aggregates, its signals, and its teams of at least ``min_team_size``."""
-    state = session.get(IngestionState, tenant_id)
+    state = freshness.read_state(session, tenant_id)
     if state is None:
         raise NotFound(f"no tenant {tenant_id!r}")
     doc = _subject_view(session, tenant_id, config, Subject("tenant", tenant_id), state,
@@ -140,10 +140,8 @@ def team_size(session: Session, tenant_id: str, team_id: str, as_of: date, windo
 
 
 def _subject_view(session: Session, tenant_id: str, config: TenantConfig, subject: Subject,
-                  state: IngestionState | None, *, window: str, sees_actors: bool,
+                  state: freshness.TenantState | None, *, window: str, sees_actors: bool,
                   now: datetime, newest_data: datetime | None) -> dict[str, Any]:
-    # The tenant's state is read once a request (the identity map is weak: a second
-    # session.get of a dropped instance is a second query).
     as_of = state.last_evaluated_day if state is not None else None
     doc: dict[str, Any] = {"tenant_id": tenant_id, "window": window, "as_of": as_of,
                            "scores": {}, "features": [], "signals": {}}
