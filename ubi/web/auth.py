@@ -148,8 +148,8 @@ class TokenVerifier:
                 self.public_keys[entry.get("kid")] = jwt.PyJWK.from_dict(entry).key
         if not self.secret and not self.public_keys:
             raise ValueError("no token verification key configured")
-        # A client on a keep-alive connection sends the same token with every request; its
-        # signature and claims checks were a tenth of a read's CPU. Only successes are kept.
+        # A client on a keep-alive connection sends the same token with every request; checking
+        # its signature and claims was about 4 % of a profile read's CPU. Successes only.
         self._verified: dict[str, tuple[float, Principal]] = {}
 
     @property
