@@ -21,7 +21,13 @@ from ubi.models.intelligence import (
     SignalVersion,
 )
 from ubi.models.outbox import ReceiptOutbox, SignalOutbox, TaskOutbox
-from ubi.models.session import dialect_insert, get_engine, session_factory, session_scope
+from ubi.models.session import (
+    dialect_insert,
+    get_engine,
+    read_scope,
+    session_factory,
+    session_scope,
+)
 from ubi.models.stream import StreamRateBucket, StreamSubscription
 from ubi.models.tenancy import (
     Batch,
@@ -39,5 +45,5 @@ __all__ = [
     "ReceiptOutbox", "RetentionDecision", "Score", "Signal", "SignalFeedback", "SignalOutbox",
     "SignalVersion", "StreamRateBucket", "StreamSubscription", "TaskOutbox",
     "TenantConfigVersion", "TenantDay", "daily_focus", "daily_rollups", "dialect_insert",
-    "get_engine", "session_factory", "session_scope", "table_of", "utcnow",
+    "get_engine", "read_scope", "session_factory", "session_scope", "table_of", "utcnow",
 ]

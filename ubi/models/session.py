@@ -106,6 +106,21 @@ def session_scope(settings: Settings | None = None) -> Iterator[Session]:
         session.close()
 
 
+@contextmanager
+def read_scope(settings: Settings | None = None) -> Iterator[Session]:
+    """A session for a read: autocommit, so no BEGIN and COMMIT round trips around its
+    SELECTs. Each statement sees what was committed when it started, as each does in a
+    READ COMMITTED transaction; what the read adds (the audit entry of a cross-tenant read)
+    is written when the scope ends without an error."""
+    session = session_factory(settings)()
+    try:
+        session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+        yield session
+        session.commit()
+    finally:
+        session.close()
+
+
 def existing_engines() -> list[Engine]:
     """The engines made so far (tracing instruments them when it is turned on later)."""
     with _lock:

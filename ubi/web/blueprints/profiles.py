@@ -9,7 +9,7 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from ubi import clock
-from ubi.models import session_scope
+from ubi.models import read_scope
 from ubi.services import configs, profiles
 from ubi.web.auth import ForbiddenError, current_principal, requires
 from ubi.web.blueprints.common import (
@@ -52,7 +52,7 @@ class ActorProfile(MethodView):
         seen, dimension scores, features of the window against their baselines, and recent
         signals by dimension."""
         ACTOR_ID.check("actor_id", actor_id)
-        with session_scope() as session:
+        with read_scope() as session:
             tenant = reading_tenant(session, args.get("tenant_id"), "actors/profile")
             config = configs.load_config(session, tenant)
             if not config.actor_level_views:
@@ -84,7 +84,7 @@ class TeamSummary(MethodView):
         """A team's aggregates, scores and team signals (teams of at least min_team_size)."""
         TEAM_ID.check("team_id", team_id)
         sees_actors = current_principal().has("ubi:read:actor")
-        with session_scope() as session:
+        with read_scope() as session:
             tenant = reading_tenant(session, args.get("tenant_id"), "teams/summary")
             config = configs.load_config(session, tenant)
             try:
@@ -111,7 +111,7 @@ class TenantSummary(MethodView):
         """The tenant's aggregates, scores and signals, and its teams' scores."""
         TENANT_ID.check("tenant_id", tenant_id)
         sees_actors = current_principal().has("ubi:read:actor")
-        with session_scope() as session:
+        with read_scope() as session:
             tenant = reading_tenant(session, tenant_id, "tenants/summary")
             config = configs.load_config(session, tenant)
             try:

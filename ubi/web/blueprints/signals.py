@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from ubi import clock
 from ubi.analytics.taxonomy import DIMENSIONS, SEVERITIES, SIGNAL_TYPES
-from ubi.models import Signal, session_scope
+from ubi.models import Signal, read_scope, session_scope
 from ubi.services import configs, feedback, freshness
 from ubi.services.signal_queries import (
     MAX_PAGE,
@@ -136,7 +136,7 @@ class SignalQuery(MethodView):
         if filters.get("actor_ids") and not sees_actors:
             raise ForbiddenError("filters.actor_ids requires role ubi:read:actor")
         now = clock.utcnow()
-        with session_scope() as session:
+        with read_scope() as session:
             tenant = reading_tenant(session, body["tenant_id"], "query/signals")
             config = configs.load_config(session, tenant)
             alias = pseudonymiser()
@@ -173,7 +173,7 @@ class RecentSignals(MethodView):
         """The newest signals of one actor, newest first, each with the ``actor_id`` asked
         for (the MMM engine's call). An actor without signals gets an empty list."""
         now = clock.utcnow()
-        with session_scope() as session:
+        with read_scope() as session:
             tenant = reading_tenant(session, args.get("tenant_id"), "signals/recent")
             config = configs.load_config(session, tenant)
             pseudonym = pseudonymiser().pseudonym(tenant, args["actor_id"])
