@@ -20,7 +20,8 @@ feature means beyond one (effective) std of the mean ("flat" within it, as reaso
                              baseline); or the 7d value CRITICAL-high confirmed by its 24h
                              value CRITICAL-high on 2 days within the last 5 workdays; or
                              the 7d value anomalous-high while ``distinct_collaborators`` 7d is
-                             below baseline, persisting (6 of 8 workdays; no early confirmation)
+                             below baseline and ``active_days`` 7d is not (days away mean fewer
+                             people met), persisting (6 of 8 workdays; no early confirmation)
 ``rework_loop``              ``build_failure_rate`` / ``test_failure_rate`` / ``rework_ratio``
                              anomalous-high (24h or 7d, see ``RULE_WINDOWS``), persisting;
                              ``rework_ratio`` only while ``commit_count`` of its window is not
@@ -256,7 +257,12 @@ def _burnout(inputs: RuleInputs, config: TenantConfig) -> list[SignalCandidate]:
     # Not confirmed early by two late days: the daily path (a) is SPEC 5.5's "3 of the last 5
     # workdays", and two late evenings in a week with a 7-day value above baseline are not
     # (on the generated tenants every false burnout came that way).
-    collab_low = below_baseline(inputs, "distinct_collaborators", "7d")
+    # Fewer collaborators counts only while the person was not away more than usual (active
+    # days 7d not below baseline): days away mean fewer people met, and a few days present
+    # make a noisy after-hours share. On the generated tenants ending on other days, three of
+    # the five false burnouts by this path were a drop plant's or two sick days' weeks.
+    collab_low = (below_baseline(inputs, "distinct_collaborators", "7d")
+                  & ~below_baseline(inputs, "active_days", "7d"))
     masks_7d = trigger_masks(inputs, "burnout_risk", config, windows=("7d",))
     b = persistent(inputs, {k: m & collab_low for k, m in masks_7d.items()})
     # (c) a strong start confirms sooner: the 7d value CRITICAL-high that workday while its

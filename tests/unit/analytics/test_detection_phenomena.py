@@ -206,3 +206,21 @@ def test_one_day_of_failed_builds_is_no_rework_loop() -> None:
     team[0].days[day] = dict(few_builds_day(day), build_succeeded=2, build_failed=6)
     res = analyse(team, n_days=N_DAYS, eval_from=21)
     assert "rework_loop" not in signal_classes(res, "a0")
+
+
+def test_fewer_collaborators_while_away_more_is_no_burnout() -> None:
+    # Two weeks present on 2 of 5 workdays (a drop), the days present with two evening hours
+    # and one collaborator: the 7-day after-hours share rises (few days, some evening) and the
+    # collaborators fall because the person was away, not out of isolation from overwork.
+    # Before, burnout's 7d path read that as "after hours up, collaborators down" on 6 of 8
+    # workdays (day 46); the drop is what it is.
+    team = team_of()
+    for d in range(35, 49):
+        if is_workday(d):
+            if scattered(d):
+                team[0].days[d] = dict(office_day(d), after_hours=3,
+                                       hours=[9, 10, 11, 13, 14, 19, 20], **{"with": [("c0", 1)]})
+            else:
+                del team[0].days[d]
+    res = analyse(team, n_days=N_DAYS, eval_from=21)
+    assert signal_classes(res, "a0") == {"engagement_drop"}
