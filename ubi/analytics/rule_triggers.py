@@ -284,6 +284,9 @@ class Persistent:
     #: trigger -> [S, L] daily hits within the last ``PERSIST_WORKDAYS`` workdays where a
     #: multi-day trigger was confirmed early by its 24h counterpart (``persistent``).
     early: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
+    #: trigger -> [S, L] days it persists only by a rule's corroboration (for the reason).
+    corroborated: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
+    corroboration_note: str | None = None
 
 
 def persistence_rule(w: int) -> tuple[int, int, bool]:
@@ -371,6 +374,10 @@ def persistent_triggers(inputs: RuleInputs, p: Persistent, s: int, lday: int
             trigger.hits = trigger.of = None
             trigger.note = (f"its 24h value anomalous on {int(daily[s, lday])} days within "
                             f"the last {PERSIST_WORKDAYS} workdays")
+        corroborated = p.corroborated.get((feature, w))
+        if corroborated is not None and corroborated[s, lday]:
+            trigger.hits = trigger.of = None
+            trigger.note = p.corroboration_note
         out.append(trigger)
     return out
 

@@ -154,3 +154,73 @@ def test_a_holiday_inside_scattered_absences_counts_at_the_persons_own_rate() ->
                                    "occasions in the last 7 days"), first.reason
     for i in range(1, 5):
         assert signal_classes(res, f"a{i}") == set()
+
+
+def few_builds_day(d: int, rework: bool = False) -> dict:
+    """A person with few builds and test runs a day (2 and 3): a failed build every Monday and
+    every other Wednesday, a failed test run every Tuesday and every other Friday; in a rework
+    loop 2 of 4 builds and 2 of 5 test runs failing every day."""
+    wd, odd_week = d % 7, (d // 7) % 2 == 1
+    day = dict(office_day(d), commit_created=2, build_succeeded=2, build_failed=0,
+               test_passed=3, test_failed=0)
+    if rework:
+        return dict(day, build_succeeded=2, build_failed=2, test_passed=3, test_failed=2)
+    if wd == 0 or (wd == 2 and odd_week):
+        day.update(build_succeeded=1, build_failed=1)
+    if wd == 1 or (wd == 4 and odd_week):
+        day.update(test_passed=2, test_failed=1)
+    return day
+
+
+def test_a_rework_loop_on_few_builds_a_day_is_seen_by_its_corroborated_failure_rates() -> None:
+    # From a Monday, half the few builds and test runs fail every workday. On samples this
+    # small the daily rates are never anomalous (no early confirmation), and a 7d trigger
+    # alone waits for 6 of 8 workdays: the Thursday of the next week (day 44, the old rule).
+    # Both independent rates more than 2 stds above their baselines on 3 workdays, with the
+    # failures per commit anomalous, are seen on the Monday of the next week.
+    team = team_of()
+    for i in range(len(team)):
+        team[i].days = {d: few_builds_day(d) for d in team[i].days}
+    onset = 7 * 5
+    for d in range(onset, onset + 14):
+        if is_workday(d):
+            team[0].days[d] = few_builds_day(d, rework=True)
+    res = analyse(team, n_days=N_DAYS, eval_from=21)
+    first = first_signal(res, "a0", "rework_loop")
+    assert first is not None, signal_classes(res, "a0")
+    assert first.first_day - day_number(MONDAY) == onset + 7, first.reason
+    assert first.reason == ("rework_ratio 7d rose to 2 (baseline 0.32 ± 0.38, z=4.5), with "
+                            "both failure rates 7d more than 2 stds above baseline on 3 of the "
+                            "last 5 workdays"), first.reason
+    for i in range(1, 5):
+        assert "rework_loop" not in signal_classes(res, f"a{i}")
+
+
+def test_one_day_of_failed_builds_is_no_rework_loop() -> None:
+    # Six of eight builds failing on one day keeps the 7-day build failure rate high for a
+    # week; the test runs did not fail more, so nothing corroborates it.
+    team = team_of()
+    for i in range(len(team)):
+        team[i].days = {d: few_builds_day(d) for d in team[i].days}
+    day = 7 * 5 + 2
+    team[0].days[day] = dict(few_builds_day(day), build_succeeded=2, build_failed=6)
+    res = analyse(team, n_days=N_DAYS, eval_from=21)
+    assert "rework_loop" not in signal_classes(res, "a0")
+
+
+def test_fewer_collaborators_while_away_more_is_no_burnout() -> None:
+    # Two weeks present on 2 of 5 workdays (a drop), the days present with two evening hours
+    # and one collaborator: the 7-day after-hours share rises (few days, some evening) and the
+    # collaborators fall because the person was away, not out of isolation from overwork.
+    # Before, burnout's 7d path read that as "after hours up, collaborators down" on 6 of 8
+    # workdays (day 46); the drop is what it is.
+    team = team_of()
+    for d in range(35, 49):
+        if is_workday(d):
+            if scattered(d):
+                team[0].days[d] = dict(office_day(d), after_hours=3,
+                                       hours=[9, 10, 11, 13, 14, 19, 20], **{"with": [("c0", 1)]})
+            else:
+                del team[0].days[d]
+    res = analyse(team, n_days=N_DAYS, eval_from=21)
+    assert signal_classes(res, "a0") == {"engagement_drop"}
