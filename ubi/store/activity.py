@@ -15,7 +15,7 @@ from ubi.analytics.calendar import day_number
 from ubi.analytics.taxonomy import ROLLUP_COUNTER_COLUMNS
 from ubi.models import DailyInteraction, DailyWorkItem, TenantDay, daily_focus, daily_rollups
 from ubi.models.session import is_postgres
-from ubi.store import pgcopy
+from ubi.store import packed
 
 _R = daily_rollups.c
 _F = daily_focus.c
@@ -147,38 +147,56 @@ def _load_activity_sa(session: Session, tenant_id: str, start_day: date, end_day
                          local_days=local_days)
 
 
-# --- PostgreSQL: binary COPY straight into numpy --------------------------------------------
+# --- PostgreSQL: rows packed by the server straight into numpy -----------------------------
 
-def _copy_binary(session: Session, query: str, params: dict[str, Any],
-                 fields: list[tuple[str, str]], repeated: tuple[str, str, int] | None = None
-                 ) -> np.ndarray:
-    """Run ``COPY (query) TO STDOUT (FORMAT binary)`` and view the rows as a numpy record
-    array (``pgcopy.decode``): every field NOT NULL and fixed-width (int4 '>i4', float8
-    '>f8'); ``repeated`` (name, kind, n): n more fields of one kind after ``fields``, viewed
-    together: ``records[name]["value"]`` is [R, n] (one block, so the caller scatters it at
-    once)."""
+def _read(session: Session, query: str, params: dict[str, Any],
+          fields: list[tuple[str, str]], repeated: tuple[str, str, int] | None = None
+          ) -> np.ndarray:
+    """``packed.read`` of ``query`` grouped by its subject code ``s`` (the first field)."""
     conn = session.connection()
     # These reads scan whole ranges: hash joins are always right, while nested loops chosen
     # on stale statistics (right after a bulk load) were measured 400x slower.
     conn.exec_driver_sql("SET LOCAL enable_nestloop = off")
     try:
-        data = pgcopy.copy_out(session, query, params)
+        return packed.read(session, query, params, fields, repeated, group_by="s")
     finally:
         conn.exec_driver_sql("SET LOCAL enable_nestloop = on")
-    return pgcopy.decode(data, fields, repeated)
 
 
 def _load_activity_pg(session: Session, tenant_id: str, start_day: date, end_day: date,
                       ids: list[str] | None) -> DailyActivity:
     n_days = (end_day - start_day).days + 1
-    window = "tenant_id = %(t)s AND day BETWEEN %(a)s AND %(b)s"
-    params: dict[str, Any] = {"t": tenant_id, "a": start_day, "b": end_day,
-                              "ids": ids or [], "all": ids is None}
+    params: dict[str, Any] = {"t": tenant_id, "a": start_day, "b": end_day}
     conn = session.connection()
-    subjects: list[str] = list(conn.exec_driver_sql(
-        f"SELECT DISTINCT actor_id FROM daily_rollups WHERE {window} "
-        f"AND (%(all)s OR actor_id = ANY(%(ids)b::varchar[])) ORDER BY actor_id",
-        params).scalars())
+    if ids is None:
+        ids = list(conn.exec_driver_sql(
+            "SELECT DISTINCT actor_id FROM daily_rollups WHERE tenant_id = %(t)s "
+            "AND day BETWEEN %(a)s AND %(b)s ORDER BY actor_id", params).scalars())
+    epoch0 = day_number(start_day)
+    # An actor's code is its place in ``ids``; the subjects are those with rollups in the
+    # window (read with them, not by a query of their own), renumbered below.
+    params["ids"] = ids
+    actors_cte = ("WITH actors AS (SELECT actor_id, (o - 1)::int4 AS code FROM "
+                  "unnest(%(ids)b::varchar[]) WITH ORDINALITY AS u(actor_id, o))")
+    counter_sql = ", ".join(f'r."{c}"::int4 AS c{i}'
+                            for i, c in enumerate(ROLLUP_COUNTER_COLUMNS))
+    recs = _read(session, (
+        f"{actors_cte} SELECT a.code AS s, (r.day - DATE '1970-01-01')::int4 - {epoch0} AS d, "
+        f"r.hours_mask::int4 AS h, r.local_days::int4 AS ld, "
+        f"COALESCE(f.focus_minutes, 0)::float8 AS fm, "
+        f"COALESCE(f.focus_sessions, 0)::int4 AS fs, {counter_sql} "
+        f"FROM daily_rollups r JOIN actors a USING (actor_id) "
+        f"LEFT JOIN daily_focus f ON f.tenant_id = r.tenant_id "
+        f"AND f.actor_id = r.actor_id AND f.day = r.day "
+        f"WHERE r.tenant_id = %(t)s AND r.actor_id = ANY(%(ids)b::varchar[]) "
+        f"AND r.day BETWEEN %(a)s AND %(b)s"), params,
+        [("s", ">i4"), ("d", ">i4"), ("h", ">i4"), ("ld", ">i4"), ("fm", ">f8"),
+         ("fs", ">i4")],
+        repeated=("c", ">i4", len(ROLLUP_COUNTER_COLUMNS)))
+    present = np.zeros(len(ids), dtype=bool)
+    present[recs["s"]] = True
+    code = np.cumsum(present) - 1  # an actor's code among the subjects
+    subjects = [a for a, p in zip(ids, present.tolist(), strict=True) if p]
     s = len(subjects)
     counters = np.zeros((s, n_days, len(ROLLUP_COUNTER_COLUMNS)))
     hours_mask = np.zeros((s, n_days), dtype=np.int64)
@@ -189,50 +207,33 @@ def _load_activity_pg(session: Session, tenant_id: str, start_day: date, end_day
         return DailyActivity(subjects, [], [], start_day, counters, hours_mask, focus_minutes,
                              focus_sessions, Interactions.empty(), WorkItems.empty(),
                              local_days=local_days)
-    epoch0 = day_number(start_day)
-    # A subject's code is its place in ``subjects`` (sorted by the database, as before by a
-    # row_number over the same DISTINCT): the list read once, not the window again per COPY.
-    params["subjects"] = subjects
-    actors_cte = ("WITH actors AS (SELECT actor_id, (o - 1)::int4 AS code FROM "
-                  "unnest(%(subjects)b::varchar[]) WITH ORDINALITY AS u(actor_id, o))")
-    counter_sql = ", ".join(f'r."{c}"::int4' for c in ROLLUP_COUNTER_COLUMNS)
-    recs = _copy_binary(session, (
-        f"{actors_cte} SELECT a.code, (r.day - DATE '1970-01-01')::int4 - {epoch0}, "
-        f"r.hours_mask::int4, r.local_days::int4, COALESCE(f.focus_minutes, 0)::float8, "
-        f"COALESCE(f.focus_sessions, 0)::int4, {counter_sql} "
-        f"FROM daily_rollups r JOIN actors a USING (actor_id) "
-        f"LEFT JOIN daily_focus f ON f.tenant_id = r.tenant_id "
-        f"AND f.actor_id = r.actor_id AND f.day = r.day "
-        f"WHERE r.tenant_id = %(t)s AND r.actor_id = ANY(%(subjects)b::varchar[]) "
-        f"AND r.day BETWEEN %(a)s AND %(b)s"), params,
-        [("s", ">i4"), ("d", ">i4"), ("h", ">i4"), ("ld", ">i4"), ("fm", ">f8"),
-         ("fs", ">i4")],
-        repeated=("c", ">i4", len(ROLLUP_COUNTER_COLUMNS)))
-    si, di = recs["s"].astype(np.int64), recs["d"].astype(np.int64)
+    si, di = code[recs["s"]], recs["d"].astype(np.int64)
     hours_mask[si, di] = recs["h"]
     local_days[si, di] = recs["ld"]
     focus_minutes[si, di] = recs["fm"]
     focus_sessions[si, di] = recs["fs"]
-    counters[si, di] = recs["c"]["value"]  # every counter of a row in one scatter
+    counters[si, di] = recs["c"]  # every counter of a row in one scatter
 
+    # From here on the subjects' own codes (their place in ``subjects``).
+    params["ids"] = subjects
     # The subjects' counterparts in the window, coded by their sorted place (codes only tell
     # counterparts apart); then the latest team of every subject and counterpart (cross-team
     # flags, SPEC §5.1), looked up for those actors only.
     parts: list[str] = list(conn.exec_driver_sql(
-        f"SELECT DISTINCT counterpart_id FROM daily_interactions WHERE {window} "
-        f"AND actor_id = ANY(%(subjects)b::varchar[]) ORDER BY counterpart_id",
-        params).scalars())
+        "SELECT DISTINCT counterpart_id FROM daily_interactions WHERE tenant_id = %(t)s "
+        "AND day BETWEEN %(a)s AND %(b)s AND actor_id = ANY(%(ids)b::varchar[]) "
+        "ORDER BY counterpart_id", params).scalars())
     teams = latest_teams(session, tenant_id, sorted(set(subjects) | set(parts)), up_to=end_day)
     actor_types = [teams.get(a, ("human", None))[0] for a in subjects]
     team_ids = [teams.get(a, ("human", None))[1] for a in subjects]
     params["parts"] = parts
-    inter = _copy_binary(session, (
+    inter = _read(session, (
         f"{actors_cte}, parts AS (SELECT counterpart_id, (o - 1)::int4 AS code FROM "
         f"unnest(%(parts)b::varchar[]) WITH ORDINALITY AS u(counterpart_id, o)) "
-        f"SELECT a.code, (i.day - DATE '1970-01-01')::int4 - {epoch0}, p.code, "
-        f"i.events::float8 FROM daily_interactions i JOIN actors a USING (actor_id) "
-        f"JOIN parts p USING (counterpart_id) "
-        f"WHERE i.tenant_id = %(t)s AND i.actor_id = ANY(%(subjects)b::varchar[]) "
+        f"SELECT a.code AS s, (i.day - DATE '1970-01-01')::int4 - {epoch0} AS d, "
+        f"p.code AS c, i.events::float8 AS n FROM daily_interactions i "
+        f"JOIN actors a USING (actor_id) JOIN parts p USING (counterpart_id) "
+        f"WHERE i.tenant_id = %(t)s AND i.actor_id = ANY(%(ids)b::varchar[]) "
         f"AND i.day BETWEEN %(a)s AND %(b)s"), params,
         [("s", ">i4"), ("d", ">i4"), ("c", ">i4"), ("n", ">f8")]) if parts else None
     if inter is None:
@@ -248,12 +249,14 @@ def _load_activity_pg(session: Session, tenant_id: str, start_day: date, end_day
         cross = (own[s_codes] >= 0) & (other[c_codes] >= 0) & (own[s_codes] != other[c_codes])
         interactions = Interactions(s_codes, inter["d"].astype(np.int64), c_codes,
                                     inter["n"].astype(np.float64), cross)
-    # Work items coded in the same read (dense_rank: codes only tell items apart).
-    items = _copy_binary(session, (
-        f"{actors_cte} SELECT a.code, (w.day - DATE '1970-01-01')::int4 - {epoch0}, "
-        f"(dense_rank() OVER (ORDER BY w.work_item_id) - 1)::int4, w.llm_requests::float8 "
+    # Work items coded in the same read (dense_rank: codes only tell items apart; byte
+    # order, as no locale's order matters for labels, is the cheaper sort).
+    items = _read(session, (
+        f"{actors_cte} SELECT a.code AS s, (w.day - DATE '1970-01-01')::int4 - {epoch0} AS d, "
+        f'(dense_rank() OVER (ORDER BY w.work_item_id COLLATE "C") - 1)::int4 AS w, '
+        f"w.llm_requests::float8 AS n "
         f"FROM daily_work_items w JOIN actors a USING (actor_id) "
-        f"WHERE w.tenant_id = %(t)s AND w.actor_id = ANY(%(subjects)b::varchar[]) "
+        f"WHERE w.tenant_id = %(t)s AND w.actor_id = ANY(%(ids)b::varchar[]) "
         f"AND w.day BETWEEN %(a)s AND %(b)s"), params,
         [("s", ">i4"), ("d", ">i4"), ("w", ">i4"), ("n", ">f8")])
     work_items = WorkItems(
