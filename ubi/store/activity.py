@@ -151,14 +151,14 @@ def _load_activity_sa(session: Session, tenant_id: str, start_day: date, end_day
 
 def _read(session: Session, query: str, params: dict[str, Any],
           fields: list[tuple[str, str]], repeated: tuple[str, str, int] | None = None
-          ) -> np.ndarray:
-    """``packed.read`` of ``query`` grouped by its subject code ``s`` (the first field)."""
+          ) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """``packed.read`` of ``query`` grouped by its actor column ``actor_id``."""
     conn = session.connection()
     # These reads scan whole ranges: hash joins are always right, while nested loops chosen
     # on stale statistics (right after a bulk load) were measured 400x slower.
     conn.exec_driver_sql("SET LOCAL enable_nestloop = off")
     try:
-        return packed.read(session, query, params, fields, repeated, group_by="s")
+        return packed.read(session, query, params, fields, repeated, group_by="actor_id")
     finally:
         conn.exec_driver_sql("SET LOCAL enable_nestloop = on")
 
@@ -173,30 +173,25 @@ def _load_activity_pg(session: Session, tenant_id: str, start_day: date, end_day
             "SELECT DISTINCT actor_id FROM daily_rollups WHERE tenant_id = %(t)s "
             "AND day BETWEEN %(a)s AND %(b)s ORDER BY actor_id", params).scalars())
     epoch0 = day_number(start_day)
-    # An actor's code is its place in ``ids``; the subjects are those with rollups in the
-    # window (read with them, not by a query of their own), renumbered below.
+    # The subjects are the actors of ``ids`` with rollups in the window (found by this read,
+    # not by a query of their own), in the order of ``ids``.
     params["ids"] = ids
-    actors_cte = ("WITH actors AS (SELECT actor_id, (o - 1)::int4 AS code FROM "
-                  "unnest(%(ids)b::varchar[]) WITH ORDINALITY AS u(actor_id, o))")
     counter_sql = ", ".join(f'r."{c}"::int4 AS c{i}'
                             for i, c in enumerate(ROLLUP_COUNTER_COLUMNS))
-    recs = _read(session, (
-        f"{actors_cte} SELECT a.code AS s, (r.day - DATE '1970-01-01')::int4 - {epoch0} AS d, "
+    found, group, recs = _read(session, (
+        f"SELECT r.actor_id, (r.day - DATE '1970-01-01')::int4 - {epoch0} AS d, "
         f"r.hours_mask::int4 AS h, r.local_days::int4 AS ld, "
         f"COALESCE(f.focus_minutes, 0)::float8 AS fm, "
         f"COALESCE(f.focus_sessions, 0)::int4 AS fs, {counter_sql} "
-        f"FROM daily_rollups r JOIN actors a USING (actor_id) "
-        f"LEFT JOIN daily_focus f ON f.tenant_id = r.tenant_id "
+        f"FROM daily_rollups r LEFT JOIN daily_focus f ON f.tenant_id = r.tenant_id "
         f"AND f.actor_id = r.actor_id AND f.day = r.day "
         f"WHERE r.tenant_id = %(t)s AND r.actor_id = ANY(%(ids)b::varchar[]) "
         f"AND r.day BETWEEN %(a)s AND %(b)s"), params,
-        [("s", ">i4"), ("d", ">i4"), ("h", ">i4"), ("ld", ">i4"), ("fm", ">f8"),
-         ("fs", ">i4")],
+        [("d", ">i4"), ("h", ">i4"), ("ld", ">i4"), ("fm", ">f8"), ("fs", ">i4")],
         repeated=("c", ">i4", len(ROLLUP_COUNTER_COLUMNS)))
-    present = np.zeros(len(ids), dtype=bool)
-    present[recs["s"]] = True
-    code = np.cumsum(present) - 1  # an actor's code among the subjects
-    subjects = [a for a, p in zip(ids, present.tolist(), strict=True) if p]
+    has_rows = set(found)
+    subjects = [a for a in ids if a in has_rows]
+    index = {a: i for i, a in enumerate(subjects)}
     s = len(subjects)
     counters = np.zeros((s, n_days, len(ROLLUP_COUNTER_COLUMNS)))
     hours_mask = np.zeros((s, n_days), dtype=np.int64)
@@ -207,14 +202,18 @@ def _load_activity_pg(session: Session, tenant_id: str, start_day: date, end_day
         return DailyActivity(subjects, [], [], start_day, counters, hours_mask, focus_minutes,
                              focus_sessions, Interactions.empty(), WorkItems.empty(),
                              local_days=local_days)
-    si, di = code[recs["s"]], recs["d"].astype(np.int64)
+
+    def codes(keys: list[str], row_group: np.ndarray) -> np.ndarray:
+        """Each row's subject code (its actor's place in ``subjects``)."""
+        return np.array([index[a] for a in keys], dtype=np.int64)[row_group]
+
+    si, di = codes(found, group), recs["d"].astype(np.int64)
     hours_mask[si, di] = recs["h"]
     local_days[si, di] = recs["ld"]
     focus_minutes[si, di] = recs["fm"]
     focus_sessions[si, di] = recs["fs"]
     counters[si, di] = recs["c"]  # every counter of a row in one scatter
 
-    # From here on the subjects' own codes (their place in ``subjects``).
     params["ids"] = subjects
     # The subjects' counterparts in the window, coded by their sorted place (codes only tell
     # counterparts apart); then the latest team of every subject and counterpart (cross-team
@@ -227,41 +226,38 @@ def _load_activity_pg(session: Session, tenant_id: str, start_day: date, end_day
     actor_types = [teams.get(a, ("human", None))[0] for a in subjects]
     team_ids = [teams.get(a, ("human", None))[1] for a in subjects]
     params["parts"] = parts
-    inter = _read(session, (
-        f"{actors_cte}, parts AS (SELECT counterpart_id, (o - 1)::int4 AS code FROM "
-        f"unnest(%(parts)b::varchar[]) WITH ORDINALITY AS u(counterpart_id, o)) "
-        f"SELECT a.code AS s, (i.day - DATE '1970-01-01')::int4 - {epoch0} AS d, "
-        f"p.code AS c, i.events::float8 AS n FROM daily_interactions i "
-        f"JOIN actors a USING (actor_id) JOIN parts p USING (counterpart_id) "
-        f"WHERE i.tenant_id = %(t)s AND i.actor_id = ANY(%(ids)b::varchar[]) "
-        f"AND i.day BETWEEN %(a)s AND %(b)s"), params,
-        [("s", ">i4"), ("d", ">i4"), ("c", ">i4"), ("n", ">f8")]) if parts else None
-    if inter is None:
-        interactions = Interactions.empty()
-    else:
+    interactions = Interactions.empty()
+    if parts:
+        keys, group, inter = _read(session, (
+            f"WITH parts AS (SELECT counterpart_id, (o - 1)::int4 AS code FROM "
+            f"unnest(%(parts)b::varchar[]) WITH ORDINALITY AS u(counterpart_id, o)) "
+            f"SELECT i.actor_id, (i.day - DATE '1970-01-01')::int4 - {epoch0} AS d, "
+            f"p.code AS c, i.events::float8 AS n FROM daily_interactions i "
+            f"JOIN parts p USING (counterpart_id) "
+            f"WHERE i.tenant_id = %(t)s AND i.actor_id = ANY(%(ids)b::varchar[]) "
+            f"AND i.day BETWEEN %(a)s AND %(b)s"), params,
+            [("d", ">i4"), ("c", ">i4"), ("n", ">f8")])
         # Team codes (-1: none): cross-team where both are known and differ.
         team_code: dict[str | None, int] = {None: -1}
         own = np.array([team_code.setdefault(t, len(team_code)) for t in team_ids],
                        dtype=np.int64)
         other = np.array([team_code.setdefault(teams.get(p, ("", None))[1], len(team_code))
                           for p in parts], dtype=np.int64)
-        s_codes, c_codes = inter["s"].astype(np.int64), inter["c"].astype(np.int64)
+        s_codes, c_codes = codes(keys, group), inter["c"].astype(np.int64)
         cross = (own[s_codes] >= 0) & (other[c_codes] >= 0) & (own[s_codes] != other[c_codes])
         interactions = Interactions(s_codes, inter["d"].astype(np.int64), c_codes,
                                     inter["n"].astype(np.float64), cross)
     # Work items coded in the same read (dense_rank: codes only tell items apart; byte
     # order, as no locale's order matters for labels, is the cheaper sort).
-    items = _read(session, (
-        f"{actors_cte} SELECT a.code AS s, (w.day - DATE '1970-01-01')::int4 - {epoch0} AS d, "
+    keys, group, items = _read(session, (
+        f"SELECT w.actor_id, (w.day - DATE '1970-01-01')::int4 - {epoch0} AS d, "
         f'(dense_rank() OVER (ORDER BY w.work_item_id COLLATE "C") - 1)::int4 AS w, '
-        f"w.llm_requests::float8 AS n "
-        f"FROM daily_work_items w JOIN actors a USING (actor_id) "
+        f"w.llm_requests::float8 AS n FROM daily_work_items w "
         f"WHERE w.tenant_id = %(t)s AND w.actor_id = ANY(%(ids)b::varchar[]) "
         f"AND w.day BETWEEN %(a)s AND %(b)s"), params,
-        [("s", ">i4"), ("d", ">i4"), ("w", ">i4"), ("n", ">f8")])
-    work_items = WorkItems(
-        items["s"].astype(np.int64), items["d"].astype(np.int64), items["w"].astype(np.int64),
-        items["n"].astype(np.float64))
+        [("d", ">i4"), ("w", ">i4"), ("n", ">f8")])
+    work_items = WorkItems(codes(keys, group), items["d"].astype(np.int64),
+                           items["w"].astype(np.int64), items["n"].astype(np.float64))
     return DailyActivity(subjects, actor_types, team_ids, start_day, counters, hours_mask,
                          focus_minutes, focus_sessions, interactions, work_items,
                          local_days=local_days)

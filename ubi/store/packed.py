@@ -2,7 +2,8 @@
 
 The server packs each group's rows into one ``bytea`` (``string_agg`` of the types' send
 functions: big-endian int4 and float8, no length words) and the client views the
-concatenation as a numpy record array. A binary ``COPY ... TO STDOUT`` streams the same
+concatenation as a numpy record array; each group's key comes beside its value (the subject's
+id: no join to number the subjects in the query). A binary ``COPY ... TO STDOUT`` streams the same
 values but hands the client one message per row, and psycopg's per-row loop cost about as
 much CPU as the query itself (40,000 rows per features run: about 30 ms of Python, 2 ms
 packed). Grouping (by the subject, say) bounds each value far below
@@ -34,21 +35,25 @@ def record_type(fields: Sequence[tuple[str, str]],
 
 def read(session: Session, query: str, params: Mapping[str, Any],
          fields: Sequence[tuple[str, str]], repeated: tuple[str, str, int] | None = None, *,
-         group_by: str) -> np.ndarray:
-    """The rows of ``query`` (driver SQL, psycopg's ``%(name)s`` parameters) as a numpy record
-    array (``record_type``). ``query`` names its columns as ``fields``, then ``repeated``'s
-    as ``name0`` .. ``name{n-1}``; every column NOT NULL and of its kind (int4 ``>i4``,
-    float8 ``>f8``). Rows come grouped by the column ``group_by``, in no order within."""
+         group_by: str) -> tuple[list[Any], np.ndarray, np.ndarray]:
+    """The rows of ``query`` (driver SQL, psycopg's ``%(name)s`` parameters) grouped by its
+    column ``group_by``: the groups' keys, each row's group (int64, an index into the keys)
+    and the rows as a numpy record array (``record_type``), in no order within a group.
+    ``query`` names its other columns as ``fields``, then ``repeated``'s as ``name0`` ..
+    ``name{n-1}``; each NOT NULL and of its kind (int4 ``>i4``, float8 ``>f8``)."""
     names = [(n, kind) for n, kind in fields]
     if repeated is not None:
         names += [(f"{repeated[0]}{i}", repeated[1]) for i in range(repeated[2])]
-    packed = " || ".join(f'{SEND[kind]}(q."{n}")' for n, kind in names)
+    values = " || ".join(f'{SEND[kind]}(q."{n}")' for n, kind in names)
     raw = session.connection().connection.driver_connection
     assert raw is not None  # the session's live connection always has its driver connection
     with raw.cursor(binary=True) as cur:
         # Not prepared: a generic plan would search the parameter arrays row by row, where
         # a plan for the values at hand hashes them.
-        cur.execute(f"SELECT string_agg({packed}, ''::bytea) FROM ({query}) q "
-                    f'GROUP BY q."{group_by}"', params, prepare=False)
-        data = b"".join(bytes(v) for (v,) in cur.fetchall())
-    return np.frombuffer(data, dtype=record_type(fields, repeated))
+        cur.execute(f'SELECT q."{group_by}", string_agg({values}, \'\'::bytea) '
+                    f'FROM ({query}) q GROUP BY q."{group_by}"', params, prepare=False)
+        groups = cur.fetchall()
+    record = record_type(fields, repeated)
+    sizes = np.array([len(v) // record.itemsize for _, v in groups], dtype=np.int64)
+    rows = np.frombuffer(b"".join(bytes(v) for _, v in groups), dtype=record)
+    return [k for k, _ in groups], np.repeat(np.arange(len(groups)), sizes), rows
