@@ -120,8 +120,9 @@ def write(session: Session, tables: Iterable[FeatureTable], *, now: datetime,
     others false (the features step's rows; without it there is no such key).
 
     Idempotent (``INSERT ... ON CONFLICT DO UPDATE``); a row is only rewritten when a value
-    changes, and ``computed_at`` then."""
+    changes, and ``computed_at`` (``now``, timezone-aware) then."""
     rows: dict[tuple[str, str, str, int], dict[str, Any]] = {}
+    dates: dict[int, date] = {}
     n_values = 0
     for table in tables:
         if scopes is not None and table.scope not in scopes:
@@ -131,21 +132,26 @@ def write(session: Session, tables: Iterable[FeatureTable], *, now: datetime,
             continue
         column = WINDOW_COLUMNS[table.window]
         slots = list(SLOTS[table.window])
-        packed = np.empty((len(cells_s), 1 + len(slots)), dtype="<f8")
-        packed[:, 0] = table.confidence[cells_s, cells_e]
-        packed[:, 1:] = table.values[cells_s, cells_e][:, slots]
-        days = np.asarray(table.days)[cells_e].tolist()
+        # Every cell's stored value at once: the metadata byte, then the doubles (``pack``).
+        packed = np.empty(len(cells_s), dtype=[("flag", "u1"), ("v", "<f8", (1 + len(slots),))])
+        packed["v"][:, 0] = table.confidence[cells_s, cells_e]
+        packed["v"][:, 1:] = table.values[cells_s, cells_e][:, slots]
+        days = np.asarray(table.days)[cells_e]
+        packed["flag"] = PARTIAL[None] if partial_from is None else np.where(
+            days >= partial_from, PARTIAL[True], PARTIAL[False])
+        values = packed.view(np.dtype((np.void, packed.dtype.itemsize))).tolist()
         n_values += len(cells_s) * len(slots)
-        for k, (s, day) in enumerate(zip(cells_s.tolist(), days, strict=True)):
+        for s, day, value in zip(cells_s.tolist(), days.tolist(), values, strict=True):
             key = (table.tenant_id, table.scope, table.subject_ids[s], day)
             row = rows.get(key)
             if row is None:
+                if day not in dates:
+                    dates[day] = day_from_number(day)
                 row = rows[key] = {
                     "tenant_id": key[0], "actor_scope": key[1], "subject_id": key[2],
-                    "day": day_from_number(day), "w24h": None, "w7d": None, "w28d": None,
+                    "day": dates[day], "w24h": None, "w7d": None, "w28d": None,
                     "computed_at": now}
-            flag = 0 if partial_from is None else PARTIAL[day >= partial_from]
-            row[column] = bytes([flag]) + packed[k].tobytes()
+            row[column] = value
     windows = list(WINDOW_COLUMNS.values())
     merge: dict[str, Any] = {
         "update": {"fill": windows}, "fill": {"fill_stored": windows},
@@ -153,7 +159,7 @@ def write(session: Session, tables: Iterable[FeatureTable], *, now: datetime,
     bulk.upsert_replacing(session, table_of(FeatureDay), list(rows.values()), key_columns=KEY,
                           replace=[*merge.get("replace", ()), "computed_at"],
                           fill=merge.get("fill", ()), fill_stored=merge.get("fill_stored", ()),
-                          changed=windows)
+                          changed=windows, binary=True)
     return n_values
 
 
