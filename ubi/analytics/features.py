@@ -23,6 +23,13 @@ from ubi.analytics.tenant_config import TenantConfig
 
 N_FEATURES = len(FEATURE_NAMES)
 
+#: The rollup counters ``compute_features`` reads: all the features step loads of them.
+FEATURE_COUNTERS: tuple[str, ...] = (
+    "event_count", "n_commit_created", "n_build_failed", "n_build_succeeded", "n_test_failed",
+    "n_test_passed", "n_llm_request_submitted", "n_llm_request_failed", "n_pr_merged",
+    "n_pr_reviewed", "n_context_switch", "after_hours", "late_night", "n_override_attempted",
+    "n_policy_violation")
+
 
 @dataclass
 class FeatureCube:
@@ -207,6 +214,8 @@ def compute_features(activity: DailyActivity, window: str, config: TenantConfig,
         return rolling_sum(x, w)[:, k:]
 
     def roll(name: str) -> np.ndarray:
+        if name not in FEATURE_COUNTERS:  # a loader given FEATURE_COUNTERS did not read it
+            raise KeyError(f"{name} is not in FEATURE_COUNTERS")
         return window_sum(activity.counter(name))
 
     mark = 0.0

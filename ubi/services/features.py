@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 from ubi import clock
 from ubi.analytics.calendar import day_number
 from ubi.analytics.engine import tenant_features
-from ubi.analytics.features import compute_features, prepare_activity
+from ubi.analytics.features import FEATURE_COUNTERS, compute_features, prepare_activity
 from ubi.analytics.presence import first_active_day
 from ubi.analytics.results import FeatureTable
 from ubi.analytics.scopes import stored_cells
@@ -198,7 +198,8 @@ def compute_tenant_features(session: Session, tenant_id: str, *, now: datetime |
     first_dirty = min(by_actor.values())
     last_day = max(today, max(d for _, d in pairs))
     start = first_dirty - timedelta(days=max(WINDOWS.values()) - 1)
-    activity = load_activity(session, tenant_id, start, last_day, actor_ids=by_actor.keys())
+    activity = load_activity(session, tenant_id, start, last_day, actor_ids=by_actor.keys(),
+                             counters=FEATURE_COUNTERS)
     outcome.actors = activity.n_subjects
     incomplete = incomplete_days(session, tenant_id, start, last_day)
     first_active = first_active_day(activity)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from datetime import date, timedelta
 from typing import Any
 
@@ -61,23 +61,39 @@ def latest_teams(session: Session, tenant_id: str, actor_ids: Iterable[str] | No
 
 
 def load_activity(session: Session, tenant_id: str, start_day: date, end_day: date, *,
-                  actor_ids: Iterable[str] | None = None) -> DailyActivity:
+                  actor_ids: Iterable[str] | None = None,
+                  counters: Collection[str] | None = None) -> DailyActivity:
     """Rollups of ``tenant_id`` over [start_day, end_day] (inclusive) as a ``DailyActivity``.
 
     Subjects are the actors with at least one rollup in the range (or the given actors).
     Collaboration counterparts are flagged cross-team using every actor's latest team.
+    ``counters``: only these counter columns are read (a reader that needs a few, such as
+    the features step, leaves the others on the server); the others are NaN, never zeros a
+    reader could take for no events.
     """
     n_days = (end_day - start_day).days + 1
     if n_days <= 0:
         raise ValueError("end_day is before start_day")
+    unknown = set(counters or ()) - set(ROLLUP_COUNTER_COLUMNS)
+    if unknown:
+        raise KeyError(f"no counter(s) {sorted(unknown)}")
+    columns = [i for i, c in enumerate(ROLLUP_COUNTER_COLUMNS)
+               if counters is None or c in counters]
     ids = sorted(set(actor_ids)) if actor_ids is not None else None
     if is_postgres(session):
-        return _load_activity_pg(session, tenant_id, start_day, end_day, ids)
-    return _load_activity_sa(session, tenant_id, start_day, end_day, ids)
+        return _load_activity_pg(session, tenant_id, start_day, end_day, ids, columns)
+    return _load_activity_sa(session, tenant_id, start_day, end_day, ids, columns)
+
+
+def _counters(s: int, n_days: int, columns: list[int]) -> np.ndarray:
+    """float64 [S, D, counters]: zeros in the ``columns`` read, NaN in the others."""
+    out = np.full((s, n_days, len(ROLLUP_COUNTER_COLUMNS)), np.nan)
+    out[:, :, columns] = 0.0
+    return out
 
 
 def _load_activity_sa(session: Session, tenant_id: str, start_day: date, end_day: date,
-                      ids: list[str] | None) -> DailyActivity:
+                      ids: list[str] | None, columns: list[int]) -> DailyActivity:
     """Any database (SQLite's path; on PostgreSQL the reference of the COPY path's tests)."""
     n_days = (end_day - start_day).days + 1
     cond = [_R.tenant_id == tenant_id, _R.day >= start_day, _R.day <= end_day]
@@ -87,13 +103,14 @@ def _load_activity_sa(session: Session, tenant_id: str, start_day: date, end_day
     rows = session.execute(
         sa.select(_R.actor_id, _R.day, _R.hours_mask, _R.local_days,
                   sa.func.coalesce(_F.focus_minutes, 0.0), sa.func.coalesce(_F.focus_sessions, 0),
-                  *_COUNTER_COLS).select_from(daily_rollups.outerjoin(daily_focus, focus))
+                  *(_COUNTER_COLS[i] for i in columns))
+        .select_from(daily_rollups.outerjoin(daily_focus, focus))
         .where(*cond).order_by(_R.actor_id, _R.day)).all()
     subjects = sorted({r[0] for r in rows}) if ids is None else [
         a for a in ids if a in {r[0] for r in rows}]
     index = {a: i for i, a in enumerate(subjects)}
     s = len(subjects)
-    counters = np.zeros((s, n_days, len(ROLLUP_COUNTER_COLUMNS)))
+    counters = _counters(s, n_days, columns)
     hours_mask = np.zeros((s, n_days), dtype=np.int64)
     local_days = np.zeros((s, n_days), dtype=np.int64)
     focus_minutes = np.zeros((s, n_days))
@@ -107,7 +124,7 @@ def _load_activity_sa(session: Session, tenant_id: str, start_day: date, end_day
         local_days[si, di] = numeric[:, 1].astype(np.int64)
         focus_minutes[si, di] = numeric[:, 2]
         focus_sessions[si, di] = numeric[:, 3]
-        counters[si, di, :] = numeric[:, 4:]
+        counters[si[:, None], di[:, None], np.array(columns)[None, :]] = numeric[:, 4:]
 
     teams = latest_teams(session, tenant_id, up_to=end_day)
     actor_types = [teams.get(a, ("human", None))[0] for a in subjects]
@@ -164,7 +181,7 @@ def _read(session: Session, query: str, params: dict[str, Any],
 
 
 def _load_activity_pg(session: Session, tenant_id: str, start_day: date, end_day: date,
-                      ids: list[str] | None) -> DailyActivity:
+                      ids: list[str] | None, columns: list[int]) -> DailyActivity:
     n_days = (end_day - start_day).days + 1
     params: dict[str, Any] = {"t": tenant_id, "a": start_day, "b": end_day}
     conn = session.connection()
@@ -176,8 +193,8 @@ def _load_activity_pg(session: Session, tenant_id: str, start_day: date, end_day
     # The subjects are the actors of ``ids`` with rollups in the window (found by this read,
     # not by a query of their own), in the order of ``ids``.
     params["ids"] = ids
-    counter_sql = ", ".join(f'r."{c}"::int4 AS c{i}'
-                            for i, c in enumerate(ROLLUP_COUNTER_COLUMNS))
+    counter_sql = ", ".join(f'r."{ROLLUP_COUNTER_COLUMNS[c]}"::int4 AS c{i}'
+                            for i, c in enumerate(columns))
     found, group, recs = _read(session, (
         f"SELECT r.actor_id, (r.day - DATE '1970-01-01')::int4 - {epoch0} AS d, "
         f"r.hours_mask::int4 AS h, r.local_days::int4 AS ld, "
@@ -188,12 +205,12 @@ def _load_activity_pg(session: Session, tenant_id: str, start_day: date, end_day
         f"WHERE r.tenant_id = %(t)s AND r.actor_id = ANY(%(ids)b::varchar[]) "
         f"AND r.day BETWEEN %(a)s AND %(b)s"), params,
         [("d", ">i4"), ("h", ">i4"), ("ld", ">i4"), ("fm", ">f8"), ("fs", ">i4")],
-        repeated=("c", ">i4", len(ROLLUP_COUNTER_COLUMNS)))
+        repeated=("c", ">i4", len(columns)))
     has_rows = set(found)
     subjects = [a for a in ids if a in has_rows]
     index = {a: i for i, a in enumerate(subjects)}
     s = len(subjects)
-    counters = np.zeros((s, n_days, len(ROLLUP_COUNTER_COLUMNS)))
+    counters = _counters(s, n_days, columns)
     hours_mask = np.zeros((s, n_days), dtype=np.int64)
     local_days = np.zeros((s, n_days), dtype=np.int64)
     focus_minutes = np.zeros((s, n_days))
@@ -212,7 +229,10 @@ def _load_activity_pg(session: Session, tenant_id: str, start_day: date, end_day
     local_days[si, di] = recs["ld"]
     focus_minutes[si, di] = recs["fm"]
     focus_sessions[si, di] = recs["fs"]
-    counters[si, di] = recs["c"]  # every counter of a row in one scatter
+    if len(columns) == len(ROLLUP_COUNTER_COLUMNS):
+        counters[si, di] = recs["c"]  # every counter of a row in one scatter
+    else:
+        counters[si[:, None], di[:, None], np.array(columns)[None, :]] = recs["c"]
 
     params["ids"] = subjects
     # The subjects' counterparts in the window, coded by their sorted place (codes only tell
