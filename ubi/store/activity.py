@@ -236,38 +236,31 @@ def _load_activity_pg(session: Session, tenant_id: str, start_day: date, end_day
         counters[si[:, None], di[:, None], np.array(columns)[None, :]] = recs["c"]
 
     params["ids"] = subjects
-    # The subjects' counterparts in the window, coded by their sorted place (codes only tell
-    # counterparts apart); then the latest team of every subject and counterpart (cross-team
-    # flags, SPEC §5.1), looked up for those actors only.
-    parts: list[str] = list(conn.exec_driver_sql(
-        "SELECT DISTINCT counterpart_id FROM daily_interactions WHERE tenant_id = %(t)s "
-        "AND day BETWEEN %(a)s AND %(b)s AND actor_id = ANY(%(ids)b::varchar[]) "
-        "ORDER BY counterpart_id", params).scalars())
+    # The subjects' interactions, counterparts numbered here in the order met (codes only
+    # tell counterparts apart); then the latest team of every subject and counterpart
+    # (cross-team flags, SPEC §5.1), looked up for those actors only.
+    keys, group, inter, part_ids = _read(session, (
+        f"SELECT i.actor_id, (i.day - DATE '1970-01-01')::int4 - {epoch0} AS d, "
+        f"i.events::float8 AS n, i.counterpart_id FROM daily_interactions i "
+        f"WHERE i.tenant_id = %(t)s AND i.actor_id = ANY(%(ids)b::varchar[]) "
+        f"AND i.day BETWEEN %(a)s AND %(b)s"), params,
+        [("d", ">i4"), ("n", ">f8")], labels="counterpart_id")
+    part_code: dict[str, int] = {}
+    c_codes = np.array([part_code.setdefault(p, len(part_code)) for p in part_ids],
+                       dtype=np.int64)
+    parts = list(part_code)
     teams = latest_teams(session, tenant_id, sorted(set(subjects) | set(parts)), up_to=end_day)
     actor_types = [teams.get(a, ("human", None))[0] for a in subjects]
     team_ids = [teams.get(a, ("human", None))[1] for a in subjects]
-    params["parts"] = parts
-    interactions = Interactions.empty()
-    if parts:
-        keys, group, inter, _ = _read(session, (
-            f"WITH parts AS (SELECT counterpart_id, (o - 1)::int4 AS code FROM "
-            f"unnest(%(parts)b::varchar[]) WITH ORDINALITY AS u(counterpart_id, o)) "
-            f"SELECT i.actor_id, (i.day - DATE '1970-01-01')::int4 - {epoch0} AS d, "
-            f"p.code AS c, i.events::float8 AS n FROM daily_interactions i "
-            f"JOIN parts p USING (counterpart_id) "
-            f"WHERE i.tenant_id = %(t)s AND i.actor_id = ANY(%(ids)b::varchar[]) "
-            f"AND i.day BETWEEN %(a)s AND %(b)s"), params,
-            [("d", ">i4"), ("c", ">i4"), ("n", ">f8")])
-        # Team codes (-1: none): cross-team where both are known and differ.
-        team_code: dict[str | None, int] = {None: -1}
-        own = np.array([team_code.setdefault(t, len(team_code)) for t in team_ids],
-                       dtype=np.int64)
-        other = np.array([team_code.setdefault(teams.get(p, ("", None))[1], len(team_code))
-                          for p in parts], dtype=np.int64)
-        s_codes, c_codes = codes(keys, group), inter["c"].astype(np.int64)
-        cross = (own[s_codes] >= 0) & (other[c_codes] >= 0) & (own[s_codes] != other[c_codes])
-        interactions = Interactions(s_codes, inter["d"].astype(np.int64), c_codes,
-                                    inter["n"].astype(np.float64), cross)
+    # Team codes (-1: none): cross-team where both are known and differ.
+    team_code: dict[str | None, int] = {None: -1}
+    own = np.array([team_code.setdefault(t, len(team_code)) for t in team_ids], dtype=np.int64)
+    other = np.array([team_code.setdefault(teams.get(p, ("", None))[1], len(team_code))
+                      for p in parts], dtype=np.int64)
+    s_codes = codes(keys, group)
+    cross = (own[s_codes] >= 0) & (other[c_codes] >= 0) & (own[s_codes] != other[c_codes])
+    interactions = Interactions(s_codes, inter["d"].astype(np.int64), c_codes,
+                                inter["n"].astype(np.float64), cross)
     # Work items numbered here in the order met (codes only tell items apart): a dense_rank
     # in the query sorted every row, twice the server's CPU of the read.
     keys, group, items, item_ids = _read(session, (
