@@ -245,10 +245,7 @@ def _load_activity_pg(session: Session, tenant_id: str, start_day: date, end_day
         f"WHERE i.tenant_id = %(t)s AND i.actor_id = ANY(%(ids)b::varchar[]) "
         f"AND i.day BETWEEN %(a)s AND %(b)s"), params,
         [("d", ">i4"), ("n", ">f8")], labels="counterpart_id")
-    part_code: dict[str, int] = {}
-    c_codes = np.array([part_code.setdefault(p, len(part_code)) for p in part_ids],
-                       dtype=np.int64)
-    parts = list(part_code)
+    parts, c_codes = _number(part_ids)
     teams = latest_teams(session, tenant_id, sorted(set(subjects) | set(parts)), up_to=end_day)
     actor_types = [teams.get(a, ("human", None))[0] for a in subjects]
     team_ids = [teams.get(a, ("human", None))[1] for a in subjects]
@@ -269,13 +266,19 @@ def _load_activity_pg(session: Session, tenant_id: str, start_day: date, end_day
         f"WHERE w.tenant_id = %(t)s AND w.actor_id = ANY(%(ids)b::varchar[]) "
         f"AND w.day BETWEEN %(a)s AND %(b)s"), params,
         [("d", ">i4"), ("n", ">f8")], labels="work_item_id")
-    item_code: dict[str, int] = {}
     work_items = WorkItems(codes(keys, group), items["d"].astype(np.int64),
-                           np.array([item_code.setdefault(i, len(item_code)) for i in item_ids],
-                                    dtype=np.int64), items["n"].astype(np.float64))
+                           _number(item_ids)[1], items["n"].astype(np.float64))
     return DailyActivity(subjects, actor_types, team_ids, start_day, counters, hours_mask,
                          focus_minutes, focus_sessions, interactions, work_items,
                          local_days=local_days)
+
+
+def _number(labels: list[str]) -> tuple[list[str], np.ndarray]:
+    """The distinct labels in the order met, and each label's place among them (int64)."""
+    distinct = list(dict.fromkeys(labels))
+    place = {label: i for i, label in enumerate(distinct)}
+    return distinct, np.fromiter(map(place.__getitem__, labels), dtype=np.int64,
+                                 count=len(labels))
 
 
 def _cross_team(teams: dict[str, tuple[str, str | None]], actor: str, counterpart: str) -> bool:
