@@ -300,8 +300,7 @@ def _binary_copy_type(column: sa.Column[Any]) -> str:
         kind = kind.impl_instance
     for sa_type, name in ((sa.JSON, "jsonb"), (sa.SmallInteger, "int2"),
                           (sa.BigInteger, "int8"), (sa.Integer, "int4"), (sa.Float, "float8"),
-                          (sa.Boolean, "bool"), (sa.String, "text"), (sa.Date, "date"),
-                          (sa.LargeBinary, "bytea")):
+                          (sa.Boolean, "bool"), (sa.String, "text"), (sa.Date, "date")):
         if isinstance(kind, sa_type):
             return name
     if isinstance(kind, sa.DateTime):
@@ -482,7 +481,7 @@ def _plain(values: Any) -> list[Any]:
 def upsert_replacing(session: Session, table: sa.Table, rows: Sequence[dict[str, Any]], *,
                      key_columns: Sequence[str], replace: Sequence[str] = (),
                      changed: Sequence[str] = (), fill: Sequence[str] = (),
-                     fill_stored: Sequence[str] = (), binary: bool = False) -> int:
+                     fill_stored: Sequence[str] = ()) -> int:
     """Large upserts that overwrite ``replace`` columns by key (with no column to set,
     existing rows are left as they are: only new keys are inserted). A ``fill`` column takes
     the written value unless it is null (``COALESCE(new, stored)``); a ``fill_stored`` column
@@ -495,8 +494,7 @@ def upsert_replacing(session: Session, table: sa.Table, rows: Sequence[dict[str,
     ``INSERT ... SELECT ... ON CONFLICT DO UPDATE``; elsewhere one ``INSERT ... ON CONFLICT``
     statement executed for every row. With ``changed``, an existing row is only rewritten when
     one of those columns would change (a recomputation that finds the same values writes
-    nothing). ``binary``: COPY every value in its column type's binary format (``_copy_in``;
-    values of exactly those types, timestamps with their zone).
+    nothing).
     """
     if not rows:
         return 0
@@ -527,7 +525,7 @@ def upsert_replacing(session: Session, table: sa.Table, rows: Sequence[dict[str,
     conn.exec_driver_sql(f"CREATE TEMP TABLE IF NOT EXISTS {_quote(temp)} "
                          f"(LIKE {_quote(table.name)} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS")
     conn.exec_driver_sql(f"TRUNCATE {_quote(temp)}")
-    _copy_in(session, table, temp, columns, ordered, binary=binary)
+    _copy_in(session, table, temp, columns, ordered)
     col_sql = ", ".join(_quote(c) for c in columns)
     stored = _quote(table.name)
     exprs = {c: f"EXCLUDED.{_quote(c)}" for c in replace}
