@@ -8,8 +8,9 @@ envelopes (``--actors`` actors, ``occurred_at`` over the last ``--days`` days, b
 step runs, as a worker would under that load; the database is analysed after the first
 batches, as the pipeline benchmark's periodic ANALYZE does. Figures per run, averaged over
 the runs after the first ``--skip``: wall time, the process's CPU, the CPU of its PostgreSQL
-backend (from ``/proc``), the dirty pairs taken and the values written, and the wall time of
-each phase (the step's calls, timed from outside).
+backend (from ``/proc``), the dirty pairs taken and the values written, and per phase (the
+step's calls, timed from outside) its wall time, process CPU (``_cpu``) and PostgreSQL CPU
+(``_pg``).
 
 ``--history-days N`` gives the tenant a past first: the first batch's rollup rows copied to
 each of the N days before it (not dirty), as a tenant that has sent events for months has.
@@ -50,13 +51,22 @@ def _backend_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _timed(phases: dict[str, float], name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+def _timed(phases: dict[str, float], name: str, fn: Callable[..., Any],
+           backend: list[int]) -> Callable[..., Any]:
+    """``fn`` adding its wall time to ``phases[name]``, its process CPU to ``name_cpu`` and
+    the CPU of the PostgreSQL backend ``backend[0]`` (when set) to ``name_pg``. /proc counts
+    CPU in clock ticks (10 ms): a phase's figure is only meaningful as a mean over runs."""
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        t = time.perf_counter()
+        t, cpu = time.perf_counter(), time.process_time()
+        pg = _backend_cpu_s(backend[0]) if backend else 0.0
         try:
             return fn(*args, **kwargs)
         finally:
             phases[name] = phases.get(name, 0.0) + time.perf_counter() - t
+            phases[f"{name}_cpu"] = phases.get(f"{name}_cpu", 0.0) + time.process_time() - cpu
+            if backend:
+                phases[f"{name}_pg"] = (phases.get(f"{name}_pg", 0.0)
+                                        + _backend_cpu_s(backend[0]) - pg)
     return wrapper
 
 
@@ -78,10 +88,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                               "UBI_JWT_SECRET": "bench",
                               "UBI_RECEIPT_SIGNING_KEY": _harness.signing_key_pem()})
     phases: dict[str, float] = {}
+    backend: list[int] = []  # the measured run's PostgreSQL backend, while it runs
     for module_name, fn_name in PHASES:
         module = importlib.import_module(module_name)
         if hasattr(module, fn_name):  # (an older tree may lack one)
-            setattr(module, fn_name, _timed(phases, fn_name, getattr(module, fn_name)))
+            setattr(module, fn_name, _timed(phases, fn_name, getattr(module, fn_name),
+                                            backend))
     runs: list[dict[str, float]] = []
     try:
         schema.upgrade(settings)
@@ -114,11 +126,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             with make_session() as s:
                 pid: int = s.connection().exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
                 pg_cpu = _backend_cpu_s(pid)
+                backend.append(pid)
                 t = time.perf_counter()
                 outcome = features.compute_tenant_features(s, tenant)
                 s.commit()
                 wall = time.perf_counter() - t
                 pg_cpu = _backend_cpu_s(pid) - pg_cpu
+                backend.clear()
             runs.append({"wall_ms": wall * 1000, "cpu_ms": (time.process_time() - cpu) * 1000,
                          "postgres_cpu_ms": pg_cpu * 1000, "dirty_pairs": outcome.dirty,
                          "values_written": outcome.rows,

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 from sqlalchemy.orm import Session
 
-from ubi.analytics.activity import DailyActivity
+from ubi.analytics.activity import COUNTER_INDEX, DailyActivity
+from ubi.analytics.features import FEATURE_COUNTERS
 from ubi.analytics.taxonomy import ROLLUP_COUNTER_COLUMNS
 from ubi.models import DailyInteraction, DailyWorkItem, daily_focus, daily_rollups
 from ubi.models.base import table_of
@@ -105,11 +106,24 @@ def test_postgres_loader_reads_what_the_portable_loader_reads(db_session: Sessio
                 rng.sample([f"u{i:02d}" for i in range(14)], 5)):
         pg = activity.load_activity(db_session, "acme", start, END, actor_ids=ids)
         portable = activity._load_activity_sa(
-            db_session, "acme", start, END, sorted(set(ids)) if ids is not None else None)
+            db_session, "acme", start, END, sorted(set(ids)) if ids is not None else None,
+            list(range(len(ROLLUP_COUNTER_COLUMNS))))
         assert pg.n_subjects > 0 and len(pg.interactions.day) > 0
         assert sorted(pg.subject_ids) == portable.subject_ids  # (the database's order)
         order = [pg.subject_ids.index(s) for s in portable.subject_ids]
         assert canonical(reorder(pg, order)) == canonical(portable)
+        # The features step's read: its counters as in the full read, the others NaN.
+        read = [COUNTER_INDEX[c] for c in FEATURE_COUNTERS]
+        for part in (activity.load_activity(db_session, "acme", start, END, actor_ids=ids,
+                                            counters=FEATURE_COUNTERS),
+                     activity._load_activity_sa(
+                         db_session, "acme", start, END,
+                         sorted(set(ids)) if ids is not None else None, sorted(read))):
+            assert part.subject_ids == pg.subject_ids
+            assert np.array_equal(part.counters[:, :, read], pg.counters[:, :, read])
+            assert np.isnan(np.delete(part.counters, read, axis=2)).all()
+            part.counters = pg.counters
+            assert canonical(part) == canonical(pg)
     db_session.rollback()
 
 

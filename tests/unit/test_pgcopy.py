@@ -66,20 +66,3 @@ def test_layouts_order_the_same_whether_one_integer_or_many_digits() -> None:
     small = pgcopy._layouts(digits, 500)
     large = pgcopy._layouts([*digits, (np.zeros(500, dtype=np.int64), 2**62)], 500)
     assert np.array_equal(small, large)
-
-
-def test_decode_views_the_tuples_of_a_stream_as_records() -> None:
-    fields = [("s", ">i4"), ("n", ">f8")]
-    s = np.array([3, 1, 2], dtype=np.int64)
-    n = np.array([0.5, 2.0, -1.0])
-    c = np.arange(6).reshape(3, 2)
-    body = b"".join(b for _, b in pgcopy.encode_tuples(
-        [pgcopy.Column(">i4", s), pgcopy.Column(">f8", n), pgcopy.Column(">i4", c[:, 0]),
-         pgcopy.Column(">i4", c[:, 1])], 3))
-    records = pgcopy.decode(pgcopy.HEADER + body + pgcopy.TRAILER, fields, ("c", ">i4", 2))
-    assert records.dtype == pgcopy.record_type(fields, ("c", ">i4", 2))
-    assert records["s"].tolist() == s.tolist()
-    assert records["n"].tolist() == n.tolist()
-    assert records["c"]["value"].tolist() == c.tolist()
-    empty = pgcopy.decode(pgcopy.HEADER + pgcopy.TRAILER, fields)
-    assert len(empty) == 0

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 
 import numpy as np
 
@@ -22,6 +22,13 @@ from ubi.analytics.taxonomy import FEATURE_INDEX, FEATURE_NAMES, WINDOWS
 from ubi.analytics.tenant_config import TenantConfig
 
 N_FEATURES = len(FEATURE_NAMES)
+
+#: The rollup counters ``compute_features`` reads: all the features step loads of them.
+FEATURE_COUNTERS: tuple[str, ...] = (
+    "event_count", "n_commit_created", "n_build_failed", "n_build_succeeded", "n_test_failed",
+    "n_test_passed", "n_llm_request_submitted", "n_llm_request_failed", "n_pr_merged",
+    "n_pr_reviewed", "n_context_switch", "after_hours", "late_night", "n_override_attempted",
+    "n_policy_violation")
 
 
 @dataclass
@@ -174,8 +181,10 @@ def window_confidence(n_subjects: int, n_days: int, w: int,
 def compute_features(activity: DailyActivity, window: str, config: TenantConfig,
                      incomplete_days: np.ndarray | None = None,
                      prepared: PreparedActivity | None = None,
-                     timings: dict[str, float] | None = None) -> FeatureCube:
-    """Every SPEC §5.1 feature of every subject for ``window`` on every loaded day.
+                     timings: dict[str, float] | None = None,
+                     from_index: int = 0) -> FeatureCube:
+    """Every SPEC §5.1 feature of every subject for ``window`` on every loaded day from the
+    ``from_index``-th on (the days before only feed the windows; the cube starts there).
 
     ``incomplete_days``: bool [D] (tenant-wide) or [S, D]; only feeds ``confidence`` — the values
     are what was received. Working hours were applied when the rollups were built (ingestion
@@ -193,11 +202,21 @@ def compute_features(activity: DailyActivity, window: str, config: TenantConfig,
         raise ValueError(f"window {window!r} is not enabled for this tenant")
     w = WINDOWS[window]
     n_s, n_d = activity.n_subjects, activity.n_days
+    if not 0 <= from_index <= n_d:
+        raise ValueError(f"from_index {from_index} is outside the {n_d} loaded days")
+    k = from_index
     prep = prepared or prepare_activity(activity)
-    values = np.full((n_s, n_d, N_FEATURES), np.nan)
+    values = np.full((n_s, n_d - k, N_FEATURES), np.nan)
+
+    def window_sum(x: np.ndarray) -> np.ndarray:
+        # Sums over the whole loaded range, kept from day k on: every value below is
+        # elementwise on these, so it is the same as computed on every day, and sliced.
+        return rolling_sum(x, w)[:, k:]
 
     def roll(name: str) -> np.ndarray:
-        return rolling_sum(activity.counter(name), w)
+        if name not in FEATURE_COUNTERS:  # a loader given FEATURE_COUNTERS did not read it
+            raise KeyError(f"{name} is not in FEATURE_COUNTERS")
+        return window_sum(activity.counter(name))
 
     mark = 0.0
 
@@ -222,35 +241,35 @@ def compute_features(activity: DailyActivity, window: str, config: TenantConfig,
         # Local days (``DailyActivity.presence``), as known when each day closed: the days
         # before it in full, the day itself so far.
         present, so_far = activity.presence()
-        put("active_days", rolling_sum(present.astype(float), w)
-            - present + so_far.astype(float))
+        put("active_days", window_sum(present.astype(float))
+            - present[:, k:] + so_far[:, k:].astype(float))
     put("build_failure_rate", _ratio(build_failed, build_failed + build_ok))
     put("test_failure_rate", _ratio(test_failed, test_failed + test_ok))
     put("pr_throughput", roll("n_pr_merged"))
     put("rework_ratio", (build_failed + test_failed) / np.maximum(1.0, commits))
     put("context_switch_rate",
-        _ratio(roll("n_context_switch"), rolling_sum(prep.active_hours, w)))
+        _ratio(roll("n_context_switch"), window_sum(prep.active_hours)))
     put("focus_session_avg_minutes",
-        _ratio(rolling_sum(activity.focus_minutes, w), rolling_sum(activity.focus_sessions, w)))
+        _ratio(window_sum(activity.focus_minutes), window_sum(activity.focus_sessions)))
     hours_events = events if activity.after_hours_events is None else \
-        rolling_sum(activity.after_hours_events, w)
+        window_sum(activity.after_hours_events)
     put("after_hours_ratio", _ratio(roll("after_hours"), hours_events))
     put("late_night_events", roll("late_night"))
     put("reviews_given", roll("n_pr_reviewed"))
 
     inter = activity.interactions
-    put("distinct_collaborators", distinct_counts(prep.counterparts, w))
+    put("distinct_collaborators", distinct_counts(prep.counterparts, w)[:, k:])
     cross_daily: np.ndarray = np.zeros(n_s * n_d)
     if inter.subject.size:
         ok = (inter.day >= 0) & (inter.day < n_d)
         idx = inter.subject[ok] * n_d + inter.day[ok]
         cross_daily = np.bincount(idx, weights=inter.count[ok] * inter.cross_team[ok],
                                   minlength=n_s * n_d)
-    put("cross_team_interactions", rolling_sum(cross_daily.reshape(n_s, n_d), w))
+    put("cross_team_interactions", window_sum(cross_daily.reshape(n_s, n_d)))
 
     put("llm_requests", llm_submitted)
     put("llm_failure_rate", roll("n_llm_request_failed") / np.maximum(1.0, llm_submitted))
-    items = distinct_counts(prep.work_items, w)
+    items = distinct_counts(prep.work_items, w)[:, k:]
     put("llm_requests_per_work_item", _ratio(llm_submitted, items))
     put("override_count", roll("n_override_attempted") + roll("n_policy_violation"))
 
@@ -258,6 +277,7 @@ def compute_features(activity: DailyActivity, window: str, config: TenantConfig,
         "events": events, "after_hours_events": hours_events,
         "builds": build_failed + build_ok, "tests": test_failed + test_ok,
         "llm_submitted": np.maximum(1.0, llm_submitted), "commits": np.maximum(1.0, commits),
-        "active_hours": rolling_sum(prep.active_hours, w), "work_items": items}
-    return FeatureCube(list(activity.subject_ids), activity.start_day, window, values,
-                       window_confidence(n_s, n_d, w, incomplete_days), denominators)
+        "active_hours": window_sum(prep.active_hours), "work_items": items}
+    return FeatureCube(list(activity.subject_ids), activity.start_day + timedelta(days=k),
+                       window, values, window_confidence(n_s, n_d, w, incomplete_days)[:, k:],
+                       denominators)

@@ -9,10 +9,10 @@ events are sorted by a total key before they are read.
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Iterable, Mapping
-from itertools import pairwise
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
+
+import numpy as np
 
 from ubi.analytics.events import BehaviouralEvent
 from ubi.analytics.taxonomy import SEQUENCE_EVENT_TYPES
@@ -38,16 +38,6 @@ class SequenceEvent(NamedTuple):
     duration_ms: float | None = None
 
 
-def _utc_day(epoch_s: float) -> int:
-    return int(epoch_s // _SECONDS_PER_DAY)
-
-
-def _sort_key(e: SequenceEvent) -> tuple[float, int, float]:
-    # A total order on everything that matters, so shuffled input gives the same pairing.
-    return (e.epoch_s, _TYPE_RANK.get(e.event_type, 3),
-            -1.0 if e.duration_ms is None else float(e.duration_ms))
-
-
 def focus_by_day(events: Iterable[SequenceEvent]) -> dict[tuple[str, int], tuple[float, int]]:
     """Focus time per (actor_id, UTC day number): ``(total minutes, number of sessions)``.
 
@@ -63,43 +53,93 @@ def focus_by_day(events: Iterable[SequenceEvent]) -> dict[tuple[str, int], tuple
 
     Actor-days with neither sessions nor gaps are absent from the result.
     """
-    by_actor: dict[str, list[SequenceEvent]] = defaultdict(list)
-    for e in events:
-        if e.event_type in _TYPE_RANK:
-            by_actor[e.actor_id].append(e)
+    seq = [e for e in events if e.event_type in _TYPE_RANK]
+    actors = [e.actor_id for e in seq]
+    epoch = np.array([e.epoch_s for e in seq], dtype=np.float64)
+    days = np.floor_divide(epoch, _SECONDS_PER_DAY).astype(np.int64)
+    asked = sorted(set(zip(actors, days.tolist(), strict=True)))
+    minutes, sessions = focus_of_days(
+        actors, epoch, [e.event_type for e in seq],
+        np.array([np.nan if e.duration_ms is None else e.duration_ms for e in seq],
+                 dtype=np.float64), asked)
+    return {pair: (m, n) for pair, m, n in zip(asked, minutes.tolist(), sessions.tolist(),
+                                                 strict=True) if n}
 
-    out: dict[tuple[str, int], tuple[float, int]] = {}
-    for actor, seq in by_actor.items():
-        seq.sort(key=_sort_key)
-        sessions: dict[int, list[float]] = defaultdict(list)  # day -> [minutes, sessions]
-        switches: dict[int, list[float]] = defaultdict(list)
-        open_start: float | None = None
-        for e in seq:
-            if e.event_type == "focus_session_started":
-                open_start = e.epoch_s
-            elif e.event_type == "focus_session_ended":
-                if open_start is not None:
-                    minutes = (e.epoch_s - open_start) / 60.0
-                    open_start = None
-                elif e.duration_ms is not None and e.duration_ms >= 0:
-                    minutes = float(e.duration_ms) / 60000.0
-                else:
-                    continue
-                acc = sessions.setdefault(_utc_day(e.epoch_s), [0.0, 0])
-                acc[0] += minutes
-                acc[1] += 1
-            else:
-                switches[_utc_day(e.epoch_s)].append(e.epoch_s)
-        for day, (minutes, count) in sessions.items():
-            out[(actor, day)] = (minutes, int(count))
-        for day, times in switches.items():
-            if (actor, day) in out:
-                continue
-            gaps = [min(b - a, CONTEXT_SWITCH_GAP_CAP_S)
-                    for a, b in pairwise(times) if b > a]
-            if gaps:
-                out[(actor, day)] = (sum(gaps) / 60.0, len(gaps))
-    return out
+
+def focus_of_days(actor_ids: Sequence[str], epoch_s: np.ndarray, event_types: Sequence[str],
+                  duration_ms: np.ndarray, asked: Sequence[tuple[str, int]], *,
+                  lookback_days: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Focus minutes (float64) and sessions (int64) of each ``asked`` (actor, UTC day number),
+    by ``focus_by_day``'s rules, from sequence events given as columns (``duration_ms`` NaN:
+    none). ``lookback_days``: a session's start is only looked for on the days up to that
+    many before its end's (the refresh of a day reads it and the day before; None: any).
+
+    Set-based: at an ``ended``, a session is open exactly when the actor's previous
+    ``started``/``ended`` event is a ``started`` (an ``ended`` closes, a ``started`` opens or
+    replaces), so every ``ended`` pairs by looking one event back in the sorted sequence;
+    sums are taken in time order (``bincount``), as the one-event-at-a-time loop added them.
+    """
+    n_asked = len(asked)
+    keep = np.array([t in _TYPE_RANK for t in event_types], dtype=bool)
+    rank = np.array([_TYPE_RANK.get(t, 3) for t in event_types], dtype=np.int64)[keep]
+    epoch = np.asarray(epoch_s, dtype=np.float64)[keep]
+    duration = np.asarray(duration_ms, dtype=np.float64)[keep]
+    codes: dict[str, int] = {}
+    actor = np.array([codes.setdefault(a, len(codes)) for a, k in zip(
+        actor_ids, keep.tolist(), strict=True) if k], dtype=np.int64)
+    minutes = np.zeros(n_asked)
+    sessions = np.zeros(n_asked, dtype=np.int64)
+    if not n_asked or not len(epoch):
+        return minutes, sessions
+    # A total order within each actor (time, then type at one instant, then duration), so
+    # shuffled input gives the same pairing.
+    order = np.lexsort((np.where(np.isnan(duration), -1.0, duration), rank, epoch, actor))
+    actor, epoch, rank, duration = actor[order], epoch[order], rank[order], duration[order]
+    day = np.floor_divide(epoch, _SECONDS_PER_DAY).astype(np.int64)
+    # Each event's asked pair (-1: not asked).
+    ask_actor = np.array([codes.get(a, -1) for a, _ in asked], dtype=np.int64)
+    ask_day = np.array([d for _, d in asked], dtype=np.int64)
+    lo = int(min(day.min(), ask_day.min()))
+    width = int(max(day.max(), ask_day.max())) - lo + 1
+    ask_key = np.where(ask_actor >= 0, ask_actor * width + (ask_day - lo), -1)
+    sorter = np.argsort(ask_key, kind="stable")
+    event_key = actor * width + (day - lo)
+    at = np.minimum(np.searchsorted(ask_key, event_key, sorter=sorter), n_asked - 1)
+    target = np.where(ask_key[sorter[at]] == event_key, sorter[at], -1)
+
+    # Sessions: each ``ended`` and the actor's previous started/ended event.
+    se = np.flatnonzero(rank <= 1)
+    ended = se[1:][rank[se[1:]] == 0]
+    prev = se[np.searchsorted(se, ended) - 1]
+    paired = (rank[prev] == 1) & (actor[prev] == actor[ended])
+    if lookback_days is not None:
+        paired &= day[prev] >= day[ended] - lookback_days
+    if len(se) and rank[se[0]] == 0:  # an ``ended`` first of all: nothing before it
+        ended, paired = np.r_[se[0], ended], np.r_[False, paired]
+        prev = np.r_[se[0], prev]
+    own = duration[ended]
+    has_own = ~np.isnan(own) & (own >= 0)
+    length = np.where(paired, (epoch[ended] - epoch[prev]) / 60.0,
+                      np.where(has_own, own, 0.0) / 60000.0)
+    counted = (paired | has_own) & (target[ended] >= 0)
+    # Sorted by time: bincount adds each pair's sessions in the loop's order.
+    idx = target[ended][counted]
+    minutes += np.bincount(idx, weights=length[counted], minlength=n_asked)
+    sessions += np.bincount(idx, minlength=n_asked)
+
+    # Fallback: gaps between an actor-day's consecutive context switches.
+    sw = np.flatnonzero(rank == 2)
+    a, b = sw[:-1], sw[1:]
+    gap = epoch[b] - epoch[a]
+    same = (actor[a] == actor[b]) & (day[a] == day[b]) & (gap > 0) & (target[b] >= 0)
+    gidx = target[b][same]
+    gap_sum = np.bincount(gidx, weights=np.minimum(gap[same], CONTEXT_SWITCH_GAP_CAP_S),
+                          minlength=n_asked)
+    gaps = np.bincount(gidx, minlength=n_asked)
+    fallback = (sessions == 0) & (gaps > 0)
+    minutes[fallback] = gap_sum[fallback] / 60.0
+    sessions[fallback] = gaps[fallback]
+    return minutes, sessions
 
 
 def duration_ms(properties: Mapping[str, Any]) -> float | None:

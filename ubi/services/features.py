@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 from ubi import clock
 from ubi.analytics.calendar import day_number
 from ubi.analytics.engine import tenant_features
-from ubi.analytics.features import compute_features
+from ubi.analytics.features import FEATURE_COUNTERS, compute_features, prepare_activity
 from ubi.analytics.presence import first_active_day
 from ubi.analytics.results import FeatureTable
 from ubi.analytics.scopes import stored_cells
@@ -198,23 +198,28 @@ def compute_tenant_features(session: Session, tenant_id: str, *, now: datetime |
     first_dirty = min(by_actor.values())
     last_day = max(today, max(d for _, d in pairs))
     start = first_dirty - timedelta(days=max(WINDOWS.values()) - 1)
-    activity = load_activity(session, tenant_id, start, last_day, actor_ids=by_actor.keys())
+    activity = load_activity(session, tenant_id, start, last_day, actor_ids=by_actor.keys(),
+                             counters=FEATURE_COUNTERS)
     outcome.actors = activity.n_subjects
     incomplete = incomplete_days(session, tenant_id, start, last_day)
     first_active = first_active_day(activity)
     first_dirty_index = np.array([(by_actor[a] - start).days for a in activity.subject_ids],
                                  dtype=np.int64)
-    start_n = day_number(start)
+    # Values only from the first dirty day on (the days before feed the windows).
+    e0 = int(first_dirty_index.min()) if len(first_dirty_index) else 0
+    day_index = np.arange(e0, activity.n_days)
+    days = day_number(start) + day_index
     today_n = day_number(today)
-    days = np.arange(start_n, start_n + activity.n_days, dtype=np.int64)
+    prepared = prepare_activity(activity)  # once for every window
     tables = []
     for window in config.windows:
-        cube = compute_features(activity, window, config, incomplete, timings=timings)
+        cube = compute_features(activity, window, config, incomplete, prepared, timings,
+                                from_index=e0)
         # The (actor, day) cells to store: from the actor's first dirty day on, those that
         # have rows at all (the rule every writer follows, ``scopes.stored_cells``).
         stored = stored_cells(cube.values, np.ones(cube.confidence.shape, dtype=bool),
-                              first_active, np.arange(activity.n_days))
-        stored &= np.arange(activity.n_days)[None, :] >= first_dirty_index[:, None]
+                              first_active, day_index)
+        stored &= day_index[None, :] >= first_dirty_index[:, None]
         tables.append(FeatureTable(tenant_id, "actor", window, list(activity.subject_ids),
                                    days, cube.values, cube.confidence, stored))
     # Today's values are of a day still going on (``metadata.partial``).

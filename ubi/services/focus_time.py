@@ -22,16 +22,15 @@ no documents), and one statement that upserts the pairs with focus and deletes t
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Sequence
 from datetime import date, datetime, timedelta
 from typing import Any
 
+import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from ubi.analytics.calendar import day_number
-from ubi.analytics.focus import SequenceEvent, duration_ms, focus_by_day
+from ubi.analytics.focus import duration_ms, focus_of_days
 from ubi.analytics.taxonomy import SEQUENCE_EVENT_TYPES
 from ubi.models import DirtySubject, Event, daily_focus, utcnow
 from ubi.models.session import is_postgres
@@ -88,15 +87,13 @@ def refresh_focus(session: Session, tenant_id: str, pairs: set[tuple[str, date]]
     if not pairs:
         return 0
     reads = pairs | {(a, d - timedelta(days=1)) for a, d in pairs}
-    by_pair = _sequence_events(session, tenant_id, reads)
     ordered = sorted(pairs)
-    minutes: list[float] = []
-    sessions: list[int] = []
-    for actor, day in ordered:
-        seq = by_pair.get((actor, day - timedelta(days=1)), []) + by_pair.get((actor, day), [])
-        m, n = focus_by_day(seq).get((actor, day_number(day)), (0.0, 0)) if seq else (0.0, 0)
-        minutes.append(float(m))
-        sessions.append(int(n))
+    # Each pair's focus from its own day's and the day before's events (what was read).
+    found, sessions_of = focus_of_days(*_sequence_events(session, tenant_id, reads),
+                                       [(a, day_number(d)) for a, d in ordered],
+                                       lookback_days=1)
+    minutes: list[float] = found.tolist()
+    sessions: list[int] = sessions_of.tolist()
     now = utcnow()
     if is_postgres(session):
         session.connection().exec_driver_sql(_WRITE_PG, {
@@ -130,32 +127,34 @@ def refresh_pending(session: Session, tenant_id: str, through: date | None = Non
 
 
 def _sequence_events(session: Session, tenant_id: str, pairs: set[tuple[str, date]]
-                     ) -> dict[tuple[str, date], list[SequenceEvent]]:
-    """The stored sequence events of each (actor, day) of ``pairs``."""
+                     ) -> tuple[list[str], np.ndarray, list[str], np.ndarray]:
+    """The stored sequence events of the (actor, day) ``pairs`` as columns (``focus_of_days``'
+    first four): actors, epoch seconds, types, ``duration_ms`` (NaN: none)."""
     ordered = sorted(pairs)
-    out: dict[tuple[str, date], list[SequenceEvent]] = defaultdict(list)
     if is_postgres(session):
-        rows: Sequence[sa.Row[str, date, float, str, float | None]] = (
-            session.connection().exec_driver_sql(_READ_PG,
-                                                 _read_params(tenant_id, ordered)).all())
-        for actor, day, epoch_s, event_type, duration in rows:
-            out[(actor, day)].append(SequenceEvent(actor, epoch_s, event_type, duration))
-        return out
-    wanted = set(ordered)
-    lo, hi = min(d for _, d in ordered), max(d for _, d in ordered)
-    # typed by hand: a JSON column in the select makes SQLAlchemy infer Row[*tuple[Any, ...]]
-    result: sa.Result[str, date, datetime, str, dict[str, Any]] = session.execute(sa.select(
-        Event.actor_id, Event.event_date, Event.timestamp_utc, Event.event_type,
-        Event.properties).where(
-        Event.tenant_id == tenant_id, Event.event_date >= lo, Event.event_date <= hi,
-        Event.actor_id.in_(sorted({a for a, _ in ordered})),
-        Event.event_type.in_(_SEQUENCE_TYPES)))
-    for actor, day, ts, event_type, props in result:
-        if (actor, day) in wanted:
-            out[(actor, day)].append(SequenceEvent(
-                actor, ts.timestamp(), event_type,
-                duration_ms(props if isinstance(props, dict) else {})))
-    return out
+        # psycopg's own tuples: SQLAlchemy's rows cost more than the pairing (thousands a run).
+        raw = session.connection().connection.driver_connection
+        assert raw is not None  # the session's live connection always has its driver connection
+        with raw.cursor() as cur:
+            cur.execute(_READ_PG, _read_params(tenant_id, ordered))
+            rows: list[tuple[str, date, float, str, float | None]] = cur.fetchall()
+        columns = [(a, e, t, d) for a, _, e, t, d in rows]
+    else:
+        wanted = set(ordered)
+        lo, hi = min(d for _, d in ordered), max(d for _, d in ordered)
+        # typed by hand: a JSON column in the select makes SQLAlchemy infer Row[*tuple[Any, ...]]
+        result: sa.Result[str, date, datetime, str, dict[str, Any]] = session.execute(sa.select(
+            Event.actor_id, Event.event_date, Event.timestamp_utc, Event.event_type,
+            Event.properties).where(
+            Event.tenant_id == tenant_id, Event.event_date >= lo, Event.event_date <= hi,
+            Event.actor_id.in_(sorted({a for a, _ in ordered})),
+            Event.event_type.in_(_SEQUENCE_TYPES)))
+        columns = [(actor, ts.timestamp(), event_type,
+                    duration_ms(props if isinstance(props, dict) else {}))
+                   for actor, day, ts, event_type, props in result if (actor, day) in wanted]
+    return ([a for a, _, _, _ in columns], np.array([e for _, e, _, _ in columns], dtype=float),
+            [t for _, _, t, _ in columns],
+            np.array([np.nan if d is None else d for _, _, _, d in columns], dtype=float))
 
 
 def _read_params(tenant_id: str, ordered: list[tuple[str, date]]) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from datetime import date, timedelta
 from typing import Any
 
@@ -15,7 +15,7 @@ from ubi.analytics.calendar import day_number
 from ubi.analytics.taxonomy import ROLLUP_COUNTER_COLUMNS
 from ubi.models import DailyInteraction, DailyWorkItem, TenantDay, daily_focus, daily_rollups
 from ubi.models.session import is_postgres
-from ubi.store import pgcopy
+from ubi.store import packed
 
 _R = daily_rollups.c
 _F = daily_focus.c
@@ -61,23 +61,39 @@ def latest_teams(session: Session, tenant_id: str, actor_ids: Iterable[str] | No
 
 
 def load_activity(session: Session, tenant_id: str, start_day: date, end_day: date, *,
-                  actor_ids: Iterable[str] | None = None) -> DailyActivity:
+                  actor_ids: Iterable[str] | None = None,
+                  counters: Collection[str] | None = None) -> DailyActivity:
     """Rollups of ``tenant_id`` over [start_day, end_day] (inclusive) as a ``DailyActivity``.
 
     Subjects are the actors with at least one rollup in the range (or the given actors).
     Collaboration counterparts are flagged cross-team using every actor's latest team.
+    ``counters``: only these counter columns are read (a reader that needs a few, such as
+    the features step, leaves the others on the server); the others are NaN, never zeros a
+    reader could take for no events.
     """
     n_days = (end_day - start_day).days + 1
     if n_days <= 0:
         raise ValueError("end_day is before start_day")
+    unknown = set(counters or ()) - set(ROLLUP_COUNTER_COLUMNS)
+    if unknown:
+        raise KeyError(f"no counter(s) {sorted(unknown)}")
+    columns = [i for i, c in enumerate(ROLLUP_COUNTER_COLUMNS)
+               if counters is None or c in counters]
     ids = sorted(set(actor_ids)) if actor_ids is not None else None
     if is_postgres(session):
-        return _load_activity_pg(session, tenant_id, start_day, end_day, ids)
-    return _load_activity_sa(session, tenant_id, start_day, end_day, ids)
+        return _load_activity_pg(session, tenant_id, start_day, end_day, ids, columns)
+    return _load_activity_sa(session, tenant_id, start_day, end_day, ids, columns)
+
+
+def _counters(s: int, n_days: int, columns: list[int]) -> np.ndarray:
+    """float64 [S, D, counters]: zeros in the ``columns`` read, NaN in the others."""
+    out = np.full((s, n_days, len(ROLLUP_COUNTER_COLUMNS)), np.nan)
+    out[:, :, columns] = 0.0
+    return out
 
 
 def _load_activity_sa(session: Session, tenant_id: str, start_day: date, end_day: date,
-                      ids: list[str] | None) -> DailyActivity:
+                      ids: list[str] | None, columns: list[int]) -> DailyActivity:
     """Any database (SQLite's path; on PostgreSQL the reference of the COPY path's tests)."""
     n_days = (end_day - start_day).days + 1
     cond = [_R.tenant_id == tenant_id, _R.day >= start_day, _R.day <= end_day]
@@ -87,13 +103,14 @@ def _load_activity_sa(session: Session, tenant_id: str, start_day: date, end_day
     rows = session.execute(
         sa.select(_R.actor_id, _R.day, _R.hours_mask, _R.local_days,
                   sa.func.coalesce(_F.focus_minutes, 0.0), sa.func.coalesce(_F.focus_sessions, 0),
-                  *_COUNTER_COLS).select_from(daily_rollups.outerjoin(daily_focus, focus))
+                  *(_COUNTER_COLS[i] for i in columns))
+        .select_from(daily_rollups.outerjoin(daily_focus, focus))
         .where(*cond).order_by(_R.actor_id, _R.day)).all()
     subjects = sorted({r[0] for r in rows}) if ids is None else [
         a for a in ids if a in {r[0] for r in rows}]
     index = {a: i for i, a in enumerate(subjects)}
     s = len(subjects)
-    counters = np.zeros((s, n_days, len(ROLLUP_COUNTER_COLUMNS)))
+    counters = _counters(s, n_days, columns)
     hours_mask = np.zeros((s, n_days), dtype=np.int64)
     local_days = np.zeros((s, n_days), dtype=np.int64)
     focus_minutes = np.zeros((s, n_days))
@@ -107,7 +124,7 @@ def _load_activity_sa(session: Session, tenant_id: str, start_day: date, end_day
         local_days[si, di] = numeric[:, 1].astype(np.int64)
         focus_minutes[si, di] = numeric[:, 2]
         focus_sessions[si, di] = numeric[:, 3]
-        counters[si, di, :] = numeric[:, 4:]
+        counters[si[:, None], di[:, None], np.array(columns)[None, :]] = numeric[:, 4:]
 
     teams = latest_teams(session, tenant_id, up_to=end_day)
     actor_types = [teams.get(a, ("human", None))[0] for a in subjects]
@@ -147,40 +164,54 @@ def _load_activity_sa(session: Session, tenant_id: str, start_day: date, end_day
                          local_days=local_days)
 
 
-# --- PostgreSQL: binary COPY straight into numpy --------------------------------------------
+# --- PostgreSQL: rows packed by the server straight into numpy -----------------------------
 
-def _copy_binary(session: Session, query: str, params: dict[str, Any],
-                 fields: list[tuple[str, str]], repeated: tuple[str, str, int] | None = None
-                 ) -> np.ndarray:
-    """Run ``COPY (query) TO STDOUT (FORMAT binary)`` and view the rows as a numpy record
-    array (``pgcopy.decode``): every field NOT NULL and fixed-width (int4 '>i4', float8
-    '>f8'); ``repeated`` (name, kind, n): n more fields of one kind after ``fields``, viewed
-    together: ``records[name]["value"]`` is [R, n] (one block, so the caller scatters it at
-    once)."""
+def _read(session: Session, query: str, params: dict[str, Any],
+          fields: list[tuple[str, str]], repeated: tuple[str, str, int] | None = None,
+          labels: str | None = None) -> packed.Packed:
+    """``packed.read`` of ``query`` grouped by its actor column ``actor_id``."""
     conn = session.connection()
     # These reads scan whole ranges: hash joins are always right, while nested loops chosen
     # on stale statistics (right after a bulk load) were measured 400x slower.
     conn.exec_driver_sql("SET LOCAL enable_nestloop = off")
     try:
-        data = pgcopy.copy_out(session, query, params)
+        return packed.read(session, query, params, fields, repeated, group_by="actor_id",
+                           labels=labels)
     finally:
         conn.exec_driver_sql("SET LOCAL enable_nestloop = on")
-    return pgcopy.decode(data, fields, repeated)
 
 
 def _load_activity_pg(session: Session, tenant_id: str, start_day: date, end_day: date,
-                      ids: list[str] | None) -> DailyActivity:
+                      ids: list[str] | None, columns: list[int]) -> DailyActivity:
     n_days = (end_day - start_day).days + 1
-    window = "tenant_id = %(t)s AND day BETWEEN %(a)s AND %(b)s"
-    params: dict[str, Any] = {"t": tenant_id, "a": start_day, "b": end_day,
-                              "ids": ids or [], "all": ids is None}
+    params: dict[str, Any] = {"t": tenant_id, "a": start_day, "b": end_day}
     conn = session.connection()
-    subjects: list[str] = list(conn.exec_driver_sql(
-        f"SELECT DISTINCT actor_id FROM daily_rollups WHERE {window} "
-        f"AND (%(all)s OR actor_id = ANY(%(ids)b::varchar[])) ORDER BY actor_id",
-        params).scalars())
+    if ids is None:
+        ids = list(conn.exec_driver_sql(
+            "SELECT DISTINCT actor_id FROM daily_rollups WHERE tenant_id = %(t)s "
+            "AND day BETWEEN %(a)s AND %(b)s ORDER BY actor_id", params).scalars())
+    epoch0 = day_number(start_day)
+    # The subjects are the actors of ``ids`` with rollups in the window (found by this read,
+    # not by a query of their own), in the order of ``ids``.
+    params["ids"] = ids
+    counter_sql = ", ".join(f'r."{ROLLUP_COUNTER_COLUMNS[c]}"::int4 AS c{i}'
+                            for i, c in enumerate(columns))
+    found, group, recs, _ = _read(session, (
+        f"SELECT r.actor_id, (r.day - DATE '1970-01-01')::int4 - {epoch0} AS d, "
+        f"r.hours_mask::int4 AS h, r.local_days::int4 AS ld, "
+        f"COALESCE(f.focus_minutes, 0)::float8 AS fm, "
+        f"COALESCE(f.focus_sessions, 0)::int4 AS fs, {counter_sql} "
+        f"FROM daily_rollups r LEFT JOIN daily_focus f ON f.tenant_id = r.tenant_id "
+        f"AND f.actor_id = r.actor_id AND f.day = r.day "
+        f"WHERE r.tenant_id = %(t)s AND r.actor_id = ANY(%(ids)b::varchar[]) "
+        f"AND r.day BETWEEN %(a)s AND %(b)s"), params,
+        [("d", ">i4"), ("h", ">i4"), ("ld", ">i4"), ("fm", ">f8"), ("fs", ">i4")],
+        repeated=("c", ">i4", len(columns)))
+    has_rows = set(found)
+    subjects = [a for a in ids if a in has_rows]
+    index = {a: i for i, a in enumerate(subjects)}
     s = len(subjects)
-    counters = np.zeros((s, n_days, len(ROLLUP_COUNTER_COLUMNS)))
+    counters = _counters(s, n_days, columns)
     hours_mask = np.zeros((s, n_days), dtype=np.int64)
     local_days = np.zeros((s, n_days), dtype=np.int64)
     focus_minutes = np.zeros((s, n_days))
@@ -189,79 +220,65 @@ def _load_activity_pg(session: Session, tenant_id: str, start_day: date, end_day
         return DailyActivity(subjects, [], [], start_day, counters, hours_mask, focus_minutes,
                              focus_sessions, Interactions.empty(), WorkItems.empty(),
                              local_days=local_days)
-    epoch0 = day_number(start_day)
-    # A subject's code is its place in ``subjects`` (sorted by the database, as before by a
-    # row_number over the same DISTINCT): the list read once, not the window again per COPY.
-    params["subjects"] = subjects
-    actors_cte = ("WITH actors AS (SELECT actor_id, (o - 1)::int4 AS code FROM "
-                  "unnest(%(subjects)b::varchar[]) WITH ORDINALITY AS u(actor_id, o))")
-    counter_sql = ", ".join(f'r."{c}"::int4' for c in ROLLUP_COUNTER_COLUMNS)
-    recs = _copy_binary(session, (
-        f"{actors_cte} SELECT a.code, (r.day - DATE '1970-01-01')::int4 - {epoch0}, "
-        f"r.hours_mask::int4, r.local_days::int4, COALESCE(f.focus_minutes, 0)::float8, "
-        f"COALESCE(f.focus_sessions, 0)::int4, {counter_sql} "
-        f"FROM daily_rollups r JOIN actors a USING (actor_id) "
-        f"LEFT JOIN daily_focus f ON f.tenant_id = r.tenant_id "
-        f"AND f.actor_id = r.actor_id AND f.day = r.day "
-        f"WHERE r.tenant_id = %(t)s AND r.actor_id = ANY(%(subjects)b::varchar[]) "
-        f"AND r.day BETWEEN %(a)s AND %(b)s"), params,
-        [("s", ">i4"), ("d", ">i4"), ("h", ">i4"), ("ld", ">i4"), ("fm", ">f8"),
-         ("fs", ">i4")],
-        repeated=("c", ">i4", len(ROLLUP_COUNTER_COLUMNS)))
-    si, di = recs["s"].astype(np.int64), recs["d"].astype(np.int64)
+
+    def codes(keys: list[str], row_group: np.ndarray) -> np.ndarray:
+        """Each row's subject code (its actor's place in ``subjects``)."""
+        return np.array([index[a] for a in keys], dtype=np.int64)[row_group]
+
+    si, di = codes(found, group), recs["d"].astype(np.int64)
     hours_mask[si, di] = recs["h"]
     local_days[si, di] = recs["ld"]
     focus_minutes[si, di] = recs["fm"]
     focus_sessions[si, di] = recs["fs"]
-    counters[si, di] = recs["c"]["value"]  # every counter of a row in one scatter
+    if len(columns) == len(ROLLUP_COUNTER_COLUMNS):
+        counters[si, di] = recs["c"]  # every counter of a row in one scatter
+    else:
+        counters[si[:, None], di[:, None], np.array(columns)[None, :]] = recs["c"]
 
-    # The subjects' counterparts in the window, coded by their sorted place (codes only tell
-    # counterparts apart); then the latest team of every subject and counterpart (cross-team
-    # flags, SPEC §5.1), looked up for those actors only.
-    parts: list[str] = list(conn.exec_driver_sql(
-        f"SELECT DISTINCT counterpart_id FROM daily_interactions WHERE {window} "
-        f"AND actor_id = ANY(%(subjects)b::varchar[]) ORDER BY counterpart_id",
-        params).scalars())
+    params["ids"] = subjects
+    # The subjects' interactions, counterparts numbered here in the order met (codes only
+    # tell counterparts apart); then the latest team of every subject and counterpart
+    # (cross-team flags, SPEC §5.1), looked up for those actors only.
+    keys, group, inter, part_ids = _read(session, (
+        f"SELECT i.actor_id, (i.day - DATE '1970-01-01')::int4 - {epoch0} AS d, "
+        f"i.events::float8 AS n, i.counterpart_id FROM daily_interactions i "
+        f"WHERE i.tenant_id = %(t)s AND i.actor_id = ANY(%(ids)b::varchar[]) "
+        f"AND i.day BETWEEN %(a)s AND %(b)s"), params,
+        [("d", ">i4"), ("n", ">f8")], labels="counterpart_id")
+    parts, c_codes = _number(part_ids)
     teams = latest_teams(session, tenant_id, sorted(set(subjects) | set(parts)), up_to=end_day)
     actor_types = [teams.get(a, ("human", None))[0] for a in subjects]
     team_ids = [teams.get(a, ("human", None))[1] for a in subjects]
-    params["parts"] = parts
-    inter = _copy_binary(session, (
-        f"{actors_cte}, parts AS (SELECT counterpart_id, (o - 1)::int4 AS code FROM "
-        f"unnest(%(parts)b::varchar[]) WITH ORDINALITY AS u(counterpart_id, o)) "
-        f"SELECT a.code, (i.day - DATE '1970-01-01')::int4 - {epoch0}, p.code, "
-        f"i.events::float8 FROM daily_interactions i JOIN actors a USING (actor_id) "
-        f"JOIN parts p USING (counterpart_id) "
-        f"WHERE i.tenant_id = %(t)s AND i.actor_id = ANY(%(subjects)b::varchar[]) "
-        f"AND i.day BETWEEN %(a)s AND %(b)s"), params,
-        [("s", ">i4"), ("d", ">i4"), ("c", ">i4"), ("n", ">f8")]) if parts else None
-    if inter is None:
-        interactions = Interactions.empty()
-    else:
-        # Team codes (-1: none): cross-team where both are known and differ.
-        team_code: dict[str | None, int] = {None: -1}
-        own = np.array([team_code.setdefault(t, len(team_code)) for t in team_ids],
-                       dtype=np.int64)
-        other = np.array([team_code.setdefault(teams.get(p, ("", None))[1], len(team_code))
-                          for p in parts], dtype=np.int64)
-        s_codes, c_codes = inter["s"].astype(np.int64), inter["c"].astype(np.int64)
-        cross = (own[s_codes] >= 0) & (other[c_codes] >= 0) & (own[s_codes] != other[c_codes])
-        interactions = Interactions(s_codes, inter["d"].astype(np.int64), c_codes,
-                                    inter["n"].astype(np.float64), cross)
-    # Work items coded in the same read (dense_rank: codes only tell items apart).
-    items = _copy_binary(session, (
-        f"{actors_cte} SELECT a.code, (w.day - DATE '1970-01-01')::int4 - {epoch0}, "
-        f"(dense_rank() OVER (ORDER BY w.work_item_id) - 1)::int4, w.llm_requests::float8 "
-        f"FROM daily_work_items w JOIN actors a USING (actor_id) "
-        f"WHERE w.tenant_id = %(t)s AND w.actor_id = ANY(%(subjects)b::varchar[]) "
+    # Team codes (-1: none): cross-team where both are known and differ.
+    team_code: dict[str | None, int] = {None: -1}
+    own = np.array([team_code.setdefault(t, len(team_code)) for t in team_ids], dtype=np.int64)
+    other = np.array([team_code.setdefault(teams.get(p, ("", None))[1], len(team_code))
+                      for p in parts], dtype=np.int64)
+    s_codes = codes(keys, group)
+    cross = (own[s_codes] >= 0) & (other[c_codes] >= 0) & (own[s_codes] != other[c_codes])
+    interactions = Interactions(s_codes, inter["d"].astype(np.int64), c_codes,
+                                inter["n"].astype(np.float64), cross)
+    # Work items numbered here in the order met (codes only tell items apart): a dense_rank
+    # in the query sorted every row, twice the server's CPU of the read.
+    keys, group, items, item_ids = _read(session, (
+        f"SELECT w.actor_id, (w.day - DATE '1970-01-01')::int4 - {epoch0} AS d, "
+        f"w.llm_requests::float8 AS n, w.work_item_id FROM daily_work_items w "
+        f"WHERE w.tenant_id = %(t)s AND w.actor_id = ANY(%(ids)b::varchar[]) "
         f"AND w.day BETWEEN %(a)s AND %(b)s"), params,
-        [("s", ">i4"), ("d", ">i4"), ("w", ">i4"), ("n", ">f8")])
-    work_items = WorkItems(
-        items["s"].astype(np.int64), items["d"].astype(np.int64), items["w"].astype(np.int64),
-        items["n"].astype(np.float64))
+        [("d", ">i4"), ("n", ">f8")], labels="work_item_id")
+    work_items = WorkItems(codes(keys, group), items["d"].astype(np.int64),
+                           _number(item_ids)[1], items["n"].astype(np.float64))
     return DailyActivity(subjects, actor_types, team_ids, start_day, counters, hours_mask,
                          focus_minutes, focus_sessions, interactions, work_items,
                          local_days=local_days)
+
+
+def _number(labels: list[str]) -> tuple[list[str], np.ndarray]:
+    """The distinct labels in the order met, and each label's place among them (int64)."""
+    distinct = list(dict.fromkeys(labels))
+    place = {label: i for i, label in enumerate(distinct)}
+    return distinct, np.fromiter(map(place.__getitem__, labels), dtype=np.int64,
+                                 count=len(labels))
 
 
 def _cross_team(teams: dict[str, tuple[str, str | None]], actor: str, counterpart: str) -> bool:

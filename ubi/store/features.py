@@ -33,6 +33,7 @@ from ubi.analytics.ids import feature_id
 from ubi.analytics.results import FeatureTable
 from ubi.analytics.taxonomy import FEATURES, WINDOWS
 from ubi.models import FeatureDay, table_of
+from ubi.models.session import is_postgres
 from ubi.store import bulk
 
 #: The column of each window.
@@ -120,8 +121,9 @@ def write(session: Session, tables: Iterable[FeatureTable], *, now: datetime,
     others false (the features step's rows; without it there is no such key).
 
     Idempotent (``INSERT ... ON CONFLICT DO UPDATE``); a row is only rewritten when a value
-    changes, and ``computed_at`` then."""
+    changes, and ``computed_at`` (``now``, timezone-aware) then."""
     rows: dict[tuple[str, str, str, int], dict[str, Any]] = {}
+    dates: dict[int, date] = {}
     n_values = 0
     for table in tables:
         if scopes is not None and table.scope not in scopes:
@@ -131,22 +133,30 @@ def write(session: Session, tables: Iterable[FeatureTable], *, now: datetime,
             continue
         column = WINDOW_COLUMNS[table.window]
         slots = list(SLOTS[table.window])
-        packed = np.empty((len(cells_s), 1 + len(slots)), dtype="<f8")
-        packed[:, 0] = table.confidence[cells_s, cells_e]
-        packed[:, 1:] = table.values[cells_s, cells_e][:, slots]
-        days = np.asarray(table.days)[cells_e].tolist()
+        # Every cell's stored value at once: the metadata byte, then the doubles (``pack``).
+        packed = np.empty(len(cells_s), dtype=[("flag", "u1"), ("v", "<f8", (1 + len(slots),))])
+        packed["v"][:, 0] = table.confidence[cells_s, cells_e]
+        packed["v"][:, 1:] = table.values[cells_s, cells_e][:, slots]
+        days = np.asarray(table.days)[cells_e]
+        packed["flag"] = PARTIAL[None] if partial_from is None else np.where(
+            days >= partial_from, PARTIAL[True], PARTIAL[False])
+        values = packed.view(np.dtype((np.void, packed.dtype.itemsize))).tolist()
         n_values += len(cells_s) * len(slots)
-        for k, (s, day) in enumerate(zip(cells_s.tolist(), days, strict=True)):
+        for s, day, value in zip(cells_s.tolist(), days.tolist(), values, strict=True):
             key = (table.tenant_id, table.scope, table.subject_ids[s], day)
             row = rows.get(key)
             if row is None:
+                if day not in dates:
+                    dates[day] = day_from_number(day)
                 row = rows[key] = {
                     "tenant_id": key[0], "actor_scope": key[1], "subject_id": key[2],
-                    "day": day_from_number(day), "w24h": None, "w7d": None, "w28d": None,
+                    "day": dates[day], "w24h": None, "w7d": None, "w28d": None,
                     "computed_at": now}
-            flag = 0 if partial_from is None else PARTIAL[day >= partial_from]
-            row[column] = bytes([flag]) + packed[k].tobytes()
+            row[column] = value
     windows = list(WINDOW_COLUMNS.values())
+    if is_postgres(session):
+        _upsert_pg(session, [rows[k] for k in sorted(rows)], mode)
+        return n_values
     merge: dict[str, Any] = {
         "update": {"fill": windows}, "fill": {"fill_stored": windows},
         "replace": {"replace": windows}}[mode]
@@ -155,6 +165,39 @@ def write(session: Session, tables: Iterable[FeatureTable], *, now: datetime,
                           fill=merge.get("fill", ()), fill_stored=merge.get("fill_stored", ()),
                           changed=windows)
     return n_values
+
+
+#: Each mode's new value of a window column ``w`` (``f``: the stored row).
+_MERGE_PG: dict[str, str] = {"update": "COALESCE(EXCLUDED.{w}, f.{w})",
+                             "fill": "COALESCE(f.{w}, EXCLUDED.{w})", "replace": "EXCLUDED.{w}"}
+#: Rows per statement: a features run writes a few thousand, a full recompute millions.
+_UPSERT_CHUNK = 5000
+
+
+def _upsert_pg(session: Session, rows: list[dict[str, Any]], mode: Mode) -> None:
+    """The rows upserted from arrays (one statement per chunk, in key order, as every writer
+    of ``feature_days`` locks them): no temporary table to create, fill and truncate around
+    each write, as the generic bulk upsert does for its millions of rows. A stored row is only
+    rewritten when one of its windows changes."""
+    windows = list(WINDOW_COLUMNS.values())
+    new = {w: _MERGE_PG[mode].format(w=w) for w in windows}
+    sql = (
+        "INSERT INTO feature_days AS f (tenant_id, actor_scope, subject_id, day, "
+        f"{', '.join(windows)}, computed_at) SELECT u.*, %(now)s FROM unnest("
+        "%(t)b::varchar[], %(s)b::varchar[], %(id)b::varchar[], %(d)b::date[], "
+        f"{', '.join(f'%({w})b::bytea[]' for w in windows)}) AS u "
+        "ON CONFLICT (tenant_id, actor_scope, subject_id, day) DO UPDATE SET "
+        + ", ".join(f"{w} = {e}" for w, e in new.items())
+        + ", computed_at = EXCLUDED.computed_at WHERE "
+        + " OR ".join(f"f.{w} IS DISTINCT FROM {e}" for w, e in new.items()))
+    raw = session.connection().connection.driver_connection
+    assert raw is not None  # the session's live connection always has its driver connection
+    with raw.cursor() as cur:
+        for part in bulk.chunks(rows, _UPSERT_CHUNK):
+            cur.execute(sql, {
+                "now": part[0]["computed_at"], "t": [r["tenant_id"] for r in part],
+                "s": [r["actor_scope"] for r in part], "id": [r["subject_id"] for r in part],
+                "d": [r["day"] for r in part], **{w: [r[w] for r in part] for w in windows}})
 
 
 def records(session: Session, tenant_id: str, *, scopes: Collection[str] | None = None,

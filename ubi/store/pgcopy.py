@@ -1,4 +1,4 @@
-"""PostgreSQL's binary COPY format, to and from numpy columns: UBI's one encoder and decoder.
+"""PostgreSQL's binary COPY format from numpy columns: UBI's one encoder.
 
 The format (PostgreSQL's ``COPY`` reference, "Binary Format"): a header (the signature, 32-bit
 flags, 32-bit header-extension length), then each tuple as a 16-bit field count and, per
@@ -10,8 +10,8 @@ field, a 32-bit byte length (-1 for NULL) and the value in its type's binary for
   one layout, and a block of such rows is one numpy structured array whose bytes are the
   tuples themselves: values shared by every row are broadcast, the others assigned column by
   column. No Python object per row or cell; floats travel as the exact doubles computed.
-- Reading (``copy_out``, ``decode``): ``COPY (query) TO STDOUT`` of fixed-width, NOT NULL
-  fields, viewed as a numpy record array without copying the body.
+- Reading is ``store.packed`` (each group's rows packed by the server into one value: a
+  COPY out hands psycopg one message per row).
 
 Rows held as Python values go through psycopg's own COPY instead (``bulk.copy_rows``,
 ``bulk.copy_tuples``).
@@ -19,7 +19,7 @@ Rows held as Python values go through psycopg's own COPY instead (``bulk.copy_ro
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -202,43 +202,3 @@ def copy_in(session: Session, table: sa.Table, columns: Sequence[str],
             written += n_rows
         copy.write(TRAILER)
     return written
-
-
-# --- reading ---------------------------------------------------------------------------------
-
-def copy_out(session: Session, query: str, params: Mapping[str, Any]) -> bytes:
-    """The whole stream of ``COPY (query) TO STDOUT (FORMAT binary)``, run on the session's
-    connection (``query`` is driver SQL with psycopg's ``%(name)s`` parameters)."""
-    raw = session.connection().connection.driver_connection
-    assert raw is not None  # the session's live connection always has its driver connection
-    chunks: list[bytes] = []
-    with raw.cursor() as cur, cur.copy(f"COPY ({query}) TO STDOUT (FORMAT binary)",
-                                       params) as copy:
-        for data in copy:
-            chunks.append(bytes(data))
-    return b"".join(chunks)
-
-
-def record_type(fields: Sequence[tuple[str, str]],
-                repeated: tuple[str, str, int] | None = None) -> np.dtype[np.void]:
-    """The numpy type of one tuple of fixed-width, NOT NULL ``fields`` (name, numpy type in
-    the wire format: ``">i4"`` int4, ``">f8"`` float8). ``repeated`` (name, type, n): n more
-    fields of one type after ``fields``, viewed together: ``records[name]["value"]`` is
-    [R, n]. Each field ``x`` has its length word beside it, as ``x_len``."""
-    dtype: list[Any] = [("_fields", ">i2")]
-    for name, kind in fields:
-        dtype += [(f"{name}_len", ">i4"), (name, kind)]
-    if repeated is not None:
-        name, kind, n = repeated
-        dtype.append((name, np.dtype([("len", ">i4"), ("value", kind)]), (n,)))
-    return np.dtype(dtype)
-
-
-def decode(data: bytes, fields: Sequence[tuple[str, str]],
-           repeated: tuple[str, str, int] | None = None) -> np.ndarray:
-    """A binary COPY stream (as ``copy_out`` returns it) of tuples of ``record_type(fields,
-    repeated)`` as a numpy record array: a view of the rows between the header and the
-    trailer, not a copy."""
-    record = record_type(fields, repeated)
-    count = max(0, (len(data) - len(HEADER) - len(TRAILER)) // record.itemsize)
-    return np.frombuffer(data, dtype=record, count=count, offset=len(HEADER) if count else 0)
