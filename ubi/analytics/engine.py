@@ -30,7 +30,7 @@ as ``analyse_tenant``), ``analyse_tenant(..., baselines_only=True)`` the baselin
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from datetime import datetime
 
 import numpy as np
@@ -78,12 +78,15 @@ _DIRECTION = np.array([f.health_direction for f in FEATURES], dtype=np.float64)
 
 def tenant_features(activity: DailyActivity, config: TenantConfig, *, tenant_id: str,
                     incomplete_days: np.ndarray | None, from_day: int,
-                    timings: dict[str, float] | None = None) -> list[FeatureTable]:
+                    timings: dict[str, float] | None = None,
+                    scopes: Collection[str] | None = None) -> list[FeatureTable]:
     """The stored feature rows of every scope and window for the days from ``from_day`` (UTC
     day number) to the last loaded day, exactly as ``analyse_tenant`` computes them, without
     baselines, detection or rules (a features refresh, the full recompute, the consistency
     check). Load ``max(WINDOWS)`` - 1 days before ``from_day`` so every window is whole.
-    ``timings``: seconds per feature name, over every scope and window (``compute_features``)."""
+    ``timings``: seconds per feature name, over every scope and window (``compute_features``).
+    ``scopes``: only these scopes' tables (a group refresh needs no actor cube: group features
+    come from the groups' summed activity, not from the actors' features)."""
     n_d = activity.n_days
     e0 = int(from_day) - day_number(activity.start_day)
     if not 0 <= e0 < n_d:
@@ -93,6 +96,8 @@ def tenant_features(activity: DailyActivity, config: TenantConfig, *, tenant_id:
     day_nums = day_number(activity.start_day) + np.arange(n_d, dtype=np.int64)
     tables = []
     for sc in scope_list(activity, config, tenant_id):
+        if scopes is not None and sc.name not in scopes:
+            continue
         prepared = prepare_activity(sc.activity)
         for window in config.windows:
             cube, eligible = scope_cube(activity, sc, window, config, incomplete, prepared,

@@ -241,8 +241,9 @@ def refresh_group_features(session: Session, tenant_id: str,
     activity = load_activity(session, tenant_id, start, last_evaluated)
     incomplete = incomplete_days(session, tenant_id, start, last_evaluated)
     tables = tenant_features(activity, config, tenant_id=tenant_id,
-                             incomplete_days=incomplete, from_day=day_number(first))
-    outcome.features += feature_store.write(session, tables, scopes=GROUP_SCOPES, now=now)
+                             incomplete_days=incomplete, from_day=day_number(first),
+                             scopes=GROUP_SCOPES)
+    outcome.features += feature_store.write(session, tables, now=now)
     feature_refresh.release(session, tenant_id, feature_refresh.GROUPS, taken)
 
 

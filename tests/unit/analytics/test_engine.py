@@ -313,3 +313,25 @@ def test_ut_ubi_05_human_and_agent_with_identical_events_get_identical_results()
 
     assert sigs("human-1") == sigs("agent-1")
     assert sigs("human-1")
+
+
+def test_group_tables_alone_equal_those_of_every_scope() -> None:
+    """A group refresh (detection's ``refresh_group_features``) computes only the team, cohort
+    and tenant tables: the same values, rows and confidences as with the actor scope."""
+    from ubi.analytics.engine import tenant_features
+
+    actors = [office_worker(f"dev-{i}", i, team="A" if i < 6 else "B") for i in range(8)]
+    act = make_activity(actors, N_DAYS)
+    first = day_number(MONDAY) + 35
+    every = {(t.scope, t.window): t for t in tenant_features(
+        act, CFG, tenant_id="acme", incomplete_days=None, from_day=first)}
+    groups = tenant_features(act, CFG, tenant_id="acme", incomplete_days=None, from_day=first,
+                             scopes=("team", "cohort", "tenant"))
+    assert {(t.scope, t.window) for t in groups} == {k for k in every if k[0] != "actor"}
+    assert any(t.exists.any() for t in groups)
+    for t in groups:
+        full = every[(t.scope, t.window)]
+        assert t.subject_ids == full.subject_ids
+        np.testing.assert_array_equal(t.exists, full.exists)
+        np.testing.assert_array_equal(t.values, full.values)
+        np.testing.assert_array_equal(t.confidence, full.confidence)
