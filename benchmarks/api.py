@@ -481,7 +481,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             token = stack.token(TENANT, *READ_ROLES, sub="bench-reader")
             figures = measure(base, token, pop, end_day, clients=args.clients,
                               duration=args.duration, warmup=args.warmup,
-                              web_pid=stack.processes[-1].pid)
+                              web_pid=next(p.pid for p in reversed(stack.processes)
+                                           if p.name == "gunicorn"))
             stack.check_alive()
             plans = explain_endpoints(stack, token, pop, end_day)
             slowest = max(ENDPOINTS, key=lambda e: figures[e]["p95_ms"] or 0.0)

@@ -63,8 +63,11 @@ def create_db_engine(url: str, **kwargs: Any) -> Engine:
     connect_args.setdefault("application_name", "ubi")
     # UTC sessions whatever the server's default: SQL that derives days from timestamps means
     # UTC days (SPEC §5.1), and psycopg then converts timestamptz with its fixed UTC instead of
-    # a zoneinfo per value (a server's "Etc/UTC" cost 8 us a timestamp).
-    connect_args.setdefault("options", "-c timezone=UTC")
+    # a zoneinfo per value (a server's "Etc/UTC" cost 8 us a timestamp). Options the URL
+    # carries are kept, after ours (connect_args would otherwise replace them).
+    given = sa.engine.make_url(url).query.get("options")
+    given = given if isinstance(given, str) else " ".join(given or ())
+    connect_args.setdefault("options", f"-c timezone=UTC {given}".strip())
     return sa.create_engine(url, connect_args=connect_args, **kwargs)
 
 
