@@ -307,8 +307,11 @@ class BenchStack:
         base = f"http://127.0.0.1:{port}/v1/ubi"
         deadline = time.monotonic() + timeout
         while True:
+            # Every worker loaded too: clients that connect while one is still importing the
+            # app all land, and stay (keep-alive), on the others.
             with contextlib.suppress(requests.RequestException):
-                if requests.get(f"{base}/health", timeout=1).ok:
+                if (proc.log_tail(1 << 20).count("Worker ready") >= workers
+                        and requests.get(f"{base}/health", timeout=1).ok):
                     return base
             if not proc.alive() or time.monotonic() > deadline:
                 raise RuntimeError(f"gunicorn did not start:\n{proc.log_tail()}")

@@ -12,7 +12,8 @@ _settings = get_settings()
 bind = f"0.0.0.0:{_settings.port}"
 workers = 2
 threads = 4
-worker_class = "gthread"
+# gthread that offers new connections to idle workers first (ubi/web/worker.py).
+worker_class = "ubi.web.worker.PoliteThreadWorker"
 timeout = 60
 graceful_timeout = 30
 keepalive = 5
@@ -37,6 +38,11 @@ def post_fork(server: Any, worker: Any) -> None:
     from ubi.runtime import tune_gc
 
     tune_gc()
+
+
+def post_worker_init(worker: Any) -> None:
+    # The app is loaded: until this line a worker takes no request (benchmarks wait for it).
+    worker.log.info("Worker ready (pid: %s)", worker.pid)
 
 
 def child_exit(server: Any, worker: Any) -> None:
