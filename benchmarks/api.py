@@ -25,9 +25,9 @@ Then gunicorn (project config, ``--web-workers`` x ``--web-threads``) serves the
 free loopback port, with the clock pinned (frozen) to noon of the day after the generated range
 and the API rate limits off (``UBI_RATE_LIMIT_ENABLED=0``: 8 clients of one tenant would
 otherwise hit ``UBI_RATE_LIMIT_READ_TENANT``, 200/second). ``--clients`` threads, each with a
-keep-alive ``requests`` session and a token with every read role, rotate over the three
-endpoints (actors, teams and time ranges drawn at random) for ``--duration`` seconds after a
-``--warmup``:
+keep-alive ``http.client`` connection (a light client: it shares the server's cores) and a
+token with every read role, rotate over the three endpoints (actors, teams and time ranges
+drawn at random) for ``--duration`` seconds after a ``--warmup``:
 
 - ``GET /actors/{id}/profile?tenant_id=bench&window=7d``;
 - ``GET /teams/{team}/summary?tenant_id=bench`` (window 7d, the default);
@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import http.client
 import json
 import os
 import random
@@ -285,46 +286,62 @@ class Client:
 
     results: list[tuple[str, float, bool]] = field(default_factory=list)
     error_samples: list[str] = field(default_factory=list)
+    cpu_s: float = 0.0  # the thread's CPU in the window
 
 
 def client_loop(i: int, base: str, token: str, pop_ids: list[str], teams: list[str],
                 end_day: date, start_at: float, stop_at: float, out: Client) -> None:
-    import requests
+    # http.client on one keep-alive connection: the load generator shares the server's cores,
+    # and ``requests`` cost about a quarter of the machine at 8 clients (its own Python per
+    # request); this costs a fraction of that, so the figures are the server's.
+    from urllib.parse import urlencode, urlsplit
 
+    url = urlsplit(base)
+    prefix = url.path
+    headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+    json_headers = {**headers, "Content-Type": "application/json"}
+    conn = http.client.HTTPConnection(url.hostname or "127.0.0.1", url.port, timeout=30)
     rng = random.Random(i)
-    session = requests.Session()
-    session.headers["Authorization"] = f"Bearer {token}"
     k = i
+    cpu_at_start: float | None = None
     while True:
         now = time.monotonic()
         if now >= stop_at:
             break
+        if now >= start_at and cpu_at_start is None:
+            cpu_at_start = time.thread_time()
         endpoint = ENDPOINTS[k % len(ENDPOINTS)]
         k += 1
         t = time.perf_counter()
         ok = False
         try:
             if endpoint == "profile":
-                resp = session.get(f"{base}/actors/{rng.choice(pop_ids)}/profile",
-                                   params={"tenant_id": TENANT, "window": "7d"}, timeout=30)
+                query = urlencode({"tenant_id": TENANT, "window": "7d"})
+                conn.request("GET", f"{prefix}/actors/{rng.choice(pop_ids)}/profile?{query}",
+                             headers=headers)
             elif endpoint == "team_summary":
-                resp = session.get(f"{base}/teams/{rng.choice(teams)}/summary",
-                                   params={"tenant_id": TENANT}, timeout=30)
+                conn.request("GET", f"{prefix}/teams/{rng.choice(teams)}/summary?tenant_id="
+                             f"{TENANT}", headers=headers)
             else:
                 last = end_day - timedelta(days=rng.randrange(28))
-                resp = session.post(f"{base}/query/signals", timeout=30, json={
-                    "tenant_id": TENANT, "page_size": 50, "time_range": {
-                        "from": str(last - timedelta(days=6)), "to": str(last)}})
-            ok = resp.status_code == 200
+                conn.request("POST", f"{prefix}/query/signals", headers=json_headers,
+                             body=json.dumps({"tenant_id": TENANT, "page_size": 50,
+                                              "time_range": {"from": str(last - timedelta(days=6)),
+                                                             "to": str(last)}}))
+            resp = conn.getresponse()
+            body = resp.read()
+            ok = resp.status == 200
             if not ok and len(out.error_samples) < 5:
-                out.error_samples.append(f"{endpoint} {resp.status_code} {resp.text[:200]}")
-        except Exception as exc:  # counted as an error, sampled
+                out.error_samples.append(f"{endpoint} {resp.status} {body[:200]!r}")
+        except Exception as exc:  # counted as an error, sampled; a new connection next
+            conn.close()
             if len(out.error_samples) < 5:
                 out.error_samples.append(f"{endpoint} {exc!r}"[:300])
         elapsed = time.perf_counter() - t
         if now >= start_at:
             out.results.append((endpoint, elapsed, ok))
-    session.close()
+    out.cpu_s = time.thread_time() - cpu_at_start if cpu_at_start is not None else 0.0
+    conn.close()
 
 
 def measure(base: str, token: str, pop: Population, end_day: date, *, clients: int,
@@ -363,6 +380,7 @@ def measure(base: str, token: str, pop: Population, end_day: date, *, clients: i
     figures["web_workers_cpu_s"] = sorted(
         (round(workers_cpu1[p] - workers_cpu0[p], 1) for p in workers_cpu1 if p in workers_cpu0),
         reverse=True)
+    figures["client_cpu_s"] = round(sum(o.cpu_s for o in outs), 1)
     figures["error_samples"] = [e for o in outs for e in o.error_samples][:5]
     return figures
 
@@ -496,6 +514,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 **{e: figures[e] for e in ENDPOINTS},
                 "machine_busy_pct": figures["machine_busy_pct"],
                 "web_workers_cpu_s": figures["web_workers_cpu_s"],
+                "client_cpu_s": figures["client_cpu_s"],
                 "error_samples": figures["error_samples"],
                 "slowest_endpoint": slowest,
                 "plans": plans,
@@ -523,7 +542,7 @@ def _print(f: dict[str, Any]) -> None:
     print(f"  {st['clients']} clients, {st['duration_s']} s after {st['warmup_s']} s warm-up; "
           f"gunicorn {st['web_workers']}x{st['web_threads']}; rate limits off; clock "
           f"{f['clock']}; machine {f['machine_busy_pct']} % busy; web workers' CPU s "
-          f"{f['web_workers_cpu_s']}")
+          f"{f['web_workers_cpu_s']}; clients' CPU s {f['client_cpu_s']}")
     print(f"  {'endpoint':<14}{'count':>8}{'errors':>8}{'p50 ms':>9}{'p95 ms':>9}"
           f"{'p99 ms':>9}{'req/s':>8}")
     for e in ENDPOINTS:
