@@ -11,7 +11,7 @@ exactly like an unknown team (SPEC §8, k-anonymity).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from ubi.analytics.anomalies import MIN_BASELINE_CONFIDENCE, zscores
 from ubi.analytics.calendar import day_type
-from ubi.analytics.taxonomy import DIMENSIONS, FEATURE_INDEX, FEATURES, WINDOWS
+from ubi.analytics.taxonomy import DIMENSIONS, WINDOWS
 from ubi.analytics.tenant_config import TenantConfig
 from ubi.models import Baseline, Score, daily_rollups
 from ubi.services import freshness
@@ -176,47 +176,37 @@ def _features(session: Session, tenant_id: str, config: TenantConfig, subject: S
     baselines = {row["feature_name"]: row for row in session.execute(_BASELINES, {
         "tenant_id": tenant_id, "scope": subject.scope, "subject_id": subject.subject_id,
         "window": window, "day_type": kind}).mappings()}
-    no_baseline = dict.fromkeys(("baseline_id", "mean", "std_dev", "p50", "p90",
-                                 "n_observations", "b_confidence"))
-    rows = sorted(({"feature_id": r.feature_id, "feature_name": r.feature_name,
-                    "dimension": r.dimension, "value": r.value, "confidence": r.confidence,
-                    **baselines.get(r.feature_name, no_baseline)}
-                   for r in feature_store.records(
-                       session, tenant_id, scopes=[subject.scope],
-                       subject_id=subject.subject_id, first=as_of, last=as_of,
-                       windows=[window])), key=lambda row: row["feature_name"])
-    zs = _z(rows, float(config.baseline_algorithm["min_std"]))
-    out = []
-    for row, z in zip(rows, zs, strict=True):
-        spec = FEATURES[FEATURE_INDEX[row["feature_name"]]]
-        out.append({
-            "feature_id": row["feature_id"], "feature_name": row["feature_name"],
-            "dimension": row["dimension"], "window": window, "value": _num(row["value"]),
-            "unit": spec.unit, "volume_only": spec.volume_only,
-            "confidence": row["confidence"],
-            "baseline": None if row["baseline_id"] is None else {
-                "baseline_id": row["baseline_id"], "day_type": kind,
-                "mean": _num(row["mean"]), "std_dev": _num(row["std_dev"]),
-                "p50": _num(row["p50"]), "p90": _num(row["p90"]),
-                "n_observations": row["n_observations"], "confidence": row["b_confidence"],
-            },
-            "z": z,
-        })
-    return out
+    confidence, values = feature_store.subject_window(
+        session, tenant_id, subject.scope, subject.subject_id, as_of, window)
+    values.sort(key=lambda v: v[0].name)
+    found = [baselines.get(spec.name) for spec, _, _ in values]
+    zs = _z([v for _, _, v in values], found, float(config.baseline_algorithm["min_std"]))
+    return [{
+        "feature_id": fid, "feature_name": spec.name, "dimension": spec.dimension,
+        "window": window, "value": value, "unit": spec.unit, "volume_only": spec.volume_only,
+        "confidence": confidence,
+        "baseline": None if b is None else {
+            "baseline_id": b["baseline_id"], "day_type": kind, "mean": _num(b["mean"]),
+            "std_dev": _num(b["std_dev"]), "p50": _num(b["p50"]), "p90": _num(b["p90"]),
+            "n_observations": b["n_observations"], "confidence": b["b_confidence"],
+        },
+        "z": z,
+    } for (spec, fid, value), b, z in zip(values, found, zs, strict=True)]
 
 
-def _z(rows: Sequence[Mapping[str, Any]], min_std: float) -> list[float | None]:
+def _z(values: Sequence[float | None], baselines: Sequence[Any], min_std: float
+       ) -> list[float | None]:
     """SPEC §5.3's z of each value against its baseline (the detector's own rule for std 0);
     none without a value or a baseline, or while the baseline's confidence is too low to say
     anything (a warm-up baseline)."""
     def num(v: float | None) -> float:
         return math.nan if v is None else v
 
-    usable = [r["baseline_id"] is not None and r["b_confidence"] >= MIN_BASELINE_CONFIDENCE
-              for r in rows]
-    z = zscores(np.array([num(r["value"]) for r in rows], dtype=float),
-                np.array([num(r["mean"]) for r in rows], dtype=float),
-                np.array([num(r["std_dev"]) for r in rows], dtype=float), min_std)
+    usable = [b is not None and b["b_confidence"] >= MIN_BASELINE_CONFIDENCE for b in baselines]
+    z = zscores(np.array([num(v) for v in values], dtype=float),
+                np.array([num(b["mean"] if b else None) for b in baselines], dtype=float),
+                np.array([num(b["std_dev"] if b else None) for b in baselines], dtype=float),
+                min_std)
     return [round(float(v), 3) if ok and not math.isnan(v) else None
             for v, ok in zip(z, usable, strict=True)]
 

@@ -12,16 +12,17 @@ metadata and two indexes), 28 to 32 times the bytes (docs/benchmarks/pipeline.md
 
 ``write`` is the one writer (a bulk upsert whose merge of windows is done by the statement,
 so concurrent writers of one subject-day never lose each other's windows); ``records`` is the
-one reader.
+reader, ``subject_window`` its shortcut for one subject's window of one day (a profile).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Collection, Container, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as dtime
-from functools import cached_property, lru_cache
+from functools import cache, cached_property, lru_cache
 from typing import Any, Literal
 
 import numpy as np
@@ -29,9 +30,9 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from ubi.analytics.calendar import day_from_number, day_number
-from ubi.analytics.ids import feature_id
+from ubi.analytics.ids import feature_id, feature_ids
 from ubi.analytics.results import FeatureTable
-from ubi.analytics.taxonomy import FEATURES, WINDOWS
+from ubi.analytics.taxonomy import FEATURES, WINDOWS, FeatureSpec
 from ubi.models import FeatureDay, table_of
 from ubi.models.session import is_postgres
 from ubi.store import bulk
@@ -41,6 +42,7 @@ WINDOW_COLUMNS: dict[str, str] = {"24h": "w24h", "7d": "w7d", "28d": "w28d"}
 #: The ``FEATURES`` indexes whose values a window's column holds, in order.
 SLOTS: dict[str, tuple[int, ...]] = {
     w: tuple(i for i, f in enumerate(FEATURES) if w in f.windows) for w in WINDOWS}
+_SLOT_NAMES = {w: [FEATURES[i].name for i in slots] for w, slots in SLOTS.items()}
 #: The metadata byte: ``metadata.partial`` absent, false or true.
 PARTIAL: dict[bool | None, int] = {None: 0, False: 1, True: 2}
 _PARTIAL_OF = {v: k for k, v in PARTIAL.items()}
@@ -245,6 +247,34 @@ def records(session: Session, tenant_id: str, *, scopes: Collection[str] | None 
                     feature_name=spec.name, dimension=spec.dimension, window=window, day=day,
                     value=None if v != v else v, confidence=confidence, partial=partial,
                     computed_at=computed_at)
+
+
+@cache
+def _window_of_day(window: str) -> sa.Select[Any]:
+    f = FeatureDay
+    return sa.select(getattr(f, WINDOW_COLUMNS[window])).where(
+        f.tenant_id == sa.bindparam("tenant_id"), f.actor_scope == sa.bindparam("scope"),
+        f.subject_id == sa.bindparam("subject_id"), f.day == sa.bindparam("day"))
+
+
+def subject_window(session: Session, tenant_id: str, scope: str, subject_id: str, day: date,
+                   window: str) -> tuple[float, list[tuple[FeatureSpec, str, float | None]]]:
+    """One subject's values of one window on one day (a profile's read): the window's
+    confidence and (spec, feature id, value) in taxonomy order; no values when none stored.
+    The same values and ids as ``records``, without a record object per value."""
+    packed = session.execute(_window_of_day(window), {
+        "tenant_id": tenant_id, "scope": scope, "subject_id": subject_id, "day": day,
+    }).scalar_one_or_none()
+    if packed is None:
+        return math.nan, []
+    _, confidence, values = unpack(bytes(packed))
+    slots = SLOTS[window]
+    n = len(slots)
+    ids = feature_ids(tenant_id, scope, window, [subject_id], _SLOT_NAMES[window],
+                      np.zeros(n), np.arange(n), np.full(n, day_number(day)))
+    return confidence, [(FEATURES[i], fid.decode(), None if v != v else v)
+                        for i, fid, v in zip(slots, ids.tolist(), values.tolist(),
+                                             strict=True)]
 
 
 def first_day(session: Session, tenant_id: str) -> date | None:
