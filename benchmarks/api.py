@@ -78,6 +78,8 @@ TENANT = "bench"
 ENDPOINTS = ("profile", "team_summary", "signal_query")
 READ_ROLES = ("ubi:read:actor", "ubi:read:team", "ubi:read:tenant")
 META_TABLE = "bench_api_meta"
+#: Requests of each endpoint in a row, in process: their p50 and this process's CPU per request.
+IN_PROCESS_REQUESTS = 50
 
 
 # --- data ------------------------------------------------------------------------------------
@@ -352,7 +354,10 @@ def measure(base: str, token: str, pop: Population, end_day: date, *, clients: i
     teams = sorted(set(pop.teams))
     workers = [p for p in h.process_tree(web_pid) if p != web_pid] if web_pid else []
     workers_cpu0 = h.cpu_seconds(workers)
-    cpu0 = h.machine_cpu()
+    # Where the machine's CPU went: the web workers, PostgreSQL, the clients (this process).
+    meter = h.CpuMeter({"web": lambda: workers, "postgres": lambda: h.pids_by_name("postgres"),
+                        "clients": lambda: [os.getpid()]})
+    meter.start()
     threads = [threading.Thread(target=client_loop, args=(
         i, base, token, pop.actor_ids, teams, end_day, start_at, stop_at, outs[i]),
         daemon=True) for i in range(clients)]
@@ -360,7 +365,7 @@ def measure(base: str, token: str, pop: Population, end_day: date, *, clients: i
         th.start()
     for th in threads:
         th.join()
-    cpu1 = h.machine_cpu()
+    cpu = meter.stop()
     workers_cpu1 = h.cpu_seconds(workers)
     figures: dict[str, Any] = {}
     for endpoint in ENDPOINTS:
@@ -372,15 +377,19 @@ def measure(base: str, token: str, pop: Population, end_day: date, *, clients: i
             "p99_ms": _r(percentile(good, 0.99), 1), "max_ms": _r(good[-1] if good else None, 1),
             "req_per_s": round(len(rows) / duration, 1),
         }
-    total = cpu1["total"] - cpu0["total"]
-    figures["machine_busy_pct"] = round(100.0 * (cpu1["busy"] - cpu0["busy"]) / total, 1) \
-        if total else None
+    figures["machine_busy_pct"] = cpu["machine_busy_pct"]
+    figures["cpu"] = cpu
+    served = sum(figures[e]["count"] for e in ENDPOINTS)
+    # CPU per request, all endpoints together: what a throughput target has to fit in.
+    figures["cpu_ms_per_request"] = {
+        k[:-6]: round(1000.0 * v / served, 2) if served else None for k, v in cpu.items()
+        if k.endswith("_cpu_s") and k not in ("machine_busy_cpu_s", "steal_cpu_s")}
     # gthread workers accept keep-alive connections first come, first served, so a run's
     # connections can land mostly on one worker (one GIL for most requests): shown per run.
     figures["web_workers_cpu_s"] = sorted(
         (round(workers_cpu1[p] - workers_cpu0[p], 1) for p in workers_cpu1 if p in workers_cpu0),
         reverse=True)
-    figures["client_cpu_s"] = round(sum(o.cpu_s for o in outs), 1)
+    figures["client_threads_cpu_s"] = round(sum(o.cpu_s for o in outs), 1)
     figures["error_samples"] = [e for o in outs for e in o.error_samples][:5]
     return figures
 
@@ -436,12 +445,15 @@ def explain_endpoints(stack: h.BenchStack, token: str, pop: Population, end_day:
                                 "plan": text})
             # Service time without concurrency or HTTP: the same request, in process.
             times = []
-            for _ in range(20):
+            cpu = time.process_time()
+            for _ in range(IN_PROCESS_REQUESTS):
                 t = time.perf_counter()
                 getattr(client, method)(url, headers={"Authorization": f"Bearer {token}"}, **kw)
                 times.append(1000.0 * (time.perf_counter() - t))
+            cpu_ms = 1000.0 * (time.process_time() - cpu) / IN_PROCESS_REQUESTS
             plans[endpoint] = [{"status": resp.status_code,
                                 "in_process_p50_ms": _r(percentile(sorted(times), 0.5), 2),
+                                "in_process_cpu_ms": _r(cpu_ms, 2),
                                 "sql_ms": _r(sum(p["execution_ms"] or 0.0 for p in out), 2)},
                                *out]
     engine.dispose()
@@ -497,10 +509,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             clock.set_shared_clock(clock_path, served_at, ticking=False)
             base = stack.start_web(workers=args.web_workers, threads=args.web_threads)
             token = stack.token(TENANT, *READ_ROLES, sub="bench-reader")
+            reference_before = h.cpu_reference_ms()
             figures = measure(base, token, pop, end_day, clients=args.clients,
                               duration=args.duration, warmup=args.warmup,
                               web_pid=next(p.pid for p in reversed(stack.processes)
                                            if p.name == "gunicorn"))
+            reference = {"before": reference_before, "after": h.cpu_reference_ms()}
             stack.check_alive()
             plans = explain_endpoints(stack, token, pop, end_day)
             slowest = max(ENDPOINTS, key=lambda e: figures[e]["p95_ms"] or 0.0)
@@ -510,11 +524,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "load": load_figures,
                 "settings": {"clients": args.clients, "duration_s": args.duration,
                              "warmup_s": args.warmup, "web_workers": args.web_workers,
-                             "web_threads": args.web_threads, "rate_limits": "off"},
+                             "web_threads": args.web_threads, "rate_limits": "off",
+                             "cpu_reference_ms": reference},
                 **{e: figures[e] for e in ENDPOINTS},
                 "machine_busy_pct": figures["machine_busy_pct"],
                 "web_workers_cpu_s": figures["web_workers_cpu_s"],
-                "client_cpu_s": figures["client_cpu_s"],
+                "client_threads_cpu_s": figures["client_threads_cpu_s"],
+                "cpu": figures["cpu"], "cpu_ms_per_request": figures["cpu_ms_per_request"],
                 "error_samples": figures["error_samples"],
                 "slowest_endpoint": slowest,
                 "plans": plans,
@@ -542,7 +558,11 @@ def _print(f: dict[str, Any]) -> None:
     print(f"  {st['clients']} clients, {st['duration_s']} s after {st['warmup_s']} s warm-up; "
           f"gunicorn {st['web_workers']}x{st['web_threads']}; rate limits off; clock "
           f"{f['clock']}; machine {f['machine_busy_pct']} % busy; web workers' CPU s "
-          f"{f['web_workers_cpu_s']}; clients' CPU s {f['client_cpu_s']}")
+          f"{f['web_workers_cpu_s']}")
+    h.print_cpu(f["cpu"])
+    print("  CPU ms per request " + ", ".join(
+        f"{k} {v}" for k, v in f["cpu_ms_per_request"].items()))
+    h.print_reference(f["settings"])
     print(f"  {'endpoint':<14}{'count':>8}{'errors':>8}{'p50 ms':>9}{'p95 ms':>9}"
           f"{'p99 ms':>9}{'req/s':>8}")
     for e in ENDPOINTS:
@@ -560,8 +580,10 @@ def _print(f: dict[str, Any]) -> None:
     for e in ENDPOINTS:
         head = f["plans"][e][0]
         times = ", ".join(f"{p['execution_ms']}" for p in f["plans"][e][1:])
-        print(f"{e}: one request in process (Flask test client, no concurrency) "
-              f"p50 {head['in_process_p50_ms']} ms; its {len(f['plans'][e]) - 1} SELECTs "
+        print(f"{e}: in process (Flask test client, no concurrency, {IN_PROCESS_REQUESTS} in a row)"
+              " "
+              f"p50 {head['in_process_p50_ms']} ms, CPU {head['in_process_cpu_ms']} ms of this "
+              f"process; its {len(f['plans'][e]) - 1} SELECTs "
               f"{head['sql_ms']} ms in all ({times})")
 
 
