@@ -85,7 +85,11 @@ def test_api_benchmark_loads_a_tiny_tenant_and_reports_latency_and_plans() -> No
         assert r["p50_ms"] <= r["p95_ms"] <= r["p99_ms"]
         plans = f["plans"][endpoint]
         assert plans[0]["status"] == 200 and len(plans) > 1
+        assert plans[0]["in_process_cpu_ms"] > 0
         assert all("Execution Time" in p["plan"] for p in plans[1:])
+    # Where the CPU went: the web workers served the requests, the clients sent them.
+    assert f["cpu_ms_per_request"]["web"] > 0 and f["cpu_ms_per_request"]["clients"] > 0
+    assert f["cpu"]["postgres_cpu_s"] > 0 and f["client_threads_cpu_s"] >= 0
     assert f["slowest_endpoint"] in ("profile", "team_summary", "signal_query")
     assert f["settings"]["rate_limits"] == "off" and not f["kept"]
 
