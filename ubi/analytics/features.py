@@ -208,10 +208,18 @@ def compute_features(activity: DailyActivity, window: str, config: TenantConfig,
     prep = prepared or prepare_activity(activity)
     values = np.full((n_s, n_d - k, N_FEATURES), np.nan)
 
-    def window_sum(x: np.ndarray) -> np.ndarray:
-        # Sums over the whole loaded range, kept from day k on: every value below is
-        # elementwise on these, so it is the same as computed on every day, and sliced.
-        return rolling_sum(x, w)[:, k:]
+    # The first day a window ending on day k or later reaches: sums are taken from there (the
+    # loaded range serves the longest window; a 24h run of one dirty day needs one day).
+    first = max(0, k - w + 1)
+
+    def window_sum(x: np.ndarray, fractional: bool = False) -> np.ndarray:
+        # Kept from day k on: every value below is elementwise on these sums, so it is the
+        # same as computed on every day and sliced. Counts sum exactly from any start; a
+        # fractional input's running sum rounds differently from another start, so it keeps
+        # the loaded range's (the values equal those of a run from day 0, bit for bit).
+        if fractional:
+            return rolling_sum(x, w)[:, k:]
+        return rolling_sum(x[:, first:], w)[:, k - first:]
 
     def roll(name: str) -> np.ndarray:
         if name not in FEATURE_COUNTERS:  # a loader given FEATURE_COUNTERS did not read it
@@ -250,7 +258,8 @@ def compute_features(activity: DailyActivity, window: str, config: TenantConfig,
     put("context_switch_rate",
         _ratio(roll("n_context_switch"), window_sum(prep.active_hours)))
     put("focus_session_avg_minutes",
-        _ratio(window_sum(activity.focus_minutes), window_sum(activity.focus_sessions)))
+        _ratio(window_sum(activity.focus_minutes, fractional=True),
+               window_sum(activity.focus_sessions)))
     hours_events = events if activity.after_hours_events is None else \
         window_sum(activity.after_hours_events)
     put("after_hours_ratio", _ratio(roll("after_hours"), hours_events))
@@ -279,5 +288,7 @@ def compute_features(activity: DailyActivity, window: str, config: TenantConfig,
         "llm_submitted": np.maximum(1.0, llm_submitted), "commits": np.maximum(1.0, commits),
         "active_hours": window_sum(prep.active_hours), "work_items": items}
     return FeatureCube(list(activity.subject_ids), activity.start_day + timedelta(days=k),
-                       window, values, window_confidence(n_s, n_d, w, incomplete_days)[:, k:],
+                       window, values, window_confidence(
+                           n_s, n_d - first, w, None if incomplete_days is None
+                           else np.asarray(incomplete_days)[..., first:])[:, k - first:],
                        denominators)
