@@ -102,8 +102,14 @@ def query_signals(session: Session, tenant_id: str, config: TenantConfig,
     """One page of the tenant's signals matching ``filters``, newest first."""
     s = Signal
     scopes = [sc for sc in filters.scopes if sees_actors or sc != "actor"]
-    conditions = [s.tenant_id == tenant_id, s.actor_scope.in_(scopes),
-                  s.signal_class.in_(enabled_classes(config))]
+    # Every scope, every class enabled (the usual query): no condition, so no IN list rendered
+    # again on every execution (signals hold no other scope or class).
+    conditions = [s.tenant_id == tenant_id]
+    if set(scopes) != set(SCOPES):
+        conditions.append(s.actor_scope.in_(scopes))
+    enabled = enabled_classes(config)
+    if len(enabled) < len(SIGNAL_CLASS_BY_NAME):
+        conditions.append(s.signal_class.in_(enabled))
     if filters.dimensions:
         conditions.append(s.dimension.in_(list(filters.dimensions)))
     if filters.signal_types:
