@@ -58,7 +58,7 @@ class AnchorList(MethodView):
     @blp.alt_response(403, schema=ErrorSchema)
     @blp.alt_response(422, schema=ErrorSchema)
     @requires("ubi:read:actor")
-    @blp.arguments(AnchorArgsSchema, location="query")
+    @blp.arguments(AnchorArgsSchema(), location="query")
     def get(self, args: dict[str, Any]) -> dict[str, Any]:
         """The tenant's baseline anchors, newest first (actor pseudonyms: needs
         ubi:read:actor)."""
@@ -78,7 +78,7 @@ class AnchorResource(MethodView):
     @blp.alt_response(404, schema=ErrorSchema)
     @blp.alt_response(422, schema=ErrorSchema)
     @requires("admin")
-    @blp.arguments(TenantArgsSchema, location="query")
+    @blp.arguments(TenantArgsSchema(), location="query")
     def delete(self, args: dict[str, Any], anchor_id: str) -> dict[str, Any]:
         """Undo an anchor (admins): the series' baseline reads its whole history again from the
         next computation. Audited; the anchor stays listed as undone."""

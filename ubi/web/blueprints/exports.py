@@ -48,7 +48,7 @@ class Export(MethodView):
     @blp.alt_response(403, schema=ErrorSchema)
     @blp.alt_response(422, schema=ErrorSchema)
     @requires("ubi:read:tenant")
-    @blp.arguments(ExportArgsSchema, location="query")
+    @blp.arguments(ExportArgsSchema(), location="query")
     def get(self, args: dict[str, Any]) -> Response:
         """The tenant's team, cohort and tenant aggregates of a range of days, streamed: no
         actor ids, no pseudonyms, no group under min_team_size."""

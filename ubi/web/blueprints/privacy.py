@@ -97,7 +97,7 @@ class Deletions(MethodView):
                       "another tenant")
     @blp.alt_response(422, schema=ErrorSchema, description="invalid body (names the field)")
     @requires(ROLE)
-    @blp.arguments(DeletionRequestSchema)
+    @blp.arguments(DeletionRequestSchema())
     def post(self, body: dict[str, Any]) -> Response:
         """Delete a tenant's data, one actor's or all, over whole UTC days or all time:
         events, rollups, features, baselines, anomalies, scores and signals, then recompute

@@ -46,7 +46,7 @@ class ActorProfile(MethodView):
     @blp.alt_response(404, schema=ErrorSchema, description="no such actor in the tenant")
     @blp.alt_response(422, schema=ErrorSchema)
     @requires("ubi:read:actor")
-    @blp.arguments(ViewArgsSchema, location="query")
+    @blp.arguments(ViewArgsSchema(), location="query")
     def get(self, args: dict[str, Any], actor_id: str) -> Response:
         """An actor (by the original id; UBI pseudonymises it): type, team, first and last
         seen, dimension scores, features of the window against their baselines, and recent
@@ -79,7 +79,7 @@ class TeamSummary(MethodView):
                       "min_team_size (the same answer)")
     @blp.alt_response(422, schema=ErrorSchema)
     @requires("ubi:read:team")
-    @blp.arguments(ViewArgsSchema, location="query")
+    @blp.arguments(ViewArgsSchema(), location="query")
     def get(self, args: dict[str, Any], team_id: str) -> Response:
         """A team's aggregates, scores and team signals (teams of at least min_team_size)."""
         TEAM_ID.check("team_id", team_id)
@@ -106,7 +106,7 @@ class TenantSummary(MethodView):
     @blp.alt_response(404, schema=ErrorSchema, description="no data for the tenant")
     @blp.alt_response(422, schema=ErrorSchema)
     @requires("ubi:read:tenant")
-    @blp.arguments(ViewArgsSchema, location="query")
+    @blp.arguments(ViewArgsSchema(), location="query")
     def get(self, args: dict[str, Any], tenant_id: str) -> Response:
         """The tenant's aggregates, scores and signals, and its teams' scores."""
         TENANT_ID.check("tenant_id", tenant_id)

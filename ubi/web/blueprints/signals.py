@@ -122,7 +122,7 @@ class SignalQuery(MethodView):
                       "another tenant")
     @blp.alt_response(422, schema=ErrorSchema, description="invalid body (names the field)")
     @requires(*_ANY_READ)
-    @blp.arguments(SignalQuerySchema)
+    @blp.arguments(SignalQuerySchema())
     def post(self, body: dict[str, Any]) -> Response:
         """A page of the tenant's signals, newest first, filtered. The cursor walk is stable:
         signals stored meanwhile never repeat or shift the pages still to come."""
@@ -168,7 +168,7 @@ class RecentSignals(MethodView):
     @blp.alt_response(403, schema=ErrorSchema)
     @blp.alt_response(422, schema=ErrorSchema)
     @requires("ubi:read:actor")
-    @blp.arguments(RecentArgsSchema, location="query")
+    @blp.arguments(RecentArgsSchema(), location="query")
     def get(self, args: dict[str, Any]) -> Response:
         """The newest signals of one actor, newest first, each with the ``actor_id`` asked
         for (the MMM engine's call). An actor without signals gets an empty list."""
@@ -194,7 +194,7 @@ class SignalFeedback(MethodView):
     @blp.alt_response(404, schema=ErrorSchema, description="no such signal for the caller")
     @blp.alt_response(422, schema=ErrorSchema)
     @requires(*_ANY_READ)
-    @blp.arguments(FeedbackSchema)
+    @blp.arguments(FeedbackSchema())
     def post(self, body: dict[str, Any], signal_id: str) -> dict[str, Any]:
         """The caller's verdict on a signal: useful, false_positive or new_normal (one per
         caller and signal; posting again changes it)."""
