@@ -33,9 +33,13 @@ same machine) it reports ``features_to_ingest_ratio``.
 
 Figures (``--json``: one object): ``events_per_s`` (events of batches that reached features in
 the window, per second), ``p50/p95_accept_to_features_s`` (client's receipt of the 202 → the
-sample that saw the batch in features), ``max_backlog`` (accepted events not yet in features),
-plus accepted events/s, accept → stored, queue depths of ``ingest``, ``features`` and
-``detect``, what detection produced, and CPU seconds per component.
+sample that saw the batch in features), ``p50/p95_accept_to_detected_s`` (→ the sample that saw
+detection owe nothing for it: the batch in features and its tenant without a ``groups`` mark of
+``feature_refresh`` older than that; the features step marks the closed days it writes,
+detection's run recomputes their team, cohort and tenant features and releases the marks),
+``max_backlog`` (accepted events not yet in features), plus accepted events/s, accept → stored,
+queue depths of ``ingest``, ``features`` and ``detect``, what detection produced, and CPU
+seconds per component.
 
 Usage::
 
@@ -64,6 +68,10 @@ _BATCHES_SQL = ("SELECT batch_id, tenant_id, status, accepted, "
                 "extract(epoch from finished_at) FROM batches")
 _DIRTY_SQL = ("SELECT tenant_id, extract(epoch from min(marked_at)), count(*) "
               "FROM dirty_subjects GROUP BY tenant_id")
+#: What detection still owes per tenant: the oldest day marked for its team, cohort and tenant
+#: features (events that arrived for a closed day after detection read it).
+_OWED_SQL = ("SELECT tenant_id, extract(epoch from min(marked_at)) FROM feature_refresh "
+             "WHERE kind = 'groups' GROUP BY tenant_id")
 
 
 class Tracker:
@@ -74,6 +82,8 @@ class Tracker:
         self.batches: dict[str, tuple[str, int, str, float | None]] = {}
         #: batch_id -> sample time at which the batch was first seen in features
         self.in_features: dict[str, float] = {}
+        #: batch_id -> sample time at which detection first owed nothing for it
+        self.in_detection: dict[str, float] = {}
         self.samples: list[dict[str, Any]] = []
 
     def sample(self, conn: Any, queue_depths: dict[str, int]) -> dict[str, Any]:
@@ -98,6 +108,15 @@ class Tracker:
             if status != "failed":
                 backlog += accepted
                 pending += 1
+        # Detection's part: the features step marks the closed days it wrote for the groups
+        # (keeping the oldest mark's time), detection releases them. A batch in features is
+        # through detection once its tenant has no mark older than when it reached features.
+        owed = {tenant: float(oldest) for tenant, oldest in conn.execute(sa.text(_OWED_SQL))}
+        for bid, seen in self.in_features.items():
+            if bid not in self.in_detection:
+                tenant = self.batches[bid][0]
+                if tenant not in owed or owed[tenant] > seen:
+                    self.in_detection[bid] = t
         sample = {"t": t, "backlog_events": backlog, "pending_batches": pending,
                   "dirty_pairs": sum(n for _, n in dirty.values()), **queue_depths}
         self.samples.append(sample)
@@ -256,11 +275,14 @@ def _figures(args: argparse.Namespace, load_results: list[LoadResult], tracker: 
     in_window = [r for r in ok if window_start <= r.answered < window_end]
     featured_in_window = sum(tracker.batches[b][1] for b, t in tracker.in_features.items()
                              if window_start <= t < window_end and b in tracker.batches)
-    to_features, to_stored = [], []
+    to_features, to_stored, to_detected = [], [], []
     for r in in_window:
         t = tracker.in_features.get(r.batch_id)  # type: ignore[arg-type]
         if t is not None:
             to_features.append(max(0.0, t - r.answered))
+        t = tracker.in_detection.get(r.batch_id)  # type: ignore[arg-type]
+        if t is not None:
+            to_detected.append(max(0.0, t - r.answered))
         row = tracker.batches.get(r.batch_id)  # type: ignore[arg-type]
         if row is not None and row[3] is not None:
             to_stored.append(max(0.0, row[3] - r.answered))
@@ -278,6 +300,10 @@ def _figures(args: argparse.Namespace, load_results: list[LoadResult], tracker: 
         "accepted_events_per_s": round(sum(r.accepted for r in in_window) / window),
         "offered_events_per_s": args.rate or None,
         "p99_accept_to_features_s": _r(percentile(to_features, 0.99)),
+        "p50_accept_to_detected_s": _r(percentile(to_detected, 0.5)),
+        "p95_accept_to_detected_s": _r(percentile(to_detected, 0.95)),
+        "batches_in_window_not_detected": sum(
+            1 for r in in_window if r.batch_id not in tracker.in_detection),
         "p50_accept_to_stored_s": _r(percentile(to_stored, 0.5)),
         "p95_accept_to_stored_s": _r(percentile(to_stored, 0.95)),
         "mean_backlog_in_window": round(statistics.fmean(
@@ -318,6 +344,9 @@ def _print_summary(f: dict[str, Any]) -> None:
           f"   (resolution {s['sample_interval_s']} s)")
     print(f"  accept->stored    p50 {fmt(f['p50_accept_to_stored_s'])} s   p95 "
           f"{fmt(f['p95_accept_to_stored_s'])} s")
+    print(f"  accept->detected  p50 {fmt(f['p50_accept_to_detected_s'])} s   p95 "
+          f"{fmt(f['p95_accept_to_detected_s'])} s   (detection owes nothing for the batch; "
+          f"{f['batches_in_window_not_detected']} of the window's batches not yet)")
     print(f"  backlog           max {fmt(f['max_backlog'])} events   mean "
           f"{fmt(f['mean_backlog_in_window'])}   at window end "
           f"{fmt(f['backlog_at_window_end'])};  max dirty (actor, day) "

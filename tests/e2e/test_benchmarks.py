@@ -48,6 +48,10 @@ def test_pipeline_sweep_follows_batches_into_features() -> None:
     for key in ("events_per_s", "p50_accept_to_features_s", "p95_accept_to_features_s",
                 "max_backlog"):
         assert key in f, key
+    # Detection follows: the window's batches (events over 1.5 days: yesterday's owe group
+    # features) reach it no sooner than features.
+    assert f["p95_accept_to_detected_s"] >= f["p50_accept_to_detected_s"] > 0
+    assert f["p50_accept_to_detected_s"] >= f["p50_accept_to_features_s"]
     assert f["accepted_events_total"] > 0 and f["lost_events"] == 0
     assert f["failed_batches"] == 0 and f["batches_in_window_not_in_features"] == 0
     assert f["feature_days"] > 0 and f["tenants_evaluated"] == 2  # yesterday closed
