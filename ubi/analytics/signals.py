@@ -30,7 +30,10 @@ feature means beyond one (effective) std of the mean ("flat" within it, as reaso
                              failure rates are > 2 stds above baseline (``_rework_corroborated``)
 ``context_thrash``           ``context_switch_rate`` anomalous-high (24h / 7d), persisting,
                              while ``pr_throughput`` 7d is not above baseline (no usable
-                             baseline counts as "not above")
+                             baseline counts as "not above"); the 7d value only with its 24h
+                             value anomalous on a day of the last 8 workdays, on 3 days (and
+                             3 within the last 5 for the early confirmation) for a subject
+                             with no PR output to guard by (``_thrash_seen_daily``)
 ``engagement_drop``          ``active_days`` (7d) or ``focus_session_avg_minutes`` (24h, 7d)
                              anomalous-low over a clean window (no leave, quiet or incomplete
                              day; for the focus average, an intensive feature, only no
@@ -218,18 +221,55 @@ def _rework_corroborated(inputs: RuleInputs, p: Persistent) -> Persistent:
     return p
 
 
+#: Daily hits a ``context_thrash`` 7d trigger needs on a subject whose output the rule cannot
+#: read (``_output_known``): within the last 8 workdays for its own persistence, within the
+#: last 5 for the early confirmation (``_thrash_seen_daily``).
+THRASH_UNGUARDED_HITS = 3
+
+
+def _output_known(inputs: RuleInputs) -> np.ndarray:
+    """[S, L] the subject's ``pr_throughput`` 7d has a usable baseline above 0: the rule's
+    "not more PRs" guard says something about the subject."""
+    rw = inputs.windows.get("7d")
+    if rw is None or "pr_throughput" not in rw.context:
+        return np.zeros(inputs.present.shape, dtype=bool)
+    _, mean, _, usable = rw.context["pr_throughput"]
+    with np.errstate(invalid="ignore"):
+        return usable & (mean > 0)
+
+
 def _thrash_seen_daily(inputs: RuleInputs, p: Persistent) -> Persistent:
     """``context_thrash``'s 7d trigger counts only while its 24h value was anomalous on at
     least one day within the span of the 7d persistence (the last 8 workdays). A switch rate
     per active hour that no single day shows high is a shift of hours, not thrash: on the
     generated tenants, a week of light days and the return to ordinary hours after weeks of
     evening work (a baseline learnt on the longer days) raised it; every planted thrash shows
-    on its days too."""
+    on its days too.
+
+    Where the rule cannot read the subject's output (``_output_known``: no PRs merged of its
+    own, as for the AI agents, whose PRs their reviewers merge), the "not more PRs" guard says
+    nothing, and the switches themselves must show on more days: ``THRASH_UNGUARDED_HITS``
+    daily hits, for the 7d value's own persistence (within the last 8 workdays) and for its
+    early confirmation (within the last 5). An agent's few switches a day spread over many
+    active hours make a 7-day rate that drifts for weeks with one day anomalous (seed 103's
+    agent-05: 13-15 switches a week, then 26-31 for four weeks, no day but one high), and an
+    agent's two busy days in a row make the two daily hits of an early confirmation (seed
+    107's agent-03); on the unseen generated tenants every false thrash on an agent came one
+    of these two ways. A real thrash, four times the switches, shows on most days, agents'
+    too."""
     key, daily = ("context_switch_rate", "7d"), p.masks.get(("context_switch_rate", "24h"))
     if key not in p.persists or daily is None:
         return p
     _, last, _ = persistence_rule(WINDOWS[key[1]])
-    p.persists[key] = p.persists[key] & (span_counts(daily, inputs.workday, last) >= 1)
+    known = _output_known(inputs)
+    seen = span_counts(daily, inputs.workday, last)
+    ok = p.persists[key] & (seen >= np.where(known, 1, THRASH_UNGUARDED_HITS))
+    early = p.early.get(key)
+    if early is not None:
+        weak = (early > 0) & (early < THRASH_UNGUARDED_HITS) & ~known
+        ok &= ~weak
+        p.early[key] = np.where(weak, 0, early)
+    p.persists[key] = ok
     p.fired = np.logical_or.reduce(list(p.persists.values()))
     return p
 
