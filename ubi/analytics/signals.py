@@ -43,7 +43,11 @@ feature means beyond one (effective) std of the mean ("flat" within it, as reaso
                              ``_fewer_at_work``). Also at once, on a day present,
                              when the fewer active days are scattered days off (>= 2 separate
                              runs of workdays away in the 7 days; a holiday without events
-                             counted at the person's rate of presence on the other workdays)
+                             counted at the person's rate of presence on the other workdays),
+                             fewer judged by ``active_days`` 7d or, with days off worked in
+                             the 7 days, by the workdays at work in the last 5 against the
+                             person's usual share, active days and events 7d below baseline
+                             too (weekend days worked do not hide workdays away)
 ``guardrail_overrides``      ``override_count`` anomalous-high (24h / 7d), persisting
 ``mentoring_potential``      actor scope: ``reviews_given`` 28d > 0, >= the nearest-rank p90
                              and > the median of the peer group (team members of the actor's
@@ -420,34 +424,66 @@ def _engagement_drop(inputs: RuleInputs, config: TenantConfig) -> list[SignalCan
     out = []
     for s, lday in fired_days(gate(inputs, on_day), inputs):
         triggers = persistent_triggers(inputs, drop, s, lday)
+        by_workdays = (scattered is not None and scattered.by_workdays is not None
+                       and bool(scattered.by_workdays[s, lday])
+                       and not any(t.feature == "active_days" for t in triggers))
         if scattered is not None and scattered.fired[s, lday] and not any(
                 t.feature == "active_days" for t in triggers):
             _, mean, std, _ = inputs.windows["7d"].context["active_days"]
             v = float(scattered.value[s, lday])
             m, sd = float(mean[s, lday]), float(std[s, lday])
             min_std = float(config.baseline_algorithm["min_std"])
+            z = (v - m) / max(sd, min_std)
+            if by_workdays and scattered.z_workdays is not None:
+                z = float(scattered.z_workdays[s, lday])  # the days at work on workdays
             triggers.append(Trigger(
                 "active_days", "7d", lday,
-                HitInfo(v, m, sd, (v - m) / max(sd, min_std),
-                        float(inputs.windows["7d"].window_confidence[s, lday])),
+                HitInfo(v, m, sd, z, float(inputs.windows["7d"].window_confidence[s, lday])),
                 severity=abs(int(scattered.severity[s, lday]))))
         if not triggers:
             continue
         cand = from_triggers(inputs, "engagement_drop", s, lday, triggers)
         if any(t.feature == "active_days" for t in triggers):
-            start = int(span_start(inputs.workday, inputs.present.shape[1],
-                                    DROP_SPAN_WORKDAYS)[lday])
-            span = inputs.workday[start:lday + 1]
-            at_work, so_far = inputs.attendance()
-            active = int((at_work[s, start:lday] & span[:-1]).sum()
-                         + (so_far[s, lday] & span[-1]))
-            away = 0 if scattered is None else int(scattered.runs[s, lday])
-            occasions = (f", away on {away} separate occasions in the last 7 days"
-                         if away >= DROP_ABSENCE_RUNS else "")
-            cand = replace(cand, reason=f"active on {active} of the last {int(span.sum())} "
-                                        f"workdays{occasions}; {cand.reason}")
+            cand = replace(cand, reason=_drop_reason(inputs, scattered, s, lday, cand.reason,
+                                                     by_workdays))
         out.append(cand)
     return out
+
+
+def _drop_reason(inputs: RuleInputs, scattered: Scattered | None, s: int, lday: int,
+                 reason: str, by_workdays: bool) -> str:
+    """The count of workdays at work first: ``active on 6 of the last 10 workdays, away on 2
+    separate occasions in the last 7 days; ...``. Fired by the workdays at work (weekend days
+    worked kept ``active_days`` 7d within its baseline), the count is over the last 5
+    workdays against the person's usual, and the 7-day count says how many days off were
+    worked: ``active on 2 of the last 5 workdays, usually 5 ± 1, ...; active_days 7d at 4
+    days, 2 of them days off worked (baseline 6.1 ± 1)``."""
+    last = 5 if by_workdays else DROP_SPAN_WORKDAYS
+    start = int(span_start(inputs.workday, inputs.present.shape[1], last)[lday])
+    span = inputs.workday[start:lday + 1]
+    at_work, so_far = inputs.attendance()
+    active = int((at_work[s, start:lday] & span[:-1]).sum() + (so_far[s, lday] & span[-1]))
+    n = int(span.sum())
+    text = f"active on {active} of the last {n} workdays"
+    usual = [] if scattered is None or not by_workdays else [
+        wp for wp in scattered.workdays if wp.last == last and wp.usable[s, lday]]
+    if usual and usual[0].counted[s, lday] > 0:
+        wp = usual[0]
+        share = float(wp.mean[s, lday]) / float(wp.counted[s, lday])
+        spread = float(wp.std[s, lday]) * np.sqrt(n / float(wp.counted[s, lday]))
+        text += f", usually {fmt_number(n * share)} ± {fmt_number(spread)}"
+    away = 0 if scattered is None else int(scattered.runs[s, lday])
+    if away >= DROP_ABSENCE_RUNS:
+        text += f", away on {away} separate occasions in the last 7 days"
+    if by_workdays and scattered is not None and scattered.off_worked is not None:
+        _, mean, std, _ = inputs.windows["7d"].context["active_days"]
+        value = float(scattered.value[s, lday])
+        off = round(float(scattered.off_worked[s, lday]))
+        worked = (f", {off} of them {'a day' if off == 1 else 'days'} off worked" if off
+                  else "")
+        reason = (f"active_days 7d at {fmt_value('active_days', value)}{worked} (baseline "
+                  f"{fmt_number(float(mean[s, lday]))} ± {fmt_number(float(std[s, lday]))})")
+    return f"{text}; {reason}"
 
 
 def _fewer_at_work(inputs: RuleInputs, scattered: Scattered | None) -> np.ndarray:
