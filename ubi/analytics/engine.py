@@ -49,7 +49,7 @@ from ubi.analytics.calendar import day_number, workday_mask
 from ubi.analytics.detection import anomaly_observations, detect_range, hit_records
 from ubi.analytics.features import N_FEATURES, prepare_activity
 from ubi.analytics.peers import collect_peer_inputs, peer_context
-from ubi.analytics.presence import quiet_days
+from ubi.analytics.presence import quiet_days, usual_workday_share
 from ubi.analytics.results import (
     BaselineTable,
     FeatureTable,
@@ -233,6 +233,7 @@ def analyse_tenant(activity: DailyActivity, config: TenantConfig, *, tenant_id: 
     candidates = []
     for sc in scopes:
         at_work, at_work_so_far = sc.activity.presence()
+        share, known = usual_workday_share(at_work, workday & ~quiet, sc.leave)
         inputs = RuleInputs(
             tenant_id=tenant_id, scope=sc.name, subject_ids=list(sc.activity.subject_ids),
             day0=int(day_nums[r0]), eval_offset=e0 - r0, workday=workday[r0:],
@@ -243,7 +244,8 @@ def analyse_tenant(activity: DailyActivity, config: TenantConfig, *, tenant_id: 
                                     params.min_days)[:, r0:],
             subject_types=list(sc.activity.actor_types), quiet=quiet[r0:],
             leave=sc.leave[:, r0:], at_work=at_work[:, r0:],
-            at_work_so_far=at_work_so_far[:, r0:])
+            at_work_so_far=at_work_so_far[:, r0:], usual_share=share[:, r0:],
+            usual_known=known[:, r0:])
         candidates += evaluate_rules(inputs, config)
     evaluated = [int(d) for d, inc in zip(day_nums[e0:], incomplete[e0:], strict=True)
                  if not inc]

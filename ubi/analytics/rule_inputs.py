@@ -157,6 +157,11 @@ class RuleInputs:
     leave: np.ndarray | None = None
     at_work: np.ndarray | None = None
     at_work_so_far: np.ndarray | None = None
+    #: float [S, L] the subject's usual share of workdays at work and bool [S, L] whether it
+    #: is known (``presence.usual_workday_share``), computed by the engine over the whole
+    #: loaded history (more than the rules' lookback). None = computed from these inputs.
+    usual_share: np.ndarray | None = None
+    usual_known: np.ndarray | None = None
 
     def attendance(self) -> tuple[np.ndarray, np.ndarray]:
         """(``at_work``, ``at_work_so_far``), ``present`` where not given."""

@@ -30,7 +30,10 @@ feature means beyond one (effective) std of the mean ("flat" within it, as reaso
                              failure rates are > 2 stds above baseline (``_rework_corroborated``)
 ``context_thrash``           ``context_switch_rate`` anomalous-high (24h / 7d), persisting,
                              while ``pr_throughput`` 7d is not above baseline (no usable
-                             baseline counts as "not above")
+                             baseline counts as "not above"); the 7d value only with its 24h
+                             value anomalous on a day of the last 8 workdays, on 3 days (and
+                             3 within the last 5 for the early confirmation) for a subject
+                             with no PR output to guard by (``_thrash_seen_daily``)
 ``engagement_drop``          ``active_days`` (7d) or ``focus_session_avg_minutes`` (24h, 7d)
                              anomalous-low over a clean window (no leave, quiet or incomplete
                              day; for the focus average, an intensive feature, only no
@@ -40,7 +43,11 @@ feature means beyond one (effective) std of the mean ("flat" within it, as reaso
                              ``_fewer_at_work``). Also at once, on a day present,
                              when the fewer active days are scattered days off (>= 2 separate
                              runs of workdays away in the 7 days; a holiday without events
-                             counted at the person's rate of presence on the other workdays)
+                             counted at the person's rate of presence on the other workdays),
+                             fewer judged by ``active_days`` 7d or, with days off worked in
+                             the 7 days, by the workdays at work in the last 5 against the
+                             person's usual share, active days and events 7d below baseline
+                             too (weekend days worked do not hide workdays away)
 ``guardrail_overrides``      ``override_count`` anomalous-high (24h / 7d), persisting
 ``mentoring_potential``      actor scope: ``reviews_given`` 28d > 0, >= the nearest-rank p90
                              and > the median of the peer group (team members of the actor's
@@ -218,18 +225,55 @@ def _rework_corroborated(inputs: RuleInputs, p: Persistent) -> Persistent:
     return p
 
 
+#: Daily hits a ``context_thrash`` 7d trigger needs on a subject whose output the rule cannot
+#: read (``_output_known``): within the last 8 workdays for its own persistence, within the
+#: last 5 for the early confirmation (``_thrash_seen_daily``).
+THRASH_UNGUARDED_HITS = 3
+
+
+def _output_known(inputs: RuleInputs) -> np.ndarray:
+    """[S, L] the subject's ``pr_throughput`` 7d has a usable baseline above 0: the rule's
+    "not more PRs" guard says something about the subject."""
+    rw = inputs.windows.get("7d")
+    if rw is None or "pr_throughput" not in rw.context:
+        return np.zeros(inputs.present.shape, dtype=bool)
+    _, mean, _, usable = rw.context["pr_throughput"]
+    with np.errstate(invalid="ignore"):
+        return usable & (mean > 0)
+
+
 def _thrash_seen_daily(inputs: RuleInputs, p: Persistent) -> Persistent:
     """``context_thrash``'s 7d trigger counts only while its 24h value was anomalous on at
     least one day within the span of the 7d persistence (the last 8 workdays). A switch rate
     per active hour that no single day shows high is a shift of hours, not thrash: on the
     generated tenants, a week of light days and the return to ordinary hours after weeks of
     evening work (a baseline learnt on the longer days) raised it; every planted thrash shows
-    on its days too."""
+    on its days too.
+
+    Where the rule cannot read the subject's output (``_output_known``: no PRs merged of its
+    own, as for the AI agents, whose PRs their reviewers merge), the "not more PRs" guard says
+    nothing, and the switches themselves must show on more days: ``THRASH_UNGUARDED_HITS``
+    daily hits, for the 7d value's own persistence (within the last 8 workdays) and for its
+    early confirmation (within the last 5). An agent's few switches a day spread over many
+    active hours make a 7-day rate that drifts for weeks with one day anomalous (seed 103's
+    agent-05: 13-15 switches a week, then 26-31 for four weeks, no day but one high), and an
+    agent's two busy days in a row make the two daily hits of an early confirmation (seed
+    107's agent-03); on the unseen generated tenants every false thrash on an agent came one
+    of these two ways. A real thrash, four times the switches, shows on most days, agents'
+    too."""
     key, daily = ("context_switch_rate", "7d"), p.masks.get(("context_switch_rate", "24h"))
     if key not in p.persists or daily is None:
         return p
     _, last, _ = persistence_rule(WINDOWS[key[1]])
-    p.persists[key] = p.persists[key] & (span_counts(daily, inputs.workday, last) >= 1)
+    known = _output_known(inputs)
+    seen = span_counts(daily, inputs.workday, last)
+    ok = p.persists[key] & (seen >= np.where(known, 1, THRASH_UNGUARDED_HITS))
+    early = p.early.get(key)
+    if early is not None:
+        weak = (early > 0) & (early < THRASH_UNGUARDED_HITS) & ~known
+        ok &= ~weak
+        p.early[key] = np.where(weak, 0, early)
+    p.persists[key] = ok
     p.fired = np.logical_or.reduce(list(p.persists.values()))
     return p
 
@@ -380,34 +424,66 @@ def _engagement_drop(inputs: RuleInputs, config: TenantConfig) -> list[SignalCan
     out = []
     for s, lday in fired_days(gate(inputs, on_day), inputs):
         triggers = persistent_triggers(inputs, drop, s, lday)
+        by_workdays = (scattered is not None and scattered.by_workdays is not None
+                       and bool(scattered.by_workdays[s, lday])
+                       and not any(t.feature == "active_days" for t in triggers))
         if scattered is not None and scattered.fired[s, lday] and not any(
                 t.feature == "active_days" for t in triggers):
             _, mean, std, _ = inputs.windows["7d"].context["active_days"]
             v = float(scattered.value[s, lday])
             m, sd = float(mean[s, lday]), float(std[s, lday])
             min_std = float(config.baseline_algorithm["min_std"])
+            z = (v - m) / max(sd, min_std)
+            if by_workdays and scattered.z_workdays is not None:
+                z = float(scattered.z_workdays[s, lday])  # the days at work on workdays
             triggers.append(Trigger(
                 "active_days", "7d", lday,
-                HitInfo(v, m, sd, (v - m) / max(sd, min_std),
-                        float(inputs.windows["7d"].window_confidence[s, lday])),
+                HitInfo(v, m, sd, z, float(inputs.windows["7d"].window_confidence[s, lday])),
                 severity=abs(int(scattered.severity[s, lday]))))
         if not triggers:
             continue
         cand = from_triggers(inputs, "engagement_drop", s, lday, triggers)
         if any(t.feature == "active_days" for t in triggers):
-            start = int(span_start(inputs.workday, inputs.present.shape[1],
-                                    DROP_SPAN_WORKDAYS)[lday])
-            span = inputs.workday[start:lday + 1]
-            at_work, so_far = inputs.attendance()
-            active = int((at_work[s, start:lday] & span[:-1]).sum()
-                         + (so_far[s, lday] & span[-1]))
-            away = 0 if scattered is None else int(scattered.runs[s, lday])
-            occasions = (f", away on {away} separate occasions in the last 7 days"
-                         if away >= DROP_ABSENCE_RUNS else "")
-            cand = replace(cand, reason=f"active on {active} of the last {int(span.sum())} "
-                                        f"workdays{occasions}; {cand.reason}")
+            cand = replace(cand, reason=_drop_reason(inputs, scattered, s, lday, cand.reason,
+                                                     by_workdays))
         out.append(cand)
     return out
+
+
+def _drop_reason(inputs: RuleInputs, scattered: Scattered | None, s: int, lday: int,
+                 reason: str, by_workdays: bool) -> str:
+    """The count of workdays at work first: ``active on 6 of the last 10 workdays, away on 2
+    separate occasions in the last 7 days; ...``. Fired by the workdays at work (weekend days
+    worked kept ``active_days`` 7d within its baseline), the count is over the last 5
+    workdays against the person's usual, and the 7-day count says how many days off were
+    worked: ``active on 2 of the last 5 workdays, usually 5 ± 1, ...; active_days 7d at 4
+    days, 2 of them days off worked (baseline 6.1 ± 1)``."""
+    last = 5 if by_workdays else DROP_SPAN_WORKDAYS
+    start = int(span_start(inputs.workday, inputs.present.shape[1], last)[lday])
+    span = inputs.workday[start:lday + 1]
+    at_work, so_far = inputs.attendance()
+    active = int((at_work[s, start:lday] & span[:-1]).sum() + (so_far[s, lday] & span[-1]))
+    n = int(span.sum())
+    text = f"active on {active} of the last {n} workdays"
+    usual = [] if scattered is None or not by_workdays else [
+        wp for wp in scattered.workdays if wp.last == last and wp.usable[s, lday]]
+    if usual and usual[0].counted[s, lday] > 0:
+        wp = usual[0]
+        share = float(wp.mean[s, lday]) / float(wp.counted[s, lday])
+        spread = float(wp.std[s, lday]) * np.sqrt(n / float(wp.counted[s, lday]))
+        text += f", usually {fmt_number(n * share)} ± {fmt_number(spread)}"
+    away = 0 if scattered is None else int(scattered.runs[s, lday])
+    if away >= DROP_ABSENCE_RUNS:
+        text += f", away on {away} separate occasions in the last 7 days"
+    if by_workdays and scattered is not None and scattered.off_worked is not None:
+        _, mean, std, _ = inputs.windows["7d"].context["active_days"]
+        value = float(scattered.value[s, lday])
+        off = round(float(scattered.off_worked[s, lday]))
+        worked = (f", {off} of them {'a day' if off == 1 else 'days'} off worked" if off
+                  else "")
+        reason = (f"active_days 7d at {fmt_value('active_days', value)}{worked} (baseline "
+                  f"{fmt_number(float(mean[s, lday]))} ± {fmt_number(float(std[s, lday]))})")
+    return f"{text}; {reason}"
 
 
 def _fewer_at_work(inputs: RuleInputs, scattered: Scattered | None) -> np.ndarray:

@@ -224,3 +224,85 @@ def test_fewer_collaborators_while_away_more_is_no_burnout() -> None:
                 del team[0].days[d]
     res = analyse(team, n_days=N_DAYS, eval_from=21)
     assert signal_classes(res, "a0") == {"engagement_drop"}
+
+
+def test_a_short_drop_with_its_weekend_worked_is_seen_on_workdays() -> None:
+    # Someone who works a light Saturday every week (active_days 7d usually 6 ± 1) is away on
+    # the Tuesday, Wednesday and Friday of one week, and works the Sunday before it too. The
+    # 7 days to that Friday hold 4 active days (Saturday, Sunday, Monday, Thursday): z = -2.1,
+    # within the warning threshold, and the old rule saw nothing. On workdays the person was
+    # at work on 2 of the last 5 against a usual 5: an engagement drop, that Friday.
+    team = team_of()
+    for d in range(N_DAYS):
+        if d % 7 == 5:
+            team[0].days[d] = dict(office_day(d), commit_created=1, build_succeeded=1,
+                                   test_passed=1, hours=[11, 12])
+    monday = 7 * 5
+    team[0].days[monday - 1] = dict(team[0].days[monday - 2])  # the Sunday before
+    for d in (monday + 1, monday + 2, monday + 4):
+        del team[0].days[d]
+    res = analyse(team, n_days=N_DAYS, eval_from=21)
+    first = first_signal(res, "a0", "engagement_drop")
+    assert first is not None, signal_classes(res, "a0")
+    assert first.first_day - day_number(MONDAY) == monday + 4, first.reason
+    assert first.reason == ("active on 2 of the last 5 workdays, usually 5 ± 1, away on 2 "
+                            "separate occasions in the last 7 days; active_days 7d at 4 days, "
+                            "2 of them days off worked (baseline 6.1 ± 1)"), first.reason
+    for i in range(1, 5):
+        assert signal_classes(res, f"a{i}") == set()
+
+
+def test_a_weekend_worker_taking_one_day_off_is_no_drop() -> None:
+    # The same person away on one Wednesday and, the week after, one Monday: two single days
+    # off in a fortnight (2 of the last 10 workdays), not scattered absences.
+    team = team_of()
+    for d in range(N_DAYS):
+        if d % 7 == 5:
+            team[0].days[d] = dict(office_day(d), commit_created=1, build_succeeded=1,
+                                   test_passed=1, hours=[11, 12])
+    for d in (7 * 5 + 2, 7 * 6):
+        del team[0].days[d]
+    res = analyse(team, n_days=N_DAYS, eval_from=21)
+    assert "engagement_drop" not in signal_classes(res, "a0")
+
+
+def steady_agent_day(d: int, switches: int = 3) -> dict:
+    """An agent's day: 20 active hours every day, weekends too, and a few context switches
+    (about 3 a day, so about 0.15 an active hour)."""
+    return {"llm_request_submitted": 40, "commit_created": 4, "build_succeeded": 3,
+            "test_passed": 4, "context_switch": switches + (d % 3 == 0) - (d % 3 == 1),
+            "hours": list(range(2, 22)), "items": [(f"w{d // 3}", 40)]}
+
+
+def agent_team(days: dict[int, dict] | None = None) -> list[Actor]:
+    agents = [Actor(f"bot{i}", {d: steady_agent_day(d) for d in range(N_DAYS)},
+                    actor_type="ai_agent", team="A") for i in range(5)]
+    agents[0].days.update(days or {})
+    return [*team_of(), *agents]
+
+
+def test_an_agents_few_switches_drifting_up_with_one_busy_day_is_no_thrash() -> None:
+    # An agent's few switches a day over many active hours: from a Monday it switches 6 times
+    # a day instead of 3 (the 7-day rate per active hour 0.3 against 0.15, anomalous for two
+    # weeks on a rate resting on ~20 switches a week), and one day of 14 switches is the only
+    # day anomalous on its own. The agent merges no PRs of its own, so "not more PRs" says
+    # nothing about it; the old rule read the 7-day value's persistence with that one day as
+    # thrash (day 43). Without an output to guard by, the switches must show on 3 days.
+    onset = 7 * 5
+    days = {d: steady_agent_day(d, switches=6) for d in range(onset, N_DAYS)}
+    days[onset + 1] = steady_agent_day(onset + 1, switches=14)
+    res = analyse(agent_team(days), n_days=N_DAYS, eval_from=21)
+    assert "context_thrash" not in signal_classes(res, "bot0")
+
+
+def test_an_agent_switching_four_times_as_often_is_thrash() -> None:
+    # SPEC §5.5: thrash applies to agents too. Four times the switches, every day for two
+    # weeks, shows on the days themselves and is seen within the week.
+    onset = 7 * 5
+    days = {d: steady_agent_day(d, switches=12) for d in range(onset, onset + 14)}
+    res = analyse(agent_team(days), n_days=N_DAYS, eval_from=21)
+    first = first_signal(res, "bot0", "context_thrash")
+    assert first is not None, signal_classes(res, "bot0")
+    assert first.first_day - day_number(MONDAY) < onset + 5, first.reason
+    for i in range(1, 5):
+        assert "context_thrash" not in signal_classes(res, f"bot{i}")
