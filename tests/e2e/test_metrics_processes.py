@@ -32,7 +32,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import BROKER_URL, CLOCK_FILE, PROJECT_ROOT, QUEUE_PREFIX, SUITE_NOW
 from tests.support.envelopes import envelope
-from tests.support.servers import WorkerProcess, free_port
+from tests.support.servers import WorkerProcess, free_port, stop
 from tests.support.waiting import wait_until
 from ubi import clock
 from ubi.analytics.taxonomy import ACTOR_SCOPES, FEATURE_NAMES
@@ -95,21 +95,8 @@ def gunicorn(metrics_dir: Path) -> Iterator[str]:
             raise RuntimeError(f"gunicorn did not start: {log.read().decode()[-3000:]}")
         yield base
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc)
         log.close()
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=10)
 
 
 @contextmanager
@@ -146,7 +133,7 @@ def flower() -> Iterator[str]:
             raise RuntimeError(f"flower did not start: {log.read().decode()[-3000:]}")
         yield base
     finally:
-        _stop(proc)
+        stop(proc)
         log.close()
 
 
@@ -209,7 +196,7 @@ def prometheus(targets: dict[str, str], workdir: Path) -> Iterator[str]:
                                f"{log.read().decode()[-3000:]}")
         yield base
     finally:
-        _stop(proc)
+        stop(proc)
         log.close()
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.servers import free_port
+from tests.support.servers import free_port, stop
 from tests.support.waiting import wait_until
 
 WORKERS, THREADS = 2, 4
@@ -46,11 +46,7 @@ def web() -> Iterator[tuple[int, subprocess.Popen[bytes], Path]]:
                 raise RuntimeError(f"gunicorn did not start: {log.read_text()[-3000:]}")
             yield port, proc, log
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            stop(proc)
 
 
 def _children(pid: int) -> list[int]:
