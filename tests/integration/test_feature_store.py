@@ -64,6 +64,23 @@ def test_records_are_the_written_values_with_derived_ids_and_bounds(backend_sess
     assert values(s, windows=["7d"]) == {}
 
 
+def test_one_subjects_window_of_a_day_reads_as_its_records(backend_session) -> None:
+    # The profile's shortcut: the same values, ids and confidence as records, in taxonomy
+    # order; nothing for a window or a subject not stored.
+    s = backend_session
+    feature_store.write(s, [table("7d", 10.0, confidence=0.5), table("24h", 1.0, subject="a2")],
+                        now=NOW)
+    s.commit()
+    confidence, got = feature_store.subject_window(s, "acme", "actor", "a1", DAY, "7d")
+    records = list(feature_store.records(s, "acme", subject_id="a1", windows=["7d"]))
+    assert confidence == 0.5 and len(got) == len(feature_store.SLOTS["7d"])
+    assert [(spec.name, fid, value) for spec, fid, value in got] == [
+        (r.feature_name, r.feature_id, r.value) for r in records]
+    assert any(value is None for _, _, value in got)
+    assert feature_store.subject_window(s, "acme", "actor", "a1", DAY, "24h")[1] == []
+    assert feature_store.subject_window(s, "acme", "actor", "a3", DAY, "7d")[1] == []
+
+
 def test_windows_merge_by_mode_and_unchanged_rows_are_not_rewritten(backend_session) -> None:
     s = backend_session
     feature_store.write(s, [table("24h", 1.0), table("7d", 10.0)], now=NOW)

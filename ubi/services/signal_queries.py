@@ -63,6 +63,13 @@ def enabled_classes(config: TenantConfig) -> list[str]:
     return [name for name in SIGNAL_CLASS_BY_NAME if config.signal_class_enabled(name)]
 
 
+def class_conditions(config: TenantConfig) -> list[sa.ColumnElement[bool]]:
+    """The condition that keeps classes the tenant disabled out (FM-UBI-01); none when every
+    class is enabled, the usual case: an IN list is rendered again on every execution."""
+    enabled = enabled_classes(config)
+    return [Signal.signal_class.in_(enabled)] if len(enabled) < len(SIGNAL_CLASS_BY_NAME) else []
+
+
 def conceal_actors(value: Any) -> Any:
     """``value`` with every actor pseudonym replaced (readers without ``ubi:read:actor``)."""
     if isinstance(value, str):
@@ -102,14 +109,9 @@ def query_signals(session: Session, tenant_id: str, config: TenantConfig,
     """One page of the tenant's signals matching ``filters``, newest first."""
     s = Signal
     scopes = [sc for sc in filters.scopes if sees_actors or sc != "actor"]
-    # Every scope, every class enabled (the usual query): no condition, so no IN list rendered
-    # again on every execution (signals hold no other scope or class).
-    conditions = [s.tenant_id == tenant_id]
-    if set(scopes) != set(SCOPES):
+    conditions = [s.tenant_id == tenant_id, *class_conditions(config)]
+    if set(scopes) != set(SCOPES):  # every scope (the usual query): no IN list to render
         conditions.append(s.actor_scope.in_(scopes))
-    enabled = enabled_classes(config)
-    if len(enabled) < len(SIGNAL_CLASS_BY_NAME):
-        conditions.append(s.signal_class.in_(enabled))
     if filters.dimensions:
         conditions.append(s.dimension.in_(list(filters.dimensions)))
     if filters.signal_types:
@@ -149,7 +151,7 @@ def recent_signals(session: Session, tenant_id: str, config: TenantConfig, pseud
     s = Signal
     rows = session.execute(_SELECT_DOCUMENT.where(
         s.tenant_id == tenant_id, s.actor_scope == "actor", s.subject_id == pseudonym,
-        s.signal_class.in_(enabled_classes(config)))
+        *class_conditions(config))
         .order_by(s.updated_at.desc(), s.signal_id.desc())
         .limit(max(1, min(limit, MAX_PAGE)))).mappings().all()
     return [signal_document(r, sees_actors=True, actor_id=actor_id) for r in rows]
@@ -170,10 +172,9 @@ def subject_signals(session: Session, tenant_id: str, config: TenantConfig, scop
                     subject_id: str, *, since: date, sees_actors: bool,
                     limit: int = 100) -> list[dict[str, Any]]:
     """Active signals and those of the last days (from ``since``) of one subject."""
-    query = _SUBJECT_SIGNALS
-    enabled = enabled_classes(config)
-    if len(enabled) < len(SIGNAL_CLASS_BY_NAME):
-        query = query.where(Signal.signal_class.in_(enabled))
+    query, disabled = _SUBJECT_SIGNALS, class_conditions(config)
+    if disabled:  # else the prebuilt statement itself: its cache key is computed once
+        query = query.where(*disabled)
     rows = session.execute(query, {
         "tenant_id": tenant_id, "scope": scope, "subject_id": subject_id, "since": since,
         "limit": limit}).mappings().all()

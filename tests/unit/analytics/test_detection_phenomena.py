@@ -226,17 +226,24 @@ def test_fewer_collaborators_while_away_more_is_no_burnout() -> None:
     assert signal_classes(res, "a0") == {"engagement_drop"}
 
 
+def saturday_worker_team() -> list[Actor]:
+    """``team_of()`` whose first member also works a light Saturday every week (active_days
+    7d usually 6 ± 1)."""
+    team = team_of()
+    for d in range(N_DAYS):
+        if d % 7 == 5:
+            team[0].days[d] = dict(office_day(d), commit_created=1, build_succeeded=1,
+                                   test_passed=1, hours=[11, 12])
+    return team
+
+
 def test_a_short_drop_with_its_weekend_worked_is_seen_on_workdays() -> None:
     # Someone who works a light Saturday every week (active_days 7d usually 6 ± 1) is away on
     # the Tuesday, Wednesday and Friday of one week, and works the Sunday before it too. The
     # 7 days to that Friday hold 4 active days (Saturday, Sunday, Monday, Thursday): z = -2.1,
     # within the warning threshold, and the old rule saw nothing. On workdays the person was
     # at work on 2 of the last 5 against a usual 5: an engagement drop, that Friday.
-    team = team_of()
-    for d in range(N_DAYS):
-        if d % 7 == 5:
-            team[0].days[d] = dict(office_day(d), commit_created=1, build_succeeded=1,
-                                   test_passed=1, hours=[11, 12])
+    team = saturday_worker_team()
     monday = 7 * 5
     team[0].days[monday - 1] = dict(team[0].days[monday - 2])  # the Sunday before
     for d in (monday + 1, monday + 2, monday + 4):
@@ -255,11 +262,7 @@ def test_a_short_drop_with_its_weekend_worked_is_seen_on_workdays() -> None:
 def test_a_weekend_worker_taking_one_day_off_is_no_drop() -> None:
     # The same person away on one Wednesday and, the week after, one Monday: two single days
     # off in a fortnight (2 of the last 10 workdays), not scattered absences.
-    team = team_of()
-    for d in range(N_DAYS):
-        if d % 7 == 5:
-            team[0].days[d] = dict(office_day(d), commit_created=1, build_succeeded=1,
-                                   test_passed=1, hours=[11, 12])
+    team = saturday_worker_team()
     for d in (7 * 5 + 2, 7 * 6):
         del team[0].days[d]
     res = analyse(team, n_days=N_DAYS, eval_from=21)
